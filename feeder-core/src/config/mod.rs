@@ -1,0 +1,479 @@
+//! The YAML configuration: what to collect, how to process it, where to store it.
+//!
+//! Loading is three pure steps, none of which touches the network: `${VAR}` interpolation
+//! from the environment, parsing (unknown keys are errors that name the key and its line),
+//! and validation. Checking exchange names and writer options against a
+//! [`Registry`](crate::feeder::Registry) is [`Feeder::validate`](crate::feeder::Feeder::validate).
+
+mod env;
+mod locate;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::exchange::Transport;
+use crate::model::{serde_duration, Interval, Symbol};
+
+pub use env::interpolate;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key or a bad value; the message has the line.
+    #[error("invalid config: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A `${VAR}` names a variable that is not set.
+    #[error("environment variable {name} is not set (line {line})")]
+    MissingEnv {
+        /// The variable.
+        name: String,
+        /// The line of the reference.
+        line: usize,
+    },
+    /// A `${...}` that cannot be read.
+    #[error("bad interpolation on line {line}: {reason}")]
+    Interpolation {
+        /// The line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is invalid in context (duplicate symbol, zero batch size, ...).
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// Where, as `exchanges[0].symbols`.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An option of a writer is unknown or has a bad value.
+    #[error("writers[{index}] ({kind}): {message}{}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    WriterOption {
+        /// Position in the `writers` list.
+        index: usize,
+        /// The writer type.
+        kind: String,
+        /// The parser's message.
+        message: String,
+        /// The line of the offending key, when it can be found.
+        line: Option<usize>,
+    },
+}
+
+impl ConfigError {
+    /// An [`Invalid`](ConfigError::Invalid) error.
+    pub fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The venues to collect from.
+    pub exchanges: Vec<ExchangeConfig>,
+    /// Processing between exchanges and writers.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Where events are stored.
+    pub writers: Vec<WriterConfig>,
+    /// How long a graceful shutdown may take before stragglers are named and abandoned.
+    #[serde(default = "default_shutdown_timeout", with = "serde_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// One venue and the symbols to collect from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Registry name (`bitstamp`, `coinbase`, ...).
+    pub name: String,
+    /// Normalized symbols (`BTC-USD`).
+    pub symbols: Vec<Symbol>,
+    /// `websocket` (default) or `rest`.
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// How often to poll over REST.
+    #[serde(default = "default_poll_interval", with = "serde_duration")]
+    pub poll_interval: Duration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_request_timeout", with = "serde_duration")]
+    pub request_timeout: Duration,
+    /// Override of the REST base URL (proxies, mirrors, tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_url: Option<Url>,
+    /// Override of the WebSocket URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<Url>,
+    /// After a WebSocket reconnect, fetch the missed trades over REST (where the venue allows).
+    #[serde(default = "default_true")]
+    pub backfill: bool,
+}
+
+fn default_transport() -> Transport {
+    Transport::Websocket
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// What to do with a trade that arrives after its candle was emitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LateTradePolicy {
+    /// Count it (the trade itself still goes to the writers) and leave the candle as it was.
+    #[default]
+    Drop,
+    /// Emit the candle again including the trade, with `revision` increased.
+    Revise,
+}
+
+/// Processing between exchanges and writers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Pass each (exchange, symbol, trade_id) only once.
+    #[serde(default = "default_true")]
+    pub dedup: bool,
+    /// Per stream, how many recent ids the valve remembers for venues whose ids do not
+    /// increase.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: usize,
+    /// Candle intervals (`[]` for none).
+    #[serde(default = "default_candles")]
+    pub candles: Vec<Interval>,
+    /// How long after an interval closes its candle waits for stragglers before it is emitted
+    /// in a quiet market.
+    #[serde(default = "default_candle_grace", with = "serde_duration")]
+    pub candle_grace: Duration,
+    /// What to do with a trade older than an emitted candle.
+    #[serde(default)]
+    pub late_trades: LateTradePolicy,
+    /// Capacity, in batches, of the channel from the exchanges into the pipeline.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+}
+
+fn default_dedup_window() -> usize {
+    10_000
+}
+fn default_candles() -> Vec<Interval> {
+    vec![Interval::M30, Interval::H1]
+}
+fn default_candle_grace() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_channel_capacity() -> usize {
+    1024
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            dedup: true,
+            dedup_window: default_dedup_window(),
+            candles: default_candles(),
+            candle_grace: default_candle_grace(),
+            late_trades: LateTradePolicy::default(),
+            channel_capacity: default_channel_capacity(),
+        }
+    }
+}
+
+/// What a writer's queue does when it is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenFullPolicy {
+    /// Wait: nothing is lost, and the pipeline slows to this writer's pace once its queue is
+    /// full.
+    #[default]
+    Block,
+    /// Drop the new batch, count it and log loudly: the other writers go on at full speed.
+    Drop,
+}
+
+/// One writer: the settings every writer has, plus its own options.
+///
+/// Written in YAML as one map: `type`, the common keys below, and the writer's own keys
+/// (`path`, `format`, ...), which its factory reads with [`WriterConfig::options`].
+#[derive(Clone, Debug, Serialize)]
+pub struct WriterConfig {
+    /// Registry type (`file`, `log`, `stdout`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A name for logs and the summary; defaults to the type.
+    pub name: Option<String>,
+    /// Write at most this many events per batch.
+    pub batch_size: usize,
+    /// Write a partial batch after it waited this long.
+    #[serde(with = "serde_duration")]
+    pub batch_delay: Duration,
+    /// Capacity of the writer's queue, in batches.
+    pub queue_capacity: usize,
+    /// What the queue does when full.
+    pub when_full: WhenFullPolicy,
+    /// Longest wait between retries of a failing batch.
+    #[serde(with = "serde_duration")]
+    pub retry_max_delay: Duration,
+    /// The writer's own keys.
+    #[serde(flatten)]
+    pub options: serde_yaml_ng::Mapping,
+    /// Line of each of this writer's keys in the file, for error messages.
+    #[serde(skip)]
+    key_lines: HashMap<String, usize>,
+    /// Position in the `writers` list.
+    #[serde(skip)]
+    index: usize,
+}
+
+impl WriterConfig {
+    /// A writer of `kind` with default settings and no options (for programs that build their
+    /// configuration in code).
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: None,
+            batch_size: 1000,
+            batch_delay: Duration::from_millis(100),
+            queue_capacity: 1024,
+            when_full: WhenFullPolicy::Block,
+            retry_max_delay: Duration::from_secs(30),
+            options: serde_yaml_ng::Mapping::new(),
+            key_lines: HashMap::new(),
+            index: 0,
+        }
+    }
+
+    /// Sets one option (for configuration built in code).
+    pub fn with_option(mut self, key: &str, value: impl Into<serde_yaml_ng::Value>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// The name used in logs and the summary.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.kind)
+    }
+
+    /// Reads the writer's own options into `T` (declare it `#[serde(deny_unknown_fields)]`).
+    /// Errors name the writer, the key and, where it can be found, the line.
+    pub fn options<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(self.options.clone())).map_err(
+            |e| {
+                let message = e.to_string();
+                let line = message
+                    .split('`')
+                    .nth(1)
+                    .and_then(|key| self.key_lines.get(key).copied())
+                    .or_else(|| {
+                        // A bad value: place it on the first option the message names.
+                        self.options.keys().find_map(|k| {
+                            let k = k.as_str()?;
+                            message.contains(k).then(|| self.key_lines.get(k).copied())?
+                        })
+                    });
+                ConfigError::WriterOption {
+                    index: self.index,
+                    kind: self.kind.clone(),
+                    message,
+                    line,
+                }
+            },
+        )
+    }
+
+    /// A [`ConfigError::WriterOption`] for this writer about option `key`.
+    pub fn option_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::WriterOption {
+            index: self.index,
+            kind: self.kind.clone(),
+            message: format!("{key}: {}", message.into()),
+            line: self.key_lines.get(key).copied(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WriterConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_yaml_ng::Mapping::deserialize(d)?;
+        let mut take = |key: &str| map.remove(key);
+        let kind = match take("type") {
+            Some(serde_yaml_ng::Value::String(s)) => s,
+            Some(_) => return Err(D::Error::custom("writer `type` must be a string")),
+            None => return Err(D::Error::custom("missing field `type` in a writer")),
+        };
+        let mut cfg = WriterConfig::new(kind);
+        fn read<T: DeserializeOwned, E: Error>(key: &str, v: serde_yaml_ng::Value) -> Result<T, E> {
+            serde_yaml_ng::from_value(v).map_err(|e| E::custom(format!("writer `{key}`: {e}")))
+        }
+        fn read_duration<E: Error>(key: &str, v: serde_yaml_ng::Value) -> Result<Duration, E> {
+            let s: String = read(key, v)?;
+            crate::model::parse_duration(&s).map_err(|e| E::custom(format!("writer `{key}`: {e}")))
+        }
+        if let Some(v) = take("name") {
+            cfg.name = Some(read("name", v)?);
+        }
+        if let Some(v) = take("batch_size") {
+            cfg.batch_size = read("batch_size", v)?;
+        }
+        if let Some(v) = take("batch_delay") {
+            cfg.batch_delay = read_duration("batch_delay", v)?;
+        }
+        if let Some(v) = take("queue_capacity") {
+            cfg.queue_capacity = read("queue_capacity", v)?;
+        }
+        if let Some(v) = take("when_full") {
+            cfg.when_full = read("when_full", v)?;
+        }
+        if let Some(v) = take("retry_max_delay") {
+            cfg.retry_max_delay = read_duration("retry_max_delay", v)?;
+        }
+        for key in map.keys() {
+            if key.as_str().is_none() {
+                return Err(D::Error::custom("writer option keys must be strings"));
+            }
+        }
+        cfg.options = map;
+        Ok(cfg)
+    }
+}
+
+impl Config {
+    /// Reads and validates a file, interpolating from the process environment.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml_str(&text)
+    }
+
+    /// Parses and validates YAML text, interpolating from the process environment.
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_yaml_str_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates YAML text, interpolating with `lookup` (pure: for tests and for
+    /// programs with their own secret store).
+    pub fn from_yaml_str_with_env(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = interpolate(text, lookup)?;
+        let mut config: Config = serde_yaml_ng::from_str(&text)?;
+        let lines = locate::item_key_lines(&text, "writers");
+        for (i, w) in config.writers.iter_mut().enumerate() {
+            w.index = i;
+            if let Some(l) = lines.get(i) {
+                w.key_lines = l.clone();
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what can be checked without a registry: non-empty lists, unique symbols and
+    /// names, positive sizes and intervals.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.exchanges.is_empty() {
+            return Err(ConfigError::invalid("exchanges", "at least one exchange is needed"));
+        }
+        if self.writers.is_empty() {
+            return Err(ConfigError::invalid("writers", "at least one writer is needed"));
+        }
+        for (i, ex) in self.exchanges.iter().enumerate() {
+            let at = |field: &str| format!("exchanges[{i}] ({}).{field}", ex.name);
+            if ex.symbols.is_empty() {
+                return Err(ConfigError::invalid(at("symbols"), "at least one symbol is needed"));
+            }
+            let mut seen = HashSet::new();
+            for s in &ex.symbols {
+                if !seen.insert(s) {
+                    return Err(ConfigError::invalid(at("symbols"), format!("{s} is listed twice")));
+                }
+            }
+            if ex.poll_interval < Duration::from_millis(100) {
+                return Err(ConfigError::invalid(at("poll_interval"), "must be at least 100ms"));
+            }
+            if ex.request_timeout.is_zero() {
+                return Err(ConfigError::invalid(at("request_timeout"), "must be positive"));
+            }
+            for (field, url) in [("rest_url", &ex.rest_url), ("ws_url", &ex.ws_url)] {
+                if let Some(url) = url {
+                    let ok = match field {
+                        "rest_url" => matches!(url.scheme(), "http" | "https"),
+                        _ => matches!(url.scheme(), "ws" | "wss"),
+                    };
+                    if !ok {
+                        return Err(ConfigError::invalid(
+                            at(field),
+                            format!("unsupported scheme {:?}", url.scheme()),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, w) in self.writers.iter().enumerate() {
+            let at = |field: &str| format!("writers[{i}] ({}).{field}", w.kind);
+            if !names.insert(w.display_name()) {
+                return Err(ConfigError::invalid(
+                    at("name"),
+                    format!("two writers are named {:?}; give one a `name`", w.display_name()),
+                ));
+            }
+            if w.batch_size == 0 {
+                return Err(ConfigError::invalid(at("batch_size"), "must be at least 1"));
+            }
+            if w.queue_capacity == 0 {
+                return Err(ConfigError::invalid(at("queue_capacity"), "must be at least 1"));
+            }
+        }
+        let p = &self.pipeline;
+        if p.channel_capacity == 0 {
+            return Err(ConfigError::invalid("pipeline.channel_capacity", "must be at least 1"));
+        }
+        if p.dedup && p.dedup_window == 0 {
+            return Err(ConfigError::invalid("pipeline.dedup_window", "must be at least 1"));
+        }
+        let mut seen = HashSet::new();
+        for c in &p.candles {
+            if !seen.insert(c) {
+                return Err(ConfigError::invalid("pipeline.candles", format!("{c} is listed twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

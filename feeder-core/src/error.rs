@@ -1,0 +1,174 @@
+//! Typed errors. Each says whether the failure is worth retrying.
+
+use std::time::Duration;
+
+/// A payload a venue sent that could not be understood. Counted and logged by the drivers,
+/// never fatal to the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not valid JSON, or JSON that does not have the expected shape.
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field held a value that cannot be used (a bad decimal, time, side, ...).
+    #[error("invalid {field}: {reason}")]
+    Field {
+        /// The field's name on the wire.
+        field: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A trade for a symbol that was not subscribed.
+    #[error("unknown venue symbol {0:?}")]
+    UnknownSymbol(String),
+    /// The venue reported an error in-band.
+    #[error("venue error: {0}")]
+    Venue(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ParseError {
+    /// A field error.
+    pub fn field(field: &'static str, reason: impl std::fmt::Display) -> Self {
+        ParseError::Field {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why an exchange task stopped. The supervisor restarts it with backoff unless the error is
+/// terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The WebSocket connection failed or dropped.
+    #[error("websocket: {0}")]
+    WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    /// An HTTP request failed before an answer came back.
+    #[error("http request to {url} failed")]
+    Http {
+        /// The request URL (no secrets: venues' public endpoints only).
+        url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The venue answered with an HTTP error status.
+    #[error("http {status} from {url}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The request URL.
+        url: String,
+        /// How long the venue asked us to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
+    },
+    /// No frame arrived within the stale timeout.
+    #[error("connection stale: nothing received for {0:?}")]
+    Stale(Duration),
+    /// The venue asked us to reconnect, or closed the connection.
+    #[error("connection closed by the venue{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
+    /// A setting is wrong (bad URL, unsupported symbol). Not retried.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The pipeline behind the exchange has gone away (shutdown). Not retried.
+    #[error("pipeline closed")]
+    PipelineClosed,
+    /// Any other failure, with its cause.
+    #[error("{context}")]
+    Other {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ExchangeError {
+    /// True when restarting cannot help (bad configuration, pipeline gone).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ExchangeError::Config(_) | ExchangeError::PipelineClosed)
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for ExchangeError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        ExchangeError::WebSocket(Box::new(e))
+    }
+}
+
+/// Why a writer could not store a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A file or socket error. Retried.
+    #[error("i/o error")]
+    Io(#[from] std::io::Error),
+    /// The store refused or failed the batch.
+    #[error("{context}")]
+    Store {
+        /// What was being done.
+        context: String,
+        /// Whether retrying the same batch can succeed.
+        retriable: bool,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Encoding an event failed. Not retried.
+    #[error("encoding failed")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A setting is wrong. Not retried.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl WriteError {
+    /// A store error that retrying may fix.
+    pub fn retriable(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        WriteError::Store {
+            context: context.into(),
+            retriable: true,
+            source: source.into(),
+        }
+    }
+
+    /// A store error that retrying cannot fix.
+    pub fn terminal(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        WriteError::Store {
+            context: context.into(),
+            retriable: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the runner should retry the batch.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            WriteError::Io(_) => true,
+            WriteError::Store { retriable, .. } => *retriable,
+            WriteError::Encode(_) | WriteError::Config(_) => false,
+        }
+    }
+}
+
+/// Shortens a payload for a log line: at most `max` bytes, cut on a character boundary.
+pub fn truncate_for_log(payload: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(payload);
+    if s.len() <= max {
+        return s.into_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], payload.len())
+}

@@ -1,0 +1,205 @@
+//! What an exchange task is given: where to send trades, when to stop, and where it left off.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{truncate_for_log, ExchangeError, ParseError};
+use crate::model::{Symbol, Timestamp, Trade, TradeId};
+
+/// The newest trade seen for one symbol: where to resume and backfill from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The venue's id of that trade.
+    pub trade_id: TradeId,
+    /// Its trade time.
+    pub timestamp: Timestamp,
+}
+
+impl Cursor {
+    /// True when `trade` is newer than this cursor: a greater id when both ids are numbers,
+    /// otherwise a later or equal time (the valve drops the equal-time repeats).
+    pub fn is_older_than(&self, trade: &Trade) -> bool {
+        match trade.trade_id.cmp_numeric(&self.trade_id) {
+            Some(ord) => ord.is_gt(),
+            None => trade.timestamp >= self.timestamp,
+        }
+    }
+}
+
+/// The newest trade seen per symbol of one exchange, shared between its runs so a restarted
+/// exchange knows where it left off.
+#[derive(Clone, Debug, Default)]
+pub struct Cursors {
+    inner: Arc<Mutex<HashMap<Symbol, Cursor>>>,
+}
+
+impl Cursors {
+    /// The cursor of `symbol`, if a trade was seen.
+    pub fn get(&self, symbol: &Symbol) -> Option<Cursor> {
+        self.lock().get(symbol).cloned()
+    }
+
+    /// Moves the cursors forward over `trades` (never backwards).
+    pub fn advance(&self, trades: &[Trade]) {
+        let Some(first) = trades.first() else { return };
+        let mut map = self.lock();
+        // Batches are almost always one symbol: find its newest trade without a map lookup
+        // per trade.
+        let mut best: Option<&Trade> = None;
+        for t in trades {
+            if t.symbol != first.symbol {
+                advance_one(&mut map, t);
+                continue;
+            }
+            let newer = match best {
+                None => true,
+                Some(b) => match t.trade_id.cmp_numeric(&b.trade_id) {
+                    Some(ord) => ord.is_gt(),
+                    None => t.timestamp >= b.timestamp,
+                },
+            };
+            if newer {
+                best = Some(t);
+            }
+        }
+        if let Some(b) = best {
+            advance_one(&mut map, b);
+        }
+    }
+
+    /// Sets a cursor (used to seed from a durable store).
+    pub fn set(&self, symbol: Symbol, cursor: Cursor) {
+        self.lock().insert(symbol, cursor);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Symbol, Cursor>> {
+        // A panic while holding this lock cannot leave the map half-updated in a harmful way.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn advance_one(map: &mut HashMap<Symbol, Cursor>, t: &Trade) {
+    let cursor = Cursor {
+        trade_id: t.trade_id.clone(),
+        timestamp: t.timestamp,
+    };
+    match map.get_mut(&t.symbol) {
+        Some(c) if c.is_older_than(t) => *c = cursor,
+        Some(_) => {}
+        None => {
+            map.insert(t.symbol.clone(), cursor);
+        }
+    }
+}
+
+/// Counters of one exchange, read by the orchestrator for its summary.
+#[derive(Debug, Default)]
+pub struct ExchangeStats {
+    /// Trades sent into the pipeline.
+    pub trades: AtomicU64,
+    /// Payloads that could not be parsed.
+    pub parse_errors: AtomicU64,
+    /// Connection-level failures (dropped socket, HTTP error, stale connection).
+    pub errors: AtomicU64,
+    /// WebSocket reconnects.
+    pub reconnects: AtomicU64,
+    /// Trades recovered over REST after a reconnect.
+    pub backfilled: AtomicU64,
+    /// Restarts by the supervisor.
+    pub restarts: AtomicU64,
+}
+
+impl ExchangeStats {
+    /// Adds one to a counter.
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Where an exchange sends its trades: a bounded channel of batches into the pipeline.
+///
+/// Sending waits when the pipeline is behind (backpressure), and fails only when the
+/// pipeline is gone.
+#[derive(Clone, Debug)]
+pub struct TradeSink {
+    tx: mpsc::Sender<Vec<Trade>>,
+    cursors: Cursors,
+    stats: Arc<ExchangeStats>,
+}
+
+impl TradeSink {
+    /// A sink over `tx` that advances `cursors` and counts into `stats`.
+    pub fn new(tx: mpsc::Sender<Vec<Trade>>, cursors: Cursors, stats: Arc<ExchangeStats>) -> Self {
+        Self { tx, cursors, stats }
+    }
+
+    /// Sends a batch (an empty one is skipped).
+    pub async fn send(&self, trades: Vec<Trade>) -> Result<(), ExchangeError> {
+        if trades.is_empty() {
+            return Ok(());
+        }
+        self.cursors.advance(&trades);
+        let n = trades.len() as u64;
+        self.tx
+            .send(trades)
+            .await
+            .map_err(|_| ExchangeError::PipelineClosed)?;
+        self.stats.trades.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Everything an exchange task is given for one run.
+#[derive(Clone, Debug)]
+pub struct ExchangeContext {
+    /// The symbols to stream, normalized.
+    pub symbols: Vec<Symbol>,
+    /// Where trades go.
+    pub sink: TradeSink,
+    /// Cancelled at shutdown; `run` returns `Ok(())` soon after.
+    pub shutdown: CancellationToken,
+    /// The newest trade seen per symbol, across runs.
+    pub cursors: Cursors,
+    /// Counters.
+    pub stats: Arc<ExchangeStats>,
+}
+
+impl ExchangeContext {
+    /// A context whose sink feeds `tx`; for tests and for programs that drive an exchange
+    /// without the orchestrator.
+    pub fn new(
+        symbols: Vec<Symbol>,
+        tx: mpsc::Sender<Vec<Trade>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let cursors = Cursors::default();
+        let stats = Arc::new(ExchangeStats::default());
+        Self {
+            symbols,
+            sink: TradeSink::new(tx, cursors.clone(), stats.clone()),
+            shutdown,
+            cursors,
+            stats,
+        }
+    }
+
+    /// Counts and logs a payload that could not be parsed, with the payload truncated.
+    pub fn parse_error(&self, exchange: &str, err: &ParseError, payload: &[u8]) {
+        ExchangeStats::incr(&self.stats.parse_errors);
+        tracing::warn!(
+            exchange,
+            error = %err,
+            payload = %truncate_for_log(payload, 256),
+            "skipped a message that could not be parsed"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Sources of trades: the [`Exchange`] trait, the helper traits for WebSocket and REST venues,
+//! and the drivers that run them.
+//!
+//! A venue usually implements only [`StreamVenue`] (a URL, subscribe messages and a pure parse
+//! function) and/or [`PollVenue`] (a request builder and a pure parse function). The drivers
+//! [`StreamExchange`] and [`PollExchange`] turn those into an [`Exchange`] that connects,
+//! subscribes, answers pings, detects stale connections, reconnects with backoff, backfills
+//! gaps over REST and paginates. An exchange defined in another crate uses exactly this API.
+
+mod backoff;
+mod context;
+mod poll;
+mod stream;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::error::{ExchangeError, ParseError};
+use crate::model::{Symbol, Timestamp, Trade};
+
+pub use backoff::Backoff;
+pub use context::{Cursor, Cursors, ExchangeContext, ExchangeStats, TradeSink};
+pub use poll::PollExchange;
+pub use stream::StreamExchange;
+
+/// A source of trades, run by the orchestrator in a task of its own.
+///
+/// `run` sends trades through `ctx.sink` until `ctx.shutdown` is cancelled, then returns
+/// `Ok(())`. It returns `Err` for a failure: the supervisor restarts it with exponential
+/// backoff unless [`ExchangeError::is_terminal`] says not to. `run` may be called again after
+/// it returned, with a fresh context that carries the cursors of the previous run.
+#[async_trait]
+pub trait Exchange: Send + Sync + 'static {
+    /// The registry name (`bitstamp`), used in every trade and in logs.
+    fn name(&self) -> &str;
+
+    /// Streams trades until shutdown or failure.
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError>;
+}
+
+/// The transports a venue offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A WebSocket stream.
+    Websocket,
+    /// REST polling.
+    Rest,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Websocket => "websocket",
+            Transport::Rest => "rest",
+        })
+    }
+}
+
+/// A WebSocket message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WsMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+    /// A protocol-level ping with this payload.
+    Ping(Vec<u8>),
+}
+
+/// What a frame was, besides any trades it carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Market data; its trades (possibly none) were appended to `out`.
+    Data,
+    /// A subscription acknowledgement or other control answer.
+    Ack,
+    /// A heartbeat: proof of life, nothing else.
+    Heartbeat,
+    /// An application-level ping: send this reply.
+    Reply(WsMessage),
+    /// The venue asks the client to reconnect (for example Bitstamp's `bts:request_reconnect`).
+    Reconnect,
+    /// Something that is neither data nor an error, skipped (and counted at debug level).
+    Ignored,
+}
+
+/// A keep-alive the driver sends on a timer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ping {
+    /// How often.
+    pub every: Duration,
+    /// What to send.
+    pub message: WsMessage,
+}
+
+/// What a WebSocket venue says. The core's [`StreamExchange`] driver does the rest.
+///
+/// Parsing is pure: bytes in, trades out, no I/O, no clock (the receive time is passed in).
+pub trait StreamVenue: Send + Sync + 'static {
+    /// The endpoint to connect to for these symbols.
+    fn url(&self, symbols: &[Symbol]) -> Result<Url, ExchangeError>;
+
+    /// The messages to send after connecting (one per channel, or one for all).
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage>;
+
+    /// Parses one frame (text or binary payload), appending its trades to `out`.
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError>;
+
+    /// A keep-alive sent on a timer; by default a protocol ping every 15 s.
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(15),
+            message: WsMessage::Ping(Vec::new()),
+        })
+    }
+
+    /// Reconnect when nothing at all arrived for this long.
+    fn stale_timeout(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+/// A GET request a [`PollVenue`] wants made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Full URL, query included.
+    pub url: Url,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpRequest {
+    /// A plain GET of `url`.
+    pub fn get(url: Url) -> Self {
+        Self {
+            url,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// An HTTP answer handed to [`PollVenue::parse_trades`].
+#[derive(Clone, Copy, Debug)]
+pub struct HttpResponse<'a> {
+    /// Status code (always 2xx here: the driver handles the others).
+    pub status: u16,
+    /// Response headers (pagination cursors live here for some venues).
+    pub headers: &'a http::HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Where a poll starts from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollRequest<'a> {
+    /// The newest trade already seen for this symbol, if any.
+    pub last_seen: Option<&'a Cursor>,
+    /// A venue cursor for an older page, returned by the previous page's [`Page::older`].
+    pub page: Option<&'a str>,
+}
+
+/// What a parsed page says about the pages beyond it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The cursor of the next older page, when the venue paginates and there is one.
+    pub older: Option<String>,
+}
+
+/// What a REST venue says. The core's [`PollExchange`] driver (and the backfill of
+/// [`StreamExchange`]) does timing, paging, rate limits and retries.
+pub trait PollVenue: Send + Sync + 'static {
+    /// The request for the latest trades of `symbol` (or the older page named in `req.page`).
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError>;
+
+    /// Parses a page of trades, appending them to `out` in any order.
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError>;
+
+    /// How many pages one poll may walk back to reach the last seen trade.
+    fn max_pages(&self) -> usize {
+        10
+    }
+}

@@ -1,0 +1,32 @@
+//! # feeder-core
+//!
+//! The library at the heart of crypto-feeder: it collects trades from crypto exchanges and
+//! hands them, deduplicated and with OHLCV candles built along the way, to any number of
+//! stores.
+//!
+//! What is here:
+//! - [`model`]: [`Trade`](model::Trade), [`Candle`](model::Candle), [`Event`](model::Event),
+//!   exact decimals and nanosecond timestamps; their JSON form is the project's contract.
+//! - [`exchange`]: the [`Exchange`](exchange::Exchange) trait, the small venue traits
+//!   ([`StreamVenue`](exchange::StreamVenue), [`PollVenue`](exchange::PollVenue)) and the
+//!   drivers that run them.
+//! - [`writer`]: the [`Writer`](writer::Writer) trait and the runner around each writer.
+//! - [`pipeline`]: the dedup [`Valve`](pipeline::Valve) and the candle
+//!   [`Aggregator`](pipeline::Aggregator), plain structs usable on their own.
+//! - [`feeder`]: the orchestrator that builds all of it from a [`config::Config`], supervises
+//!   it and shuts it down cleanly.
+//!
+//! What is not here: concrete venues (`feeder-exchanges`), concrete stores (`feeder-writers`)
+//! and the command line (`feeder-cli`).
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod exchange;
+pub mod feeder;
+pub mod model;
+pub mod pipeline;
+pub mod writer;
+
+pub use error::{ExchangeError, ParseError, WriteError};
+pub use model::{Candle, Event, Side, Symbol, Timestamp, Trade, TradeId};

@@ -1,0 +1,4 @@
+//! Pipeline stages.
+#![allow(missing_docs)]
+pub struct Valve;
+pub struct Aggregator;

@@ -1,0 +1,54 @@
+//! Stores: the [`Writer`] trait and the runner that feeds one writer from its own queue.
+
+mod runner;
+
+use async_trait::async_trait;
+
+use crate::error::WriteError;
+use crate::model::Event;
+
+pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+
+/// A store of events.
+///
+/// The runner around a writer owns the queue, batching, retries and shutdown; a writer owns
+/// only its connection and format. Contract:
+/// - `write` returns `Ok` only once the batch is durable in the store (written and flushed as
+///   far as the store allows). On `Err` the runner may call `write` again with the same batch,
+///   so a writer either stores nothing of a failed batch or stores it idempotently.
+/// - `flush` pushes anything buffered; `close` is called once at shutdown, after the last
+///   `write`.
+#[async_trait]
+pub trait Writer: Send + 'static {
+    /// A short name for logs and the summary (`file`, `postgres`, ...).
+    fn name(&self) -> &str;
+
+    /// Stores a batch of events.
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError>;
+
+    /// Pushes buffered data to the store.
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        Ok(())
+    }
+
+    /// Flushes and releases the store at shutdown.
+    async fn close(&mut self) -> Result<(), WriteError> {
+        self.flush().await
+    }
+}
+
+#[async_trait]
+impl<W: Writer + ?Sized> Writer for Box<W> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        (**self).write(batch).await
+    }
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        (**self).flush().await
+    }
+    async fn close(&mut self) -> Result<(), WriteError> {
+        (**self).close().await
+    }
+}
