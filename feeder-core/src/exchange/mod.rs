@@ -83,6 +83,15 @@ pub enum Frame {
     Reply(WsMessage),
     /// The venue asks the client to reconnect (for example Bitstamp's `bts:request_reconnect`).
     Reconnect,
+    /// The venue says trades up to `last_trade_id` exist for `symbol` (for example Coinbase's
+    /// `heartbeat`). If that is newer than the last trade seen, the driver backfills the gap
+    /// over REST without reconnecting.
+    Gap {
+        /// The stream.
+        symbol: Symbol,
+        /// The newest trade id the venue reports.
+        last_trade_id: crate::model::TradeId,
+    },
     /// Something that is neither data nor an error, skipped (and counted at debug level).
     Ignored,
 }
