@@ -90,7 +90,10 @@ pub enum ExchangeError {
 impl ExchangeError {
     /// True when restarting cannot help (bad configuration, pipeline gone).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, ExchangeError::Config(_) | ExchangeError::PipelineClosed)
+        matches!(
+            self,
+            ExchangeError::Config(_) | ExchangeError::PipelineClosed
+        )
     }
 }
 

@@ -29,9 +29,7 @@ pub fn interpolate(
                 })?;
                 let name = &tail[..end];
                 let valid = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
                 if !valid {
                     return Err(ConfigError::Interpolation {
                         line: i + 1,
@@ -71,7 +69,10 @@ mod tests {
     #[test]
     fn missing_variable_names_it_and_its_line() {
         let err = interpolate("a: 1\nurl: ${DB_URL}\n", &env).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable DB_URL is not set (line 2)");
+        assert_eq!(
+            err.to_string(),
+            "environment variable DB_URL is not set (line 2)"
+        );
         assert!(interpolate("a: ${UNCLOSED\n", &env).is_err());
         assert!(interpolate("a: ${BAD-NAME}\n", &env).is_err());
     }

@@ -69,6 +69,10 @@ mod tests {
         assert_eq!(items[0]["path"], 6);
         assert!(!items[0].contains_key("deep"));
         assert_eq!(items[1]["type"], 9);
-        assert_eq!(items[1].get("pth"), None, "indent differs from the item's keys");
+        assert_eq!(
+            items[1].get("pth"),
+            None,
+            "indent differs from the item's keys"
+        );
     }
 }

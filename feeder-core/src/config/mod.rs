@@ -297,7 +297,9 @@ impl WriterConfig {
                         // A bad value: place it on the first option the message names.
                         self.options.keys().find_map(|k| {
                             let k = k.as_str()?;
-                            message.contains(k).then(|| self.key_lines.get(k).copied())?
+                            message
+                                .contains(k)
+                                .then(|| self.key_lines.get(k).copied())?
                         })
                     });
                 ConfigError::WriterOption {
@@ -405,27 +407,45 @@ impl Config {
     /// names, positive sizes and intervals.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.exchanges.is_empty() {
-            return Err(ConfigError::invalid("exchanges", "at least one exchange is needed"));
+            return Err(ConfigError::invalid(
+                "exchanges",
+                "at least one exchange is needed",
+            ));
         }
         if self.writers.is_empty() {
-            return Err(ConfigError::invalid("writers", "at least one writer is needed"));
+            return Err(ConfigError::invalid(
+                "writers",
+                "at least one writer is needed",
+            ));
         }
         for (i, ex) in self.exchanges.iter().enumerate() {
             let at = |field: &str| format!("exchanges[{i}] ({}).{field}", ex.name);
             if ex.symbols.is_empty() {
-                return Err(ConfigError::invalid(at("symbols"), "at least one symbol is needed"));
+                return Err(ConfigError::invalid(
+                    at("symbols"),
+                    "at least one symbol is needed",
+                ));
             }
             let mut seen = HashSet::new();
             for s in &ex.symbols {
                 if !seen.insert(s) {
-                    return Err(ConfigError::invalid(at("symbols"), format!("{s} is listed twice")));
+                    return Err(ConfigError::invalid(
+                        at("symbols"),
+                        format!("{s} is listed twice"),
+                    ));
                 }
             }
             if ex.poll_interval < Duration::from_millis(100) {
-                return Err(ConfigError::invalid(at("poll_interval"), "must be at least 100ms"));
+                return Err(ConfigError::invalid(
+                    at("poll_interval"),
+                    "must be at least 100ms",
+                ));
             }
             if ex.request_timeout.is_zero() {
-                return Err(ConfigError::invalid(at("request_timeout"), "must be positive"));
+                return Err(ConfigError::invalid(
+                    at("request_timeout"),
+                    "must be positive",
+                ));
             }
             for (field, url) in [("rest_url", &ex.rest_url), ("ws_url", &ex.ws_url)] {
                 if let Some(url) = url {
@@ -448,27 +468,42 @@ impl Config {
             if !names.insert(w.display_name()) {
                 return Err(ConfigError::invalid(
                     at("name"),
-                    format!("two writers are named {:?}; give one a `name`", w.display_name()),
+                    format!(
+                        "two writers are named {:?}; give one a `name`",
+                        w.display_name()
+                    ),
                 ));
             }
             if w.batch_size == 0 {
                 return Err(ConfigError::invalid(at("batch_size"), "must be at least 1"));
             }
             if w.queue_capacity == 0 {
-                return Err(ConfigError::invalid(at("queue_capacity"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    at("queue_capacity"),
+                    "must be at least 1",
+                ));
             }
         }
         let p = &self.pipeline;
         if p.channel_capacity == 0 {
-            return Err(ConfigError::invalid("pipeline.channel_capacity", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "pipeline.channel_capacity",
+                "must be at least 1",
+            ));
         }
         if p.dedup && p.dedup_window == 0 {
-            return Err(ConfigError::invalid("pipeline.dedup_window", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "pipeline.dedup_window",
+                "must be at least 1",
+            ));
         }
         let mut seen = HashSet::new();
         for c in &p.candles {
             if !seen.insert(c) {
-                return Err(ConfigError::invalid("pipeline.candles", format!("{c} is listed twice")));
+                return Err(ConfigError::invalid(
+                    "pipeline.candles",
+                    format!("{c} is listed twice"),
+                ));
             }
         }
         Ok(())

@@ -32,15 +32,23 @@ fn a_full_config_parses_with_defaults() {
     assert!(c.pipeline.dedup);
     assert_eq!(c.writers[0].kind, "file");
     assert_eq!(c.writers[0].batch_delay, Duration::from_millis(50));
-    assert_eq!(c.writers[0].options.get("path").and_then(|v| v.as_str()), Some("/tmp/out"));
+    assert_eq!(
+        c.writers[0].options.get("path").and_then(|v| v.as_str()),
+        Some("/tmp/out")
+    );
     assert_eq!(c.writers[1].display_name(), "log");
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
 }
 
 #[test]
 fn unknown_key_names_the_key_and_its_line() {
-    let text = GOOD.replace("    transport: rest\n", "    transport: rest\n    polll_interval: 1s\n");
-    let err = Config::from_yaml_str_with_env(&text, &env).unwrap_err().to_string();
+    let text = GOOD.replace(
+        "    transport: rest\n",
+        "    transport: rest\n    polll_interval: 1s\n",
+    );
+    let err = Config::from_yaml_str_with_env(&text, &env)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown field `polll_interval`"), "{err}");
     assert!(err.contains("line 5"), "{err}");
 }
@@ -50,17 +58,26 @@ fn unknown_top_level_and_pipeline_keys_are_rejected() {
     let err = Config::from_yaml_str_with_env(&format!("{GOOD}pipelin:\n  dedup: false\n"), &env)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown field `pipelin`") && err.contains("line 13"), "{err}");
+    assert!(
+        err.contains("unknown field `pipelin`") && err.contains("line 13"),
+        "{err}"
+    );
     let err = Config::from_yaml_str_with_env(&format!("{GOOD}pipeline:\n  dedupe: false\n"), &env)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown field `dedupe`") && err.contains("line 14"), "{err}");
+    assert!(
+        err.contains("unknown field `dedupe`") && err.contains("line 14"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_variable_is_named() {
     let err = Config::from_yaml_str_with_env(GOOD, &|_| None).unwrap_err();
-    assert!(matches!(&err, ConfigError::MissingEnv { name, line: 9 } if name == "OUT_DIR"), "{err}");
+    assert!(
+        matches!(&err, ConfigError::MissingEnv { name, line: 9 } if name == "OUT_DIR"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,33 +92,68 @@ fn writer_options_errors_name_key_and_line() {
     let text = GOOD.replace("    format: jsonl\n", "    fromat: jsonl\n");
     let c = Config::from_yaml_str_with_env(&text, &env).unwrap();
     let err = c.writers[0].options::<FileOpts>().unwrap_err().to_string();
-    assert!(err.starts_with("writers[0] (file): unknown field `fromat`"), "{err}");
+    assert!(
+        err.starts_with("writers[0] (file): unknown field `fromat`"),
+        "{err}"
+    );
     assert!(err.ends_with("at line 10"), "{err}");
 }
 
 #[test]
 fn bad_values_are_rejected_with_their_place() {
     for (from, to, needle) in [
-        ("poll_interval: 500ms", "poll_interval: 5 minutes", "invalid duration"),
-        ("poll_interval: 500ms", "poll_interval: 10ms", "exchanges[0] (bitstamp).poll_interval"),
-        ("[BTC-USD, ETH-USD]", "[BTC-USD, BTC-USD]", "BTC-USD is listed twice"),
+        (
+            "poll_interval: 500ms",
+            "poll_interval: 5 minutes",
+            "invalid duration",
+        ),
+        (
+            "poll_interval: 500ms",
+            "poll_interval: 10ms",
+            "exchanges[0] (bitstamp).poll_interval",
+        ),
+        (
+            "[BTC-USD, ETH-USD]",
+            "[BTC-USD, BTC-USD]",
+            "BTC-USD is listed twice",
+        ),
         ("[BTC-USD, ETH-USD]", "[btcusd]", "invalid symbol"),
         ("[BTC-USD, ETH-USD]", "[]", "at least one symbol"),
-        ("transport: rest", "transport: carrier-pigeon", "unknown variant"),
-        ("batch_delay: 50ms", "batch_delay: soon", "writer `batch_delay`"),
-        ("rest_url: http://127.0.0.1:8080", "rest_url: ftp://x", "unsupported scheme"),
-        ("  - type: log\n", "  - type: log\n    name: file\n", "two writers are named"),
+        (
+            "transport: rest",
+            "transport: carrier-pigeon",
+            "unknown variant",
+        ),
+        (
+            "batch_delay: 50ms",
+            "batch_delay: soon",
+            "writer `batch_delay`",
+        ),
+        (
+            "rest_url: http://127.0.0.1:8080",
+            "rest_url: ftp://x",
+            "unsupported scheme",
+        ),
+        (
+            "  - type: log\n",
+            "  - type: log\n    name: file\n",
+            "two writers are named",
+        ),
     ] {
         let text = GOOD.replace(from, to);
         assert_ne!(text, GOOD, "{from}");
-        let err = Config::from_yaml_str_with_env(&text, &env).unwrap_err().to_string();
+        let err = Config::from_yaml_str_with_env(&text, &env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "{to}: {err}");
     }
 }
 
 #[test]
 fn candles_and_durations_read_their_syntax() {
-    let text = format!("{GOOD}pipeline:\n  candles: [1m, 4h, 1d]\n  candle_grace: 2s\n  late_trades: revise\n");
+    let text = format!(
+        "{GOOD}pipeline:\n  candles: [1m, 4h, 1d]\n  candle_grace: 2s\n  late_trades: revise\n"
+    );
     let c = Config::from_yaml_str_with_env(&text, &env).unwrap();
     let got: Vec<String> = c.pipeline.candles.iter().map(|i| i.to_string()).collect();
     assert_eq!(got, ["1m", "4h", "1d"]);

@@ -15,7 +15,12 @@ pub struct PollExchange<V> {
 
 impl<V: PollVenue> PollExchange<V> {
     pub fn new(name: &str, venue: Arc<V>, interval: Duration) -> Self {
-        Self { name: name.into(), venue, interval, timeout: Duration::from_secs(10) }
+        Self {
+            name: name.into(),
+            venue,
+            interval,
+            timeout: Duration::from_secs(10),
+        }
     }
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -14,7 +14,12 @@ pub struct StreamExchange<V> {
 
 impl<V: StreamVenue> StreamExchange<V> {
     pub fn new(name: &str, venue: Arc<V>) -> Self {
-        Self { name: name.into(), venue, backfill: None, backoff: Backoff::default() }
+        Self {
+            name: name.into(),
+            venue,
+            backfill: None,
+            backoff: Backoff::default(),
+        }
     }
     pub fn with_backfill(mut self, venue: Arc<dyn PollVenue>) -> Self {
         self.backfill = Some(venue);

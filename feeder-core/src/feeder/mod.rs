@@ -1,5 +1,398 @@
-//! The orchestrator.
-#![allow(missing_docs)]
+//! The orchestrator: builds exchanges and writers from a [`Config`] through a [`Registry`],
+//! runs every task, supervises them and shuts them down in two phases.
+//!
+//! ```text
+//! exchange tasks ─bounded mpsc─▶ valve ─▶ aggregator ─▶ fan-out ─▶ queue per writer ─▶ writer task
+//! ```
+//! - An exchange that fails is restarted with exponential backoff and jitter; the others keep
+//!   running.
+//! - Each writer has its own bounded queue and retry loop, so one failing writer does not
+//!   stall the others until its queue is full (then its `when_full` policy applies).
+//! - Shutdown cancels the exchanges only. Their senders drop, the pipeline drains, each
+//!   writer's queue closes, each writer writes what it has and closes. Everything is awaited
+//!   with a deadline; stragglers are named in the [`Summary`].
+
 mod registry;
+mod stage;
+mod summary;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, PipelineConfig};
+use crate::error::WriteError;
+use crate::exchange::{Backoff, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink};
+use crate::model::Symbol;
+use crate::writer::{ErrorChain, RunnerSettings, Writer, WriterRunner};
+
 pub use registry::{ExchangeFactory, Registry, WriterFactory};
-pub struct Feeder;
+pub use summary::{ExchangeSummary, Summary, WriterSummary};
+
+/// Why a feeder could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A writer could not be opened (bad URL, bad credentials, unwritable directory).
+    #[error("cannot open writer {name:?}")]
+    Writer {
+        /// The writer's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: WriteError,
+    },
+}
+
+struct ExchangeSlot {
+    exchange: Arc<dyn Exchange>,
+    symbols: Vec<Symbol>,
+    cursors: Cursors,
+    stats: Arc<ExchangeStats>,
+}
+
+struct WriterSlot {
+    writer: Box<dyn Writer>,
+    settings: RunnerSettings,
+}
+
+/// A configured feeder, ready to [`run`](Feeder::run).
+pub struct Feeder {
+    exchanges: Vec<ExchangeSlot>,
+    writers: Vec<WriterSlot>,
+    pipeline: PipelineConfig,
+    shutdown_timeout: Duration,
+    restart: Backoff,
+}
+
+impl std::fmt::Debug for Feeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeder")
+            .field(
+                "exchanges",
+                &self
+                    .exchanges
+                    .iter()
+                    .map(|e| e.exchange.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "writers",
+                &self
+                    .writers
+                    .iter()
+                    .map(|w| w.writer.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Feeder {
+    /// An empty feeder to fill in code, for programs that do not use a config file.
+    pub fn builder() -> FeederBuilder {
+        FeederBuilder {
+            feeder: Feeder {
+                exchanges: Vec::new(),
+                writers: Vec::new(),
+                pipeline: PipelineConfig::default(),
+                shutdown_timeout: Duration::from_secs(30),
+                restart: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            },
+        }
+    }
+
+    /// Checks a configuration against a registry without any I/O: every exchange name is
+    /// registered, offers the transport asked for and accepts its settings; every writer type
+    /// is registered and accepts its options.
+    pub fn validate(config: &Config, registry: &Registry) -> Result<(), ConfigError> {
+        config.validate()?;
+        for (i, ex) in config.exchanges.iter().enumerate() {
+            let factory = registry.exchange(&ex.name).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("exchanges[{i}].name"),
+                    format!(
+                        "unknown exchange {:?}; known: {}",
+                        ex.name,
+                        registry
+                            .exchanges()
+                            .map(|(n, _)| n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            if !factory.transports().contains(&ex.transport) {
+                return Err(ConfigError::invalid(
+                    format!("exchanges[{i}] ({}).transport", ex.name),
+                    format!("{} does not offer {}", ex.name, ex.transport),
+                ));
+            }
+            factory.build(ex)?;
+        }
+        for (i, w) in config.writers.iter().enumerate() {
+            let factory = registry.writer(&w.kind).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("writers[{i}].type"),
+                    format!(
+                        "unknown writer type {:?}; known: {}",
+                        w.kind,
+                        registry.writer_kinds().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            factory.validate(w)?;
+        }
+        Ok(())
+    }
+
+    /// Validates `config`, builds every exchange and opens every writer.
+    pub async fn from_config(config: Config, registry: &Registry) -> Result<Feeder, BuildError> {
+        Self::validate(&config, registry)?;
+        let mut b = Feeder::builder()
+            .pipeline(config.pipeline.clone())
+            .shutdown_timeout(config.shutdown_timeout);
+        for ex in &config.exchanges {
+            // Present: checked by validate.
+            if let Some(factory) = registry.exchange(&ex.name) {
+                b = b.exchange(factory.build(ex)?, ex.symbols.clone());
+            }
+        }
+        for w in &config.writers {
+            if let Some(factory) = registry.writer(&w.kind) {
+                let writer = factory
+                    .build(w)
+                    .await
+                    .map_err(|source| BuildError::Writer {
+                        name: w.display_name().to_owned(),
+                        source,
+                    })?;
+                b = b.writer(writer, RunnerSettings::from(w));
+            }
+        }
+        Ok(b.build())
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully and returns what
+    /// happened.
+    pub async fn run(self, shutdown: CancellationToken) -> Summary {
+        let Feeder {
+            exchanges,
+            writers,
+            pipeline,
+            shutdown_timeout,
+            restart,
+        } = self;
+        let clock = stage::Clock::start();
+        // Fired at the deadline: abandons retries and stragglers.
+        let abort = CancellationToken::new();
+        let stop_exchanges = shutdown.child_token();
+
+        let mut writer_tasks = Vec::new();
+        let mut handles = Vec::new();
+        for slot in writers {
+            let (handle, task) = WriterRunner::spawn(slot.writer, slot.settings, abort.clone());
+            writer_tasks.push((handle.name().to_owned(), handle.stats().clone(), task));
+            handles.push(handle);
+        }
+
+        let (tx, rx) = mpsc::channel(pipeline.channel_capacity.max(1));
+        let stage_task = tokio::spawn(stage::run(
+            rx,
+            stage::Stages::new(&pipeline),
+            handles,
+            clock,
+        ));
+
+        let mut exchange_tasks = Vec::new();
+        for slot in exchanges {
+            let name = slot.exchange.name().to_owned();
+            let stats = slot.stats.clone();
+            let task = tokio::spawn(supervise(
+                slot,
+                tx.clone(),
+                stop_exchanges.clone(),
+                restart.clone(),
+            ));
+            exchange_tasks.push((name, stats, task));
+        }
+        // Only the exchanges hold senders now: when they are all gone, the pipeline drains.
+        drop(tx);
+
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: stopping exchanges, then draining writers");
+        let deadline = Instant::now() + shutdown_timeout;
+        let mut stragglers = Vec::new();
+
+        for (name, _, task) in &mut exchange_tasks {
+            if !join_by(task, deadline).await {
+                stragglers.push(format!("exchange {name}"));
+            }
+        }
+        let mut stage_task = stage_task;
+        let totals = match tokio::time::timeout_at(deadline, &mut stage_task).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "pipeline task failed");
+                stragglers.push("pipeline".into());
+                stage::StageTotals::default()
+            }
+            Err(_) => {
+                stage_task.abort();
+                stragglers.push("pipeline".into());
+                stage::StageTotals::default()
+            }
+        };
+        for (name, _, task) in &mut writer_tasks {
+            if !join_by(task, deadline).await {
+                stragglers.push(format!("writer {name}"));
+            }
+        }
+        abort.cancel();
+        if !stragglers.is_empty() {
+            tracing::error!(
+                ?stragglers,
+                "shutdown deadline passed; these tasks were abandoned"
+            );
+        }
+
+        Summary::collect(
+            exchange_tasks
+                .iter()
+                .map(|(n, s, _)| (n.as_str(), s.as_ref())),
+            writer_tasks
+                .iter()
+                .map(|(n, s, _)| (n.as_str(), s.as_ref())),
+            totals.duplicates,
+            totals.candles,
+            totals.late_trades,
+            stragglers,
+        )
+    }
+}
+
+/// Waits for a task until `deadline`; aborts it and returns false if it is still running.
+async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
+    match tokio::time::timeout_at(deadline, &mut *task).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "task panicked");
+            true
+        }
+        Err(_) => {
+            task.abort();
+            false
+        }
+    }
+}
+
+/// Runs one exchange, restarting it with backoff after a failure, until shutdown.
+async fn supervise(
+    slot: ExchangeSlot,
+    tx: mpsc::Sender<Vec<crate::model::Trade>>,
+    shutdown: CancellationToken,
+    mut backoff: Backoff,
+) {
+    let name = slot.exchange.name().to_owned();
+    loop {
+        let ctx = ExchangeContext {
+            symbols: slot.symbols.clone(),
+            sink: TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone()),
+            shutdown: shutdown.clone(),
+            cursors: slot.cursors.clone(),
+            stats: slot.stats.clone(),
+        };
+        let started = Instant::now();
+        let result = slot.exchange.run(ctx).await;
+        if shutdown.is_cancelled() {
+            if let Err(e) = result {
+                tracing::debug!(exchange = %name, error = %ErrorChain(&e), "exchange ended during shutdown");
+            }
+            return;
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!(exchange = %name, "exchange finished");
+                return;
+            }
+            Err(e) if e.is_terminal() => {
+                ExchangeStats::incr(&slot.stats.errors);
+                tracing::error!(exchange = %name, error = %ErrorChain(&e), "exchange failed permanently; not restarting");
+                return;
+            }
+            Err(e) => {
+                ExchangeStats::incr(&slot.stats.errors);
+                // A run that lasted a while was healthy: start the backoff again.
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(exchange = %name, error = %ErrorChain(&e), restart_in = ?delay, "exchange failed; restarting");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                ExchangeStats::incr(&slot.stats.restarts);
+            }
+        }
+    }
+}
+
+/// Builds a [`Feeder`] in code.
+pub struct FeederBuilder {
+    feeder: Feeder,
+}
+
+impl std::fmt::Debug for FeederBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.feeder.fmt(f)
+    }
+}
+
+impl FeederBuilder {
+    /// Adds an exchange streaming `symbols`.
+    pub fn exchange(mut self, exchange: Arc<dyn Exchange>, symbols: Vec<Symbol>) -> Self {
+        self.feeder.exchanges.push(ExchangeSlot {
+            exchange,
+            symbols,
+            cursors: Cursors::default(),
+            stats: Arc::new(ExchangeStats::default()),
+        });
+        self
+    }
+
+    /// Adds a writer with its runner settings.
+    pub fn writer(mut self, writer: Box<dyn Writer>, settings: RunnerSettings) -> Self {
+        self.feeder.writers.push(WriterSlot { writer, settings });
+        self
+    }
+
+    /// Sets the pipeline settings (dedup, candles).
+    pub fn pipeline(mut self, pipeline: PipelineConfig) -> Self {
+        self.feeder.pipeline = pipeline;
+        self
+    }
+
+    /// Sets how long a shutdown may take.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.feeder.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets the backoff between restarts of a failed exchange.
+    pub fn restart_backoff(mut self, backoff: Backoff) -> Self {
+        self.feeder.restart = backoff;
+        self
+    }
+
+    /// The feeder.
+    pub fn build(self) -> Feeder {
+        self.feeder
+    }
+}

@@ -44,7 +44,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 /// Formats a duration in the largest unit that divides it (`1h`, `90s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -165,7 +170,15 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["", "10", "s", "1.5s", "10 parsecs", "-1s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "10 parsecs",
+            "-1s",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");

@@ -54,7 +54,10 @@ mod contract_tests {
         c.revision = 2;
         let line = serde_json::to_string(&Event::Candle(c.clone())).unwrap();
         assert!(line.ends_with(r#""trades":431,"revision":2}"#), "{line}");
-        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), Event::Candle(c));
+        assert_eq!(
+            serde_json::from_str::<Event>(&line).unwrap(),
+            Event::Candle(c)
+        );
     }
 
     #[test]

@@ -110,7 +110,15 @@ mod tests {
 
     #[test]
     fn rejects_non_normalized_forms() {
-        for s in ["btc-usd", "BTCUSD", "BTC-", "-USD", "BTC-USD-X", "BTC/USD", ""] {
+        for s in [
+            "btc-usd",
+            "BTCUSD",
+            "BTC-",
+            "-USD",
+            "BTC-USD-X",
+            "BTC/USD",
+            "",
+        ] {
             assert!(Symbol::parse(s).is_err(), "{s}");
         }
     }

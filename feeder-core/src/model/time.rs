@@ -148,8 +148,7 @@ impl Timestamp {
             }
             Ok(v)
         };
-        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':'
-        {
+        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
             return Err(TimestampError::new(s, "expected YYYY-MM-DDTHH:MM:SS"));
         }
         if b[16] != b':' {

@@ -276,7 +276,10 @@ mod tests {
     #[test]
     fn decimals_are_exact_in_both_forms() {
         assert_eq!(parse_decimal("43210.12").unwrap().to_string(), "43210.12");
-        assert_eq!(parse_decimal("0.00000001").unwrap().to_string(), "0.00000001");
+        assert_eq!(
+            parse_decimal("0.00000001").unwrap().to_string(),
+            "0.00000001"
+        );
         assert_eq!(parse_decimal("1e-8").unwrap().to_string(), "0.00000001");
         assert_eq!(parse_decimal("9.2E-7").unwrap().to_string(), "0.00000092");
         assert_eq!(parse_decimal("1.5e3").unwrap().to_string(), "1500");

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::error::WriteError;
 use crate::model::Event;
 
-pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+pub use runner::{ErrorChain, RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
 
 /// A store of events.
 ///

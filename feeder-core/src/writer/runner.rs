@@ -1,7 +1,300 @@
-//! The runner around one writer.
-#![allow(missing_docs)]
-pub struct RunnerSettings;
-pub enum WhenFull {}
-pub struct WriterHandle;
+//! The runner around one writer: its own bounded queue, batching by count and by delay,
+//! retries with backoff, and a flush at shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Writer;
+use crate::config::WriterConfig;
+use crate::exchange::Backoff;
+use crate::model::Event;
+
+pub use crate::config::WhenFullPolicy as WhenFull;
+
+/// How the runner feeds its writer.
+#[derive(Clone, Debug)]
+pub struct RunnerSettings {
+    /// Most events per `write` call.
+    pub batch_size: usize,
+    /// Longest time a partial batch waits for more events.
+    pub batch_delay: Duration,
+    /// Capacity of the queue in front of the writer, in batches.
+    pub queue_capacity: usize,
+    /// What the queue does when full.
+    pub when_full: WhenFull,
+    /// Backoff between retries of a failing batch.
+    pub retry: Backoff,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self::from(&WriterConfig::new("default"))
+    }
+}
+
+impl From<&WriterConfig> for RunnerSettings {
+    fn from(c: &WriterConfig) -> Self {
+        Self {
+            batch_size: c.batch_size.max(1),
+            batch_delay: c.batch_delay,
+            queue_capacity: c.queue_capacity.max(1),
+            when_full: c.when_full,
+            retry: Backoff::new(
+                Duration::from_millis(100).min(c.retry_max_delay),
+                c.retry_max_delay,
+            ),
+        }
+    }
+}
+
+/// Counters of one writer.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Events stored (acknowledged by `write`).
+    pub events: AtomicU64,
+    /// Successful `write` calls.
+    pub batches: AtomicU64,
+    /// Failed `write`, `flush` or `close` calls.
+    pub errors: AtomicU64,
+    /// Retries of a failed batch.
+    pub retries: AtomicU64,
+    /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
+    /// writer refused with a terminal error.
+    pub dropped: AtomicU64,
+}
+
+impl WriterStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The sending side of a writer's queue, held by the fan-out.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<Arc<Vec<Event>>>,
+    when_full: WhenFull,
+    stats: Arc<WriterStats>,
+}
+
+impl WriterHandle {
+    /// The writer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    /// Queues a batch, following the writer's full-policy. Returns false when the writer's
+    /// task is gone (its events are counted as dropped).
+    pub async fn send(&self, batch: Arc<Vec<Event>>) -> bool {
+        let n = batch.len() as u64;
+        match self.when_full {
+            WhenFull::Block => {
+                if self.tx.send(batch).await.is_err() {
+                    WriterStats::add(&self.stats.dropped, n);
+                    return false;
+                }
+                true
+            }
+            WhenFull::Drop => match self.tx.try_send(batch) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    WriterStats::add(&self.stats.dropped, n);
+                    tracing::error!(
+                        writer = %self.name,
+                        events = n,
+                        "writer queue full: batch DROPPED (when_full: drop)"
+                    );
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    WriterStats::add(&self.stats.dropped, n);
+                    false
+                }
+            },
+        }
+    }
+}
+
+/// Spawns and drives one writer.
+#[derive(Debug)]
 pub struct WriterRunner;
-pub struct WriterStats;
+
+impl WriterRunner {
+    /// Starts the runner task for `writer`. The task ends when every [`WriterHandle`] clone
+    /// is dropped and the queue is drained: it writes what is pending, then calls `close`.
+    /// `abort` stops retries of a failing batch (the hard deadline of a shutdown).
+    pub fn spawn(
+        writer: Box<dyn Writer>,
+        settings: RunnerSettings,
+        abort: CancellationToken,
+    ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        let name: Arc<str> = Arc::from(writer.name());
+        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let stats = Arc::new(WriterStats::default());
+        let handle = WriterHandle {
+            name: name.clone(),
+            tx,
+            when_full: settings.when_full,
+            stats: stats.clone(),
+        };
+        let task = Task {
+            name,
+            writer,
+            stats,
+            retry: settings.retry.clone(),
+            settings,
+            abort,
+        };
+        (handle, tokio::spawn(task.run(rx)))
+    }
+}
+
+struct Task {
+    name: Arc<str>,
+    writer: Box<dyn Writer>,
+    settings: RunnerSettings,
+    stats: Arc<WriterStats>,
+    retry: Backoff,
+    abort: CancellationToken,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Vec<Event>>>) {
+        let size = self.settings.batch_size;
+        // Events received but not yet written; written when `size` is reached or `deadline`
+        // passes.
+        let mut pending: Vec<Event> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let next = tokio::select! {
+                biased;
+                m = rx.recv() => m,
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    self.write_pending(&mut pending).await;
+                    deadline = None;
+                    continue;
+                }
+            };
+            let Some(batch) = next else { break };
+            if pending.is_empty() && batch.len() >= size {
+                // Large batches go straight through, without copying events.
+                for chunk in batch.chunks(size) {
+                    self.write_with_retry(chunk).await;
+                }
+                continue;
+            }
+            match Arc::try_unwrap(batch) {
+                Ok(mut v) => pending.append(&mut v),
+                Err(shared) => pending.extend(shared.iter().cloned()),
+            }
+            while pending.len() >= size {
+                let rest = pending.split_off(size);
+                self.write_pending(&mut pending).await;
+                pending = rest;
+            }
+            if pending.is_empty() {
+                deadline = None;
+            } else if deadline.is_none() {
+                deadline = Some(Instant::now() + self.settings.batch_delay);
+            }
+        }
+        self.write_pending(&mut pending).await;
+        if let Err(e) = self.writer.close().await {
+            WriterStats::add(&self.stats.errors, 1);
+            tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
+        }
+        tracing::debug!(writer = %self.name, "writer closed");
+    }
+
+    async fn write_pending(&mut self, pending: &mut Vec<Event>) {
+        if pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(pending);
+        self.write_with_retry(&batch).await;
+        // Keep the allocation for the next batch.
+        *pending = batch;
+        pending.clear();
+    }
+
+    /// Writes one batch, retrying retriable errors with backoff until it is stored or the
+    /// runner is aborted.
+    async fn write_with_retry(&mut self, batch: &[Event]) {
+        let n = batch.len() as u64;
+        loop {
+            match self.writer.write(batch).await {
+                Ok(()) => {
+                    WriterStats::add(&self.stats.events, n);
+                    WriterStats::add(&self.stats.batches, 1);
+                    self.retry.reset();
+                    return;
+                }
+                Err(e) if e.is_retriable() => {
+                    WriterStats::add(&self.stats.errors, 1);
+                    let delay = self.retry.next_delay();
+                    tracing::warn!(
+                        writer = %self.name,
+                        error = %ErrorChain(&e),
+                        retry_in = ?delay,
+                        events = n,
+                        "write failed; will retry the batch"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.abort.cancelled() => {
+                            WriterStats::add(&self.stats.dropped, n);
+                            tracing::error!(writer = %self.name, events = n, "shutdown deadline: batch abandoned while the store was failing");
+                            return;
+                        }
+                    }
+                    WriterStats::add(&self.stats.retries, 1);
+                }
+                Err(e) => {
+                    WriterStats::add(&self.stats.errors, 1);
+                    WriterStats::add(&self.stats.dropped, n);
+                    tracing::error!(
+                        writer = %self.name,
+                        error = %ErrorChain(&e),
+                        events = n,
+                        "write failed permanently: batch DROPPED"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Displays an error with its whole chain of causes: `outer: cause: root cause`.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! The pipeline task: valve, aggregator and fan-out to the writers' queues.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::PipelineConfig;
+use crate::model::{Candle, Event, Timestamp, Trade};
+use crate::pipeline::{Aggregator, Valve};
+use crate::writer::WriterHandle;
+
+/// Valve and aggregator over one batch at a time.
+pub(crate) struct Stages {
+    valve: Option<Valve>,
+    aggregator: Option<Aggregator>,
+    candles: Vec<Candle>,
+}
+
+/// What the pipeline task counted, for the summary.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StageTotals {
+    pub duplicates: Vec<(Arc<str>, u64)>,
+    pub candles: u64,
+    pub late_trades: u64,
+}
+
+impl Stages {
+    pub(crate) fn new(cfg: &PipelineConfig) -> Self {
+        Self {
+            valve: cfg.dedup.then(|| Valve::new(cfg.dedup_window)),
+            aggregator: (!cfg.candles.is_empty())
+                .then(|| Aggregator::new(&cfg.candles, cfg.candle_grace, cfg.late_trades)),
+            candles: Vec::new(),
+        }
+    }
+
+    /// Dedups `trades`, feeds the aggregator, and returns the events to fan out (trades, then
+    /// any candles they closed).
+    pub(crate) fn process(
+        &mut self,
+        mut trades: Vec<Trade>,
+        totals: &mut StageTotals,
+    ) -> Vec<Event> {
+        if let Some(v) = &mut self.valve {
+            v.filter(&mut trades);
+        }
+        if let Some(a) = &mut self.aggregator {
+            for t in &trades {
+                a.on_trade(t, &mut self.candles);
+            }
+        }
+        let mut events = Vec::with_capacity(trades.len() + self.candles.len());
+        events.extend(trades.into_iter().map(Event::Trade));
+        totals.candles += self.candles.len() as u64;
+        events.extend(self.candles.drain(..).map(Event::Candle));
+        events
+    }
+
+    /// Candles closed by the clock.
+    pub(crate) fn tick(&mut self, now: Timestamp, totals: &mut StageTotals) -> Vec<Event> {
+        if let Some(a) = &mut self.aggregator {
+            a.on_tick(now, &mut self.candles);
+        }
+        totals.candles += self.candles.len() as u64;
+        self.candles.drain(..).map(Event::Candle).collect()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        self.aggregator.as_ref().and_then(Aggregator::next_deadline)
+    }
+
+    pub(crate) fn finish(&self, totals: &mut StageTotals) {
+        if let Some(v) = &self.valve {
+            totals.duplicates = v.duplicates();
+        }
+        if let Some(a) = &self.aggregator {
+            totals.late_trades = a.late_trades();
+        }
+    }
+}
+
+/// A wall clock that follows tokio's clock, so that paused-time tests move it too.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    wall: Timestamp,
+    at: Instant,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Self {
+        Self {
+            wall: Timestamp::now(),
+            at: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.wall.saturating_add(self.at.elapsed())
+    }
+
+    /// The tokio instant at which the wall clock reads `ts`.
+    pub(crate) fn instant_of(&self, ts: Timestamp) -> Instant {
+        let ahead = ts
+            .unix_nanos()
+            .saturating_sub(self.now().unix_nanos())
+            .max(0);
+        Instant::now() + std::time::Duration::from_nanos(ahead as u64)
+    }
+}
+
+/// Runs until every exchange sender is gone, then drops the writer handles so the writers
+/// drain and close.
+pub(crate) async fn run(
+    mut rx: mpsc::Receiver<Vec<Trade>>,
+    mut stages: Stages,
+    writers: Vec<WriterHandle>,
+    clock: Clock,
+) -> StageTotals {
+    let mut totals = StageTotals::default();
+    loop {
+        let wake = stages.next_deadline().map(|d| clock.instant_of(d));
+        let events = tokio::select! {
+            biased;
+            batch = rx.recv() => match batch {
+                Some(trades) => stages.process(trades, &mut totals),
+                None => break,
+            },
+            () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),
+        };
+        fan_out(&writers, events).await;
+    }
+    stages.finish(&mut totals);
+    totals
+}
+
+async fn fan_out(writers: &[WriterHandle], events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let batch = Arc::new(events);
+    if let Some((last, rest)) = writers.split_last() {
+        for w in rest {
+            w.send(batch.clone()).await;
+        }
+        // The last writer gets the only reference it can, so a lone writer takes the events
+        // without copying them.
+        last.send(batch).await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

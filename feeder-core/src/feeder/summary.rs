@@ -1,0 +1,148 @@
+//! What a run did, returned by [`Feeder::run`](super::Feeder::run).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::exchange::ExchangeStats;
+use crate::writer::WriterStats;
+
+/// Counters of one exchange over the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeSummary {
+    /// Registry name.
+    pub name: String,
+    /// Trades sent into the pipeline (before dedup).
+    pub trades: u64,
+    /// Duplicates the valve dropped.
+    pub duplicates: u64,
+    /// Messages that could not be parsed.
+    pub parse_errors: u64,
+    /// Connection and request failures.
+    pub errors: u64,
+    /// WebSocket reconnects.
+    pub reconnects: u64,
+    /// Trades recovered over REST after a gap.
+    pub backfilled: u64,
+    /// Restarts by the supervisor.
+    pub restarts: u64,
+}
+
+/// Counters of one writer over the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WriterSummary {
+    /// Writer name.
+    pub name: String,
+    /// Events stored.
+    pub events: u64,
+    /// Batches stored.
+    pub batches: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Retries of failed batches.
+    pub retries: u64,
+    /// Events given up on (full queue under `drop`, terminal errors, shutdown deadline).
+    pub dropped: u64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Per exchange.
+    pub exchanges: Vec<ExchangeSummary>,
+    /// Per writer.
+    pub writers: Vec<WriterSummary>,
+    /// Candles emitted.
+    pub candles: u64,
+    /// Trades that arrived after their candle was emitted.
+    pub late_trades: u64,
+    /// Tasks still running at the shutdown deadline, abandoned.
+    pub stragglers: Vec<String>,
+}
+
+impl Summary {
+    pub(crate) fn collect<'a>(
+        exchanges: impl Iterator<Item = (&'a str, &'a ExchangeStats)>,
+        writers: impl Iterator<Item = (&'a str, &'a WriterStats)>,
+        duplicates: Vec<(Arc<str>, u64)>,
+        candles: u64,
+        late_trades: u64,
+        stragglers: Vec<String>,
+    ) -> Summary {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = Summary {
+            candles,
+            late_trades,
+            stragglers,
+            ..Summary::default()
+        };
+        for (name, s) in exchanges {
+            let dups: u64 = duplicates
+                .iter()
+                .filter(|(n, _)| &**n == name)
+                .map(|(_, d)| *d)
+                .sum();
+            // The same venue may be configured twice; count its duplicates once.
+            let dups = if out.exchanges.iter().any(|e| e.name == name) {
+                0
+            } else {
+                dups
+            };
+            out.exchanges.push(ExchangeSummary {
+                name: name.to_owned(),
+                trades: get(&s.trades),
+                duplicates: dups,
+                parse_errors: get(&s.parse_errors),
+                errors: get(&s.errors),
+                reconnects: get(&s.reconnects),
+                backfilled: get(&s.backfilled),
+                restarts: get(&s.restarts),
+            });
+        }
+        for (name, s) in writers {
+            out.writers.push(WriterSummary {
+                name: name.to_owned(),
+                events: get(&s.events),
+                batches: get(&s.batches),
+                errors: get(&s.errors),
+                retries: get(&s.retries),
+                dropped: get(&s.dropped),
+            });
+        }
+        out
+    }
+
+    /// True when nothing was dropped and every task finished in time.
+    pub fn is_clean(&self) -> bool {
+        self.stragglers.is_empty() && self.writers.iter().all(|w| w.dropped == 0)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.exchanges {
+            writeln!(
+                f,
+                "exchange {:<12} trades={} duplicates={} parse_errors={} errors={} reconnects={} backfilled={} restarts={}",
+                e.name, e.trades, e.duplicates, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
+            )?;
+        }
+        for w in &self.writers {
+            writeln!(
+                f,
+                "writer   {:<12} events={} batches={} errors={} retries={} dropped={}",
+                w.name, w.events, w.batches, w.errors, w.retries, w.dropped
+            )?;
+        }
+        write!(
+            f,
+            "candles={} late_trades={}",
+            self.candles, self.late_trades
+        )?;
+        if !self.stragglers.is_empty() {
+            write!(f, " stragglers={}", self.stragglers.join(", "))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! The orchestrator end to end, with in-memory exchanges and writers.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use feeder_core::config::PipelineConfig;
+use feeder_core::exchange::{Backoff, Exchange, ExchangeContext};
+use feeder_core::feeder::Feeder;
+use feeder_core::model::{parse_decimal, Event, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::writer::{RunnerSettings, Writer};
+use feeder_core::{ExchangeError, WriteError};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+fn trade(exchange: &str, id: u64) -> Trade {
+    Trade {
+        exchange: Arc::from(exchange),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        trade_id: TradeId::from_u64(id),
+        price: parse_decimal("43210.12").unwrap(),
+        amount: parse_decimal("0.00000001").unwrap(),
+        side: Side::Buy,
+        timestamp: Timestamp::from_unix_micros(1_704_164_645_000_000 + id as i64),
+        received_at: Timestamp::from_unix_micros(1_704_164_645_000_000 + id as i64),
+    }
+}
+
+fn no_candles() -> PipelineConfig {
+    PipelineConfig {
+        candles: Vec::new(),
+        ..PipelineConfig::default()
+    }
+}
+
+/// Sends `n` trades in batches of `batch`, says so, then waits for shutdown.
+struct Burst {
+    name: &'static str,
+    n: u64,
+    batch: u64,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Burst {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let mut id = 0;
+        while id < self.n {
+            let end = (id + self.batch).min(self.n);
+            ctx.sink
+                .send((id..end).map(|i| trade(self.name, i)).collect())
+                .await?;
+            id = end;
+        }
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+/// Keeps what it is given; reports the count on a watch channel.
+struct Memory {
+    name: String,
+    events: Arc<Mutex<Vec<Event>>>,
+    count: watch::Sender<usize>,
+    /// While set, every write fails with a retriable error.
+    failing: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Memory {
+    fn new(name: &str) -> (Self, Arc<Mutex<Vec<Event>>>, watch::Receiver<usize>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = watch::channel(0);
+        let w = Memory {
+            name: name.into(),
+            events: events.clone(),
+            count: tx,
+            failing: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        (w, events, rx)
+    }
+}
+
+#[async_trait]
+impl Writer for Memory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(WriteError::retriable(
+                "store unavailable",
+                std::io::Error::other("connection refused"),
+            ));
+        }
+        let mut v = self.events.lock().unwrap();
+        v.extend_from_slice(batch);
+        self.count.send_replace(v.len());
+        Ok(())
+    }
+    async fn close(&mut self) -> Result<(), WriteError> {
+        self.closed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn settings(batch_size: usize) -> RunnerSettings {
+    RunnerSettings {
+        batch_size,
+        batch_delay: Duration::from_millis(5),
+        retry: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+        ..RunnerSettings::default()
+    }
+}
+
+fn trade_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => Some(t.trade_id.to_string()),
+            Event::Candle(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn n_trades_in_give_n_events_out_after_a_graceful_shutdown() {
+    let sent = Arc::new(Notify::new());
+    let (mem, events, _) = Memory::new("memory");
+    let closed = mem.closed.clone();
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n: 10_007,
+                batch: 333,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(mem), settings(1000))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = trade_ids(&events.lock().unwrap());
+    let want: Vec<String> = (0..10_007).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "every trade exactly once, in order");
+    assert!(closed.load(Ordering::SeqCst), "writer closed at shutdown");
+    assert_eq!(summary.exchanges[0].trades, 10_007);
+    assert_eq!(summary.writers[0].events, 10_007);
+    assert!(summary.is_clean(), "{summary}");
+}
+
+/// Fails every run, recording when it was started.
+struct Flaky {
+    starts: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+#[async_trait]
+impl Exchange for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    async fn run(&self, _ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        self.starts
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
+        Err(ExchangeError::Closed(Some("connection reset".into())))
+    }
+}
+
+/// One trade per second until shutdown.
+struct Ticker;
+
+#[async_trait]
+impl Exchange for Ticker {
+    fn name(&self) -> &str {
+        "ticker"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let mut id = 0;
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = ctx.shutdown.cancelled() => return Ok(()),
+            }
+            ctx.sink.send(vec![trade("ticker", id)]).await?;
+            id += 1;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_exchange_is_restarted_with_growing_backoff_while_another_delivers() {
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let (mem, events, _) = Memory::new("memory");
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .restart_backoff(
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(16)).without_jitter(),
+        )
+        .exchange(
+            Arc::new(Flaky {
+                starts: starts.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .exchange(Arc::new(Ticker), vec![Symbol::parse("BTC-USD").unwrap()])
+        .writer(Box::new(mem), settings(1))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+
+    let starts = starts.lock().unwrap().clone();
+    let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    assert_eq!(
+        &gaps[..5],
+        &[1, 2, 4, 8, 16],
+        "doubling to the cap: {gaps:?}"
+    );
+    assert!(gaps[5..].iter().all(|g| *g == 16), "{gaps:?}");
+    let flaky = &summary.exchanges[0];
+    assert_eq!(flaky.restarts as usize, starts.len() - 1);
+    // The healthy exchange kept delivering the whole time: one trade per virtual second.
+    let delivered = trade_ids(&events.lock().unwrap()).len();
+    assert!((59..=61).contains(&delivered), "{delivered}");
+    assert_eq!(summary.exchanges[1].restarts, 0);
+}
+
+#[tokio::test]
+async fn a_writer_that_fails_then_recovers_gets_every_batch_and_does_not_slow_another() {
+    let sent = Arc::new(Notify::new());
+    let (slow, slow_events, mut slow_count) = Memory::new("slow");
+    let failing = slow.failing.clone();
+    failing.store(true, Ordering::SeqCst);
+    let (fast, fast_events, mut fast_count) = Memory::new("fast");
+    let n = 5_000;
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n,
+                batch: 100,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(slow), settings(500))
+        .writer(Box::new(fast), settings(500))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+
+    // The healthy writer gets everything while the other is still failing.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fast_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("fast writer was held up by the failing one")
+    .unwrap();
+    assert_eq!(*slow_count.borrow(), 0);
+
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        slow_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("recovered writer did not catch up")
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(trade_ids(&slow_events.lock().unwrap()), want);
+    assert_eq!(trade_ids(&fast_events.lock().unwrap()), want);
+    let slow = &summary.writers[0];
+    assert!(slow.errors > 0 && slow.retries > 0, "{summary}");
+    assert_eq!(slow.dropped, 0);
+    assert!(summary.is_clean(), "{summary}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_deadline_names_a_writer_that_never_recovers() {
+    let sent = Arc::new(Notify::new());
+    let (stuck, _, _) = Memory::new("stuck");
+    stuck.failing.store(true, Ordering::SeqCst);
+    let (ok, _, _) = Memory::new("ok");
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .shutdown_timeout(Duration::from_secs(5))
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n: 10,
+                batch: 10,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(stuck), settings(10))
+        .writer(Box::new(ok), settings(10))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(summary.stragglers, vec!["writer stuck".to_owned()]);
+    assert_eq!(summary.writers[1].events, 10);
+    assert!(!summary.is_clean());
+}
+
+/// Fails with a configuration error: must not be restarted.
+struct Misconfigured(Arc<AtomicUsize>);
+
+#[async_trait]
+impl Exchange for Misconfigured {
+    fn name(&self) -> &str {
+        "misconfigured"
+    }
+    async fn run(&self, _ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(ExchangeError::Config("no such symbol".into()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminal_exchange_error_is_not_retried() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mem, _, _) = Memory::new("memory");
+    let feeder = Feeder::builder()
+        .exchange(
+            Arc::new(Misconfigured(runs.clone())),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(mem), settings(10))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(summary.exchanges[0].errors, 1);
+    assert_eq!(summary.exchanges[0].restarts, 0);
+}
