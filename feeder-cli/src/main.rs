@@ -1,1 +1,181 @@
-fn main() {}
+//! `crypto-feeder`: collects trades from crypto exchanges and stores them.
+//!
+//! ```text
+//! crypto-feeder run --config feeder.yaml      # until SIGINT/SIGTERM, then flush and exit 0
+//! crypto-feeder validate --config feeder.yaml # check a config without connecting anywhere
+//! crypto-feeder exchanges                     # venues and their transports
+//! ```
+//! Logs go to stderr (`-v`, `-vv` or `RUST_LOG`), so the `stdout` writer can be piped.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use feeder_core::config::Config;
+use feeder_core::feeder::{Feeder, Registry};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(name = "crypto-feeder", version, about = "Collects trades from crypto exchanges and stores them")]
+struct Cli {
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log lines as JSON.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Collects and stores trades until SIGINT or SIGTERM, then flushes every writer.
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Checks a config file without connecting anywhere.
+    Validate {
+        /// The YAML config file.
+        #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Lists the bundled exchanges and their transports, and the writer types.
+    Exchanges,
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    feeder_exchanges::register(&mut r);
+    feeder_writers::register(&mut r);
+    r
+}
+
+fn init_logging(verbose: u8, json: bool) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &PathBuf, registry: &Registry) -> anyhow::Result<Config> {
+    let config = Config::from_file(path).with_context(|| format!("loading {}", path.display()))?;
+    Feeder::validate(&config, registry).with_context(|| format!("checking {}", path.display()))?;
+    Ok(config)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives; a second signal exits at once.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting without waiting for writers");
+            std::process::exit(130);
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+    Ok(())
+}
+
+async fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    let config = load(&config, &registry)?;
+    let feeder = Feeder::from_config(config, &registry)
+        .await
+        .context("starting the feeder")?;
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tracing::info!("running; send SIGINT or SIGTERM to stop");
+    wait_for_signal().await?;
+    shutdown.cancel();
+    let summary = run.await.context("the feeder task failed")?;
+    for line in summary.to_string().lines() {
+        tracing::info!("{line}");
+    }
+    if summary.is_clean() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        tracing::error!("shutdown was not clean: some events were dropped or tasks abandoned");
+        Ok(ExitCode::from(3))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_json);
+    let result = match cli.command {
+        Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(run(config))),
+        Command::Validate { config } => {
+            let registry = registry();
+            load(&config, &registry).map(|c| {
+                say(&format!(
+                    "{}: ok ({} exchanges, {} writers)",
+                    config.display(),
+                    c.exchanges.len(),
+                    c.writers.len()
+                ));
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Exchanges => {
+            let registry = registry();
+            let mut out = String::from("exchanges:\n");
+            for (name, transports) in registry.exchanges() {
+                let t: Vec<String> = transports.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("  {name:<10} {}\n", t.join(", ")));
+            }
+            out.push_str("writers:\n");
+            for kind in registry.writer_kinds() {
+                out.push_str(&format!("  {kind}\n"));
+            }
+            say(out.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain on one line.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a result line to stdout (the command's output, not a log).
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
