@@ -1,40 +1,111 @@
-//! Pipeline stages.
-#![allow(missing_docs, dead_code, unused_variables)]
+//! Pipeline stages between the exchanges and the writers.
+//!
+//! - [`Valve`]: drops trades already seen, keyed by (exchange, symbol, trade id), in bounded
+//!   memory.
+//! - [`Aggregator`]: builds OHLCV [`Candle`](crate::model::Candle)s from unique trades and
+//!   emits each one when its interval has closed.
+//!
+//! Both are plain synchronous structs with no clock of their own (time is passed in), so they
+//! can be driven by the orchestrator, by an embedding program, or by a test, identically.
+
+mod aggregator;
+mod valve;
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::config::LateTradePolicy;
-use crate::model::{Candle, Interval, Timestamp, Trade};
+use crate::model::Symbol;
 
-pub struct Valve;
-impl Valve {
-    pub fn new(window: usize) -> Self {
-        Valve
-    }
-    pub fn filter(&mut self, trades: &mut Vec<Trade>) -> usize {
-        0
-    }
-    pub fn duplicates(&self) -> Vec<(Arc<str>, u64)> {
-        Vec::new()
-    }
-    pub fn duplicates_total(&self) -> u64 {
-        0
+pub use aggregator::Aggregator;
+pub use valve::Valve;
+
+/// Per-stream state keyed by (exchange, symbol), looked up without building a key.
+///
+/// The nested maps let a lookup borrow `&str` and `&Symbol` straight from the trade; the cache
+/// of the last stream makes the common case (a batch of one stream) a pointer comparison.
+/// Entries are never removed: a feeder has a fixed, small set of streams.
+#[derive(Debug)]
+struct Streams<T> {
+    index: HashMap<Arc<str>, HashMap<Symbol, usize>>,
+    /// The entries, in creation order; `index` points into it.
+    items: Vec<Stream<T>>,
+    /// Index of the stream looked up last, if any.
+    last: Option<usize>,
+}
+
+#[derive(Debug)]
+struct Stream<T> {
+    exchange: Arc<str>,
+    symbol: Symbol,
+    state: T,
+}
+
+impl<T> Default for Streams<T> {
+    fn default() -> Self {
+        Self {
+            index: HashMap::new(),
+            items: Vec::new(),
+            last: None,
+        }
     }
 }
-pub struct Aggregator;
-impl Aggregator {
-    pub fn new(intervals: &[Interval], grace: Duration, late: LateTradePolicy) -> Self {
-        Aggregator
+
+impl<T> Streams<T> {
+    /// The position of the stream, created with `make` if it is new.
+    fn position(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        make: impl FnOnce() -> T,
+    ) -> usize {
+        if let Some(i) = self.last {
+            if let Some(s) = self.items.get(i) {
+                if *s.exchange == **exchange && s.symbol == *symbol {
+                    return i;
+                }
+            }
+        }
+        let found = self
+            .index
+            .get(&**exchange)
+            .and_then(|by_symbol| by_symbol.get(symbol))
+            .copied();
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let i = self.items.len();
+                self.items.push(Stream {
+                    exchange: exchange.clone(),
+                    symbol: symbol.clone(),
+                    state: make(),
+                });
+                self.index
+                    .entry(exchange.clone())
+                    .or_default()
+                    .insert(symbol.clone(), i);
+                i
+            }
+        };
+        self.last = Some(i);
+        i
     }
-    pub fn on_trade(&mut self, trade: &Trade, out: &mut Vec<Candle>) {}
-    pub fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Candle>) {}
-    pub fn next_deadline(&self) -> Option<Timestamp> {
-        None
+
+    /// The stream's entry, created with `make` if it is new.
+    fn get_or_insert_with(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        make: impl FnOnce() -> T,
+    ) -> Option<&mut Stream<T>> {
+        let i = self.position(exchange, symbol, make);
+        self.items.get_mut(i)
     }
-    pub fn late_trades(&self) -> u64 {
-        0
+
+    fn iter(&self) -> impl Iterator<Item = &Stream<T>> {
+        self.items.iter()
     }
-    pub fn open_candles(&self) -> usize {
-        0
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Stream<T>> {
+        self.items.iter_mut()
     }
 }
