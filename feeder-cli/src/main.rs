@@ -19,7 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "crypto-feeder", version, about = "Collects trades from crypto exchanges and stores them")]
+#[command(
+    name = "crypto-feeder",
+    version,
+    about = "Collects trades from crypto exchanges and stores them"
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -101,7 +105,9 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
     }
     Ok(())
 }

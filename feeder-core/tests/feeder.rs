@@ -364,3 +364,73 @@ async fn a_terminal_exchange_error_is_not_retried() {
     assert_eq!(summary.exchanges[0].errors, 1);
     assert_eq!(summary.exchanges[0].restarts, 0);
 }
+
+/// One trade stamped with the current wall-clock time, then silence.
+struct Quiet {
+    sent: Arc<Mutex<Option<Trade>>>,
+}
+
+#[async_trait]
+impl Exchange for Quiet {
+    fn name(&self) -> &str {
+        "quiet"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let mut t = trade("quiet", 1);
+        t.timestamp = Timestamp::now();
+        *self.sent.lock().unwrap() = Some(t.clone());
+        ctx.sink.send(vec![t]).await?;
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_market_gets_its_candle_at_close_plus_grace() {
+    let sent = Arc::new(Mutex::new(None));
+    let (mem, events, mut count) = Memory::new("memory");
+    let grace = Duration::from_secs(2);
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            candles: vec![feeder_core::model::Interval::parse("1m").unwrap()],
+            candle_grace: grace,
+            ..PipelineConfig::default()
+        })
+        .exchange(
+            Arc::new(Quiet { sent: sent.clone() }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(mem), settings(1))
+        .build();
+    let started = tokio::time::Instant::now();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(300), count.wait_for(|c| *c == 2))
+        .await
+        .expect("no candle within five minutes")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let trade = sent.lock().unwrap().clone().unwrap();
+    let ts = trade.timestamp.unix_nanos();
+    let close = (ts.div_euclid(60_000_000_000) + 1) * 60_000_000_000;
+    let expected = Duration::from_nanos((close - ts) as u64) + grace;
+    let diff = elapsed.abs_diff(expected);
+    assert!(
+        diff < Duration::from_millis(50),
+        "emitted after {elapsed:?}, expected {expected:?}"
+    );
+
+    let Event::Candle(c) = events.lock().unwrap()[1].clone() else {
+        panic!("second event is not a candle")
+    };
+    assert_eq!(c.close_time.unix_nanos(), close);
+    assert_eq!(c.open_time.unix_nanos(), close - 60_000_000_000);
+    assert_eq!(
+        (c.open, c.high, c.low, c.close),
+        (trade.price, trade.price, trade.price, trade.price)
+    );
+    assert_eq!((c.volume, c.trades), (trade.amount, 1));
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(summary.candles, 1);
+}
