@@ -5,7 +5,7 @@
 //! stores.
 //!
 //! What is here:
-//! - [`model`]: [`Trade`](model::Trade), [`Candle`](model::Candle), [`Event`](model::Event),
+//! - [`model`]: [`Trade`], [`Candle`], [`Event`],
 //!   exact decimals and nanosecond timestamps; their JSON form is the project's contract.
 //! - [`exchange`]: the [`Exchange`](exchange::Exchange) trait, the small venue traits
 //!   ([`StreamVenue`](exchange::StreamVenue), [`PollVenue`](exchange::PollVenue)) and the
