@@ -5,10 +5,12 @@
 //! precision. The serde form of [`Event`] is the JSON lines contract of the project.
 
 mod interval;
+mod json;
 mod symbol;
 mod time;
 mod trade;
 
+pub use json::{write_json_line, write_json_str};
 pub use interval::{format_duration, parse_duration, serde_duration, DurationError, Interval};
 pub use symbol::{Symbol, SymbolError};
 pub use time::{utc_date, Timestamp, TimestampError};

@@ -1,0 +1,119 @@
+//! Options of the `file` writer.
+
+use std::path::PathBuf;
+
+use feeder_core::config::{ConfigError, WriterConfig};
+use serde::{de, Deserialize, Deserializer};
+
+/// Options of the `file` writer, read from its entry in the config:
+///
+/// ```yaml
+/// writers:
+///   - type: file
+///     path: /var/lib/crypto-feeder   # required
+///     format: jsonl                  # jsonl (default) | csv
+///     fsync: false                   # true: survive power loss, at a cost per batch
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FileOptions {
+    /// The directory files are written under; created at start-up if missing. Files are laid
+    /// out as `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`.
+    #[serde(deserialize_with = "path")]
+    pub path: PathBuf,
+    /// The file format.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// Whether each batch is synced to disk before it counts as written. Without it a batch
+    /// survives a crash of the process (it is in the operating system's hands); with it, it
+    /// also survives a power loss or a kernel crash, at the cost of one disk sync per file
+    /// per batch.
+    #[serde(default, deserialize_with = "fsync")]
+    pub fsync: bool,
+}
+
+// A bad value's message from the YAML parser does not say which key held it; these add the
+// key, which also lets the config error point at its line.
+fn keyed<'de, T: Deserialize<'de>, D: Deserializer<'de>>(key: &str, d: D) -> Result<T, D::Error> {
+    T::deserialize(d).map_err(|e| de::Error::custom(format!("{key}: {e}")))
+}
+
+fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    keyed("path", d)
+}
+
+fn fsync<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    keyed("fsync", d)
+}
+
+impl FileOptions {
+    /// Options for writing JSON lines under `path`, without fsync.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            format: FileFormat::default(),
+            fsync: false,
+        }
+    }
+
+    /// The same options with another format.
+    pub fn with_format(mut self, format: FileFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The same options with fsync on or off.
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Reads and checks the options of a `file` writer's config entry, without any I/O.
+    /// Errors name the writer, the key and, where known, its line.
+    pub fn from_config(config: &WriterConfig) -> Result<Self, ConfigError> {
+        let options: FileOptions = config.options()?;
+        if options.path.as_os_str().is_empty() {
+            return Err(config.option_error("path", "must not be empty"));
+        }
+        Ok(options)
+    }
+}
+
+/// How events are written to files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileFormat {
+    /// One JSON object per line, exactly the project's JSON lines contract.
+    #[default]
+    Jsonl,
+    /// Comma-separated values with a header line; trades and candles have their own columns.
+    Csv,
+}
+
+impl FileFormat {
+    /// The file name extension: `jsonl` or `csv`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        // The messages name the `format` key so that the config error can point at its line.
+        match &*s {
+            "jsonl" => Ok(FileFormat::Jsonl),
+            "csv" => Ok(FileFormat::Csv),
+            "parquet" => Err(de::Error::custom(
+                "format parquet is not supported in this build (supported: jsonl, csv)",
+            )),
+            other => Err(de::Error::custom(format!(
+                "unknown format {other:?} (supported: jsonl, csv)"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The `file` writer: JSON lines or CSV files under a directory, one file per stream and UTC
+//! day.
+//!
+//! ```text
+//! {path}/trades/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}
+//! {path}/candles/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}
+//! ```
+//!
+//! Trades are filed under the UTC day of their trade time, candles under that of their open
+//! time. JSON lines are exactly the project's contract. CSV files start with a header line;
+//! trades have the columns `exchange,symbol,trade_id,price,amount,side,timestamp,received_at`
+//! and candles `exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,
+//! trades,revision`; a field is quoted (RFC 4180) only when it holds a comma, a quote or a
+//! line break, and lines end with `\n`.
+
+mod config;
+mod encode;
+mod files;
+mod writer;
+
+use async_trait::async_trait;
+use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::feeder::WriterFactory;
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+
+pub use config::{FileFormat, FileOptions};
+pub use writer::FileWriter;
+
+/// Builds [`FileWriter`]s from config entries of type `file`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileWriterFactory;
+
+#[async_trait]
+impl WriterFactory for FileWriterFactory {
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        FileOptions::from_config(config).map(drop)
+    }
+
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        let options =
+            FileOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+        let writer = tokio::task::spawn_blocking(move || FileWriter::open(options))
+            .await
+            .map_err(|e| WriteError::terminal("opening the file writer failed", e))??;
+        Ok(Box::new(writer))
+    }
+}

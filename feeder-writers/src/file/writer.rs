@@ -1,0 +1,145 @@
+//! The `file` writer: encoding on the async side, file I/O on a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use feeder_core::model::Event;
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+
+use super::config::{FileFormat, FileOptions};
+use super::encode::{group, Chunk};
+use super::files::Files;
+
+/// How many spare encode buffers are kept between batches.
+const POOL_SIZE: usize = 8;
+
+/// Writes events to JSON lines or CSV files under a directory, one file per stream and UTC
+/// day: `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`.
+///
+/// Restarting on the same directory appends; nothing is ever truncated except an incomplete
+/// last line left by a crash mid-write, which was never acknowledged. A batch is written with
+/// one write per file and counts as written once it is flushed to the operating system (and
+/// synced to disk with `fsync`); a batch that fails is cut back off the files it touched, so
+/// retrying it does not duplicate lines.
+pub struct FileWriter {
+    options: FileOptions,
+    /// The open files. Shared with the blocking thread that does the I/O, so that a write
+    /// whose future is dropped midway still leaves them consistent for the next one.
+    files: Arc<Mutex<Files>>,
+    /// Chunks of the batch being written; kept to reuse their buffers.
+    chunks: Vec<Chunk>,
+    /// Spare buffers for chunks.
+    pool: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileWriter {
+    /// Creates the directory if needed, checks that files can be created in it, and returns
+    /// a writer. Blocking (directory creation), but quick; no async runtime needed.
+    pub fn open(options: FileOptions) -> Result<Self, WriteError> {
+        let root = &options.path;
+        std::fs::create_dir_all(root).map_err(|e| {
+            WriteError::terminal(format!("cannot create directory {}", root.display()), e)
+        })?;
+        // Fail now, not on the first batch, when the directory is not writable.
+        let probe = root.join(".crypto-feeder-write-check");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                WriteError::terminal(
+                    format!("cannot create files in directory {}", root.display()),
+                    e,
+                )
+            })?;
+        Ok(Self {
+            files: Arc::new(Mutex::new(Files::new(&options))),
+            options,
+            chunks: Vec::new(),
+            pool: Vec::new(),
+        })
+    }
+
+    /// The directory written under.
+    pub fn path(&self) -> &Path {
+        &self.options.path
+    }
+
+    /// The file format.
+    pub fn format(&self) -> FileFormat {
+        self.options.format
+    }
+
+    /// Runs `f` on the files on a blocking thread.
+    async fn with_files<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Files) -> T + Send + 'static,
+    ) -> Result<T, WriteError> {
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock means a panic in the middle of file I/O: the bookkeeping of
+            // lengths may be wrong, so the writer stops rather than risk corrupting files.
+            let mut files = files.lock().map_err(|_| {
+                WriteError::terminal(
+                    "file writer state is unusable after an internal failure",
+                    "poisoned lock",
+                )
+            })?;
+            Ok(f(&mut files))
+        })
+        .await
+        .map_err(|e| WriteError::terminal("file writer task failed", e))?
+    }
+
+    fn recycle(&mut self, mut chunks: Vec<Chunk>) {
+        for chunk in chunks.drain(..) {
+            if self.pool.len() < POOL_SIZE {
+                let mut bytes = chunk.bytes;
+                bytes.clear();
+                self.pool.push(bytes);
+            }
+        }
+        self.chunks = chunks;
+    }
+}
+
+#[async_trait]
+impl Writer for FileWriter {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut chunks = std::mem::take(&mut self.chunks);
+        group(batch, self.options.format, &mut chunks, &mut self.pool);
+        let (chunks, result) = self
+            .with_files(move |files| {
+                let result = files.write(&chunks);
+                (chunks, result)
+            })
+            .await?;
+        self.recycle(chunks);
+        result.map_err(WriteError::Io)
+    }
+
+    async fn close(&mut self) -> Result<(), WriteError> {
+        self.with_files(Files::close_all)
+            .await?
+            .map_err(WriteError::Io)
+    }
+}
