@@ -29,7 +29,10 @@ writers:
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let out = std::env::temp_dir().join("crypto-feeder-embedded-example");
 
     let mut registry = Registry::new();

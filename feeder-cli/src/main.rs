@@ -7,7 +7,7 @@
 //! ```
 //! Logs go to stderr (`-v`, `-vv` or `RUST_LOG`), so the `stdout` writer can be piped.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,6 +69,7 @@ fn init_logging(verbose: u8, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
