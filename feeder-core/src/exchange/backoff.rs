@@ -4,8 +4,8 @@ use std::time::Duration;
 
 /// Exponential backoff with full jitter between half and all of the current step.
 ///
-/// Each [`next_delay`](Backoff::next_delay) doubles the step up to `max`; [`reset`](Backoff::reset) after
-/// a success starts again from `initial`.
+/// Each [`next_delay`](Backoff::next_delay) doubles the step up to `max`;
+/// [`reset`](Backoff::reset) after a success starts again from `initial`.
 #[derive(Clone, Debug)]
 pub struct Backoff {
     initial: Duration,
@@ -74,10 +74,7 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8));
         for _ in 0..100 {
             let d = b.next_delay();
-            assert!(
-                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
-                "{d:?}"
-            );
+            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
         }
     }
 }
