@@ -86,6 +86,10 @@ impl ExchangeFactory for RandomWalkFactory {
     }
 
     fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
-        Ok(Arc::new(RandomWalk::new(&config.name, config.poll_interval, 1)))
+        Ok(Arc::new(RandomWalk::new(
+            &config.name,
+            config.poll_interval,
+            1,
+        )))
     }
 }

@@ -78,7 +78,11 @@ impl Writer for SummaryWriter {
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
-        let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let totals = self
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (stream, t) in totals {
             tracing::info!(
                 writer = %self.name,

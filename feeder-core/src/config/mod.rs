@@ -130,6 +130,34 @@ pub struct ExchangeConfig {
     /// After a WebSocket reconnect, fetch the missed trades over REST (where the venue allows).
     #[serde(default = "default_true")]
     pub backfill: bool,
+    /// Reconnect a WebSocket that received nothing for this long (default: the venue's own,
+    /// usually 30s).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration"
+    )]
+    pub stale_timeout: Option<Duration>,
+}
+
+/// Serde adapter for `Option<Duration>` written as text.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::model::serde_duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        s.map(|s| crate::model::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 fn default_transport() -> Transport {
@@ -438,6 +466,15 @@ impl Config {
             if ex.poll_interval < Duration::from_millis(100) {
                 return Err(ConfigError::invalid(
                     at("poll_interval"),
+                    "must be at least 100ms",
+                ));
+            }
+            if ex
+                .stale_timeout
+                .is_some_and(|d| d < Duration::from_millis(100))
+            {
+                return Err(ConfigError::invalid(
+                    at("stale_timeout"),
                     "must be at least 100ms",
                 ));
             }

@@ -55,6 +55,8 @@ pub struct StreamExchange<V> {
     connect_timeout: Duration,
     request_timeout: Duration,
     client: Option<reqwest::Client>,
+    /// Overrides the venue's stale timeout when set (from the exchange's config).
+    stale_timeout: Option<Duration>,
 }
 
 /// How a session ended.
@@ -86,7 +88,20 @@ impl<V: StreamVenue> StreamExchange<V> {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             client: None,
+            stale_timeout: None,
         }
+    }
+
+    /// Overrides the venue's stale timeout: reconnect when nothing arrived for this long.
+    /// `None` keeps the venue's own.
+    pub fn with_stale_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stale_timeout = timeout;
+        self
+    }
+
+    fn stale_timeout(&self) -> Duration {
+        self.stale_timeout
+            .unwrap_or_else(|| self.venue.stale_timeout())
     }
 
     /// Backfills over this venue's REST API after every reconnect, and when a venue reports a
@@ -224,7 +239,7 @@ impl<V: StreamVenue> StreamExchange<V> {
             }
         }
 
-        let stale = self.venue.stale_timeout();
+        let stale = self.stale_timeout();
         let keepalive = self.venue.ping();
         let mut ping_timer = keepalive.as_ref().map(|p| {
             let mut t = tokio::time::interval_at(Instant::now() + p.every, p.every);
@@ -358,7 +373,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                 "{name}: not a WebSocket URL: {url}"
             )));
         }
-        let stale = self.venue.stale_timeout();
+        let stale = self.stale_timeout();
         if stale.is_zero() || self.venue.ping().is_some_and(|p| p.every.is_zero()) {
             return Err(ExchangeError::Config(format!(
                 "{name}: the stale timeout and the keep-alive period must be above zero"
