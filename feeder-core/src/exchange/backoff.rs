@@ -4,8 +4,8 @@ use std::time::Duration;
 
 /// Exponential backoff with full jitter between half and all of the current step.
 ///
-/// Each [`next`](Backoff::next) doubles the step up to `max`; [`reset`](Backoff::reset) after
-/// a success starts again from `initial`.
+/// Each [`next_delay`](Backoff::next_delay) doubles the step up to `max`;
+/// [`reset`](Backoff::reset) after a success starts again from `initial`.
 #[derive(Clone, Debug)]
 pub struct Backoff {
     initial: Duration,

@@ -10,6 +10,7 @@
 mod backoff;
 mod context;
 mod poll;
+mod rest;
 mod stream;
 
 use std::time::Duration;

@@ -1,24 +1,135 @@
 //! The REST poll driver.
-#![allow(missing_docs, dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::PollVenue;
+use async_trait::async_trait;
+use tokio::time::MissedTickBehavior;
 
-/// Runs a [`PollVenue`].
+use super::rest::{default_client, send_batch, Fetched, Fetcher};
+use super::{Backoff, Exchange, ExchangeContext, PollVenue};
+use crate::error::ExchangeError;
+
+/// Tries per request by default (the first included) before a symbol is skipped for a tick.
+pub(crate) const DEFAULT_ATTEMPTS: usize = 5;
+
+/// Runs a [`PollVenue`]: polls every symbol at a fixed interval, walks back through pages to
+/// the last seen trade, retries rate limits and server errors, and sends only new trades.
+///
+/// ```no_run
+/// # use std::{sync::Arc, time::Duration};
+/// # use feeder_core::exchange::{PollExchange, PollVenue};
+/// # fn demo<V: PollVenue>(venue: V) {
+/// let exchange = PollExchange::new("myvenue", Arc::new(venue), Duration::from_secs(10))
+///     .with_timeout(Duration::from_secs(5));
+/// # let _ = exchange; }
+/// ```
 pub struct PollExchange<V> {
     name: Arc<str>,
     venue: Arc<V>,
     interval: Duration,
     timeout: Duration,
+    backoff: Backoff,
+    attempts: usize,
+    client: Option<reqwest::Client>,
 }
 
 impl<V: PollVenue> PollExchange<V> {
+    /// Polls `venue` every `interval`, reporting trades as exchange `name`.
     pub fn new(name: &str, venue: Arc<V>, interval: Duration) -> Self {
-        Self { name: name.into(), venue, interval, timeout: Duration::from_secs(10) }
+        Self {
+            name: name.into(),
+            venue,
+            interval,
+            timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            attempts: DEFAULT_ATTEMPTS,
+            client: None,
+        }
     }
+
+    /// The timeout of each HTTP request (10 s by default).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The backoff between retries of a failed request (used when the venue gives no
+    /// `Retry-After`).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How many times a request is tried (the first included) before its symbol is skipped
+    /// until the next tick; 5 by default, at least 1.
+    pub fn with_attempts(mut self, attempts: usize) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// The HTTP client to use (shared connection pool, proxy, ...). By default one with
+    /// rustls and verified certificates is built for each run.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    fn fetcher(&self) -> Result<Fetcher, ExchangeError> {
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => default_client()?,
+        };
+        Ok(Fetcher {
+            name: self.name.clone(),
+            client,
+            backoff: self.backoff.clone(),
+            timeout: self.timeout,
+            attempts: self.attempts,
+        })
+    }
+}
+
+#[async_trait]
+impl<V: PollVenue> Exchange for PollExchange<V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let name = &*self.name;
+        if self.interval.is_zero() {
+            return Err(ExchangeError::Config(format!(
+                "{name}: the poll interval must be above zero"
+            )));
+        }
+        let fetcher = self.fetcher()?;
+        let mut ticks = tokio::time::interval(self.interval);
+        // After a slow poll, wait a whole interval again rather than firing a burst.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tracing::info!(exchange = name, interval = ?self.interval, symbols = ctx.symbols.len(), "polling");
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                _ = ticks.tick() => {}
+            }
+            for symbol in &ctx.symbols {
+                let cursor = ctx.cursors.get(symbol);
+                match fetcher
+                    .fetch_since(&*self.venue, symbol, cursor.as_ref(), &ctx)
+                    .await?
+                {
+                    Fetched::Cancelled => return Ok(()),
+                    Fetched::Skipped => {}
+                    Fetched::Trades(trades) => {
+                        tracing::debug!(exchange = name, %symbol, n = trades.len(), "polled");
+                        send_batch(&ctx, name, trades).await?;
+                    }
+                }
+                if ctx.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+            }
+        }
     }
 }

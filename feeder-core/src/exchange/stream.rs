@@ -1,27 +1,465 @@
 //! The WebSocket session driver.
-#![allow(missing_docs, dead_code)]
+
+use std::cmp::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Backoff, PollVenue, StreamVenue};
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use url::Url;
 
-/// Runs a [`StreamVenue`].
+use super::rest::{default_client, error_chain, send_batch, sleep_or_cancel, Fetched, Fetcher};
+use super::WsMessage;
+use super::{Backoff, Exchange, ExchangeContext, ExchangeStats, Frame, PollVenue, StreamVenue};
+use crate::error::ExchangeError;
+use crate::model::{Symbol, Timestamp, Trade};
+
+/// The largest message or frame accepted; venues' snapshots stay far below it, and a bound
+/// keeps a broken peer from exhausting memory.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// How long a send to the venue may take before the connection is declared dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a close frame may take to leave at shutdown or on a requested reconnect.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Tries per backfill request (the first included): backfill runs between frames, so it
+/// must not retry for long.
+const BACKFILL_ATTEMPTS: usize = 3;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Runs a [`StreamVenue`]: connects, subscribes, answers pings, sends keep-alives, detects
+/// stale connections, reconnects with backoff and, given a [`PollVenue`], backfills over REST
+/// what was missed while disconnected.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use feeder_core::exchange::{PollVenue, StreamExchange, StreamVenue};
+/// # fn demo<V: StreamVenue, R: PollVenue>(venue: V, rest: R) {
+/// let exchange = StreamExchange::new("myvenue", Arc::new(venue)).with_backfill(Arc::new(rest));
+/// # let _ = exchange; }
+/// ```
 pub struct StreamExchange<V> {
     name: Arc<str>,
     venue: Arc<V>,
     backfill: Option<Arc<dyn PollVenue>>,
     backoff: Backoff,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    client: Option<reqwest::Client>,
+}
+
+/// How a session ended.
+enum End {
+    /// Shutdown began.
+    Shutdown,
+    /// The venue asked for a new connection.
+    Reconnect { delivered: bool },
+    /// The connection failed; retried with backoff.
+    Failed(ExchangeError),
+    /// Retrying cannot help.
+    Fatal(ExchangeError),
+}
+
+/// Why a send did not happen.
+enum SendFail {
+    Cancelled,
+    Error(ExchangeError),
 }
 
 impl<V: StreamVenue> StreamExchange<V> {
+    /// Streams from `venue`, reporting trades as exchange `name`.
     pub fn new(name: &str, venue: Arc<V>) -> Self {
-        Self { name: name.into(), venue, backfill: None, backoff: Backoff::default() }
+        Self {
+            name: name.into(),
+            venue,
+            backfill: None,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            client: None,
+        }
     }
+
+    /// Backfills over this venue's REST API after every reconnect, and when a venue reports a
+    /// trade-id gap ([`Frame::Gap`]).
     pub fn with_backfill(mut self, venue: Arc<dyn PollVenue>) -> Self {
         self.backfill = Some(venue);
         self
     }
+
+    /// The backoff between connection attempts (and between retries of backfill requests).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
+
+    /// How long connecting (TCP, TLS and WebSocket handshake) may take; 10 s by default.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The timeout of each backfill HTTP request; 10 s by default.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The HTTP client for backfill requests. By default one with rustls and verified
+    /// certificates is built for each run.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    fn fetcher(&self) -> Result<Fetcher, ExchangeError> {
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => default_client()?,
+        };
+        Ok(Fetcher {
+            name: self.name.clone(),
+            client,
+            backoff: self.backoff.clone(),
+            timeout: self.request_timeout,
+            attempts: BACKFILL_ATTEMPTS,
+        })
+    }
+
+    /// Opens a connection; `Ok(None)` when shutdown began first.
+    async fn connect(
+        &self,
+        url: &Url,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Ws>, ExchangeError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let connect = tokio::time::timeout(
+            self.connect_timeout,
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
+        );
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = connect => r,
+        };
+        match result {
+            Ok(Ok((ws, _))) => Ok(Some(ws)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(elapsed) => Err(ExchangeError::Other {
+                context: format!("connecting to {url} took over {:?}", self.connect_timeout),
+                source: Box::new(elapsed),
+            }),
+        }
+    }
+
+    /// Backfills `symbols` from their cursors. `Ok(false)` when shutdown began.
+    async fn backfill<'a>(
+        &self,
+        fetcher: &Fetcher,
+        ctx: &ExchangeContext,
+        symbols: impl IntoIterator<Item = &'a Symbol>,
+    ) -> Result<bool, ExchangeError> {
+        let Some(venue) = self.backfill.as_deref() else {
+            return Ok(true);
+        };
+        let name = &*self.name;
+        for symbol in symbols {
+            let Some(cursor) = ctx.cursors.get(symbol) else {
+                continue;
+            };
+            match fetcher
+                .fetch_since(venue, symbol, Some(&cursor), ctx)
+                .await?
+            {
+                Fetched::Cancelled => return Ok(false),
+                Fetched::Skipped => {
+                    tracing::warn!(exchange = name, %symbol, "backfill failed: a gap may remain");
+                }
+                Fetched::Trades(trades) => {
+                    let n = trades.len() as u64;
+                    tracing::info!(exchange = name, %symbol, from = %cursor.trade_id, n, "backfilled");
+                    send_batch(ctx, name, trades).await?;
+                    ctx.stats
+                        .backfilled
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(!ctx.shutdown.is_cancelled())
+    }
+
+    /// Runs one connection until it ends.
+    async fn session(
+        &self,
+        mut ws: Ws,
+        ctx: &ExchangeContext,
+        backoff: &mut Backoff,
+        backfill_due: bool,
+        fetcher: Option<&Fetcher>,
+    ) -> End {
+        let name = &*self.name;
+        for msg in self.venue.subscribe(&ctx.symbols) {
+            match send(&mut ws, msg, &ctx.shutdown).await {
+                Ok(()) => {}
+                Err(SendFail::Cancelled) => return close(ws).await,
+                Err(SendFail::Error(e)) => return End::Failed(e),
+            }
+        }
+        // Subscribed first, so that nothing falls between the REST answer and the stream.
+        if let (true, Some(f)) = (backfill_due, fetcher) {
+            match self.backfill(f, ctx, &ctx.symbols).await {
+                Ok(true) => {}
+                Ok(false) => return close(ws).await,
+                Err(e) => return End::Fatal(e),
+            }
+        }
+
+        let stale = self.venue.stale_timeout();
+        let keepalive = self.venue.ping();
+        let mut ping_timer = keepalive.as_ref().map(|p| {
+            let mut t = tokio::time::interval_at(Instant::now() + p.every, p.every);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
+        let deadline = tokio::time::sleep(stale);
+        tokio::pin!(deadline);
+        let mut delivered = false;
+        let mut buf: Vec<Trade> = Vec::new();
+
+        loop {
+            let msg = tokio::select! {
+                _ = ctx.shutdown.cancelled() => return close(ws).await,
+                _ = &mut deadline => return End::Failed(ExchangeError::Stale(stale)),
+                _ = tick(&mut ping_timer) => {
+                    if let Some(p) = &keepalive {
+                        match send(&mut ws, p.message.clone(), &ctx.shutdown).await {
+                            Ok(()) => {}
+                            Err(SendFail::Cancelled) => return close(ws).await,
+                            Err(SendFail::Error(e)) => return End::Failed(e),
+                        }
+                    }
+                    continue;
+                }
+                msg = ws.next() => msg,
+            };
+            let msg = match msg {
+                None => return End::Failed(ExchangeError::Closed(None)),
+                Some(Err(e)) => return End::Failed(e.into()),
+                Some(Ok(m)) => m,
+            };
+            deadline.as_mut().reset(Instant::now() + stale);
+            let frame = match &msg {
+                Message::Text(t) => self.parse(ctx, t.as_str().as_bytes(), &mut buf),
+                Message::Binary(b) => self.parse(ctx, b, &mut buf),
+                Message::Ping(_) => {
+                    // The library queued the pong; flush so it leaves now, not with the next
+                    // write (which may be many seconds away).
+                    match with_timeout(ws.flush(), &ctx.shutdown).await {
+                        Ok(()) => {}
+                        Err(SendFail::Cancelled) => return close(ws).await,
+                        Err(SendFail::Error(e)) => return End::Failed(e),
+                    }
+                    continue;
+                }
+                Message::Close(frame) => {
+                    let reason = frame.as_ref().map(|f| format!("{} {}", f.code, f.reason));
+                    return End::Failed(ExchangeError::Closed(reason));
+                }
+                Message::Pong(_) | Message::Frame(_) => continue,
+            };
+            let Some(frame) = frame else { continue };
+            if !buf.is_empty() {
+                if !delivered {
+                    // This connection works: the next failure starts again from a short wait.
+                    delivered = true;
+                    backoff.reset();
+                }
+                if let Err(e) = send_batch(ctx, name, std::mem::take(&mut buf)).await {
+                    return End::Fatal(e);
+                }
+            }
+            match frame {
+                Frame::Data => {}
+                Frame::Reply(reply) => match send(&mut ws, reply, &ctx.shutdown).await {
+                    Ok(()) => {}
+                    Err(SendFail::Cancelled) => return close(ws).await,
+                    Err(SendFail::Error(e)) => return End::Failed(e),
+                },
+                Frame::Reconnect => {
+                    let _ = close(ws).await;
+                    return End::Reconnect { delivered };
+                }
+                Frame::Gap {
+                    symbol,
+                    last_trade_id,
+                } => {
+                    let behind = ctx.cursors.get(&symbol).is_some_and(|c| {
+                        c.trade_id.cmp_numeric(&last_trade_id) == Some(Ordering::Less)
+                    });
+                    match fetcher {
+                        Some(f) if behind => {
+                            tracing::info!(exchange = name, %symbol, %last_trade_id, "gap reported, backfilling");
+                            match self.backfill(f, ctx, [&symbol]).await {
+                                Ok(true) => {}
+                                Ok(false) => return close(ws).await,
+                                Err(e) => return End::Fatal(e),
+                            }
+                            // Frames waited while the REST calls ran; they are not a sign of
+                            // a dead connection.
+                            deadline.as_mut().reset(Instant::now() + stale);
+                        }
+                        _ => {
+                            tracing::debug!(exchange = name, %symbol, %last_trade_id, behind, "gap report")
+                        }
+                    }
+                }
+                Frame::Ack | Frame::Heartbeat | Frame::Ignored => {
+                    tracing::debug!(exchange = name, frame = ?frame, "control frame");
+                }
+            }
+        }
+    }
+
+    /// Parses one payload into `buf`; `None` when it could not be parsed (counted, logged).
+    fn parse(&self, ctx: &ExchangeContext, payload: &[u8], buf: &mut Vec<Trade>) -> Option<Frame> {
+        buf.clear();
+        match self.venue.parse(payload, Timestamp::now(), buf) {
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                ctx.parse_error(&self.name, &e, payload);
+                buf.clear();
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<V: StreamVenue> Exchange for StreamExchange<V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let name = &*self.name;
+        let url = self.venue.url(&ctx.symbols)?;
+        if !matches!(url.scheme(), "ws" | "wss") {
+            return Err(ExchangeError::Config(format!(
+                "{name}: not a WebSocket URL: {url}"
+            )));
+        }
+        let stale = self.venue.stale_timeout();
+        if stale.is_zero() || self.venue.ping().is_some_and(|p| p.every.is_zero()) {
+            return Err(ExchangeError::Config(format!(
+                "{name}: the stale timeout and the keep-alive period must be above zero"
+            )));
+        }
+        let fetcher = match self.backfill {
+            Some(_) => Some(self.fetcher()?),
+            None => None,
+        };
+        let mut backoff = self.backoff.clone();
+        // A restarted run resumes where the previous one stopped.
+        let mut backfill_due = ctx.symbols.iter().any(|s| ctx.cursors.get(s).is_some());
+        // A venue that asks to reconnect again and again without sending data gets backoff.
+        let mut asked_without_data = false;
+        loop {
+            let ws = match self.connect(&url, &ctx.shutdown).await {
+                Ok(Some(ws)) => ws,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    ExchangeStats::incr(&ctx.stats.errors);
+                    let wait = backoff.next_delay();
+                    tracing::warn!(exchange = name, %url, error = %error_chain(&e), ?wait, "connect failed");
+                    if !sleep_or_cancel(wait, &ctx.shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(exchange = name, %url, "connected");
+            let end = self
+                .session(ws, &ctx, &mut backoff, backfill_due, fetcher.as_ref())
+                .await;
+            match end {
+                End::Shutdown => return Ok(()),
+                End::Fatal(e) => return Err(e),
+                End::Reconnect { delivered } => {
+                    ExchangeStats::incr(&ctx.stats.reconnects);
+                    tracing::info!(exchange = name, "the venue asked to reconnect");
+                    if !delivered && asked_without_data {
+                        let wait = backoff.next_delay();
+                        if !sleep_or_cancel(wait, &ctx.shutdown).await {
+                            return Ok(());
+                        }
+                    }
+                    asked_without_data = !delivered;
+                }
+                End::Failed(e) => {
+                    ExchangeStats::incr(&ctx.stats.errors);
+                    ExchangeStats::incr(&ctx.stats.reconnects);
+                    asked_without_data = false;
+                    let wait = backoff.next_delay();
+                    tracing::warn!(exchange = name, error = %error_chain(&e), ?wait, "connection lost, reconnecting");
+                    if !sleep_or_cancel(wait, &ctx.shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+            backfill_due = true;
+        }
+    }
+}
+
+/// Waits for the next keep-alive tick, or forever when the venue has none.
+async fn tick(timer: &mut Option<Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a write with the send timeout, giving way to shutdown.
+async fn with_timeout<F>(fut: F, shutdown: &CancellationToken) -> Result<(), SendFail>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    tokio::select! {
+        _ = shutdown.cancelled() => Err(SendFail::Cancelled),
+        r = tokio::time::timeout(SEND_TIMEOUT, fut) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SendFail::Error(e.into())),
+            Err(elapsed) => Err(SendFail::Error(ExchangeError::Other {
+                context: format!("sending to the venue took over {SEND_TIMEOUT:?}"),
+                source: Box::new(elapsed),
+            })),
+        },
+    }
+}
+
+async fn send(ws: &mut Ws, msg: WsMessage, shutdown: &CancellationToken) -> Result<(), SendFail> {
+    let msg = match msg {
+        WsMessage::Text(t) => Message::text(t),
+        WsMessage::Binary(b) => Message::binary(b),
+        WsMessage::Ping(p) => Message::Ping(p.into()),
+    };
+    with_timeout(ws.send(msg), shutdown).await
+}
+
+/// Sends a close frame, best effort and briefly.
+async fn close(mut ws: Ws) -> End {
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+    End::Shutdown
 }
