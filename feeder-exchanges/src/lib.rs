@@ -10,11 +10,12 @@
 //! payload and append normalized [`Trade`](feeder_core::Trade)s to the caller's buffer.
 //!
 //! Each venue sits behind a cargo feature of its name (all on by default). [`register`] adds
-//! every enabled venue to a [`Registry`](feeder_core::feeder::Registry).
+//! every enabled venue to a [`Registry`].
 //!
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "bitstamp", feature = "coinbase"))]
 mod common;
 
 #[cfg(feature = "bitstamp")]

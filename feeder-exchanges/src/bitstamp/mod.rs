@@ -329,7 +329,7 @@ impl ExchangeFactory for BitstampFactory {
 
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(BitstampVenue::new(cfg)?);
-        common::build_exchange(cfg, venue)
+        Ok(common::build_exchange(cfg, venue))
     }
 }
 

@@ -416,3 +416,17 @@ fn factory_offers_both_transports() {
         .build(&config("bitstamp", &[], None, None))
         .is_err());
 }
+
+#[test]
+fn factory_builds_either_driver() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::ExchangeFactory;
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("bitstamp", &["BTC-USD"], None, None);
+        cfg.transport = transport;
+        let ex = BitstampFactory.build(&cfg).unwrap();
+        assert_eq!(ex.name(), "bitstamp");
+        cfg.backfill = false;
+        assert!(BitstampFactory.build(&cfg).is_ok());
+    }
+}

@@ -277,7 +277,7 @@ impl ExchangeFactory for CoinbaseFactory {
 
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(CoinbaseVenue::new(cfg)?);
-        common::build_exchange(cfg, venue)
+        Ok(common::build_exchange(cfg, venue))
     }
 }
 

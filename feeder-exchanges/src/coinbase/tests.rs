@@ -367,7 +367,21 @@ fn factory_offers_both_transports() {
     let mut r = Registry::new();
     crate::register(&mut r);
     assert!(r.exchange("coinbase").is_some());
-    assert!(r.exchange("bitstamp").is_some());
+    assert_eq!(r.exchange("bitstamp").is_some(), cfg!(feature = "bitstamp"));
     let bad = config("coinbase", &["BTC-USD"], Some("ftp://h/"), None);
     assert!(CoinbaseFactory.build(&bad).is_err());
+}
+
+#[test]
+fn factory_builds_either_driver() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::ExchangeFactory;
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("coinbase", &["BTC-USD"], None, None);
+        cfg.transport = transport;
+        let ex = CoinbaseFactory.build(&cfg).unwrap();
+        assert_eq!(ex.name(), "coinbase");
+        cfg.backfill = false;
+        assert!(CoinbaseFactory.build(&cfg).is_ok());
+    }
 }

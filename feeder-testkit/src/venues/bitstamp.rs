@@ -142,7 +142,7 @@ impl Wire for BitstampWire {
         r#"{"data":{"id":1,"timestamp":"17277910"#.to_owned()
     }
 
-    fn heartbeat_frames(&self, _shared: &Shared, _subs: &Subs) -> Vec<String> {
+    fn heartbeat_frames(&self, _shared: &Shared, _subs: &Subs, _upto: usize) -> Vec<String> {
         Vec::new()
     }
 

@@ -219,7 +219,7 @@ impl Wire for CoinbaseWire {
         r#"{"type":"match","trade_id":1,"side":"#.to_owned()
     }
 
-    fn heartbeat_frames(&self, shared: &Shared, subs: &Subs) -> Vec<String> {
+    fn heartbeat_frames(&self, shared: &Shared, subs: &Subs, upto: usize) -> Vec<String> {
         let mut symbols: Vec<&Symbol> = subs.heartbeats.iter().collect();
         symbols.sort();
         let now = feeder_core::model::Timestamp::now();
@@ -227,7 +227,7 @@ impl Wire for CoinbaseWire {
         symbols
             .into_iter()
             .map(|s| {
-                let last = shared.last_trade(s).map(|t| t.trade_id).unwrap_or(0);
+                let last = shared.last_trade_before(s, upto).map(|t| t.trade_id).unwrap_or(0);
                 format!(
                     r#"{{"type":"heartbeat","last_trade_id":{last},"product_id":"{s}","sequence":{seq},"time":"{now}"}}"#,
                     seq = shared.next_sequence(),

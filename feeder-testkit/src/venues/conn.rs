@@ -37,8 +37,9 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn trade_frame(&self, shared: &Shared, trade: &MockTrade) -> String;
     /// A frame the client cannot parse.
     fn malformed_frame(&self) -> String;
-    /// The venue's periodic heartbeats for `subs`, if it has any.
-    fn heartbeat_frames(&self, shared: &Shared, subs: &Subs) -> Vec<String>;
+    /// The venue's heartbeats for `subs`, vouching for the history up to `upto`, if it has
+    /// any.
+    fn heartbeat_frames(&self, shared: &Shared, subs: &Subs, upto: usize) -> Vec<String>;
     /// The venue's request to reconnect; `None` when it has none (a close frame is sent).
     fn reconnect_frame(&self) -> Option<String>;
     /// How often the venue sends heartbeats on its own, if it does.
@@ -61,17 +62,28 @@ enum Act {
     Drop,
 }
 
+/// Where one connection stands.
+struct ConnState {
+    subs: Subs,
+    fs: FaultState,
+    /// History entries up to here were delivered (or deliberately left out).
+    cursor: usize,
+}
+
 /// Serves one connection until the client leaves, a fault ends it, or the mock is dropped.
 pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: Arc<W>) {
-    let mut subs = Subs::default();
-    let mut fs = FaultState {
-        fault: shared.take_fault(),
-        sent: 0,
-        skipping: 0,
-    };
     let mut published = shared.subscribe_published();
     let mut control = shared.subscribe_control();
-    let mut cursor = *published.borrow_and_update();
+    let mut st = ConnState {
+        subs: Subs::default(),
+        fs: FaultState {
+            fault: shared.take_fault(),
+            sent: 0,
+            skipping: 0,
+        },
+        // Trades published before the connection are not its client's.
+        cursor: *published.borrow_and_update(),
+    };
     let every = wire.heartbeat_every(&shared);
     let mut heartbeat = tokio::time::interval(every.unwrap_or(Duration::from_secs(3_600)));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -79,15 +91,18 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
     heartbeat.reset();
 
     loop {
-        tokio::select! {
+        let act = tokio::select! {
             msg = conn.recv() => {
                 let Some(msg) = msg else { return };
                 let Some(text) = msg.as_text() else { continue };
-                let reply = wire.on_message(&shared, text, &mut subs);
-                if reply.subscribed {
-                    // Trades published before the subscription are not this client's.
-                    cursor = shared.published_count();
+                // Deliver what the current subscriptions are owed first, so a new
+                // subscription neither skips nor replays anything.
+                match deliver(&mut conn, &shared, &wire, &mut st).await {
+                    Act::Continue => {}
+                    other => return finish(conn, other),
                 }
+                let reply = wire.on_message(&shared, text, &mut st.subs);
+                let mut act = Act::Continue;
                 for f in reply.frames {
                     if conn.send_text(f).await.is_err() {
                         return;
@@ -95,52 +110,19 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
                 }
                 if reply.subscribed {
                     shared.subscription_acked();
-                    match apply_due(&mut conn, &wire, &mut fs).await {
-                        Act::Continue => {}
-                        Act::End => return,
-                        Act::Drop => return conn.drop_abruptly(),
-                    }
+                    act = apply_due(&mut conn, &wire, &mut st.fs).await;
                 }
+                act
             }
             changed = published.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let len = *published.borrow_and_update();
-                let frames = shared.with_history(|h| {
-                    h.get(cursor..len)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter(|e| subs.trades.contains(&e.trade.symbol))
-                        .map(|e| (e.silent, wire.trade_frame(&shared, &e.trade)))
-                        .collect::<Vec<_>>()
-                });
-                cursor = len.max(cursor);
-                for (silent, frame) in frames {
-                    if silent {
-                        continue;
-                    }
-                    if fs.skipping > 0 {
-                        fs.skipping -= 1;
-                        continue;
-                    }
-                    if conn.send_text(frame).await.is_err() {
-                        return;
-                    }
-                    fs.sent += 1;
-                    match apply_due(&mut conn, &wire, &mut fs).await {
-                        Act::Continue => {}
-                        Act::End => return,
-                        Act::Drop => return conn.drop_abruptly(),
-                    }
-                }
+                published.borrow_and_update();
+                deliver(&mut conn, &shared, &wire, &mut st).await
             }
             _ = heartbeat.tick(), if every.is_some() => {
-                for f in wire.heartbeat_frames(&shared, &subs) {
-                    if conn.send_text(f).await.is_err() {
-                        return;
-                    }
-                }
+                send_heartbeats(&mut conn, &shared, &wire, &mut st).await
             }
             c = control.recv() => {
                 let c = match c {
@@ -148,33 +130,99 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return,
                 };
-                let ok = match c {
-                    Control::Drop => {
-                        conn.drop_abruptly();
-                        return;
-                    }
-                    Control::Malformed => conn.send_text(wire.malformed_frame()).await.is_ok(),
-                    Control::Heartbeat => {
-                        let mut ok = true;
-                        for f in wire.heartbeat_frames(&shared, &subs) {
-                            ok = ok && conn.send_text(f).await.is_ok();
+                match c {
+                    Control::Drop => Act::Drop,
+                    Control::Malformed => {
+                        if conn.send_text(wire.malformed_frame()).await.is_ok() {
+                            Act::Continue
+                        } else {
+                            Act::End
                         }
-                        ok
                     }
+                    Control::Heartbeat => send_heartbeats(&mut conn, &shared, &wire, &mut st).await,
                     Control::RequestReconnect => match wire.reconnect_frame() {
-                        Some(f) => conn.send_text(f).await.is_ok(),
+                        Some(f) => {
+                            if conn.send_text(f).await.is_ok() {
+                                Act::Continue
+                            } else {
+                                Act::End
+                            }
+                        }
                         None => {
                             let _ = conn.close().await;
-                            return;
+                            Act::End
                         }
                     },
-                };
-                if !ok {
-                    return;
                 }
             }
+        };
+        match act {
+            Act::Continue => {}
+            other => return finish(conn, other),
         }
     }
+}
+
+fn finish(conn: WsConn, act: Act) {
+    if let Act::Drop = act {
+        conn.drop_abruptly();
+    }
+}
+
+/// Sends the subscribed trades published since the cursor, applying the fault on the way.
+async fn deliver<W: Wire>(
+    conn: &mut WsConn,
+    shared: &Shared,
+    wire: &Arc<W>,
+    st: &mut ConnState,
+) -> Act {
+    let len = shared.published_count();
+    let frames = shared.with_history(|h| {
+        h.get(st.cursor..len)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| st.subs.trades.contains(&e.trade.symbol))
+            .map(|e| (e.silent, wire.trade_frame(shared, &e.trade)))
+            .collect::<Vec<_>>()
+    });
+    st.cursor = len.max(st.cursor);
+    for (silent, frame) in frames {
+        if silent {
+            continue;
+        }
+        if st.fs.skipping > 0 {
+            st.fs.skipping -= 1;
+            continue;
+        }
+        if conn.send_text(frame).await.is_err() {
+            return Act::End;
+        }
+        st.fs.sent += 1;
+        match apply_due(conn, wire, &mut st.fs).await {
+            Act::Continue => {}
+            other => return other,
+        }
+    }
+    Act::Continue
+}
+
+/// Sends the venue's heartbeats, after the trades they vouch for.
+async fn send_heartbeats<W: Wire>(
+    conn: &mut WsConn,
+    shared: &Shared,
+    wire: &Arc<W>,
+    st: &mut ConnState,
+) -> Act {
+    match deliver(conn, shared, wire, st).await {
+        Act::Continue => {}
+        other => return other,
+    }
+    for f in wire.heartbeat_frames(shared, &st.subs, st.cursor) {
+        if conn.send_text(f).await.is_err() {
+            return Act::End;
+        }
+    }
+    Act::Continue
 }
 
 /// Applies the connection's fault when its count is reached.

@@ -128,7 +128,8 @@ pub enum WsFault {
     /// Send one malformed frame after `n` trades, then carry on.
     MalformedAfter(usize),
     /// After `after` trades, leave out the next `skip` trades on this connection (they are
-    /// still published and served over REST); a later Coinbase heartbeat reveals the gap.
+    /// still published and served over REST). When they are the newest of their product, the
+    /// next Coinbase heartbeat reveals the gap.
     SkipAfter {
         /// Trades sent before the gap.
         after: usize,
@@ -319,6 +320,17 @@ impl Shared {
     /// The newest trade of `symbol`, sent or not.
     pub(crate) fn last_trade(&self, symbol: &Symbol) -> Option<MockTrade> {
         lock(&self.history)
+            .iter()
+            .rev()
+            .find(|e| &e.trade.symbol == symbol)
+            .map(|e| e.trade.clone())
+    }
+
+    /// The newest trade of `symbol` among the first `upto` published.
+    pub(crate) fn last_trade_before(&self, symbol: &Symbol, upto: usize) -> Option<MockTrade> {
+        let h = lock(&self.history);
+        h.get(..upto.min(h.len()))
+            .unwrap_or_default()
             .iter()
             .rev()
             .find(|e| &e.trade.symbol == symbol)
