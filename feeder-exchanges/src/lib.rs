@@ -1,3 +1,36 @@
-//! Placeholder.
-/// Registers the bundled factories.
-pub fn register(_registry: &mut feeder_core::feeder::Registry) {}
+//! # feeder-exchanges
+//!
+//! The venues bundled with crypto-feeder, one folder each. A venue says only what is specific
+//! to it: its endpoints, its subscribe messages, how its symbols are spelled and how its
+//! payloads parse. It implements [`StreamVenue`](feeder_core::exchange::StreamVenue) and
+//! [`PollVenue`](feeder_core::exchange::PollVenue); the drivers of `feeder-core` do the
+//! connecting, reconnecting, polling, paging and backfilling.
+//!
+//! Parsers are pure and allocation-light: they read borrowed wire structs straight from the
+//! payload and append normalized [`Trade`](feeder_core::Trade)s to the caller's buffer.
+//!
+//! Each venue sits behind a cargo feature of its name (all on by default). [`register`] adds
+//! every enabled venue to a [`Registry`].
+//!
+//! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
+#![deny(missing_docs)]
+
+#[cfg(any(feature = "bitstamp", feature = "coinbase"))]
+mod common;
+
+#[cfg(feature = "bitstamp")]
+pub mod bitstamp;
+#[cfg(feature = "coinbase")]
+pub mod coinbase;
+
+use feeder_core::feeder::Registry;
+
+/// Registers every venue enabled at build time under its usual name (`bitstamp`,
+/// `coinbase`).
+pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "bitstamp")]
+    bitstamp::register(registry);
+    #[cfg(feature = "coinbase")]
+    coinbase::register(registry);
+    let _ = registry;
+}

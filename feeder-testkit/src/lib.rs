@@ -10,11 +10,13 @@
 //! Both bind the loopback interface only, on a port the OS picks, and stop when dropped: every
 //! task they spawn is owned by the server value and aborted with it.
 //!
-//! This generic part knows nothing of venues; the venue mocks built on it replay each
-//! exchange's exact wire format.
+//! This generic part knows nothing of venues; the venue mocks built on it ([`venues`]:
+//! [`venues::MockBitstamp`], [`venues::MockCoinbase`]) speak each exchange's exact wire
+//! format, with generated trades kept as ground truth and faults on demand.
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod venues;
 pub mod ws;
 
 mod log;

@@ -1,0 +1,287 @@
+//! Coinbase Exchange: the `matches` channel of the WebSocket feed, product trades over REST.
+//!
+//! - Stream: `wss://ws-feed.exchange.coinbase.com`, one `subscribe` to the `matches` and
+//!   `heartbeat` channels for all symbols. A `last_match` comes first, then every `match`.
+//!   The per-second `heartbeat` carries the product's `last_trade_id`, which lets the driver
+//!   notice trades the stream skipped and backfill them without reconnecting.
+//! - Poll and backfill: `GET /products/{id}/trades?limit=100`, newest first; older pages via
+//!   `&after={cursor}` with the cursor from the `cb-after` response header.
+//!
+//! Side: Coinbase reports the MAKER's side on both APIs; the taker's is the opposite.
+//! Symbols: Coinbase's product ids are already `BASE-QUOTE` in upper case.
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use url::Url;
+
+use crate::common::{self, decimal, missing, truncate};
+
+/// The registry name.
+pub const NAME: &str = "coinbase";
+/// The production WebSocket endpoint.
+pub const DEFAULT_WS_URL: &str = "wss://ws-feed.exchange.coinbase.com";
+/// The production REST endpoint.
+pub const DEFAULT_REST_URL: &str = "https://api.exchange.coinbase.com";
+/// Trades per REST page.
+pub const PAGE_LIMIT: u32 = 100;
+/// The response header that names the next older page.
+pub const CURSOR_HEADER: &str = "cb-after";
+
+/// Coinbase's product id for a normalized symbol (they are spelled the same).
+pub fn to_venue(symbol: &Symbol) -> &str {
+    symbol.as_str()
+}
+
+/// The Coinbase Exchange venue: endpoints and symbols for one configured exchange.
+#[derive(Clone, Debug)]
+pub struct CoinbaseVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    /// The configured symbols by product id, so a trade's symbol is a shared clone rather
+    /// than a fresh allocation.
+    symbols: HashMap<Box<str>, Symbol>,
+}
+
+impl CoinbaseVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            symbols: cfg
+                .symbols
+                .iter()
+                .map(|s| (Box::from(to_venue(s)), s.clone()))
+                .collect(),
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The symbol of a product id: the configured one, or (for a product the feed sends
+    /// unasked) the id itself when it is a valid symbol.
+    fn symbol(&self, product_id: &str) -> Result<Symbol, ParseError> {
+        if let Some(s) = self.symbols.get(product_id) {
+            return Ok(s.clone());
+        }
+        Symbol::parse(product_id)
+            .map_err(|_| ParseError::UnknownSymbol(truncate(product_id).into()))
+    }
+
+    fn ws_trade(
+        &self,
+        m: &wire::WsMessage<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        let product_id = m.product_id.ok_or_else(|| missing("product_id"))?;
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: self.symbol(product_id)?,
+            trade_id: TradeId::from_u64(m.trade_id.ok_or_else(|| missing("trade_id"))?),
+            price: decimal("price", m.price.ok_or_else(|| missing("price"))?)?,
+            amount: decimal("size", m.size.ok_or_else(|| missing("size"))?)?,
+            side: common::side_word("side", m.side.ok_or_else(|| missing("side"))?)?.opposite(),
+            timestamp: common::rfc3339("time", m.time.ok_or_else(|| missing("time"))?)?,
+            received_at,
+        })
+    }
+
+    fn rest_trade(
+        &self,
+        symbol: &Symbol,
+        t: &wire::RestTrade<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: symbol.clone(),
+            trade_id: TradeId::from_u64(t.trade_id),
+            price: decimal("price", t.price)?,
+            amount: decimal("size", t.size)?,
+            // The maker's side on the wire; the taker did the opposite.
+            side: common::side_word("side", t.side)?.opposite(),
+            timestamp: common::rfc3339("time", t.time)?,
+            received_at,
+        })
+    }
+}
+
+impl StreamVenue for CoinbaseVenue {
+    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        Ok(self.ws_url.clone())
+    }
+
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
+        let mut msg = String::from(r#"{"type":"subscribe","product_ids":["#);
+        for (i, s) in symbols.iter().enumerate() {
+            if i > 0 {
+                msg.push(',');
+            }
+            // Symbols are upper-case letters, digits and one dash: nothing to escape.
+            msg.push('"');
+            msg.push_str(to_venue(s));
+            msg.push('"');
+        }
+        msg.push_str(r#"],"channels":["matches","heartbeat"]}"#);
+        vec![WsMessage::Text(msg)]
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        match m.kind {
+            "match" | "last_match" => {
+                out.push(self.ws_trade(&m, received_at)?);
+                Ok(Frame::Data)
+            }
+            "heartbeat" => match (m.product_id, m.last_trade_id) {
+                (Some(product_id), Some(id)) => Ok(Frame::Gap {
+                    symbol: self.symbol(product_id)?,
+                    last_trade_id: TradeId::from_u64(id),
+                }),
+                _ => Ok(Frame::Heartbeat),
+            },
+            "subscriptions" => Ok(Frame::Ack),
+            "error" => {
+                let mut text = m
+                    .message
+                    .as_deref()
+                    .map(truncate)
+                    .unwrap_or("error without a message")
+                    .to_owned();
+                if let Some(reason) = m.reason.as_deref() {
+                    text.push_str(": ");
+                    text.push_str(truncate(reason));
+                }
+                Err(ParseError::Venue(text))
+            }
+            _ => Ok(Frame::Ignored),
+        }
+    }
+}
+
+impl PollVenue for CoinbaseVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let mut url = common::join_path(&self.rest_url, &["products", to_venue(symbol), "trades"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &PAGE_LIMIT.to_string());
+            if let Some(cursor) = req.page {
+                q.append_pair("after", cursor);
+            }
+        }
+        Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        })
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let body = resp.body.trim_ascii_start();
+        if body.first() == Some(&b'{') {
+            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            return Err(ParseError::Venue(
+                e.message
+                    .as_deref()
+                    .map(truncate)
+                    .unwrap_or("an object instead of a list of trades")
+                    .to_owned(),
+            ));
+        }
+        let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
+        // All or nothing: a page is either understood or reported, never half-appended.
+        let start = out.len();
+        out.reserve(trades.len());
+        for t in &trades {
+            match self.rest_trade(symbol, t, received_at) {
+                Ok(trade) => out.push(trade),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        // An empty page is the end of the history, whatever the header says.
+        let older = if trades.is_empty() {
+            None
+        } else {
+            match resp.headers.get(CURSOR_HEADER) {
+                None => None,
+                Some(v) => {
+                    let v = v
+                        .to_str()
+                        .map_err(|_| ParseError::field(CURSOR_HEADER, "not visible ASCII"))?;
+                    (!v.is_empty()).then(|| v.to_owned())
+                }
+            }
+        };
+        Ok(Page { older })
+    }
+}
+
+/// Builds Coinbase Exchange exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoinbaseFactory;
+
+impl ExchangeFactory for CoinbaseFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(CoinbaseVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`CoinbaseFactory`] as `coinbase`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, CoinbaseFactory);
+}

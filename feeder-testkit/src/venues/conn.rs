@@ -1,0 +1,279 @@
+//! The WebSocket connection loop both mock venues share: subscriptions, trades from the
+//! history, the venue's heartbeats, and injected faults.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::model::Symbol;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Control, MockTrade, Shared, WsFault};
+use crate::ws::WsConn;
+
+/// What a connection subscribed to.
+#[derive(Debug, Default)]
+pub(crate) struct Subs {
+    /// Symbols whose trades are sent.
+    pub trades: HashSet<Symbol>,
+    /// Symbols whose venue heartbeats are sent (Coinbase).
+    pub heartbeats: HashSet<Symbol>,
+}
+
+/// The answer to a client message.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    /// Frames to send back, in order.
+    pub frames: Vec<String>,
+    /// A subscription was acknowledged.
+    pub subscribed: bool,
+}
+
+/// A venue's wire format.
+pub(crate) trait Wire: Send + Sync + 'static {
+    /// Handles a text message from the client.
+    fn on_message(&self, shared: &Shared, text: &str, subs: &mut Subs) -> Reply;
+    /// A trade as a frame.
+    fn trade_frame(&self, shared: &Shared, trade: &MockTrade) -> String;
+    /// A frame the client cannot parse.
+    fn malformed_frame(&self) -> String;
+    /// The venue's heartbeats for `subs`, vouching for the history up to `upto`, if it has
+    /// any.
+    fn heartbeat_frames(&self, shared: &Shared, subs: &Subs, upto: usize) -> Vec<String>;
+    /// The venue's request to reconnect; `None` when it has none (a close frame is sent).
+    fn reconnect_frame(&self) -> Option<String>;
+    /// How often the venue sends heartbeats on its own, if it does.
+    fn heartbeat_every(&self, shared: &Shared) -> Option<Duration>;
+}
+
+/// Where a connection stands with its fault.
+#[derive(Debug)]
+struct FaultState {
+    fault: Option<WsFault>,
+    sent: usize,
+    skipping: usize,
+}
+
+enum Act {
+    Continue,
+    /// Stop serving (the connection was closed or went silent).
+    End,
+    /// Drop the TCP connection abruptly and stop.
+    Drop,
+}
+
+/// Where one connection stands.
+struct ConnState {
+    subs: Subs,
+    fs: FaultState,
+    /// History entries up to here were delivered (or deliberately left out).
+    cursor: usize,
+}
+
+/// Serves one connection until the client leaves, a fault ends it, or the mock is dropped.
+pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: Arc<W>) {
+    let mut published = shared.subscribe_published();
+    let mut control = shared.subscribe_control();
+    let mut st = ConnState {
+        subs: Subs::default(),
+        fs: FaultState {
+            fault: shared.take_fault(),
+            sent: 0,
+            skipping: 0,
+        },
+        // Trades published before the connection are not its client's.
+        cursor: *published.borrow_and_update(),
+    };
+    let every = wire.heartbeat_every(&shared);
+    let mut heartbeat = tokio::time::interval(every.unwrap_or(Duration::from_secs(3_600)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick of an interval is immediate; the venue's first heartbeat comes later.
+    heartbeat.reset();
+
+    loop {
+        let act = tokio::select! {
+            msg = conn.recv() => {
+                let Some(msg) = msg else { return };
+                let Some(text) = msg.as_text() else { continue };
+                // Deliver what the current subscriptions are owed first, so a new
+                // subscription neither skips nor replays anything.
+                match deliver(&mut conn, &shared, &wire, &mut st).await {
+                    Act::Continue => {}
+                    other => return finish(conn, other),
+                }
+                let reply = wire.on_message(&shared, text, &mut st.subs);
+                let mut act = Act::Continue;
+                for f in reply.frames {
+                    if conn.send_text(f).await.is_err() {
+                        return;
+                    }
+                }
+                if reply.subscribed {
+                    shared.subscription_acked();
+                    act = apply_due(&mut conn, &wire, &mut st.fs).await;
+                }
+                act
+            }
+            changed = published.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                published.borrow_and_update();
+                deliver(&mut conn, &shared, &wire, &mut st).await
+            }
+            _ = heartbeat.tick(), if every.is_some() => {
+                send_heartbeats(&mut conn, &shared, &wire, &mut st).await
+            }
+            c = control.recv() => {
+                let c = match c {
+                    Ok(c) => c,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                match c {
+                    Control::Drop => Act::Drop,
+                    Control::Malformed => {
+                        if conn.send_text(wire.malformed_frame()).await.is_ok() {
+                            Act::Continue
+                        } else {
+                            Act::End
+                        }
+                    }
+                    Control::Heartbeat => send_heartbeats(&mut conn, &shared, &wire, &mut st).await,
+                    Control::RequestReconnect => match wire.reconnect_frame() {
+                        Some(f) => {
+                            if conn.send_text(f).await.is_ok() {
+                                Act::Continue
+                            } else {
+                                Act::End
+                            }
+                        }
+                        None => {
+                            let _ = conn.close().await;
+                            Act::End
+                        }
+                    },
+                }
+            }
+        };
+        match act {
+            Act::Continue => {}
+            other => return finish(conn, other),
+        }
+    }
+}
+
+fn finish(conn: WsConn, act: Act) {
+    if let Act::Drop = act {
+        conn.drop_abruptly();
+    }
+}
+
+/// Sends the subscribed trades published since the cursor, applying the fault on the way.
+async fn deliver<W: Wire>(
+    conn: &mut WsConn,
+    shared: &Shared,
+    wire: &Arc<W>,
+    st: &mut ConnState,
+) -> Act {
+    let len = shared.published_count();
+    let frames = shared.with_history(|h| {
+        h.get(st.cursor..len)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| st.subs.trades.contains(&e.trade.symbol))
+            .map(|e| (e.silent, wire.trade_frame(shared, &e.trade)))
+            .collect::<Vec<_>>()
+    });
+    st.cursor = len.max(st.cursor);
+    for (silent, frame) in frames {
+        if silent {
+            continue;
+        }
+        if st.fs.skipping > 0 {
+            st.fs.skipping -= 1;
+            continue;
+        }
+        if conn.send_text(frame).await.is_err() {
+            return Act::End;
+        }
+        st.fs.sent += 1;
+        match apply_due(conn, wire, &mut st.fs).await {
+            Act::Continue => {}
+            other => return other,
+        }
+    }
+    Act::Continue
+}
+
+/// Sends the venue's heartbeats, after the trades they vouch for.
+async fn send_heartbeats<W: Wire>(
+    conn: &mut WsConn,
+    shared: &Shared,
+    wire: &Arc<W>,
+    st: &mut ConnState,
+) -> Act {
+    match deliver(conn, shared, wire, st).await {
+        Act::Continue => {}
+        other => return other,
+    }
+    for f in wire.heartbeat_frames(shared, &st.subs, st.cursor) {
+        if conn.send_text(f).await.is_err() {
+            return Act::End;
+        }
+    }
+    Act::Continue
+}
+
+/// Applies the connection's fault when its count is reached.
+async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultState) -> Act {
+    let Some(fault) = fs.fault else {
+        return Act::Continue;
+    };
+    let due = match fault {
+        WsFault::DropAfter(n)
+        | WsFault::CloseAfter(n)
+        | WsFault::StallAfter(n)
+        | WsFault::MalformedAfter(n)
+        | WsFault::RequestReconnectAfter(n) => fs.sent >= n,
+        WsFault::SkipAfter { after, .. } => fs.sent >= after,
+    };
+    if !due {
+        return Act::Continue;
+    }
+    fs.fault = None;
+    match fault {
+        WsFault::DropAfter(_) => Act::Drop,
+        WsFault::CloseAfter(_) => {
+            let _ = conn.close().await;
+            Act::End
+        }
+        WsFault::StallAfter(_) => {
+            conn.stall().await;
+            Act::End
+        }
+        WsFault::MalformedAfter(_) => {
+            if conn.send_text(wire.malformed_frame()).await.is_err() {
+                return Act::End;
+            }
+            Act::Continue
+        }
+        WsFault::SkipAfter { skip, .. } => {
+            fs.skipping = skip;
+            Act::Continue
+        }
+        WsFault::RequestReconnectAfter(_) => match wire.reconnect_frame() {
+            Some(f) => {
+                if conn.send_text(f).await.is_ok() {
+                    Act::Continue
+                } else {
+                    Act::End
+                }
+            }
+            None => {
+                let _ = conn.close().await;
+                Act::End
+            }
+        },
+    }
+}
