@@ -163,7 +163,8 @@ where
     match cfg.transport {
         Transport::Websocket => {
             let stream = StreamExchange::new(&cfg.name, venue.clone())
-                .with_request_timeout(cfg.request_timeout);
+                .with_request_timeout(cfg.request_timeout)
+                .with_stale_timeout(cfg.stale_timeout);
             if cfg.backfill {
                 Arc::new(stream.with_backfill(venue))
             } else {

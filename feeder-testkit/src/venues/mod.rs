@@ -605,6 +605,7 @@ impl MockVenue {
             rest_url: Some(self.rest_url()),
             ws_url: Some(self.ws_url()),
             backfill: true,
+            stale_timeout: None,
         }
     }
 }
