@@ -160,6 +160,25 @@ mod optional_duration {
     }
 }
 
+impl ExchangeConfig {
+    /// An entry for venue `name` streaming `symbols`, every other setting at its default
+    /// (for configuration built in code; prefer it to a struct literal, which breaks when a
+    /// setting is added).
+    pub fn new(name: impl Into<String>, symbols: Vec<Symbol>) -> Self {
+        Self {
+            name: name.into(),
+            symbols,
+            transport: default_transport(),
+            poll_interval: default_poll_interval(),
+            request_timeout: default_request_timeout(),
+            rest_url: None,
+            ws_url: None,
+            backfill: true,
+            stale_timeout: None,
+        }
+    }
+}
+
 fn default_transport() -> Transport {
     Transport::Websocket
 }
