@@ -280,7 +280,9 @@ pub struct WriterConfig {
     pub name: Option<String>,
     /// Write at most this many events per batch.
     pub batch_size: usize,
-    /// Write a partial batch after it waited this long.
+    /// How long a partial batch may wait for more events when nothing more is queued
+    /// (default `0ms`: write at once; under load batches fill up by themselves). Raise it for
+    /// stores where each write costs a round trip.
     #[serde(with = "serde_duration")]
     pub batch_delay: Duration,
     /// Capacity of the writer's queue, in batches.
@@ -309,7 +311,7 @@ impl WriterConfig {
             kind: kind.into(),
             name: None,
             batch_size: 1000,
-            batch_delay: Duration::from_millis(100),
+            batch_delay: Duration::ZERO,
             queue_capacity: 1024,
             when_full: WhenFullPolicy::Block,
             retry_max_delay: Duration::from_secs(30),

@@ -21,7 +21,9 @@ pub use crate::config::WhenFullPolicy as WhenFull;
 pub struct RunnerSettings {
     /// Most events per `write` call.
     pub batch_size: usize,
-    /// Longest time a partial batch waits for more events.
+    /// Longest time a partial batch waits for more events when the queue is empty. Zero
+    /// writes as soon as nothing more is queued: the lowest latency, with batches that grow
+    /// by themselves under load.
     pub batch_delay: Duration,
     /// Capacity of the queue in front of the writer, in batches.
     pub queue_capacity: usize,
@@ -172,11 +174,13 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<Vec<Event>>>) {
         let size = self.settings.batch_size;
-        // Events received but not yet written; written when `size` is reached or `deadline`
-        // passes.
+        let linger = self.settings.batch_delay;
+        // Events received but not yet written.
         let mut pending: Vec<Event> = Vec::new();
+        // When a partial batch must be written, if `linger` is set.
         let mut deadline: Option<Instant> = None;
-        loop {
+        let mut open = true;
+        while open {
             let next = tokio::select! {
                 biased;
                 m = rx.recv() => m,
@@ -187,26 +191,24 @@ impl Task {
                 }
             };
             let Some(batch) = next else { break };
-            if pending.is_empty() && batch.len() >= size {
-                // Large batches go straight through, without copying events.
-                for chunk in batch.chunks(size) {
-                    self.write_with_retry(chunk).await;
+            self.take(batch, &mut pending).await;
+            // Take whatever else is already queued: under load batches grow by themselves,
+            // and an idle queue costs no waiting.
+            while pending.len() < size {
+                match rx.try_recv() {
+                    Ok(batch) => self.take(batch, &mut pending).await,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
-                continue;
             }
-            match Arc::try_unwrap(batch) {
-                Ok(mut v) => pending.append(&mut v),
-                Err(shared) => pending.extend(shared.iter().cloned()),
-            }
-            while pending.len() >= size {
-                let rest = pending.split_off(size);
+            if pending.len() >= size || linger.is_zero() {
                 self.write_pending(&mut pending).await;
-                pending = rest;
-            }
-            if pending.is_empty() {
                 deadline = None;
             } else if deadline.is_none() {
-                deadline = Some(Instant::now() + self.settings.batch_delay);
+                deadline = Some(Instant::now() + linger);
             }
         }
         self.write_pending(&mut pending).await;
@@ -215,6 +217,37 @@ impl Task {
             tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
         }
         tracing::debug!(writer = %self.name, "writer closed");
+    }
+
+    /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
+    /// arriving when nothing is pending is written straight from the shared allocation.
+    async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
+        let size = self.settings.batch_size;
+        if pending.is_empty() && batch.len() >= size {
+            let mut chunks = batch.chunks(size);
+            let last = chunks.next_back();
+            for chunk in chunks {
+                self.write_with_retry(chunk).await;
+            }
+            // The tail may still grow with what is queued behind it.
+            if let Some(last) = last {
+                if last.len() == size {
+                    self.write_with_retry(last).await;
+                } else {
+                    pending.extend_from_slice(last);
+                }
+            }
+            return;
+        }
+        match Arc::try_unwrap(batch) {
+            Ok(mut v) => pending.append(&mut v),
+            Err(shared) => pending.extend(shared.iter().cloned()),
+        }
+        while pending.len() >= size {
+            let rest = pending.split_off(size);
+            self.write_pending(pending).await;
+            *pending = rest;
+        }
     }
 
     async fn write_pending(&mut self, pending: &mut Vec<Event>) {
