@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Writer;
 use crate::config::WriterConfig;
-use crate::exchange::Backoff;
-use crate::model::Event;
+use crate::exchange::{Backoff, Cursor};
+use crate::model::{Event, Symbol};
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -68,6 +68,9 @@ pub struct WriterStats {
     /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
     /// writer refused with a terminal error.
     pub dropped: AtomicU64,
+    /// Trades skipped because the store already held them at start-up (see
+    /// [`Writer::resume_point`]).
+    pub already_stored: AtomicU64,
 }
 
 impl WriterStats {
@@ -141,6 +144,18 @@ impl WriterRunner {
         settings: RunnerSettings,
         abort: CancellationToken,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        Self::spawn_resuming(writer, settings, abort, Vec::new())
+    }
+
+    /// Like [`spawn`](Self::spawn), for a store that already holds trades up to `resume`
+    /// (per exchange and symbol): trades up to those are skipped, once per stream, until the
+    /// first newer one passes.
+    pub fn spawn_resuming(
+        writer: Box<dyn Writer>,
+        settings: RunnerSettings,
+        abort: CancellationToken,
+        resume: Vec<(Arc<str>, Symbol, Cursor)>,
+    ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let name: Arc<str> = Arc::from(writer.name());
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
@@ -153,6 +168,7 @@ impl WriterRunner {
         let task = Task {
             name,
             writer,
+            resume,
             stats,
             retry: settings.retry.clone(),
             settings,
@@ -165,6 +181,9 @@ impl WriterRunner {
 struct Task {
     name: Arc<str>,
     writer: Box<dyn Writer>,
+    /// Streams whose older trades the store already holds; an entry goes once a newer trade
+    /// of its stream passed, so this is empty (and free) soon after start-up.
+    resume: Vec<(Arc<str>, Symbol, Cursor)>,
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
@@ -223,6 +242,17 @@ impl Task {
     /// arriving when nothing is pending is written straight from the shared allocation.
     async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
         let size = self.settings.batch_size;
+        if !self.resume.is_empty() {
+            let mut events = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+            self.skip_stored(&mut events);
+            pending.append(&mut events);
+            while pending.len() >= size {
+                let rest = pending.split_off(size);
+                self.write_pending(pending).await;
+                *pending = rest;
+            }
+            return;
+        }
         if pending.is_empty() && batch.len() >= size {
             let mut chunks = batch.chunks(size);
             let last = chunks.next_back();
@@ -248,6 +278,29 @@ impl Task {
             self.write_pending(pending).await;
             *pending = rest;
         }
+    }
+
+    /// Drops the trades the store held at start-up.
+    fn skip_stored(&mut self, events: &mut Vec<Event>) {
+        let before = events.len();
+        let resume = &mut self.resume;
+        events.retain(|e| {
+            let Event::Trade(t) = e else { return true };
+            let Some(i) = resume
+                .iter()
+                .position(|(ex, sym, _)| **ex == *t.exchange && *sym == t.symbol)
+            else {
+                return true;
+            };
+            if resume[i].2.is_older_than(t) {
+                // Past the resume point: everything after this is new to the store.
+                resume.swap_remove(i);
+                true
+            } else {
+                false
+            }
+        });
+        WriterStats::add(&self.stats.already_stored, (before - events.len()) as u64);
     }
 
     async fn write_pending(&mut self, pending: &mut Vec<Event>) {
