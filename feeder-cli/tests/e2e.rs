@@ -427,3 +427,38 @@ async fn candles_written_match_the_trades_in_the_same_output() {
         assert_eq!(c.revision, 0);
     }
 }
+
+impl Feeder {
+    /// Kills the process without warning, as a crash would.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_feeder_restarts_where_the_files_end_with_no_gap_and_no_duplicate() {
+    let mock = start_mock("coinbase", MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = config(&mock, "coinbase", Transport::Websocket, &out, "[]");
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    mock.publish(50);
+    wait_for_trades(&out, 50, &feeder).await;
+
+    feeder.kill();
+    // Published while the feeder is down: only a backfill can bring these.
+    mock.publish(30);
+    let log_before = feeder.log();
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    wait_for_trades(&out, 80, &feeder).await;
+    mock.publish(20);
+    wait_for_trades(&out, 100, &feeder).await;
+    let status = feeder.terminate();
+    assert!(status.success(), "exit status {status:?}:\n{log_before}\n{}", feeder.log());
+    check_exactly_once(&mock.published(), &trades(&read_events(&out)), true);
+    assert!(feeder.log().contains("resuming after the stored trades"), "{}", feeder.log());
+}
