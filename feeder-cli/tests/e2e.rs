@@ -458,7 +458,15 @@ async fn a_killed_feeder_restarts_where_the_files_end_with_no_gap_and_no_duplica
     mock.publish(20);
     wait_for_trades(&out, 100, &feeder).await;
     let status = feeder.terminate();
-    assert!(status.success(), "exit status {status:?}:\n{log_before}\n{}", feeder.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{log_before}\n{}",
+        feeder.log()
+    );
     check_exactly_once(&mock.published(), &trades(&read_events(&out)), true);
-    assert!(feeder.log().contains("resuming after the stored trades"), "{}", feeder.log());
+    assert!(
+        feeder.log().contains("resuming after the stored trades"),
+        "{}",
+        feeder.log()
+    );
 }

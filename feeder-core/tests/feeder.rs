@@ -524,3 +524,138 @@ async fn a_restart_resumes_after_what_each_durable_store_holds() {
     assert_eq!(summary.exchanges[0].duplicates, 50, "the valve knew 0..=49");
     assert_eq!(summary.writers[1].already_stored, 20);
 }
+
+#[tokio::test]
+async fn a_down_store_spills_to_disk_while_others_go_on_then_catches_up_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = Arc::new(Notify::new());
+    let (down, down_events, mut down_count) = Memory::new("down");
+    let failing = down.failing.clone();
+    failing.store(true, Ordering::SeqCst);
+    let (fast, fast_events, mut fast_count) = Memory::new("fast");
+    let n = 20_000;
+    let spill_path = dir.path().join("down.spill");
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n,
+                batch: 100,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(
+            Box::new(down),
+            RunnerSettings {
+                queue_capacity: 2,
+                spill: Some(feeder_core::writer::SpillSettings {
+                    path: spill_path.clone(),
+                    max_bytes: 64 << 20,
+                }),
+                ..settings(500)
+            },
+        )
+        .writer(
+            Box::new(fast),
+            RunnerSettings {
+                queue_capacity: 2,
+                ..settings(500)
+            },
+        )
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+
+    // The queue in front of the down store holds 2 batches: the rest waits on disk, and the
+    // healthy writer is not held up.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fast_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("the healthy writer was held up")
+    .unwrap();
+    assert_eq!(*down_count.borrow(), 0);
+    assert!(
+        std::fs::metadata(&spill_path).unwrap().len() > 0,
+        "nothing was spilled"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        down_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("the store did not catch up from the spill")
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(
+        trade_ids(&down_events.lock().unwrap()),
+        want,
+        "in order, once each"
+    );
+    assert_eq!(trade_ids(&fast_events.lock().unwrap()), want);
+    let down = &summary.writers[0];
+    assert!(down.spilled > 0 && down.dropped == 0, "{summary}");
+    assert_eq!(
+        std::fs::metadata(&spill_path).unwrap().len(),
+        0,
+        "spill emptied"
+    );
+}
+
+#[tokio::test]
+async fn a_full_spill_applies_the_drop_policy_with_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = Arc::new(Notify::new());
+    let (down, _, _) = Memory::new("down");
+    down.failing.store(true, Ordering::SeqCst);
+    let (fast, _, mut fast_count) = Memory::new("fast");
+    let n = 5_000;
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .shutdown_timeout(Duration::from_millis(500))
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n,
+                batch: 100,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(
+            Box::new(down),
+            RunnerSettings {
+                queue_capacity: 1,
+                when_full: feeder_core::writer::WhenFull::Drop,
+                spill: Some(feeder_core::writer::SpillSettings {
+                    path: dir.path().join("down.spill"),
+                    max_bytes: 50_000,
+                }),
+                ..settings(100)
+            },
+        )
+        .writer(Box::new(fast), settings(100))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fast_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let down = &summary.writers[0];
+    assert!(down.spilled > 0, "{summary}");
+    assert!(down.dropped > 0, "{summary}");
+    assert_eq!(summary.writers[1].events, n);
+}

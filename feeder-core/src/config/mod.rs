@@ -267,6 +267,21 @@ pub enum WhenFullPolicy {
     Drop,
 }
 
+/// A writer's spill buffer: where undelivered batches wait on disk while its store is down.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpillConfig {
+    /// Directory of the spill file (`{path}/{writer name}.spill`).
+    pub path: PathBuf,
+    /// Largest size of the spill file; beyond it `when_full` applies.
+    #[serde(default = "default_spill_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_spill_max_bytes() -> u64 {
+    1 << 30
+}
+
 /// One writer: the settings every writer has, plus its own options.
 ///
 /// Written in YAML as one map: `type`, the common keys below, and the writer's own keys
@@ -292,6 +307,9 @@ pub struct WriterConfig {
     /// Longest wait between retries of a failing batch.
     #[serde(with = "serde_duration")]
     pub retry_max_delay: Duration,
+    /// An on-disk buffer for when the queue is full (a store down for a while).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spill: Option<SpillConfig>,
     /// The writer's own keys.
     #[serde(flatten)]
     pub options: serde_yaml_ng::Mapping,
@@ -315,6 +333,7 @@ impl WriterConfig {
             queue_capacity: 1024,
             when_full: WhenFullPolicy::Block,
             retry_max_delay: Duration::from_secs(30),
+            spill: None,
             options: serde_yaml_ng::Mapping::new(),
             key_lines: HashMap::new(),
             index: 0,
@@ -407,6 +426,9 @@ impl<'de> Deserialize<'de> for WriterConfig {
         }
         if let Some(v) = take("retry_max_delay") {
             cfg.retry_max_delay = read_duration("retry_max_delay", v)?;
+        }
+        if let Some(v) = take("spill") {
+            cfg.spill = Some(read("spill", v)?);
         }
         for key in map.keys() {
             if key.as_str().is_none() {
@@ -534,6 +556,12 @@ impl Config {
             }
             if w.batch_size == 0 {
                 return Err(ConfigError::invalid(at("batch_size"), "must be at least 1"));
+            }
+            if w.spill.as_ref().is_some_and(|s| s.max_bytes < 1 << 20) {
+                return Err(ConfigError::invalid(
+                    at("spill.max_bytes"),
+                    "must be at least 1048576",
+                ));
             }
             if w.queue_capacity == 0 {
                 return Err(ConfigError::invalid(

@@ -1,6 +1,7 @@
 //! Stores: the [`Writer`] trait and the runner that feeds one writer from its own queue.
 
 mod runner;
+mod spill;
 
 use async_trait::async_trait;
 
@@ -9,6 +10,7 @@ use crate::exchange::Cursor;
 use crate::model::{Event, Symbol};
 
 pub use runner::{ErrorChain, RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+pub use spill::SpillSettings;
 
 /// A store of events.
 ///

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
 use crate::config::WriterConfig;
 use crate::exchange::{Backoff, Cursor};
@@ -31,6 +32,8 @@ pub struct RunnerSettings {
     pub when_full: WhenFull,
     /// Backoff between retries of a failing batch.
     pub retry: Backoff,
+    /// An on-disk spill buffer used when the queue is full (see [`SpillSettings`]).
+    pub spill: Option<SpillSettings>,
 }
 
 impl Default for RunnerSettings {
@@ -50,6 +53,10 @@ impl From<&WriterConfig> for RunnerSettings {
                 Duration::from_millis(100).min(c.retry_max_delay),
                 c.retry_max_delay,
             ),
+            spill: c.spill.as_ref().map(|s| SpillSettings {
+                path: s.path.join(format!("{}.spill", c.display_name())),
+                max_bytes: s.max_bytes,
+            }),
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct WriterStats {
     /// Trades skipped because the store already held them at start-up (see
     /// [`Writer::resume_point`]).
     pub already_stored: AtomicU64,
+    /// Events that went through the spill file because the queue was full.
+    pub spilled: AtomicU64,
 }
 
 impl WriterStats {
@@ -86,6 +95,7 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Arc<Vec<Event>>>,
     when_full: WhenFull,
     stats: Arc<WriterStats>,
+    spill: Option<Arc<Spill>>,
 }
 
 impl WriterHandle {
@@ -103,6 +113,54 @@ impl WriterHandle {
     /// task is gone (its events are counted as dropped).
     pub async fn send(&self, batch: Arc<Vec<Event>>) -> bool {
         let n = batch.len() as u64;
+        if let Some(spill) = &self.spill {
+            return self.send_or_spill(spill, batch).await;
+        }
+        self.send_by_policy(batch, n).await
+    }
+
+    /// With a spill buffer: the queue while it has room and nothing is spilled, else the
+    /// spill; when that is full too, the `when_full` policy.
+    async fn send_or_spill(&self, spill: &Spill, mut batch: Arc<Vec<Event>>) -> bool {
+        let n = batch.len() as u64;
+        loop {
+            if !spill.is_active() {
+                match self.tx.try_send(batch) {
+                    Ok(()) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        WriterStats::add(&self.stats.dropped, n);
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Full(b)) => batch = b,
+                }
+            }
+            // Registered before trying, so that space freed meanwhile is not missed.
+            let freed = spill.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match spill.push(&batch) {
+                Ok(Pushed::Spilled) => {
+                    WriterStats::add(&self.stats.spilled, n);
+                    return true;
+                }
+                Ok(Pushed::Full) if self.when_full == WhenFull::Block => {
+                    tracing::warn!(writer = %self.name, path = %spill.path().display(), "spill file full: waiting for the store");
+                    freed.await;
+                }
+                Ok(Pushed::Full) => {
+                    WriterStats::add(&self.stats.dropped, n);
+                    tracing::error!(writer = %self.name, events = n, "queue and spill file full: batch DROPPED (when_full: drop)");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(writer = %self.name, path = %spill.path().display(), error = %e, "cannot spill; falling back to the queue");
+                    return self.send_by_policy(batch, n).await;
+                }
+            }
+        }
+    }
+
+    async fn send_by_policy(&self, batch: Arc<Vec<Event>>, n: u64) -> bool {
         match self.when_full {
             WhenFull::Block => {
                 if self.tx.send(batch).await.is_err() {
@@ -159,16 +217,25 @@ impl WriterRunner {
         let name: Arc<str> = Arc::from(writer.name());
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
+        let spill = settings.spill.as_ref().and_then(|s| match Spill::open(s) {
+            Ok(spill) => Some(spill),
+            Err(e) => {
+                tracing::error!(writer = %name, path = %s.path.display(), error = %e, "cannot open the spill file; running without it");
+                None
+            }
+        });
         let handle = WriterHandle {
             name: name.clone(),
             tx,
             when_full: settings.when_full,
             stats: stats.clone(),
+            spill: spill.clone(),
         };
         let task = Task {
             name,
             writer,
             resume,
+            spill,
             stats,
             retry: settings.retry.clone(),
             settings,
@@ -184,6 +251,7 @@ struct Task {
     /// Streams whose older trades the store already holds; an entry goes once a newer trade
     /// of its stream passed, so this is empty (and free) soon after start-up.
     resume: Vec<(Arc<str>, Symbol, Cursor)>,
+    spill: Option<Arc<Spill>>,
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
@@ -199,10 +267,20 @@ impl Task {
         // When a partial batch must be written, if `linger` is set.
         let mut deadline: Option<Instant> = None;
         let mut open = true;
+        // A spill left by a previous run is older than anything queued now.
+        if self.spill.as_ref().is_some_and(|s| s.is_active()) {
+            self.replay_spill(&mut rx, &mut pending).await;
+        }
         while open {
+            let spill = self.spill.clone();
             let next = tokio::select! {
                 biased;
                 m = rx.recv() => m,
+                () = spilled(spill.as_deref()) => {
+                    self.replay_spill(&mut rx, &mut pending).await;
+                    deadline = None;
+                    continue;
+                }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.write_pending(&mut pending).await;
                     deadline = None;
@@ -231,6 +309,9 @@ impl Task {
             }
         }
         self.write_pending(&mut pending).await;
+        if self.spill.as_ref().is_some_and(|s| s.is_active()) {
+            self.replay_spill(&mut rx, &mut pending).await;
+        }
         if let Err(e) = self.writer.close().await {
             WriterStats::add(&self.stats.errors, 1);
             tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
@@ -277,6 +358,53 @@ impl Task {
             let rest = pending.split_off(size);
             self.write_pending(pending).await;
             *pending = rest;
+        }
+    }
+
+    /// Writes, in order, what is queued (older than anything spilled: nothing is queued while
+    /// the spill is in use), then every spilled batch, until the spill is empty.
+    async fn replay_spill(
+        &mut self,
+        rx: &mut mpsc::Receiver<Arc<Vec<Event>>>,
+        pending: &mut Vec<Event>,
+    ) {
+        let Some(spill) = self.spill.clone() else {
+            return;
+        };
+        while let Ok(batch) = rx.try_recv() {
+            self.take(batch, pending).await;
+        }
+        self.write_pending(pending).await;
+        let mut replayed = 0usize;
+        loop {
+            match spill.pop() {
+                Ok(Some((events, bad))) => {
+                    if bad > 0 {
+                        WriterStats::add(&self.stats.dropped, bad);
+                        tracing::error!(writer = %self.name, events = bad, "undecodable spilled events DROPPED");
+                    }
+                    replayed += events.len();
+                    self.take(Arc::new(events), pending).await;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(writer = %self.name, error = %e, "reading the spill file failed; will retry");
+                    if self.abort.is_cancelled() {
+                        break;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.abort.cancelled() => break,
+                    }
+                }
+            }
+            if self.abort.is_cancelled() {
+                break;
+            }
+        }
+        self.write_pending(pending).await;
+        if replayed > 0 {
+            tracing::info!(writer = %self.name, events = replayed, "replayed the spill file");
         }
     }
 
@@ -359,6 +487,14 @@ impl Task {
                 }
             }
         }
+    }
+}
+
+/// Resolves when something was spilled; never without a spill file.
+async fn spilled(spill: Option<&Spill>) {
+    match spill {
+        Some(s) => s.spilled.notified().await,
+        None => std::future::pending().await,
     }
 }
 
