@@ -176,6 +176,11 @@ fn a_writer_spill_reads_its_settings() {
     assert_eq!(spill.path, std::path::PathBuf::from("/var/spool/feeder"));
     assert_eq!(spill.max_bytes, 1 << 30);
     let bad = text.replace("      path: /var/spool/feeder\n", "      pth: /x\n");
-    let err = Config::from_yaml_str_with_env(&bad, &env).unwrap_err().to_string();
-    assert!(err.contains("writer `spill`") && err.contains("unknown field `pth`"), "{err}");
+    let err = Config::from_yaml_str_with_env(&bad, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("writer `spill`") && err.contains("unknown field `pth`"),
+        "{err}"
+    );
 }
