@@ -271,6 +271,7 @@ pub(crate) mod test_util {
             rest_url: rest_url.map(|u| Url::parse(u).unwrap()),
             ws_url: ws_url.map(|u| Url::parse(u).unwrap()),
             backfill: true,
+            stale_timeout: None,
         }
     }
 

@@ -15,9 +15,17 @@
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
 
-#[cfg(any(feature = "bitstamp", feature = "coinbase"))]
+#[cfg(any(
+    feature = "bitstamp",
+    feature = "coinbase",
+    feature = "bitfinex",
+    feature = "gemini",
+    feature = "huobi"
+))]
 mod common;
 
+#[cfg(feature = "bitfinex")]
+pub mod bitfinex;
 #[cfg(feature = "bitstamp")]
 pub mod bitstamp;
 #[cfg(feature = "coinbase")]
@@ -28,6 +36,8 @@ use feeder_core::feeder::Registry;
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
 /// `coinbase`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "bitfinex")]
+    bitfinex::register(registry);
     #[cfg(feature = "bitstamp")]
     bitstamp::register(registry);
     #[cfg(feature = "coinbase")]
