@@ -10,6 +10,7 @@
 //! The wire format is written here independently of the parsers in `feeder-exchanges`, so a
 //! round trip through both checks one against the other.
 
+pub mod bitfinex;
 pub mod bitstamp;
 pub mod coinbase;
 
@@ -31,6 +32,7 @@ use crate::http::{HttpServer, Request, Response};
 use crate::ws::WsServer;
 use crate::WaitTimeout;
 
+pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
 pub use coinbase::MockCoinbase;
 
@@ -49,7 +51,7 @@ pub struct MockTrade {
     pub amount_text: String,
     /// The taker's side.
     pub side: Side,
-    /// The trade time, with microseconds.
+    /// The trade time, with microseconds (milliseconds on venues that send no more).
     pub time: Timestamp,
 }
 
@@ -171,6 +173,8 @@ struct Generator {
     last_micros: i64,
     count: u64,
     exponent_every: u64,
+    /// Trade times in whole milliseconds (non-decreasing), for venues that send no more.
+    millis: bool,
 }
 
 impl Generator {
@@ -184,6 +188,7 @@ impl Generator {
             last_micros: 0,
             count: 0,
             exponent_every: cfg.exponent_every,
+            millis: false,
         }
     }
 
@@ -225,9 +230,16 @@ impl Generator {
         let trade_id = *next;
         *next += 1;
 
-        // Wall-clock time, strictly increasing, in microseconds.
+        // Wall-clock time, strictly increasing, in microseconds; or non-decreasing whole
+        // milliseconds, as a venue with millisecond times has several trades a millisecond.
         let now = Timestamp::now().unix_nanos() / 1_000;
-        self.last_micros = now.max(self.last_micros + 1);
+        let time = if self.millis {
+            self.last_micros = (now - now % 1_000).max(self.last_micros);
+            Timestamp::from_unix_millis(self.last_micros / 1_000)
+        } else {
+            self.last_micros = now.max(self.last_micros + 1);
+            Timestamp::from_unix_micros(self.last_micros)
+        };
 
         MockTrade {
             symbol: symbol.clone(),
@@ -236,7 +248,7 @@ impl Generator {
             amount,
             amount_text,
             side,
-            time: Timestamp::from_unix_micros(self.last_micros),
+            time,
         }
     }
 }
@@ -295,6 +307,15 @@ impl Shared {
             self.published.send_replace(history.len());
         }
         out
+    }
+
+    /// The same as [`Shared::new`], with trade times in whole milliseconds.
+    pub(crate) fn new_millis(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
+        let mut gen = Generator::new(&cfg, first_id, ids_per_symbol);
+        gen.millis = true;
+        let shared = Self::new(cfg, first_id, ids_per_symbol);
+        *lock(&shared.gen) = gen;
+        shared
     }
 
     pub(crate) fn published(&self) -> Vec<MockTrade> {
