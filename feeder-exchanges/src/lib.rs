@@ -30,6 +30,8 @@ pub mod bitfinex;
 pub mod bitstamp;
 #[cfg(feature = "coinbase")]
 pub mod coinbase;
+#[cfg(feature = "gemini")]
+pub mod gemini;
 
 use feeder_core::feeder::Registry;
 
@@ -42,5 +44,7 @@ pub fn register(registry: &mut Registry) {
     bitstamp::register(registry);
     #[cfg(feature = "coinbase")]
     coinbase::register(registry);
+    #[cfg(feature = "gemini")]
+    gemini::register(registry);
     let _ = registry;
 }

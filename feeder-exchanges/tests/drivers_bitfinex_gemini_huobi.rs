@@ -11,7 +11,8 @@ use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Transport}
 use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::Trade;
 use feeder_exchanges::bitfinex::BitfinexFactory;
-use feeder_testkit::venues::{MockBitfinex, MockTrade, MockVenue, WsFault};
+use feeder_exchanges::gemini::GeminiFactory;
+use feeder_testkit::venues::{MockBitfinex, MockGemini, MockTrade, MockVenue, WsFault};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -173,4 +174,18 @@ async fn bitfinex_polling_survives_rate_limits() {
     let mock = MockBitfinex::start().await.unwrap();
     let cfg = mock.exchange_config("bitfinex", Transport::Rest);
     polling_survives_errors(&mock, BitfinexFactory.build(&cfg).unwrap()).await;
+}
+
+#[tokio::test]
+async fn gemini_stream_recovers_a_dropped_connection() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Websocket);
+    stream_survives_a_drop(&mock, GeminiFactory.build(&cfg).unwrap(), 1).await;
+}
+
+#[tokio::test]
+async fn gemini_polling_survives_rate_limits() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    polling_survives_errors(&mock, GeminiFactory.build(&cfg).unwrap()).await;
 }

@@ -12,7 +12,8 @@ use feeder_core::exchange::{
 use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::bitfinex::BitfinexVenue;
-use feeder_testkit::venues::{MockBitfinex, MockConfig, MockTrade, WsFault};
+use feeder_exchanges::gemini::GeminiVenue;
+use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockTrade, WsFault};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -287,4 +288,143 @@ async fn bitfinex_rest_serves_history_in_pages() {
     let r = get(&req).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Gemini
+
+#[tokio::test]
+async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockGemini::start_with(cfg).await.unwrap();
+    let before = mock.publish(4);
+    let cfg = mock.exchange_config("gemini", Transport::Websocket);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    // Each symbol starts with its book and latest trades, newest first.
+    let (initial, frames) = read_trades(&venue, &mut ws, 4).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    let mut want = before.clone();
+    want.sort_by_key(|t| (t.symbol.clone(), std::cmp::Reverse(t.trade_id)));
+    let mut got = initial.clone();
+    got.sort_by_key(|t| (t.symbol.clone(), std::cmp::Reverse(t.trade_id.as_number())));
+    assert_exact(&got, &want);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    let published = mock.publish(40);
+    assert!(published.iter().any(|t| t.amount_text.contains('e')));
+    assert!(published.iter().any(|t| t.trade_id % 5 == 0), "string ids");
+    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    assert_exact(&trades, &published);
+    // One book update per trade, all skipped.
+    assert_eq!(frames.len(), 40, "{frames:?}");
+    assert!(frames.iter().all(|f| *f == Frame::Ignored));
+
+    mock.send_malformed();
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(
+            r#"{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["XYZABC"]}]}"#.into(),
+        ),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m.starts_with("InvalidSymbol")
+    ));
+}
+
+#[tokio::test]
+async fn gemini_heartbeats_and_closes() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_millis(20),
+        ..MockConfig::default()
+    };
+    let mock = MockGemini::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Websocket);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    mock.fault_next_connection(WsFault::CloseAfter(2));
+    let mut ws = connect(&venue, &cfg).await;
+    for _ in 0..2 {
+        assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Data);
+    }
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let mut heartbeats = 0;
+    for _ in 0..20 {
+        if heartbeats >= 2 {
+            break;
+        }
+        if next_control(&venue, &mut ws).await.unwrap() == Frame::Heartbeat {
+            heartbeats += 1;
+        }
+    }
+    assert_eq!(heartbeats, 2);
+    let published = mock.publish(5);
+    let (trades, _) = read_trades(&venue, &mut ws, 2).await;
+    assert_exact(&trades, &published[..2]);
+    let mut rest = 0;
+    while let Some(f) = next_frame(&mut ws).await {
+        let mut out = Vec::new();
+        venue.parse(&f, Timestamp::now(), &mut out).unwrap();
+        assert!(out.is_empty(), "a trade after the close");
+        rest += 1;
+        assert!(rest < 50, "the connection was not closed");
+    }
+}
+
+#[tokio::test]
+async fn gemini_rest_walks_forward_from_the_last_trade() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(30);
+    let btc: Vec<_> = published
+        .iter()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(page.older, None);
+    let newest_first: Vec<_> = btc.iter().rev().cloned().collect();
+    assert_exact(&out, &newest_first);
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/v1/trades/btcusd");
+    assert_eq!(req.query_param("limit_trades"), Some("500"));
+
+    // After the fifth trade: the ten that follow it.
+    let cursor = feeder_core::exchange::Cursor {
+        trade_id: feeder_core::TradeId::from_u64(btc[4].trade_id),
+        timestamp: btc[4].time,
+    };
+    let mut after = Vec::new();
+    fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: Some(&cursor),
+            page: None,
+        },
+        &mut after,
+    )
+    .await
+    .unwrap();
+    let want: Vec<_> = btc[5..].iter().rev().cloned().collect();
+    assert_exact(&after, &want);
+
+    mock.fail_rest(1, 503);
+    let req = venue
+        .trades_request(&cfg.symbols[0], PollRequest::default())
+        .unwrap();
+    assert_eq!(get(&req).await.status(), 503);
+    assert_eq!(get(&req).await.status(), 200);
 }

@@ -13,6 +13,7 @@
 pub mod bitfinex;
 pub mod bitstamp;
 pub mod coinbase;
+pub mod gemini;
 
 mod conn;
 
@@ -35,6 +36,7 @@ use crate::WaitTimeout;
 pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
 pub use coinbase::MockCoinbase;
+pub use gemini::MockGemini;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
