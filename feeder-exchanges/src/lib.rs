@@ -32,11 +32,13 @@ pub mod bitstamp;
 pub mod coinbase;
 #[cfg(feature = "gemini")]
 pub mod gemini;
+#[cfg(feature = "huobi")]
+pub mod huobi;
 
 use feeder_core::feeder::Registry;
 
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
-/// `coinbase`).
+/// `coinbase`, `bitfinex`, `gemini`, `huobi`).
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "bitfinex")]
     bitfinex::register(registry);
@@ -46,5 +48,7 @@ pub fn register(registry: &mut Registry) {
     coinbase::register(registry);
     #[cfg(feature = "gemini")]
     gemini::register(registry);
+    #[cfg(feature = "huobi")]
+    huobi::register(registry);
     let _ = registry;
 }
