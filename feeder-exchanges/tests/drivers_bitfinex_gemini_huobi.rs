@@ -12,7 +12,10 @@ use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::Trade;
 use feeder_exchanges::bitfinex::BitfinexFactory;
 use feeder_exchanges::gemini::GeminiFactory;
-use feeder_testkit::venues::{MockBitfinex, MockGemini, MockTrade, MockVenue, WsFault};
+use feeder_exchanges::huobi::HuobiFactory;
+use feeder_testkit::venues::{
+    MockBitfinex, MockConfig, MockGemini, MockHuobi, MockTrade, MockVenue, WsFault,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -188,4 +191,54 @@ async fn gemini_polling_survives_rate_limits() {
     let mock = MockGemini::start().await.unwrap();
     let cfg = mock.exchange_config("gemini", Transport::Rest);
     polling_survives_errors(&mock, GeminiFactory.build(&cfg).unwrap()).await;
+}
+
+#[tokio::test]
+async fn huobi_stream_recovers_a_dropped_connection() {
+    let mock = MockHuobi::start().await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    stream_survives_a_drop(&mock, HuobiFactory.build(&cfg).unwrap(), 2).await;
+}
+
+#[tokio::test]
+async fn huobi_stream_answers_every_ping_with_its_number() {
+    let mock = MockHuobi::start_with(MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    let mut run = Running::start(HuobiFactory.build(&cfg).unwrap(), &mock);
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    for n in 1..=3 {
+        mock.ping();
+        let pongs = mock
+            .ws_server()
+            .wait_received(
+                n,
+                |r| {
+                    r.message
+                        .as_text()
+                        .is_some_and(|t| t.starts_with(r#"{"pong":"#))
+                },
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(pongs.len(), n);
+    }
+    // Trades still flow on the same connection.
+    let published = mock.publish(6);
+    run.until_all(&published).await;
+    run.assert_exact(&published);
+    assert_eq!(mock.ws_server().connections(), 1);
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn huobi_polling_survives_rate_limits() {
+    let mock = MockHuobi::start().await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Rest);
+    polling_survives_errors(&mock, HuobiFactory.build(&cfg).unwrap()).await;
 }

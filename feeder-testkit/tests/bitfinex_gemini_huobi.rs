@@ -13,7 +13,8 @@ use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::bitfinex::BitfinexVenue;
 use feeder_exchanges::gemini::GeminiVenue;
-use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockTrade, WsFault};
+use feeder_exchanges::huobi::HuobiVenue;
+use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockTrade, WsFault};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -427,4 +428,103 @@ async fn gemini_rest_walks_forward_from_the_last_trade() {
         .unwrap();
     assert_eq!(get(&req).await.status(), 503);
     assert_eq!(get(&req).await.status(), 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Huobi
+
+#[tokio::test]
+async fn huobi_frames_are_gzip_and_round_trip_exactly() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockHuobi::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    for _ in 0..2 {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_eq!(&f[..2], b"\x1f\x8b", "gzip");
+        let mut out = Vec::new();
+        assert_eq!(
+            venue.parse(&f, Timestamp::now(), &mut out).unwrap(),
+            Frame::Ack
+        );
+    }
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+
+    let published = mock.publish(40);
+    assert!(published.iter().any(|t| t.amount_text.contains('e')));
+    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_exact(&trades, &published);
+
+    mock.send_malformed();
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(r#"{"sub":"market.xyzabc.trade.detail","id":"x"}"#.into()),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m.starts_with("bad-request")
+    ));
+}
+
+#[tokio::test]
+async fn huobi_ping_is_answered_with_the_same_number() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockHuobi::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    for _ in 0..2 {
+        next_control(&venue, &mut ws).await.unwrap();
+    }
+    mock.ping();
+    let Frame::Reply(pong) = next_control(&venue, &mut ws).await.unwrap() else {
+        panic!("a ping must be answered")
+    };
+    let WsMessage::Text(text) = &pong else {
+        panic!("{pong:?}")
+    };
+    assert!(text.starts_with(r#"{"pong":"#), "{text}");
+    send(&mut ws, pong.clone()).await;
+    mock.ws_server()
+        .wait_received(1, |r| r.message.as_text() == Some(text.as_str()), WAIT)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn huobi_rest_serves_the_most_recent_trades() {
+    let mock = MockHuobi::start().await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Rest);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let published = mock.publish(30);
+    let mut out = Vec::new();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(page.older, None);
+    let want: Vec<_> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    assert_exact(&out, &want);
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/market/history/trade");
+    assert_eq!(req.query_param("symbol"), Some("btcusd"));
+    assert_eq!(req.query_param("size"), Some("2000"));
 }

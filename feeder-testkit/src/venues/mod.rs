@@ -14,6 +14,7 @@ pub mod bitfinex;
 pub mod bitstamp;
 pub mod coinbase;
 pub mod gemini;
+pub mod huobi;
 
 mod conn;
 
@@ -37,6 +38,7 @@ pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
 pub use coinbase::MockCoinbase;
 pub use gemini::MockGemini;
+pub use huobi::MockHuobi;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
