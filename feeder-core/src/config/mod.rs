@@ -160,6 +160,25 @@ mod optional_duration {
     }
 }
 
+impl ExchangeConfig {
+    /// An entry for venue `name` streaming `symbols`, every other setting at its default
+    /// (for configuration built in code; prefer it to a struct literal, which breaks when a
+    /// setting is added).
+    pub fn new(name: impl Into<String>, symbols: Vec<Symbol>) -> Self {
+        Self {
+            name: name.into(),
+            symbols,
+            transport: default_transport(),
+            poll_interval: default_poll_interval(),
+            request_timeout: default_request_timeout(),
+            rest_url: None,
+            ws_url: None,
+            backfill: true,
+            stale_timeout: None,
+        }
+    }
+}
+
 fn default_transport() -> Transport {
     Transport::Websocket
 }
@@ -261,7 +280,9 @@ pub struct WriterConfig {
     pub name: Option<String>,
     /// Write at most this many events per batch.
     pub batch_size: usize,
-    /// Write a partial batch after it waited this long.
+    /// How long a partial batch may wait for more events when nothing more is queued
+    /// (default `0ms`: write at once; under load batches fill up by themselves). Raise it for
+    /// stores where each write costs a round trip.
     #[serde(with = "serde_duration")]
     pub batch_delay: Duration,
     /// Capacity of the writer's queue, in batches.
@@ -290,7 +311,7 @@ impl WriterConfig {
             kind: kind.into(),
             name: None,
             batch_size: 1000,
-            batch_delay: Duration::from_millis(100),
+            batch_delay: Duration::ZERO,
             queue_capacity: 1024,
             when_full: WhenFullPolicy::Block,
             retry_max_delay: Duration::from_secs(30),

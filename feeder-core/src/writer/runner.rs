@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Writer;
 use crate::config::WriterConfig;
-use crate::exchange::Backoff;
-use crate::model::Event;
+use crate::exchange::{Backoff, Cursor};
+use crate::model::{Event, Symbol};
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -21,7 +21,9 @@ pub use crate::config::WhenFullPolicy as WhenFull;
 pub struct RunnerSettings {
     /// Most events per `write` call.
     pub batch_size: usize,
-    /// Longest time a partial batch waits for more events.
+    /// Longest time a partial batch waits for more events when the queue is empty. Zero
+    /// writes as soon as nothing more is queued: the lowest latency, with batches that grow
+    /// by themselves under load.
     pub batch_delay: Duration,
     /// Capacity of the queue in front of the writer, in batches.
     pub queue_capacity: usize,
@@ -66,6 +68,9 @@ pub struct WriterStats {
     /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
     /// writer refused with a terminal error.
     pub dropped: AtomicU64,
+    /// Trades skipped because the store already held them at start-up (see
+    /// [`Writer::resume_point`]).
+    pub already_stored: AtomicU64,
 }
 
 impl WriterStats {
@@ -139,6 +144,18 @@ impl WriterRunner {
         settings: RunnerSettings,
         abort: CancellationToken,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        Self::spawn_resuming(writer, settings, abort, Vec::new())
+    }
+
+    /// Like [`spawn`](Self::spawn), for a store that already holds trades up to `resume`
+    /// (per exchange and symbol): trades up to those are skipped, once per stream, until the
+    /// first newer one passes.
+    pub fn spawn_resuming(
+        writer: Box<dyn Writer>,
+        settings: RunnerSettings,
+        abort: CancellationToken,
+        resume: Vec<(Arc<str>, Symbol, Cursor)>,
+    ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let name: Arc<str> = Arc::from(writer.name());
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
@@ -151,6 +168,7 @@ impl WriterRunner {
         let task = Task {
             name,
             writer,
+            resume,
             stats,
             retry: settings.retry.clone(),
             settings,
@@ -163,6 +181,9 @@ impl WriterRunner {
 struct Task {
     name: Arc<str>,
     writer: Box<dyn Writer>,
+    /// Streams whose older trades the store already holds; an entry goes once a newer trade
+    /// of its stream passed, so this is empty (and free) soon after start-up.
+    resume: Vec<(Arc<str>, Symbol, Cursor)>,
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
@@ -172,11 +193,13 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<Vec<Event>>>) {
         let size = self.settings.batch_size;
-        // Events received but not yet written; written when `size` is reached or `deadline`
-        // passes.
+        let linger = self.settings.batch_delay;
+        // Events received but not yet written.
         let mut pending: Vec<Event> = Vec::new();
+        // When a partial batch must be written, if `linger` is set.
         let mut deadline: Option<Instant> = None;
-        loop {
+        let mut open = true;
+        while open {
             let next = tokio::select! {
                 biased;
                 m = rx.recv() => m,
@@ -187,26 +210,24 @@ impl Task {
                 }
             };
             let Some(batch) = next else { break };
-            if pending.is_empty() && batch.len() >= size {
-                // Large batches go straight through, without copying events.
-                for chunk in batch.chunks(size) {
-                    self.write_with_retry(chunk).await;
+            self.take(batch, &mut pending).await;
+            // Take whatever else is already queued: under load batches grow by themselves,
+            // and an idle queue costs no waiting.
+            while pending.len() < size {
+                match rx.try_recv() {
+                    Ok(batch) => self.take(batch, &mut pending).await,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
-                continue;
             }
-            match Arc::try_unwrap(batch) {
-                Ok(mut v) => pending.append(&mut v),
-                Err(shared) => pending.extend(shared.iter().cloned()),
-            }
-            while pending.len() >= size {
-                let rest = pending.split_off(size);
+            if pending.len() >= size || linger.is_zero() {
                 self.write_pending(&mut pending).await;
-                pending = rest;
-            }
-            if pending.is_empty() {
                 deadline = None;
             } else if deadline.is_none() {
-                deadline = Some(Instant::now() + self.settings.batch_delay);
+                deadline = Some(Instant::now() + linger);
             }
         }
         self.write_pending(&mut pending).await;
@@ -215,6 +236,71 @@ impl Task {
             tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
         }
         tracing::debug!(writer = %self.name, "writer closed");
+    }
+
+    /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
+    /// arriving when nothing is pending is written straight from the shared allocation.
+    async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
+        let size = self.settings.batch_size;
+        if !self.resume.is_empty() {
+            let mut events = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+            self.skip_stored(&mut events);
+            pending.append(&mut events);
+            while pending.len() >= size {
+                let rest = pending.split_off(size);
+                self.write_pending(pending).await;
+                *pending = rest;
+            }
+            return;
+        }
+        if pending.is_empty() && batch.len() >= size {
+            let mut chunks = batch.chunks(size);
+            let last = chunks.next_back();
+            for chunk in chunks {
+                self.write_with_retry(chunk).await;
+            }
+            // The tail may still grow with what is queued behind it.
+            if let Some(last) = last {
+                if last.len() == size {
+                    self.write_with_retry(last).await;
+                } else {
+                    pending.extend_from_slice(last);
+                }
+            }
+            return;
+        }
+        match Arc::try_unwrap(batch) {
+            Ok(mut v) => pending.append(&mut v),
+            Err(shared) => pending.extend(shared.iter().cloned()),
+        }
+        while pending.len() >= size {
+            let rest = pending.split_off(size);
+            self.write_pending(pending).await;
+            *pending = rest;
+        }
+    }
+
+    /// Drops the trades the store held at start-up.
+    fn skip_stored(&mut self, events: &mut Vec<Event>) {
+        let before = events.len();
+        let resume = &mut self.resume;
+        events.retain(|e| {
+            let Event::Trade(t) = e else { return true };
+            let Some(i) = resume
+                .iter()
+                .position(|(ex, sym, _)| **ex == *t.exchange && *sym == t.symbol)
+            else {
+                return true;
+            };
+            if resume[i].2.is_older_than(t) {
+                // Past the resume point: everything after this is new to the store.
+                resume.swap_remove(i);
+                true
+            } else {
+                false
+            }
+        });
+        WriterStats::add(&self.stats.already_stored, (before - events.len()) as u64);
     }
 
     async fn write_pending(&mut self, pending: &mut Vec<Event>) {
