@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use feeder_core::exchange::Transport;
 use feeder_core::model::{Candle, Event, Timestamp, Trade};
+use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{
     MockBitstamp, MockCoinbase, MockConfig, MockTrade, MockVenue, WsFault,
 };
@@ -39,6 +40,21 @@ const VENUES: &[VenueCase] = &[
         subs_per_connection: 1,
         rest_has_subsecond_time: true,
     },
+    VenueCase {
+        name: "bitfinex",
+        subs_per_connection: 2,
+        rest_has_subsecond_time: true,
+    },
+    VenueCase {
+        name: "gemini",
+        subs_per_connection: 1,
+        rest_has_subsecond_time: true,
+    },
+    VenueCase {
+        name: "huobi",
+        subs_per_connection: 2,
+        rest_has_subsecond_time: true,
+    },
 ];
 
 async fn start_mock(name: &str, cfg: MockConfig) -> Mock {
@@ -53,6 +69,17 @@ async fn start_mock(name: &str, cfg: MockConfig) -> Mock {
                 .await
                 .expect("start mock coinbase"),
         ),
+        "bitfinex" => Box::new(
+            MockBitfinex::start_with(cfg)
+                .await
+                .expect("start mock bitfinex"),
+        ),
+        "gemini" => Box::new(
+            MockGemini::start_with(cfg)
+                .await
+                .expect("start mock gemini"),
+        ),
+        "huobi" => Box::new(MockHuobi::start_with(cfg).await.expect("start mock huobi")),
         other => panic!("no mock for {other}"),
     }
 }
@@ -348,6 +375,36 @@ async fn bitstamp_rest_polls_everything_through_429_and_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_rest_polls_everything_through_429_and_503() {
     rest_with_faults("coinbase").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitfinex_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("bitfinex").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("gemini").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huobi_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("huobi").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitfinex_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("bitfinex").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("gemini").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huobi_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("huobi").await;
 }
 
 /// Recomputes a candle from trades, the brute-force way.

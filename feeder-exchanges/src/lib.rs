@@ -15,22 +15,40 @@
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
 
-#[cfg(any(feature = "bitstamp", feature = "coinbase"))]
+#[cfg(any(
+    feature = "bitstamp",
+    feature = "coinbase",
+    feature = "bitfinex",
+    feature = "gemini",
+    feature = "huobi"
+))]
 mod common;
 
+#[cfg(feature = "bitfinex")]
+pub mod bitfinex;
 #[cfg(feature = "bitstamp")]
 pub mod bitstamp;
 #[cfg(feature = "coinbase")]
 pub mod coinbase;
+#[cfg(feature = "gemini")]
+pub mod gemini;
+#[cfg(feature = "huobi")]
+pub mod huobi;
 
 use feeder_core::feeder::Registry;
 
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
-/// `coinbase`).
+/// `coinbase`, `bitfinex`, `gemini`, `huobi`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "bitfinex")]
+    bitfinex::register(registry);
     #[cfg(feature = "bitstamp")]
     bitstamp::register(registry);
     #[cfg(feature = "coinbase")]
     coinbase::register(registry);
+    #[cfg(feature = "gemini")]
+    gemini::register(registry);
+    #[cfg(feature = "huobi")]
+    huobi::register(registry);
     let _ = registry;
 }

@@ -1,4 +1,5 @@
-//! `mock-exchange`: a mock Bitstamp or Coinbase Exchange on the loopback interface,
+//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi) on
+//! the loopback interface,
 //! publishing generated trades at a steady rate until it is stopped.
 //!
 //! ```text
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
+use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -24,6 +26,9 @@ use url::Url;
 enum Venue {
     Bitstamp,
     Coinbase,
+    Bitfinex,
+    Gemini,
+    Huobi,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -53,6 +58,9 @@ struct Args {
 enum Mock {
     Bitstamp(MockBitstamp),
     Coinbase(MockCoinbase),
+    Bitfinex(MockBitfinex),
+    Gemini(MockGemini),
+    Huobi(MockHuobi),
 }
 
 impl Mock {
@@ -60,6 +68,9 @@ impl Mock {
         match self {
             Mock::Bitstamp(m) => m,
             Mock::Coinbase(m) => m,
+            Mock::Bitfinex(m) => m,
+            Mock::Gemini(m) => m,
+            Mock::Huobi(m) => m,
         }
     }
 }
@@ -81,6 +92,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mock = match args.venue {
         Venue::Bitstamp => Mock::Bitstamp(MockBitstamp::start_with(cfg).await?),
         Venue::Coinbase => Mock::Coinbase(MockCoinbase::start_with(cfg).await?),
+        Venue::Bitfinex => Mock::Bitfinex(MockBitfinex::start_with(cfg).await?),
+        Venue::Gemini => Mock::Gemini(MockGemini::start_with(cfg).await?),
+        Venue::Huobi => Mock::Huobi(MockHuobi::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -10,8 +10,11 @@
 //! The wire format is written here independently of the parsers in `feeder-exchanges`, so a
 //! round trip through both checks one against the other.
 
+pub mod bitfinex;
 pub mod bitstamp;
 pub mod coinbase;
+pub mod gemini;
+pub mod huobi;
 
 mod conn;
 
@@ -31,8 +34,11 @@ use crate::http::{HttpServer, Request, Response};
 use crate::ws::WsServer;
 use crate::WaitTimeout;
 
+pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
 pub use coinbase::MockCoinbase;
+pub use gemini::MockGemini;
+pub use huobi::MockHuobi;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +55,7 @@ pub struct MockTrade {
     pub amount_text: String,
     /// The taker's side.
     pub side: Side,
-    /// The trade time, with microseconds.
+    /// The trade time, with microseconds (milliseconds on venues that send no more).
     pub time: Timestamp,
 }
 
@@ -176,6 +182,8 @@ struct Generator {
     count: u64,
     exponent_every: u64,
     simulated_time: Option<(Timestamp, Duration)>,
+    /// Trade times in whole milliseconds (non-decreasing), for venues that send no more.
+    millis: bool,
 }
 
 impl Generator {
@@ -190,6 +198,7 @@ impl Generator {
             count: 0,
             exponent_every: cfg.exponent_every,
             simulated_time: cfg.simulated_time,
+            millis: false,
         }
     }
 
@@ -231,7 +240,9 @@ impl Generator {
         let trade_id = *next;
         *next += 1;
 
-        // Strictly increasing microseconds: simulated, or from the wall clock.
+        // Simulated or wall-clock time: strictly increasing microseconds, or non-decreasing
+        // whole milliseconds, as a venue with millisecond times has several trades a
+        // millisecond.
         let now = match self.simulated_time {
             Some((start, step)) => {
                 let step = i64::try_from(step.as_micros()).unwrap_or(i64::MAX);
@@ -240,7 +251,13 @@ impl Generator {
             }
             None => Timestamp::now().unix_nanos() / 1_000,
         };
-        self.last_micros = now.max(self.last_micros + 1);
+        let time = if self.millis {
+            self.last_micros = (now - now % 1_000).max(self.last_micros);
+            Timestamp::from_unix_millis(self.last_micros / 1_000)
+        } else {
+            self.last_micros = now.max(self.last_micros + 1);
+            Timestamp::from_unix_micros(self.last_micros)
+        };
 
         MockTrade {
             symbol: symbol.clone(),
@@ -249,7 +266,7 @@ impl Generator {
             amount,
             amount_text,
             side,
-            time: Timestamp::from_unix_micros(self.last_micros),
+            time,
         }
     }
 }
@@ -308,6 +325,15 @@ impl Shared {
             self.published.send_replace(history.len());
         }
         out
+    }
+
+    /// The same as [`Shared::new`], with trade times in whole milliseconds.
+    pub(crate) fn new_millis(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
+        let mut gen = Generator::new(&cfg, first_id, ids_per_symbol);
+        gen.millis = true;
+        let shared = Self::new(cfg, first_id, ids_per_symbol);
+        *lock(&shared.gen) = gen;
+        shared
     }
 
     pub(crate) fn published(&self) -> Vec<MockTrade> {
