@@ -59,6 +59,21 @@ fn targets() -> Vec<Target> {
         "coinbase",
         feeder_exchanges::coinbase::CoinbaseVenue::new(&cfg("coinbase")).unwrap(),
     ));
+    #[cfg(feature = "bitfinex")]
+    t.push(target(
+        "bitfinex",
+        feeder_exchanges::bitfinex::BitfinexVenue::new(&cfg("bitfinex")).unwrap(),
+    ));
+    #[cfg(feature = "gemini")]
+    t.push(target(
+        "gemini",
+        feeder_exchanges::gemini::GeminiVenue::new(&cfg("gemini")).unwrap(),
+    ));
+    #[cfg(feature = "huobi")]
+    t.push(target(
+        "huobi",
+        feeder_exchanges::huobi::HuobiVenue::new(&cfg("huobi")).unwrap(),
+    ));
     t
 }
 
