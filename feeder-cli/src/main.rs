@@ -84,36 +84,59 @@ fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Resolves when SIGINT or SIGTERM arrives; a second signal exits at once.
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGINT and SIGTERM, listened to from the start so that a signal during start-up is not
+/// lost (nor kills the process without a flush).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
         }
-        tokio::spawn(async move {
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves when SIGINT or SIGTERM arrives; a second signal then exits at once.
+    async fn wait(self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            let Signals { mut term, mut int } = self;
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
             }
-            tracing::warn!("second signal: exiting without waiting for writers");
-            std::process::exit(130);
-        });
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::warn!("second signal: exiting without waiting for writers");
+                std::process::exit(130);
+            });
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+        }
+        Ok(())
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-    }
-    Ok(())
 }
 
 async fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let signals = Signals::install()?;
     let registry = registry();
     let config = load(&config, &registry)?;
     let feeder = Feeder::from_config(config, &registry)
@@ -122,7 +145,7 @@ async fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(feeder.run(shutdown.clone()));
     tracing::info!("running; send SIGINT or SIGTERM to stop");
-    wait_for_signal().await?;
+    signals.wait().await?;
     shutdown.cancel();
     let summary = run.await.context("the feeder task failed")?;
     for line in summary.to_string().lines() {

@@ -249,7 +249,11 @@ impl<V: StreamVenue> StreamExchange<V> {
         }
 
         let stale = self.stale_timeout();
-        let keepalive = self.venue.ping();
+        // A quiet but healthy connection must answer a keep-alive before it counts as stale.
+        let keepalive = self.venue.ping().map(|mut p| {
+            p.every = p.every.min(stale / 2);
+            p
+        });
         let mut ping_timer = keepalive.as_ref().map(|p| {
             let mut t = tokio::time::interval_at(Instant::now() + p.every, p.every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
