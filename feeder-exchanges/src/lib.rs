@@ -15,9 +15,18 @@
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
 
-#[cfg(any(feature = "bitstamp", feature = "coinbase"))]
+#[cfg(any(
+    feature = "bitstamp",
+    feature = "coinbase",
+    feature = "binance",
+    feature = "bybit",
+    feature = "okx",
+    feature = "kraken",
+))]
 mod common;
 
+#[cfg(feature = "binance")]
+pub mod binance;
 #[cfg(feature = "bitstamp")]
 pub mod bitstamp;
 #[cfg(feature = "coinbase")]
@@ -28,6 +37,8 @@ use feeder_core::feeder::Registry;
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
 /// `coinbase`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "binance")]
+    binance::register(registry);
     #[cfg(feature = "bitstamp")]
     bitstamp::register(registry);
     #[cfg(feature = "coinbase")]
