@@ -145,7 +145,8 @@ impl BinanceVenue {
                 out.push(self.trade(symbol, fill, received_at)?);
                 Ok(Frame::Data)
             }
-            // Sent before Binance closes the connection for maintenance.
+            // Sent before Binance closes the connection for maintenance: reconnect now, to
+            // another server, rather than lose the trades in between.
             "serverShutdown" => Ok(Frame::Reconnect),
             _ => Ok(Frame::Ignored),
         }
@@ -199,6 +200,9 @@ impl StreamVenue for BinanceVenue {
         let env: wire::Envelope<'_> = serde_json::from_slice(frame)?;
         if let Some(data) = env.data {
             return self.ws_event(data.get(), received_at, out);
+        }
+        if let Some(event) = env.connection_event {
+            return self.ws_event(event.get(), received_at, out);
         }
         if let Some(code) = env.code {
             let msg = env.msg.as_deref().map(truncate).unwrap_or("no message");

@@ -93,6 +93,7 @@ fn websocket_payloads() {
         ("ws_agg_trade.json", Control(Frame::Ignored)),
         ("ws_no_data.json", Control(Frame::Ignored)),
         ("ws_server_shutdown.json", Control(Frame::Reconnect)),
+        ("ws_server_shutdown_event.json", Control(Frame::Reconnect)),
         (
             "ws_error.json",
             Err(|e| matches!(e, ParseError::Venue(m) if m.starts_with("2: Invalid request"))),

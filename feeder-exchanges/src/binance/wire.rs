@@ -45,6 +45,12 @@ pub(crate) struct Envelope<'a> {
     /// The event type of a raw (unwrapped) payload, as sent on `/ws/<stream>` connections.
     #[serde(rename = "e", borrow, default)]
     pub event: Option<&'a str>,
+    /// A connection event, such as the notice sent before Binance shuts a server down:
+    /// `{"event":{"e":"serverShutdown","E":1770123456789}}` (Binance spot WebSocket API,
+    /// "Connection events",
+    /// <https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/connection-events>).
+    #[serde(rename = "event", borrow, default)]
+    pub connection_event: Option<&'a RawValue>,
 }
 
 /// Just the event type of a payload, read before the payload itself.

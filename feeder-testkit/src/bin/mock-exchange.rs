@@ -1,5 +1,6 @@
-//! `mock-exchange`: a mock Bitstamp or Coinbase Exchange on the loopback interface,
-//! publishing generated trades at a steady rate until it is stopped.
+//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Binance, Bybit, OKX, Kraken)
+//! on the loopback interface, publishing generated trades at a steady rate until it is
+//! stopped.
 //!
 //! ```text
 //! mock-exchange --venue coinbase --symbols BTC-USD,ETH-USD --rate 100 [--port-rest P --port-ws P]
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
+use feeder_testkit::venues::MockBinance;
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -24,6 +26,7 @@ use url::Url;
 enum Venue {
     Bitstamp,
     Coinbase,
+    Binance,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -53,6 +56,7 @@ struct Args {
 enum Mock {
     Bitstamp(MockBitstamp),
     Coinbase(MockCoinbase),
+    Binance(MockBinance),
 }
 
 impl Mock {
@@ -60,6 +64,7 @@ impl Mock {
         match self {
             Mock::Bitstamp(m) => m,
             Mock::Coinbase(m) => m,
+            Mock::Binance(m) => m,
         }
     }
 }
@@ -81,6 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mock = match args.venue {
         Venue::Bitstamp => Mock::Bitstamp(MockBitstamp::start_with(cfg).await?),
         Venue::Coinbase => Mock::Coinbase(MockCoinbase::start_with(cfg).await?),
+        Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -44,6 +44,32 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn reconnect_frame(&self) -> Option<String>;
     /// How often the venue sends heartbeats on its own, if it does.
     fn heartbeat_every(&self, shared: &Shared) -> Option<Duration>;
+
+    /// Handles a new connection before any message, given the path and query of its upgrade
+    /// request (venues that take their subscriptions in the URL, such as Binance).
+    fn on_connect(&self, _shared: &Shared, _path: &str, _subs: &mut Subs) -> Reply {
+        Reply::default()
+    }
+
+    /// True when the venue's heartbeat is a protocol ping (Binance) sent alongside any
+    /// heartbeat frames.
+    fn protocol_ping(&self) -> bool {
+        false
+    }
+
+    /// How many trades of one symbol the venue puts in one frame, at most.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Several trades of one symbol as one frame; only called when [`Wire::max_batch`] is
+    /// above 1, with 2 to `max_batch` trades.
+    fn batch_frame(&self, shared: &Shared, trades: &[MockTrade]) -> String {
+        trades
+            .first()
+            .map(|t| self.trade_frame(shared, t))
+            .unwrap_or_default()
+    }
 }
 
 /// Where a connection stands with its fault.
@@ -52,6 +78,24 @@ struct FaultState {
     fault: Option<WsFault>,
     sent: usize,
     skipping: usize,
+}
+
+impl FaultState {
+    /// How many more trades may go out before the fault is due (at least 1).
+    fn room(&self) -> usize {
+        let at = match self.fault {
+            None => return usize::MAX,
+            Some(
+                WsFault::DropAfter(n)
+                | WsFault::CloseAfter(n)
+                | WsFault::StallAfter(n)
+                | WsFault::MalformedAfter(n)
+                | WsFault::RequestReconnectAfter(n),
+            ) => n,
+            Some(WsFault::SkipAfter { after, .. }) => after,
+        };
+        at.saturating_sub(self.sent).max(1)
+    }
 }
 
 enum Act {
@@ -89,6 +133,20 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate; the venue's first heartbeat comes later.
     heartbeat.reset();
+
+    let path = conn.path().to_owned();
+    let reply = wire.on_connect(&shared, &path, &mut st.subs);
+    for f in reply.frames {
+        if conn.send_text(f).await.is_err() {
+            return;
+        }
+    }
+    if reply.subscribed {
+        shared.subscription_acked();
+        if let act @ (Act::End | Act::Drop) = apply_due(&mut conn, &wire, &mut st.fs).await {
+            return finish(conn, act);
+        }
+    }
 
     loop {
         let act = tokio::select! {
@@ -177,27 +235,41 @@ async fn deliver<W: Wire>(
     st: &mut ConnState,
 ) -> Act {
     let len = shared.published_count();
-    let frames = shared.with_history(|h| {
+    let due = shared.with_history(|h| {
         h.get(st.cursor..len)
             .unwrap_or_default()
             .iter()
-            .filter(|e| st.subs.trades.contains(&e.trade.symbol))
-            .map(|e| (e.silent, wire.trade_frame(shared, &e.trade)))
+            .filter(|e| !e.silent && st.subs.trades.contains(&e.trade.symbol))
+            .map(|e| e.trade.clone())
             .collect::<Vec<_>>()
     });
     st.cursor = len.max(st.cursor);
-    for (silent, frame) in frames {
-        if silent {
-            continue;
-        }
+    let max_batch = wire.max_batch().max(1);
+    let mut due = due.into_iter().peekable();
+    while let Some(first) = due.next() {
         if st.fs.skipping > 0 {
             st.fs.skipping -= 1;
             continue;
         }
+        // Consecutive trades of one symbol share a frame where the venue batches, but never
+        // past the point where the connection's fault is due.
+        let limit = max_batch.min(st.fs.room());
+        let symbol = first.symbol.clone();
+        let mut batch = vec![first];
+        while batch.len() < limit {
+            match due.next_if(|t| t.symbol == symbol) {
+                Some(t) => batch.push(t),
+                None => break,
+            }
+        }
+        let frame = match batch.as_slice() {
+            [one] => wire.trade_frame(shared, one),
+            many => wire.batch_frame(shared, many),
+        };
         if conn.send_text(frame).await.is_err() {
             return Act::End;
         }
-        st.fs.sent += 1;
+        st.fs.sent += batch.len();
         match apply_due(conn, wire, &mut st.fs).await {
             Act::Continue => {}
             other => return other,
@@ -221,6 +293,9 @@ async fn send_heartbeats<W: Wire>(
         if conn.send_text(f).await.is_err() {
             return Act::End;
         }
+    }
+    if wire.protocol_ping() && conn.send_ping(b"mock".to_vec()).await.is_err() {
+        return Act::End;
     }
     Act::Continue
 }

@@ -1,5 +1,5 @@
-//! Mock venues: Bitstamp and Coinbase Exchange on `127.0.0.1:0`, REST and WebSocket, speaking
-//! each venue's exact wire format.
+//! Mock venues on `127.0.0.1:0` (Bitstamp, Coinbase Exchange, Binance, Bybit, OKX, Kraken),
+//! REST and WebSocket, speaking each venue's exact wire format.
 //!
 //! A mock generates trades deterministically (prices with 2 decimals, amounts with 8, some in
 //! exponent form, microsecond times), sends them to subscribed WebSocket clients, and keeps
@@ -10,6 +10,7 @@
 //! The wire format is written here independently of the parsers in `feeder-exchanges`, so a
 //! round trip through both checks one against the other.
 
+pub mod binance;
 pub mod bitstamp;
 pub mod coinbase;
 
@@ -31,6 +32,7 @@ use crate::http::{HttpServer, Request, Response};
 use crate::ws::WsServer;
 use crate::WaitTimeout;
 
+pub use binance::MockBinance;
 pub use bitstamp::MockBitstamp;
 pub use coinbase::MockCoinbase;
 
@@ -49,7 +51,8 @@ pub struct MockTrade {
     pub amount_text: String,
     /// The taker's side.
     pub side: Side,
-    /// The trade time, with microseconds.
+    /// The trade time, in the venue's precision (microseconds, or milliseconds for venues
+    /// that report milliseconds).
     pub time: Timestamp,
 }
 
@@ -169,6 +172,8 @@ struct Generator {
     ids_per_symbol: bool,
     first_id: u64,
     last_micros: i64,
+    /// Times in milliseconds (non-decreasing) rather than microseconds (increasing).
+    millis: bool,
     count: u64,
     exponent_every: u64,
 }
@@ -182,6 +187,7 @@ impl Generator {
             ids_per_symbol,
             first_id,
             last_micros: 0,
+            millis: false,
             count: 0,
             exponent_every: cfg.exponent_every,
         }
@@ -225,9 +231,17 @@ impl Generator {
         let trade_id = *next;
         *next += 1;
 
-        // Wall-clock time, strictly increasing, in microseconds.
+        // Wall-clock time: strictly increasing microseconds, or non-decreasing milliseconds
+        // (a venue with millisecond times has many trades in one millisecond).
         let now = Timestamp::now().unix_nanos() / 1_000;
-        self.last_micros = now.max(self.last_micros + 1);
+        let time = if self.millis {
+            let ms = (now / 1_000).max(self.last_micros / 1_000);
+            self.last_micros = ms * 1_000;
+            Timestamp::from_unix_millis(ms)
+        } else {
+            self.last_micros = now.max(self.last_micros + 1);
+            Timestamp::from_unix_micros(self.last_micros)
+        };
 
         MockTrade {
             symbol: symbol.clone(),
@@ -236,7 +250,7 @@ impl Generator {
             amount,
             amount_text,
             side,
-            time: Timestamp::from_unix_micros(self.last_micros),
+            time,
         }
     }
 }
@@ -264,8 +278,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(crate) fn new(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
+        let gen = Generator::new(&cfg, first_id, ids_per_symbol);
+        Self::with_generator(cfg, gen)
+    }
+
+    /// The same, for a venue that reports trade times in milliseconds.
+    pub(crate) fn new_millis(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
+        let mut gen = Generator::new(&cfg, first_id, ids_per_symbol);
+        gen.millis = true;
+        Self::with_generator(cfg, gen)
+    }
+
+    fn with_generator(cfg: MockConfig, gen: Generator) -> Arc<Self> {
         Arc::new(Self {
-            gen: Mutex::new(Generator::new(&cfg, first_id, ids_per_symbol)),
+            gen: Mutex::new(gen),
             cfg,
             history: Mutex::new(Vec::new()),
             published: watch::channel(0).0,
