@@ -29,6 +29,8 @@ mod common;
 pub mod binance;
 #[cfg(feature = "bitstamp")]
 pub mod bitstamp;
+#[cfg(feature = "bybit")]
+pub mod bybit;
 #[cfg(feature = "coinbase")]
 pub mod coinbase;
 
@@ -41,6 +43,8 @@ pub fn register(registry: &mut Registry) {
     binance::register(registry);
     #[cfg(feature = "bitstamp")]
     bitstamp::register(registry);
+    #[cfg(feature = "bybit")]
+    bybit::register(registry);
     #[cfg(feature = "coinbase")]
     coinbase::register(registry);
     let _ = registry;

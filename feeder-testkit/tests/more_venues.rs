@@ -13,7 +13,8 @@ use feeder_core::exchange::{
 use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::binance::BinanceVenue;
-use feeder_testkit::venues::{MockBinance, MockTrade, WsFault};
+use feeder_exchanges::bybit::BybitVenue;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockTrade, WsFault};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -264,4 +265,101 @@ async fn binance_faults_end_the_stream_after_n_trades() {
     let r = get(&req).await;
     assert_eq!(r.status(), 429);
     assert_eq!(get(&req).await.status(), 200);
+}
+
+#[tokio::test]
+async fn bybit_stream_round_trip_is_exact_with_batches() {
+    let mock = MockBybit::start().await.unwrap();
+    let cfg = mock.exchange_config("bybit", Transport::Websocket);
+    let venue = BybitVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    assert_eq!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+        Frame::Ack
+    );
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    // Published in one go, trades of one symbol share pushes: in order per symbol.
+    let published = mock.publish(20);
+    let (trades, frames, data_frames) = read_trades(&venue, &mut ws, published.len()).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    for symbol in &cfg.symbols {
+        let got: Vec<Trade> = trades
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        let want: Vec<MockTrade> = published
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        assert_exact(&got, &want);
+    }
+    assert!(
+        data_frames < published.len(),
+        "some pushes carried several trades"
+    );
+    assert!(trades.iter().all(|t| t.trade_id.as_str().len() == 19));
+
+    // Our ping is answered with a pong; a bad topic is refused.
+    send(&mut ws, venue.ping().unwrap().message).await;
+    assert_eq!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+        Frame::Heartbeat
+    );
+    send(
+        &mut ws,
+        WsMessage::Text(r#"{"op":"subscribe","args":["publicTrade.XYZUSDT"]}"#.into()),
+    )
+    .await;
+    assert!(matches!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()),
+        Err(ParseError::Venue(_))
+    ));
+    mock.send_malformed();
+    assert!(matches!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()),
+        Err(ParseError::Json(_))
+    ));
+}
+
+#[tokio::test]
+async fn bybit_rest_serves_the_newest_sixty_and_stalls_on_demand() {
+    let mock = MockBybit::start().await.unwrap();
+    let cfg = mock.exchange_config("bybit", Transport::Rest);
+    let venue = BybitVenue::new(&cfg).unwrap();
+    let published = mock.publish(200);
+    let mut out = Vec::new();
+    let p = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(p.older, None);
+    let want: Vec<&MockTrade> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .take(60)
+        .collect();
+    assert_eq!(out.len(), 60);
+    for (t, p) in out.iter().zip(want) {
+        assert!(p.matches(t), "{t:?} != {p:?}");
+    }
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/v5/market/recent-trade");
+    assert_eq!(req.query_param("category"), Some("spot"));
+    assert_eq!(req.query_param("limit"), Some("60"));
+
+    // A stalled connection answers nothing, not even our ping.
+    mock.fault_next_connection(WsFault::StallAfter(1));
+    let ws_cfg = mock.exchange_config("bybit", Transport::Websocket);
+    let mut ws = connect(&venue, &ws_cfg).await;
+    let _ack = next_text(&mut ws).await.unwrap();
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let published = mock.publish(3);
+    let (trades, _, _) = read_trades(&venue, &mut ws, 1).await;
+    assert_exact(&trades, &published[..1]);
+    send(&mut ws, venue.ping().unwrap().message).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+    assert!(quiet.is_err(), "a stalled connection sent {quiet:?}");
 }

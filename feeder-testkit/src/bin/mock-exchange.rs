@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
 use feeder_testkit::venues::MockBinance;
+use feeder_testkit::venues::MockBybit;
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -27,6 +28,7 @@ enum Venue {
     Bitstamp,
     Coinbase,
     Binance,
+    Bybit,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -57,6 +59,7 @@ enum Mock {
     Bitstamp(MockBitstamp),
     Coinbase(MockCoinbase),
     Binance(MockBinance),
+    Bybit(MockBybit),
 }
 
 impl Mock {
@@ -65,6 +68,7 @@ impl Mock {
             Mock::Bitstamp(m) => m,
             Mock::Coinbase(m) => m,
             Mock::Binance(m) => m,
+            Mock::Bybit(m) => m,
         }
     }
 }
@@ -87,6 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Venue::Bitstamp => Mock::Bitstamp(MockBitstamp::start_with(cfg).await?),
         Venue::Coinbase => Mock::Coinbase(MockCoinbase::start_with(cfg).await?),
         Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
+        Venue::Bybit => Mock::Bybit(MockBybit::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -245,6 +245,7 @@ async fn deliver<W: Wire>(
     });
     st.cursor = len.max(st.cursor);
     let max_batch = wire.max_batch().max(1);
+    let due = if max_batch > 1 { by_symbol(due) } else { due };
     let mut due = due.into_iter().peekable();
     while let Some(first) = due.next() {
         if st.fs.skipping > 0 {
@@ -276,6 +277,22 @@ async fn deliver<W: Wire>(
         }
     }
     Act::Continue
+}
+
+/// The trades grouped by symbol (in order of each symbol's first trade), each symbol's in
+/// their published order: a venue that batches pushes one symbol's trades together.
+fn by_symbol(trades: Vec<MockTrade>) -> Vec<MockTrade> {
+    let mut groups: Vec<Vec<MockTrade>> = Vec::new();
+    for t in trades {
+        match groups
+            .iter_mut()
+            .find(|g| g.first().is_some_and(|f| f.symbol == t.symbol))
+        {
+            Some(g) => g.push(t),
+            None => groups.push(vec![t]),
+        }
+    }
+    groups.into_iter().flatten().collect()
 }
 
 /// Sends the venue's heartbeats, after the trades they vouch for.

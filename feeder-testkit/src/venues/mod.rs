@@ -12,6 +12,7 @@
 
 pub mod binance;
 pub mod bitstamp;
+pub mod bybit;
 pub mod coinbase;
 
 mod conn;
@@ -34,6 +35,7 @@ use crate::WaitTimeout;
 
 pub use binance::MockBinance;
 pub use bitstamp::MockBitstamp;
+pub use bybit::MockBybit;
 pub use coinbase::MockCoinbase;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
