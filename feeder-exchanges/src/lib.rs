@@ -34,10 +34,15 @@ pub mod bybit;
 #[cfg(feature = "coinbase")]
 pub mod coinbase;
 
+#[cfg(feature = "kraken")]
+pub mod kraken;
+#[cfg(feature = "okx")]
+pub mod okx;
+
 use feeder_core::feeder::Registry;
 
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
-/// `coinbase`).
+/// `coinbase`, `binance`, `bybit`, `okx`, `kraken`).
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "binance")]
     binance::register(registry);
@@ -47,5 +52,9 @@ pub fn register(registry: &mut Registry) {
     bybit::register(registry);
     #[cfg(feature = "coinbase")]
     coinbase::register(registry);
+    #[cfg(feature = "okx")]
+    okx::register(registry);
+    #[cfg(feature = "kraken")]
+    kraken::register(registry);
     let _ = registry;
 }

@@ -11,7 +11,8 @@ use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::Trade;
 use feeder_exchanges::binance::BinanceFactory;
 use feeder_exchanges::bybit::BybitFactory;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockTrade, MockVenue, WsFault};
+use feeder_exchanges::okx::OkxFactory;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockOkx, MockTrade, MockVenue, WsFault};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -170,4 +171,20 @@ async fn bybit_polling_survives_rate_limits() {
     let mock = MockBybit::start().await.unwrap();
     let cfg = mock.exchange_config("bybit", Transport::Rest);
     polling_survives_a_rate_limit(BybitFactory.build(&cfg).unwrap(), &mock).await;
+}
+
+#[tokio::test]
+async fn okx_stream_recovers_a_dropped_connection_by_backfill() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Websocket);
+    // 15 BTC trades in pushes of up to three, then the drop after one ETH trade.
+    let stats = stream_survives_a_drop(OkxFactory.build(&cfg).unwrap(), &mock, 1, 16).await;
+    assert!(ExchangeStats::get(&stats.backfilled) >= 14, "{stats:?}");
+}
+
+#[tokio::test]
+async fn okx_polling_survives_rate_limits() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Rest);
+    polling_survives_a_rate_limit(OkxFactory.build(&cfg).unwrap(), &mock).await;
 }

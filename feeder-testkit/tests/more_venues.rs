@@ -14,7 +14,8 @@ use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockTrade, WsFault};
+use feeder_exchanges::okx::OkxVenue;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockOkx, MockTrade, WsFault};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -362,4 +363,98 @@ async fn bybit_rest_serves_the_newest_sixty_and_stalls_on_demand() {
     send(&mut ws, venue.ping().unwrap().message).await;
     let quiet = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
     assert!(quiet.is_err(), "a stalled connection sent {quiet:?}");
+}
+
+#[tokio::test]
+async fn okx_stream_round_trip_text_ping_and_upgrade_notice() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Websocket);
+    let venue = OkxVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    // One acknowledgement per channel.
+    for _ in 0..2 {
+        assert_eq!(
+            parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+            Frame::Ack
+        );
+    }
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    let published = mock.publish(30);
+    let (trades, frames, data_frames) = read_trades(&venue, &mut ws, published.len()).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert!(
+        data_frames < published.len(),
+        "some pushes carried several trades"
+    );
+    for symbol in &cfg.symbols {
+        let got: Vec<Trade> = trades
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        let want: Vec<MockTrade> = published
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        assert_exact(&got, &want);
+    }
+
+    // The bare-text ping is answered with a bare-text pong.
+    send(&mut ws, venue.ping().unwrap().message).await;
+    let pong = next_text(&mut ws).await.unwrap();
+    assert_eq!(pong, "pong");
+    assert_eq!(parse_one(&venue, &pong).unwrap(), Frame::Heartbeat);
+    mock.notice_upgrade();
+    assert_eq!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+        Frame::Reconnect
+    );
+    send(
+        &mut ws,
+        WsMessage::Text(
+            r#"{"op":"subscribe","args":[{"channel":"trades","instId":"XYZ-USDT"}]}"#.into(),
+        ),
+    )
+    .await;
+    assert!(matches!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()),
+        Err(ParseError::Venue(_))
+    ));
+}
+
+#[tokio::test]
+async fn okx_rest_pages_back_through_history_trades() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Rest);
+    let venue = OkxVenue::new(&cfg).unwrap();
+    let published = mock.publish(500);
+    let want = by_id(&published, &cfg);
+    assert_eq!(want.len(), 250);
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 5, "pagination does not end");
+        let req = match &cursor {
+            None => PollRequest::default(),
+            Some(c) => page(c),
+        };
+        match fetch_page(&venue, &cfg, req, &mut out).await.unwrap().older {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    // 100 + 100 + 50 + an empty last page.
+    assert_eq!(pages, 4);
+    assert_eq!(out.len(), 250);
+    for t in &out {
+        assert!(want[t.trade_id.as_str()].matches(t));
+    }
+    let reqs = mock.http_server().requests();
+    assert_eq!(reqs[0].path, "/api/v5/market/trades");
+    assert_eq!(reqs[1].path, "/api/v5/market/history-trades");
+    assert_eq!(reqs[1].query_param("type"), Some("1"));
 }

@@ -18,6 +18,7 @@ use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
 use feeder_testkit::venues::MockBinance;
 use feeder_testkit::venues::MockBybit;
+use feeder_testkit::venues::MockOkx;
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -29,6 +30,7 @@ enum Venue {
     Coinbase,
     Binance,
     Bybit,
+    Okx,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -60,6 +62,7 @@ enum Mock {
     Coinbase(MockCoinbase),
     Binance(MockBinance),
     Bybit(MockBybit),
+    Okx(MockOkx),
 }
 
 impl Mock {
@@ -69,6 +72,7 @@ impl Mock {
             Mock::Coinbase(m) => m,
             Mock::Binance(m) => m,
             Mock::Bybit(m) => m,
+            Mock::Okx(m) => m,
         }
     }
 }
@@ -92,6 +96,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Venue::Coinbase => Mock::Coinbase(MockCoinbase::start_with(cfg).await?),
         Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
         Venue::Bybit => Mock::Bybit(MockBybit::start_with(cfg).await?),
+        Venue::Okx => Mock::Okx(MockOkx::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -14,6 +14,7 @@ pub mod binance;
 pub mod bitstamp;
 pub mod bybit;
 pub mod coinbase;
+pub mod okx;
 
 mod conn;
 
@@ -37,6 +38,7 @@ pub use binance::MockBinance;
 pub use bitstamp::MockBitstamp;
 pub use bybit::MockBybit;
 pub use coinbase::MockCoinbase;
+pub use okx::MockOkx;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,3 @@
+//! Kraken (in progress).
+/// Registers nothing yet.
+pub fn register(_r: &mut feeder_core::feeder::Registry) {}
