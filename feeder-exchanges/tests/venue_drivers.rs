@@ -11,8 +11,11 @@ use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::Trade;
 use feeder_exchanges::binance::BinanceFactory;
 use feeder_exchanges::bybit::BybitFactory;
+use feeder_exchanges::kraken::KrakenFactory;
 use feeder_exchanges::okx::OkxFactory;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockOkx, MockTrade, MockVenue, WsFault};
+use feeder_testkit::venues::{
+    MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, MockVenue, WsFault,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -187,4 +190,20 @@ async fn okx_polling_survives_rate_limits() {
     let mock = MockOkx::start().await.unwrap();
     let cfg = mock.exchange_config("okx", Transport::Rest);
     polling_survives_a_rate_limit(OkxFactory.build(&cfg).unwrap(), &mock).await;
+}
+
+#[tokio::test]
+async fn kraken_stream_recovers_a_dropped_connection_by_snapshot_and_backfill() {
+    let mock = MockKraken::start().await.unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Websocket);
+    // 15 BTC trades in updates of up to five, then the drop after two ETH trades; the
+    // rest come back in the new connection's snapshot and over REST.
+    stream_survives_a_drop(KrakenFactory.build(&cfg).unwrap(), &mock, 1, 17).await;
+}
+
+#[tokio::test]
+async fn kraken_polling_survives_rate_limits() {
+    let mock = MockKraken::start().await.unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Rest);
+    polling_survives_a_rate_limit(KrakenFactory.build(&cfg).unwrap(), &mock).await;
 }

@@ -14,8 +14,11 @@ use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
+use feeder_exchanges::kraken::KrakenVenue;
 use feeder_exchanges::okx::OkxVenue;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockOkx, MockTrade, WsFault};
+use feeder_testkit::venues::{
+    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockTrade, WsFault,
+};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -457,4 +460,160 @@ async fn okx_rest_pages_back_through_history_trades() {
     assert_eq!(reqs[0].path, "/api/v5/market/trades");
     assert_eq!(reqs[1].path, "/api/v5/market/history-trades");
     assert_eq!(reqs[1].query_param("type"), Some("1"));
+}
+
+#[tokio::test]
+async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockKraken::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Websocket);
+    let venue = KrakenVenue::new(&cfg).unwrap();
+    let before = mock.publish(4);
+    let mut ws = connect(&venue, &cfg).await;
+    // status, then per symbol an acknowledgement and a snapshot of its recent trades.
+    assert_eq!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+        Frame::Ignored
+    );
+    let mut snapshot = Vec::new();
+    let mut acks = 0;
+    for _ in 0..4 {
+        let text = next_text(&mut ws).await.unwrap();
+        match venue
+            .parse(text.as_bytes(), Timestamp::now(), &mut snapshot)
+            .unwrap()
+        {
+            Frame::Ack => acks += 1,
+            Frame::Data => {}
+            other => panic!("{other:?}: {text}"),
+        }
+    }
+    assert_eq!(acks, 2);
+    snapshot.sort_by_key(|t| t.timestamp);
+    assert_exact(&snapshot, &before);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    let published = mock.publish(20);
+    let (trades, frames, data_frames) = read_trades(&venue, &mut ws, published.len()).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert!(data_frames < published.len());
+    for symbol in &cfg.symbols {
+        let got: Vec<Trade> = trades
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        let want: Vec<MockTrade> = published
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .cloned()
+            .collect();
+        assert_exact(&got, &want);
+    }
+
+    send(&mut ws, venue.ping().unwrap().message).await;
+    assert_eq!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()).unwrap(),
+        Frame::Heartbeat
+    );
+    mock.send_malformed();
+    assert!(matches!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()),
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["XYZ/USD"]}}"#.into(),
+        ),
+    )
+    .await;
+    assert!(matches!(
+        parse_one(&venue, &next_text(&mut ws).await.unwrap()),
+        Err(ParseError::Venue(_))
+    ));
+}
+
+#[tokio::test]
+async fn kraken_heartbeats_arrive_on_their_own() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_millis(50),
+        ..MockConfig::default()
+    };
+    let mock = MockKraken::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Websocket);
+    let venue = KrakenVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    let mut heartbeats = 0;
+    for _ in 0..20 {
+        let text = next_text(&mut ws).await.unwrap();
+        if parse_one(&venue, &text).unwrap() == Frame::Heartbeat {
+            heartbeats += 1;
+            if heartbeats == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(heartbeats, 2);
+}
+
+#[tokio::test]
+async fn kraken_rest_walks_forward_from_since_with_last() {
+    let mock = MockKraken::start().await.unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Rest);
+    let venue = KrakenVenue::new(&cfg).unwrap();
+    let published = mock.publish(2_400);
+    let want = by_id(&published, &cfg);
+    assert_eq!(want.len(), 1_200);
+
+    // The newest 1000, oldest first, with exact times.
+    let mut out = Vec::new();
+    fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1_000);
+    for t in &out {
+        assert!(want[t.trade_id.as_str()].matches(t), "{t:?}");
+    }
+    // From the first trade on: a full page hands on `last`, the next one ends the walk.
+    let first = published[0].clone();
+    let cursor = feeder_core::exchange::Cursor {
+        trade_id: feeder_core::TradeId::from_u64(first.trade_id),
+        timestamp: first.time,
+    };
+    let mut out = Vec::new();
+    let p = fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: Some(&cursor),
+            page: None,
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let last = p.older.expect("a full page hands on its last cursor");
+    let p = fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: Some(&cursor),
+            page: Some(&last),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.older, None);
+    let got: BTreeMap<String, &Trade> = out.iter().map(|t| (t.trade_id.to_string(), t)).collect();
+    assert_eq!(got.len(), 1_200, "the first trade again, and all after it");
+    let reqs = mock.http_server().requests();
+    assert_eq!(reqs[0].path, "/0/public/Trades");
+    assert_eq!(reqs[0].query_param("pair"), Some("XBTUSD"));
+    assert_eq!(reqs[0].query_param("since"), None);
+    assert_eq!(reqs[2].query_param("since"), Some(last.as_str()));
 }

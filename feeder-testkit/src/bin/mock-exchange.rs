@@ -18,6 +18,7 @@ use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
 use feeder_testkit::venues::MockBinance;
 use feeder_testkit::venues::MockBybit;
+use feeder_testkit::venues::MockKraken;
 use feeder_testkit::venues::MockOkx;
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +32,7 @@ enum Venue {
     Binance,
     Bybit,
     Okx,
+    Kraken,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -63,6 +65,7 @@ enum Mock {
     Binance(MockBinance),
     Bybit(MockBybit),
     Okx(MockOkx),
+    Kraken(MockKraken),
 }
 
 impl Mock {
@@ -73,6 +76,7 @@ impl Mock {
             Mock::Binance(m) => m,
             Mock::Bybit(m) => m,
             Mock::Okx(m) => m,
+            Mock::Kraken(m) => m,
         }
     }
 }
@@ -97,6 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
         Venue::Bybit => Mock::Bybit(MockBybit::start_with(cfg).await?),
         Venue::Okx => Mock::Okx(MockOkx::start_with(cfg).await?),
+        Venue::Kraken => Mock::Kraken(MockKraken::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -14,6 +14,7 @@ pub mod binance;
 pub mod bitstamp;
 pub mod bybit;
 pub mod coinbase;
+pub mod kraken;
 pub mod okx;
 
 mod conn;
@@ -38,6 +39,7 @@ pub use binance::MockBinance;
 pub use bitstamp::MockBitstamp;
 pub use bybit::MockBybit;
 pub use coinbase::MockCoinbase;
+pub use kraken::MockKraken;
 pub use okx::MockOkx;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
