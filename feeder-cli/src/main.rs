@@ -78,7 +78,7 @@ fn init_logging(verbose: u8, json: bool) {
     }
 }
 
-fn load(path: &PathBuf, registry: &Registry) -> anyhow::Result<Config> {
+fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
     let config = Config::from_file(path).with_context(|| format!("loading {}", path.display()))?;
     Feeder::validate(&config, registry).with_context(|| format!("checking {}", path.display()))?;
     Ok(config)

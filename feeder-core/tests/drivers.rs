@@ -443,10 +443,11 @@ async fn stream_subscribes_and_delivers_every_trade_in_order_with_exact_decimals
     assert_eq!(exchange.name(), "toy");
     let mut run = Run::start(exchange, None);
 
+    // Frames that arrive back to back may share a batch.
     let mut got = Vec::new();
-    for _ in 0..5 {
+    while got.len() < 5 {
         let b = run.batch().await;
-        assert_eq!(b.len(), 1, "one batch per data frame");
+        assert!(!b.is_empty(), "no empty batches");
         got.extend(b);
     }
     assert_eq!(ids(&got), [1, 2, 3, 4, 5]);

@@ -434,3 +434,228 @@ async fn a_quiet_market_gets_its_candle_at_close_plus_grace() {
     let summary = run.await.unwrap();
     assert_eq!(summary.candles, 1);
 }
+
+/// Keeps what it is given, and says it already held trades of BTC-USD up to `held`.
+struct Durable {
+    inner: Memory,
+    held: u64,
+}
+
+#[async_trait]
+impl Writer for Durable {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        self.inner.write(batch).await
+    }
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<feeder_core::exchange::Cursor>, WriteError> {
+        let t = trade(exchange, self.held);
+        Ok(
+            (symbol == &t.symbol).then_some(feeder_core::exchange::Cursor {
+                trade_id: t.trade_id,
+                timestamp: t.timestamp,
+            }),
+        )
+    }
+}
+
+/// Reports the cursor it started from, then replays trades 0..100 as an overlapping
+/// backfill would.
+struct Replay {
+    started_from: Arc<Mutex<Option<String>>>,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Replay {
+    fn name(&self) -> &str {
+        "x"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let from = ctx
+            .cursors
+            .get(&ctx.symbols[0])
+            .map(|c| c.trade_id.to_string());
+        *self.started_from.lock().unwrap() = from;
+        ctx.sink
+            .send((0..100).map(|i| trade("x", i)).collect())
+            .await?;
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resumes_after_what_each_durable_store_holds() {
+    let sent = Arc::new(Notify::new());
+    let started_from = Arc::new(Mutex::new(None));
+    let (a, a_events, _) = Memory::new("a");
+    let (b, b_events, _) = Memory::new("b");
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Replay {
+                started_from: started_from.clone(),
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(Durable { inner: a, held: 49 }), settings(10))
+        .writer(Box::new(Durable { inner: b, held: 69 }), settings(10))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+
+    // The exchange resumes from the oldest point any store holds.
+    assert_eq!(started_from.lock().unwrap().as_deref(), Some("49"));
+    // Each store gets exactly what it lacked.
+    let want = |from: u64| (from..100).map(|i| i.to_string()).collect::<Vec<_>>();
+    assert_eq!(trade_ids(&a_events.lock().unwrap()), want(50));
+    assert_eq!(trade_ids(&b_events.lock().unwrap()), want(70));
+    assert_eq!(summary.exchanges[0].duplicates, 50, "the valve knew 0..=49");
+    assert_eq!(summary.writers[1].already_stored, 20);
+}
+
+#[tokio::test]
+async fn a_down_store_spills_to_disk_while_others_go_on_then_catches_up_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = Arc::new(Notify::new());
+    let (down, down_events, mut down_count) = Memory::new("down");
+    let failing = down.failing.clone();
+    failing.store(true, Ordering::SeqCst);
+    let (fast, fast_events, mut fast_count) = Memory::new("fast");
+    let n = 20_000;
+    let spill_path = dir.path().join("down.spill");
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n,
+                batch: 100,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(
+            Box::new(down),
+            RunnerSettings {
+                queue_capacity: 2,
+                spill: Some(feeder_core::writer::SpillSettings {
+                    path: spill_path.clone(),
+                    max_bytes: 64 << 20,
+                }),
+                ..settings(500)
+            },
+        )
+        .writer(
+            Box::new(fast),
+            RunnerSettings {
+                queue_capacity: 2,
+                ..settings(500)
+            },
+        )
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+
+    // The queue in front of the down store holds 2 batches: the rest waits on disk, and the
+    // healthy writer is not held up.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fast_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("the healthy writer was held up")
+    .unwrap();
+    assert_eq!(*down_count.borrow(), 0);
+    assert!(
+        std::fs::metadata(&spill_path).unwrap().len() > 0,
+        "nothing was spilled"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        down_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .expect("the store did not catch up from the spill")
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(
+        trade_ids(&down_events.lock().unwrap()),
+        want,
+        "in order, once each"
+    );
+    assert_eq!(trade_ids(&fast_events.lock().unwrap()), want);
+    let down = &summary.writers[0];
+    assert!(down.spilled > 0 && down.dropped == 0, "{summary}");
+    assert_eq!(
+        std::fs::metadata(&spill_path).unwrap().len(),
+        0,
+        "spill emptied"
+    );
+}
+
+#[tokio::test]
+async fn a_full_spill_applies_the_drop_policy_with_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = Arc::new(Notify::new());
+    let (down, _, _) = Memory::new("down");
+    down.failing.store(true, Ordering::SeqCst);
+    let (fast, _, mut fast_count) = Memory::new("fast");
+    let n = 5_000;
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .shutdown_timeout(Duration::from_millis(500))
+        .exchange(
+            Arc::new(Burst {
+                name: "x",
+                n,
+                batch: 100,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(
+            Box::new(down),
+            RunnerSettings {
+                queue_capacity: 1,
+                when_full: feeder_core::writer::WhenFull::Drop,
+                spill: Some(feeder_core::writer::SpillSettings {
+                    path: dir.path().join("down.spill"),
+                    max_bytes: 50_000,
+                }),
+                ..settings(100)
+            },
+        )
+        .writer(Box::new(fast), settings(100))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fast_count.wait_for(|c| *c == n as usize),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let down = &summary.writers[0];
+    assert!(down.spilled > 0, "{summary}");
+    assert!(down.dropped > 0, "{summary}");
+    assert_eq!(summary.writers[1].events, n);
+}

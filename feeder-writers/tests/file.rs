@@ -508,3 +508,59 @@ fn options_built_in_code_are_checked_the_same_way() {
     assert_eq!(ok, FileOptions::new("/tmp/x").with_format(FileFormat::Csv));
     assert!(!ok.fsync);
 }
+
+#[tokio::test]
+async fn the_resume_point_is_the_last_trade_of_the_newest_day_in_either_format() {
+    let btc = Symbol::parse("BTC-USD").unwrap();
+    for format in [FileFormat::Jsonl, FileFormat::Csv] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = open(dir.path(), format);
+        assert_eq!(
+            w.resume_point("bitstamp", &btc).await.unwrap(),
+            None,
+            "empty store"
+        );
+        w.write(&[
+            trade("bitstamp", "BTC-USD", 7, DAY2 - 10),
+            trade("bitstamp", "BTC-USD", 8, DAY2 + 5),
+            trade("bitstamp", "BTC-USD", 9, DAY2 + 6),
+            candle("bitstamp", "BTC-USD", DAY2 + 1_800, 0),
+            trade("bitstamp", "ETH-USD", 100, DAY2 + 7),
+        ])
+        .await
+        .unwrap();
+        w.close().await.unwrap();
+
+        // A crash left half a line behind: it was never acknowledged, so it does not count.
+        let path = file(
+            dir.path(),
+            &format!("trades/bitstamp/BTC-USD/2024-01-02.{}", format.extension()),
+        );
+        let mut text = read(&path);
+        text.push_str("bitstamp,BTC-USD,10,4321");
+        std::fs::write(&path, text).unwrap();
+
+        let mut w = open(dir.path(), format);
+        let at = w
+            .resume_point("bitstamp", &btc)
+            .await
+            .unwrap()
+            .expect("a resume point");
+        assert_eq!(at.trade_id.as_str(), "9", "{format:?}");
+        assert_eq!(
+            at.timestamp,
+            Timestamp::from_unix_micros((DAY2 + 6) * 1_000_000 + 123_456)
+        );
+        let eth = Symbol::parse("ETH-USD").unwrap();
+        assert_eq!(
+            w.resume_point("bitstamp", &eth)
+                .await
+                .unwrap()
+                .unwrap()
+                .trade_id
+                .as_str(),
+            "100"
+        );
+        assert_eq!(w.resume_point("coinbase", &btc).await.unwrap(), None);
+    }
+}

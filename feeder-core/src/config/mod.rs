@@ -160,6 +160,25 @@ mod optional_duration {
     }
 }
 
+impl ExchangeConfig {
+    /// An entry for venue `name` streaming `symbols`, every other setting at its default
+    /// (for configuration built in code; prefer it to a struct literal, which breaks when a
+    /// setting is added).
+    pub fn new(name: impl Into<String>, symbols: Vec<Symbol>) -> Self {
+        Self {
+            name: name.into(),
+            symbols,
+            transport: default_transport(),
+            poll_interval: default_poll_interval(),
+            request_timeout: default_request_timeout(),
+            rest_url: None,
+            ws_url: None,
+            backfill: true,
+            stale_timeout: None,
+        }
+    }
+}
+
 fn default_transport() -> Transport {
     Transport::Websocket
 }
@@ -248,6 +267,21 @@ pub enum WhenFullPolicy {
     Drop,
 }
 
+/// A writer's spill buffer: where undelivered batches wait on disk while its store is down.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpillConfig {
+    /// Directory of the spill file (`{path}/{writer name}.spill`).
+    pub path: PathBuf,
+    /// Largest size of the spill file; beyond it `when_full` applies.
+    #[serde(default = "default_spill_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_spill_max_bytes() -> u64 {
+    1 << 30
+}
+
 /// One writer: the settings every writer has, plus its own options.
 ///
 /// Written in YAML as one map: `type`, the common keys below, and the writer's own keys
@@ -261,7 +295,9 @@ pub struct WriterConfig {
     pub name: Option<String>,
     /// Write at most this many events per batch.
     pub batch_size: usize,
-    /// Write a partial batch after it waited this long.
+    /// How long a partial batch may wait for more events when nothing more is queued
+    /// (default `0ms`: write at once; under load batches fill up by themselves). Raise it for
+    /// stores where each write costs a round trip.
     #[serde(with = "serde_duration")]
     pub batch_delay: Duration,
     /// Capacity of the writer's queue, in batches.
@@ -271,6 +307,9 @@ pub struct WriterConfig {
     /// Longest wait between retries of a failing batch.
     #[serde(with = "serde_duration")]
     pub retry_max_delay: Duration,
+    /// An on-disk buffer for when the queue is full (a store down for a while).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spill: Option<SpillConfig>,
     /// The writer's own keys.
     #[serde(flatten)]
     pub options: serde_yaml_ng::Mapping,
@@ -290,10 +329,11 @@ impl WriterConfig {
             kind: kind.into(),
             name: None,
             batch_size: 1000,
-            batch_delay: Duration::from_millis(100),
+            batch_delay: Duration::ZERO,
             queue_capacity: 1024,
             when_full: WhenFullPolicy::Block,
             retry_max_delay: Duration::from_secs(30),
+            spill: None,
             options: serde_yaml_ng::Mapping::new(),
             key_lines: HashMap::new(),
             index: 0,
@@ -386,6 +426,9 @@ impl<'de> Deserialize<'de> for WriterConfig {
         }
         if let Some(v) = take("retry_max_delay") {
             cfg.retry_max_delay = read_duration("retry_max_delay", v)?;
+        }
+        if let Some(v) = take("spill") {
+            cfg.spill = Some(read("spill", v)?);
         }
         for key in map.keys() {
             if key.as_str().is_none() {
@@ -513,6 +556,12 @@ impl Config {
             }
             if w.batch_size == 0 {
                 return Err(ConfigError::invalid(at("batch_size"), "must be at least 1"));
+            }
+            if w.spill.as_ref().is_some_and(|s| s.max_bytes < 1 << 20) {
+                return Err(ConfigError::invalid(
+                    at("spill.max_bytes"),
+                    "must be at least 1048576",
+                ));
             }
             if w.queue_capacity == 0 {
                 return Err(ConfigError::invalid(

@@ -164,3 +164,23 @@ fn candles_and_durations_read_their_syntax() {
         .to_string();
     assert!(err.contains("divide a day"), "{err}");
 }
+
+#[test]
+fn a_writer_spill_reads_its_settings() {
+    let text = GOOD.replace(
+        "  - type: log\n",
+        "  - type: log\n    spill:\n      path: /var/spool/feeder\n",
+    );
+    let c = Config::from_yaml_str_with_env(&text, &env).unwrap();
+    let spill = c.writers[1].spill.clone().unwrap();
+    assert_eq!(spill.path, std::path::PathBuf::from("/var/spool/feeder"));
+    assert_eq!(spill.max_bytes, 1 << 30);
+    let bad = text.replace("      path: /var/spool/feeder\n", "      pth: /x\n");
+    let err = Config::from_yaml_str_with_env(&bad, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("writer `spill`") && err.contains("unknown field `pth`"),
+        "{err}"
+    );
+}

@@ -44,30 +44,23 @@ impl Cursors {
     }
 
     /// Moves the cursors forward over `trades` (never backwards).
+    ///
+    /// Venues deliver a symbol's trades in order and backfills are sorted, so the newest
+    /// trade of a symbol in a batch is its last one: only that one is compared, which keeps
+    /// this off the per-trade hot path.
     pub fn advance(&self, trades: &[Trade]) {
-        let Some(first) = trades.first() else { return };
+        let Some(last) = trades.last() else { return };
         let mut map = self.lock();
-        // Batches are almost always one symbol: find its newest trade without a map lookup
-        // per trade.
-        let mut best: Option<&Trade> = None;
-        for t in trades {
-            if t.symbol != first.symbol {
-                advance_one(&mut map, t);
-                continue;
-            }
-            let newer = match best {
-                None => true,
-                Some(b) => match t.trade_id.cmp_numeric(&b.trade_id) {
-                    Some(ord) => ord.is_gt(),
-                    None => t.timestamp >= b.timestamp,
-                },
-            };
-            if newer {
-                best = Some(t);
-            }
+        advance_one(&mut map, last);
+        if trades.iter().all(|t| t.symbol == last.symbol) {
+            return;
         }
-        if let Some(b) = best {
-            advance_one(&mut map, b);
+        let mut done: Vec<&Symbol> = vec![&last.symbol];
+        for t in trades.iter().rev() {
+            if !done.contains(&&t.symbol) {
+                done.push(&t.symbol);
+                advance_one(&mut map, t);
+            }
         }
     }
 
@@ -201,5 +194,45 @@ impl ExchangeContext {
             payload = %truncate_for_log(payload, 256),
             "skipped a message that could not be parsed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{parse_decimal, Side};
+
+    fn trade(symbol: &str, id: u64) -> Trade {
+        Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse(symbol).unwrap(),
+            trade_id: TradeId::from_u64(id),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(id as i64),
+            received_at: Timestamp::from_unix_secs(id as i64),
+        }
+    }
+
+    #[test]
+    fn cursors_follow_each_symbol_and_never_move_back() {
+        let c = Cursors::default();
+        let btc = Symbol::parse("BTC-USD").unwrap();
+        let eth = Symbol::parse("ETH-USD").unwrap();
+        c.advance(&[
+            trade("BTC-USD", 5),
+            trade("ETH-USD", 7),
+            trade("BTC-USD", 6),
+        ]);
+        assert_eq!(c.get(&btc).unwrap().trade_id.as_str(), "6");
+        assert_eq!(c.get(&eth).unwrap().trade_id.as_str(), "7");
+        // An older batch (a late backfill) leaves them alone.
+        c.advance(&[trade("BTC-USD", 2), trade("ETH-USD", 3)]);
+        assert_eq!(c.get(&btc).unwrap().trade_id.as_str(), "6");
+        assert_eq!(c.get(&eth).unwrap().trade_id.as_str(), "7");
+        c.advance(&[trade("ETH-USD", 9)]);
+        assert_eq!(c.get(&eth).unwrap().trade_id.as_str(), "9");
+        assert_eq!(c.get(&Symbol::parse("SOL-USD").unwrap()), None);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -33,6 +33,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Tries per backfill request (the first included): backfill runs between frames, so it
 /// must not retry for long.
 const BACKFILL_ATTEMPTS: usize = 3;
+
+/// Most frames read back to back into one batch, so that keep-alives and shutdown are never
+/// starved by a firehose.
+const MAX_FRAMES_PER_BATCH: usize = 1024;
+
+/// Most trades in one batch.
+const MAX_BATCH: usize = 4096;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -214,6 +221,8 @@ impl<V: StreamVenue> StreamExchange<V> {
     }
 
     /// Runs one connection until it ends.
+    // `flush!` records the first delivery even just before a return, where nothing reads it.
+    #[allow(unused_assignments)]
     async fn session(
         &self,
         mut ws: Ws,
@@ -249,10 +258,29 @@ impl<V: StreamVenue> StreamExchange<V> {
         let deadline = tokio::time::sleep(stale);
         tokio::pin!(deadline);
         let mut delivered = false;
-        let mut buf: Vec<Trade> = Vec::new();
+        // Trades of the frames read back to back, sent on as one batch: one channel hop per
+        // burst rather than per frame.
+        let mut batch: Vec<Trade> = Vec::new();
+
+        // Sends what `batch` holds; on the first data of a connection, resets the backoff.
+        macro_rules! flush {
+            () => {
+                if !batch.is_empty() {
+                    if !delivered {
+                        // This connection works: the next failure starts again from a
+                        // short wait.
+                        delivered = true;
+                        backoff.reset();
+                    }
+                    if let Err(e) = send_batch(ctx, name, std::mem::take(&mut batch)).await {
+                        return End::Fatal(e);
+                    }
+                }
+            };
+        }
 
         loop {
-            let msg = tokio::select! {
+            let mut next = tokio::select! {
                 _ = ctx.shutdown.cancelled() => return close(ws).await,
                 _ = &mut deadline => return End::Failed(ExchangeError::Stale(stale)),
                 _ = tick(&mut ping_timer) => {
@@ -267,92 +295,108 @@ impl<V: StreamVenue> StreamExchange<V> {
                 }
                 msg = ws.next() => msg,
             };
-            let msg = match msg {
-                None => return End::Failed(ExchangeError::Closed(None)),
-                Some(Err(e)) => return End::Failed(e.into()),
-                Some(Ok(m)) => m,
-            };
-            deadline.as_mut().reset(Instant::now() + stale);
-            let frame = match &msg {
-                Message::Text(t) => self.parse(ctx, t.as_str().as_bytes(), &mut buf),
-                Message::Binary(b) => self.parse(ctx, b, &mut buf),
-                Message::Ping(_) => {
-                    // The library queued the pong; flush so it leaves now, not with the next
-                    // write (which may be many seconds away).
-                    match with_timeout(ws.flush(), &ctx.shutdown).await {
+            let mut budget = MAX_FRAMES_PER_BATCH;
+            loop {
+                let msg = match next {
+                    None => {
+                        flush!();
+                        return End::Failed(ExchangeError::Closed(None));
+                    }
+                    Some(Err(e)) => {
+                        flush!();
+                        return End::Failed(e.into());
+                    }
+                    Some(Ok(m)) => m,
+                };
+                let frame = match &msg {
+                    Message::Text(t) => self.parse(ctx, t.as_str().as_bytes(), &mut batch),
+                    Message::Binary(b) => self.parse(ctx, b, &mut batch),
+                    Message::Ping(_) => {
+                        // The library queued the pong; flush so it leaves now, not with the
+                        // next write (which may be many seconds away).
+                        match with_timeout(ws.flush(), &ctx.shutdown).await {
+                            Ok(()) => {}
+                            Err(SendFail::Cancelled) => return close(ws).await,
+                            Err(SendFail::Error(e)) => return End::Failed(e),
+                        }
+                        None
+                    }
+                    Message::Close(frame) => {
+                        flush!();
+                        let reason = frame.as_ref().map(|f| format!("{} {}", f.code, f.reason));
+                        return End::Failed(ExchangeError::Closed(reason));
+                    }
+                    Message::Pong(_) | Message::Frame(_) => None,
+                };
+                match frame {
+                    None | Some(Frame::Data) => {}
+                    Some(Frame::Reply(reply)) => match send(&mut ws, reply, &ctx.shutdown).await {
                         Ok(()) => {}
-                        Err(SendFail::Cancelled) => return close(ws).await,
-                        Err(SendFail::Error(e)) => return End::Failed(e),
+                        Err(SendFail::Cancelled) => {
+                            flush!();
+                            return close(ws).await;
+                        }
+                        Err(SendFail::Error(e)) => {
+                            flush!();
+                            return End::Failed(e);
+                        }
+                    },
+                    Some(Frame::Reconnect) => {
+                        flush!();
+                        let _ = close(ws).await;
+                        return End::Reconnect { delivered };
                     }
-                    continue;
-                }
-                Message::Close(frame) => {
-                    let reason = frame.as_ref().map(|f| format!("{} {}", f.code, f.reason));
-                    return End::Failed(ExchangeError::Closed(reason));
-                }
-                Message::Pong(_) | Message::Frame(_) => continue,
-            };
-            let Some(frame) = frame else { continue };
-            if !buf.is_empty() {
-                if !delivered {
-                    // This connection works: the next failure starts again from a short wait.
-                    delivered = true;
-                    backoff.reset();
-                }
-                if let Err(e) = send_batch(ctx, name, std::mem::take(&mut buf)).await {
-                    return End::Fatal(e);
-                }
-            }
-            match frame {
-                Frame::Data => {}
-                Frame::Reply(reply) => match send(&mut ws, reply, &ctx.shutdown).await {
-                    Ok(()) => {}
-                    Err(SendFail::Cancelled) => return close(ws).await,
-                    Err(SendFail::Error(e)) => return End::Failed(e),
-                },
-                Frame::Reconnect => {
-                    let _ = close(ws).await;
-                    return End::Reconnect { delivered };
-                }
-                Frame::Gap {
-                    symbol,
-                    last_trade_id,
-                } => {
-                    let behind = ctx.cursors.get(&symbol).is_some_and(|c| {
-                        c.trade_id.cmp_numeric(&last_trade_id) == Some(Ordering::Less)
-                    });
-                    match fetcher {
-                        Some(f) if behind => {
-                            tracing::info!(exchange = name, %symbol, %last_trade_id, "gap reported, backfilling");
-                            match self.backfill(f, ctx, [&symbol]).await {
-                                Ok(true) => {}
-                                Ok(false) => return close(ws).await,
-                                Err(e) => return End::Fatal(e),
+                    Some(Frame::Gap {
+                        symbol,
+                        last_trade_id,
+                    }) => {
+                        flush!();
+                        let behind = ctx.cursors.get(&symbol).is_some_and(|c| {
+                            c.trade_id.cmp_numeric(&last_trade_id) == Some(Ordering::Less)
+                        });
+                        match fetcher {
+                            Some(f) if behind => {
+                                tracing::info!(exchange = name, %symbol, %last_trade_id, "gap reported, backfilling");
+                                match self.backfill(f, ctx, [&symbol]).await {
+                                    Ok(true) => {}
+                                    Ok(false) => return close(ws).await,
+                                    Err(e) => return End::Fatal(e),
+                                }
                             }
-                            // Frames waited while the REST calls ran; they are not a sign of
-                            // a dead connection.
-                            deadline.as_mut().reset(Instant::now() + stale);
-                        }
-                        _ => {
-                            tracing::debug!(exchange = name, %symbol, %last_trade_id, behind, "gap report")
+                            _ => {
+                                tracing::debug!(exchange = name, %symbol, %last_trade_id, behind, "gap report")
+                            }
                         }
                     }
+                    Some(f @ (Frame::Ack | Frame::Heartbeat | Frame::Ignored)) => {
+                        tracing::debug!(exchange = name, frame = ?f, "control frame");
+                    }
                 }
-                Frame::Ack | Frame::Heartbeat | Frame::Ignored => {
-                    tracing::debug!(exchange = name, frame = ?frame, "control frame");
+                budget -= 1;
+                if budget == 0 || batch.len() >= MAX_BATCH {
+                    break;
+                }
+                // More frames already read off the socket? Take them without waiting.
+                match ws.next().now_or_never() {
+                    Some(n) => next = n,
+                    None => break,
                 }
             }
+            // Something arrived (and any backfill above has finished): the connection lives.
+            deadline.as_mut().reset(Instant::now() + stale);
+            flush!();
         }
     }
 
-    /// Parses one payload into `buf`; `None` when it could not be parsed (counted, logged).
-    fn parse(&self, ctx: &ExchangeContext, payload: &[u8], buf: &mut Vec<Trade>) -> Option<Frame> {
-        buf.clear();
-        match self.venue.parse(payload, Timestamp::now(), buf) {
+    /// Parses one payload, appending its trades to `out`; `None` when it could not be parsed
+    /// (counted, logged, and whatever it appended removed).
+    fn parse(&self, ctx: &ExchangeContext, payload: &[u8], out: &mut Vec<Trade>) -> Option<Frame> {
+        let before = out.len();
+        match self.venue.parse(payload, Timestamp::now(), out) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 ctx.parse_error(&self.name, &e, payload);
-                buf.clear();
+                out.truncate(before);
                 None
             }
         }

@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, PipelineConfig};
 use crate::error::WriteError;
-use crate::exchange::{Backoff, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink};
+use crate::exchange::{
+    Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink,
+};
 use crate::model::Symbol;
 use crate::writer::{ErrorChain, RunnerSettings, Writer, WriterRunner};
 
@@ -194,10 +196,46 @@ impl Feeder {
         let abort = CancellationToken::new();
         let stop_exchanges = shutdown.child_token();
 
+        // Where the durable stores left off: each writer skips what it already holds, and the
+        // exchanges resume (backfill) from the oldest of those points.
+        let streams: Vec<(Arc<str>, Symbol)> = exchanges
+            .iter()
+            .flat_map(|e| {
+                let name: Arc<str> = Arc::from(e.exchange.name());
+                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
+            })
+            .collect();
+        let mut writers = writers;
+        let mut resume_points = Vec::with_capacity(writers.len());
+        for slot in &mut writers {
+            resume_points.push(resume_points_of(slot.writer.as_mut(), &streams).await);
+        }
+        let mut seeds: Vec<(Arc<str>, Symbol, Cursor)> = Vec::new();
+        for (ex, sym) in &streams {
+            let oldest = resume_points
+                .iter()
+                .flatten()
+                .filter(|(e, s, _)| e == ex && s == sym)
+                .map(|(_, _, c)| c)
+                .min_by(|a, b| cursor_order(a, b));
+            if let Some(c) = oldest {
+                seeds.push((ex.clone(), sym.clone(), c.clone()));
+            }
+        }
+        for slot in &exchanges {
+            for (ex, sym, c) in &seeds {
+                if **ex == *slot.exchange.name() && slot.cursors.get(sym).is_none() {
+                    tracing::info!(exchange = %ex, symbol = %sym, trade_id = %c.trade_id, "resuming after the stored trades");
+                    slot.cursors.set(sym.clone(), c.clone());
+                }
+            }
+        }
+
         let mut writer_tasks = Vec::new();
         let mut handles = Vec::new();
-        for slot in writers {
-            let (handle, task) = WriterRunner::spawn(slot.writer, slot.settings, abort.clone());
+        for (slot, resume) in writers.into_iter().zip(resume_points) {
+            let (handle, task) =
+                WriterRunner::spawn_resuming(slot.writer, slot.settings, abort.clone(), resume);
             writer_tasks.push((handle.name().to_owned(), handle.stats().clone(), task));
             handles.push(handle);
         }
@@ -205,7 +243,7 @@ impl Feeder {
         let (tx, rx) = mpsc::channel(pipeline.channel_capacity.max(1));
         let stage_task = tokio::spawn(stage::run(
             rx,
-            stage::Stages::new(&pipeline),
+            stage::Stages::new(&pipeline, &seeds),
             handles,
             clock,
         ));
@@ -275,6 +313,36 @@ impl Feeder {
             stragglers,
         )
     }
+}
+
+/// Asks a writer where it left off for each stream; a failure to answer is logged and means
+/// "nothing known" (the writer then relies on the valve like any other).
+async fn resume_points_of(
+    writer: &mut dyn Writer,
+    streams: &[(Arc<str>, Symbol)],
+) -> Vec<(Arc<str>, Symbol, Cursor)> {
+    let mut out = Vec::new();
+    for (ex, sym) in streams {
+        match writer.resume_point(ex, sym).await {
+            Ok(Some(c)) => out.push((ex.clone(), sym.clone(), c)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                writer = writer.name(),
+                exchange = %ex,
+                symbol = %sym,
+                error = %ErrorChain(&e),
+                "cannot read where the store left off; starting without it"
+            ),
+        }
+    }
+    out
+}
+
+/// Older first: by id where both are numbers, else by time.
+fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
+    a.trade_id
+        .cmp_numeric(&b.trade_id)
+        .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
 }
 
 /// Waits for a task until `deadline`; aborts it and returns false if it is still running.

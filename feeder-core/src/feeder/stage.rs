@@ -6,7 +6,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::PipelineConfig;
-use crate::model::{Candle, Event, Timestamp, Trade};
+use crate::exchange::Cursor;
+use crate::model::{Candle, Event, Symbol, Timestamp, Trade};
 use crate::pipeline::{Aggregator, Valve};
 use crate::writer::WriterHandle;
 
@@ -26,9 +27,17 @@ pub(crate) struct StageTotals {
 }
 
 impl Stages {
-    pub(crate) fn new(cfg: &PipelineConfig) -> Self {
+    /// Stages for `cfg`; the valve starts knowing the trades up to each `seeds` cursor.
+    pub(crate) fn new(cfg: &PipelineConfig, seeds: &[(Arc<str>, Symbol, Cursor)]) -> Self {
+        let valve = cfg.dedup.then(|| {
+            let mut v = Valve::new(cfg.dedup_window);
+            for (ex, sym, c) in seeds {
+                v.seed_id(ex, sym, &c.trade_id);
+            }
+            v
+        });
         Self {
-            valve: cfg.dedup.then(|| Valve::new(cfg.dedup_window)),
+            valve,
             aggregator: (!cfg.candles.is_empty())
                 .then(|| Aggregator::new(&cfg.candles, cfg.candle_grace, cfg.late_trades)),
             candles: Vec::new(),

@@ -44,6 +44,10 @@ pub struct WriterSummary {
     pub retries: u64,
     /// Events given up on (full queue under `drop`, terminal errors, shutdown deadline).
     pub dropped: u64,
+    /// Trades skipped because the store already held them at start-up.
+    pub already_stored: u64,
+    /// Events that waited in the spill file while the queue was full.
+    pub spilled: u64,
 }
 
 /// What a run did.
@@ -108,6 +112,8 @@ impl Summary {
                 errors: get(&s.errors),
                 retries: get(&s.retries),
                 dropped: get(&s.dropped),
+                already_stored: get(&s.already_stored),
+                spilled: get(&s.spilled),
             });
         }
         out
@@ -131,8 +137,8 @@ impl fmt::Display for Summary {
         for w in &self.writers {
             writeln!(
                 f,
-                "writer   {:<12} events={} batches={} errors={} retries={} dropped={}",
-                w.name, w.events, w.batches, w.errors, w.retries, w.dropped
+                "writer   {:<12} events={} batches={} errors={} retries={} dropped={} already_stored={} spilled={}",
+                w.name, w.events, w.batches, w.errors, w.retries, w.dropped, w.already_stored, w.spilled
             )?;
         }
         write!(

@@ -1,13 +1,16 @@
 //! Stores: the [`Writer`] trait and the runner that feeds one writer from its own queue.
 
 mod runner;
+mod spill;
 
 use async_trait::async_trait;
 
 use crate::error::WriteError;
-use crate::model::Event;
+use crate::exchange::Cursor;
+use crate::model::{Event, Symbol};
 
 pub use runner::{ErrorChain, RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+pub use spill::SpillSettings;
 
 /// A store of events.
 ///
@@ -35,6 +38,20 @@ pub trait Writer: Send + 'static {
     async fn close(&mut self) -> Result<(), WriteError> {
         self.flush().await
     }
+
+    /// For a durable store: the newest trade of (`exchange`, `symbol`) it already holds,
+    /// asked once at start-up. The feeder resumes after it: it backfills from the oldest of
+    /// these over REST, and this writer skips what it already has, so a restart (even after a
+    /// crash) neither leaves a gap nor writes a trade twice. `None` (the default) when the
+    /// store holds nothing of that stream or does not keep track.
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        let _ = (exchange, symbol);
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -50,5 +67,12 @@ impl<W: Writer + ?Sized> Writer for Box<W> {
     }
     async fn close(&mut self) -> Result<(), WriteError> {
         (**self).close().await
+    }
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        (**self).resume_point(exchange, symbol).await
     }
 }

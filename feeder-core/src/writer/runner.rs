@@ -9,10 +9,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
 use crate::config::WriterConfig;
-use crate::exchange::Backoff;
-use crate::model::Event;
+use crate::exchange::{Backoff, Cursor};
+use crate::model::{Event, Symbol};
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -21,7 +22,9 @@ pub use crate::config::WhenFullPolicy as WhenFull;
 pub struct RunnerSettings {
     /// Most events per `write` call.
     pub batch_size: usize,
-    /// Longest time a partial batch waits for more events.
+    /// Longest time a partial batch waits for more events when the queue is empty. Zero
+    /// writes as soon as nothing more is queued: the lowest latency, with batches that grow
+    /// by themselves under load.
     pub batch_delay: Duration,
     /// Capacity of the queue in front of the writer, in batches.
     pub queue_capacity: usize,
@@ -29,6 +32,8 @@ pub struct RunnerSettings {
     pub when_full: WhenFull,
     /// Backoff between retries of a failing batch.
     pub retry: Backoff,
+    /// An on-disk spill buffer used when the queue is full (see [`SpillSettings`]).
+    pub spill: Option<SpillSettings>,
 }
 
 impl Default for RunnerSettings {
@@ -48,6 +53,10 @@ impl From<&WriterConfig> for RunnerSettings {
                 Duration::from_millis(100).min(c.retry_max_delay),
                 c.retry_max_delay,
             ),
+            spill: c.spill.as_ref().map(|s| SpillSettings {
+                path: s.path.join(format!("{}.spill", c.display_name())),
+                max_bytes: s.max_bytes,
+            }),
         }
     }
 }
@@ -66,6 +75,11 @@ pub struct WriterStats {
     /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
     /// writer refused with a terminal error.
     pub dropped: AtomicU64,
+    /// Trades skipped because the store already held them at start-up (see
+    /// [`Writer::resume_point`]).
+    pub already_stored: AtomicU64,
+    /// Events that went through the spill file because the queue was full.
+    pub spilled: AtomicU64,
 }
 
 impl WriterStats {
@@ -81,6 +95,7 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Arc<Vec<Event>>>,
     when_full: WhenFull,
     stats: Arc<WriterStats>,
+    spill: Option<Arc<Spill>>,
 }
 
 impl WriterHandle {
@@ -98,6 +113,54 @@ impl WriterHandle {
     /// task is gone (its events are counted as dropped).
     pub async fn send(&self, batch: Arc<Vec<Event>>) -> bool {
         let n = batch.len() as u64;
+        if let Some(spill) = &self.spill {
+            return self.send_or_spill(spill, batch).await;
+        }
+        self.send_by_policy(batch, n).await
+    }
+
+    /// With a spill buffer: the queue while it has room and nothing is spilled, else the
+    /// spill; when that is full too, the `when_full` policy.
+    async fn send_or_spill(&self, spill: &Spill, mut batch: Arc<Vec<Event>>) -> bool {
+        let n = batch.len() as u64;
+        loop {
+            if !spill.is_active() {
+                match self.tx.try_send(batch) {
+                    Ok(()) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        WriterStats::add(&self.stats.dropped, n);
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Full(b)) => batch = b,
+                }
+            }
+            // Registered before trying, so that space freed meanwhile is not missed.
+            let freed = spill.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match spill.push(&batch) {
+                Ok(Pushed::Spilled) => {
+                    WriterStats::add(&self.stats.spilled, n);
+                    return true;
+                }
+                Ok(Pushed::Full) if self.when_full == WhenFull::Block => {
+                    tracing::warn!(writer = %self.name, path = %spill.path().display(), "spill file full: waiting for the store");
+                    freed.await;
+                }
+                Ok(Pushed::Full) => {
+                    WriterStats::add(&self.stats.dropped, n);
+                    tracing::error!(writer = %self.name, events = n, "queue and spill file full: batch DROPPED (when_full: drop)");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(writer = %self.name, path = %spill.path().display(), error = %e, "cannot spill; falling back to the queue");
+                    return self.send_by_policy(batch, n).await;
+                }
+            }
+        }
+    }
+
+    async fn send_by_policy(&self, batch: Arc<Vec<Event>>, n: u64) -> bool {
         match self.when_full {
             WhenFull::Block => {
                 if self.tx.send(batch).await.is_err() {
@@ -139,18 +202,40 @@ impl WriterRunner {
         settings: RunnerSettings,
         abort: CancellationToken,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        Self::spawn_resuming(writer, settings, abort, Vec::new())
+    }
+
+    /// Like [`spawn`](Self::spawn), for a store that already holds trades up to `resume`
+    /// (per exchange and symbol): trades up to those are skipped, once per stream, until the
+    /// first newer one passes.
+    pub fn spawn_resuming(
+        writer: Box<dyn Writer>,
+        settings: RunnerSettings,
+        abort: CancellationToken,
+        resume: Vec<(Arc<str>, Symbol, Cursor)>,
+    ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let name: Arc<str> = Arc::from(writer.name());
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
+        let spill = settings.spill.as_ref().and_then(|s| match Spill::open(s) {
+            Ok(spill) => Some(spill),
+            Err(e) => {
+                tracing::error!(writer = %name, path = %s.path.display(), error = %e, "cannot open the spill file; running without it");
+                None
+            }
+        });
         let handle = WriterHandle {
             name: name.clone(),
             tx,
             when_full: settings.when_full,
             stats: stats.clone(),
+            spill: spill.clone(),
         };
         let task = Task {
             name,
             writer,
+            resume,
+            spill,
             stats,
             retry: settings.retry.clone(),
             settings,
@@ -163,6 +248,10 @@ impl WriterRunner {
 struct Task {
     name: Arc<str>,
     writer: Box<dyn Writer>,
+    /// Streams whose older trades the store already holds; an entry goes once a newer trade
+    /// of its stream passed, so this is empty (and free) soon after start-up.
+    resume: Vec<(Arc<str>, Symbol, Cursor)>,
+    spill: Option<Arc<Spill>>,
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
@@ -172,14 +261,26 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<Vec<Event>>>) {
         let size = self.settings.batch_size;
-        // Events received but not yet written; written when `size` is reached or `deadline`
-        // passes.
+        let linger = self.settings.batch_delay;
+        // Events received but not yet written.
         let mut pending: Vec<Event> = Vec::new();
+        // When a partial batch must be written, if `linger` is set.
         let mut deadline: Option<Instant> = None;
-        loop {
+        let mut open = true;
+        // A spill left by a previous run is older than anything queued now.
+        if self.spill.as_ref().is_some_and(|s| s.is_active()) {
+            self.replay_spill(&mut rx, &mut pending).await;
+        }
+        while open {
+            let spill = self.spill.clone();
             let next = tokio::select! {
                 biased;
                 m = rx.recv() => m,
+                () = spilled(spill.as_deref()) => {
+                    self.replay_spill(&mut rx, &mut pending).await;
+                    deadline = None;
+                    continue;
+                }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.write_pending(&mut pending).await;
                     deadline = None;
@@ -187,34 +288,147 @@ impl Task {
                 }
             };
             let Some(batch) = next else { break };
-            if pending.is_empty() && batch.len() >= size {
-                // Large batches go straight through, without copying events.
-                for chunk in batch.chunks(size) {
-                    self.write_with_retry(chunk).await;
+            self.take(batch, &mut pending).await;
+            // Take whatever else is already queued: under load batches grow by themselves,
+            // and an idle queue costs no waiting.
+            while pending.len() < size {
+                match rx.try_recv() {
+                    Ok(batch) => self.take(batch, &mut pending).await,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
-                continue;
             }
-            match Arc::try_unwrap(batch) {
-                Ok(mut v) => pending.append(&mut v),
-                Err(shared) => pending.extend(shared.iter().cloned()),
-            }
-            while pending.len() >= size {
-                let rest = pending.split_off(size);
+            if pending.len() >= size || linger.is_zero() {
                 self.write_pending(&mut pending).await;
-                pending = rest;
-            }
-            if pending.is_empty() {
                 deadline = None;
             } else if deadline.is_none() {
-                deadline = Some(Instant::now() + self.settings.batch_delay);
+                deadline = Some(Instant::now() + linger);
             }
         }
         self.write_pending(&mut pending).await;
+        if self.spill.as_ref().is_some_and(|s| s.is_active()) {
+            self.replay_spill(&mut rx, &mut pending).await;
+        }
         if let Err(e) = self.writer.close().await {
             WriterStats::add(&self.stats.errors, 1);
             tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
         }
         tracing::debug!(writer = %self.name, "writer closed");
+    }
+
+    /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
+    /// arriving when nothing is pending is written straight from the shared allocation.
+    async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
+        let size = self.settings.batch_size;
+        if !self.resume.is_empty() {
+            let mut events = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+            self.skip_stored(&mut events);
+            pending.append(&mut events);
+            while pending.len() >= size {
+                let rest = pending.split_off(size);
+                self.write_pending(pending).await;
+                *pending = rest;
+            }
+            return;
+        }
+        if pending.is_empty() && batch.len() >= size {
+            let mut chunks = batch.chunks(size);
+            let last = chunks.next_back();
+            for chunk in chunks {
+                self.write_with_retry(chunk).await;
+            }
+            // The tail may still grow with what is queued behind it.
+            if let Some(last) = last {
+                if last.len() == size {
+                    self.write_with_retry(last).await;
+                } else {
+                    pending.extend_from_slice(last);
+                }
+            }
+            return;
+        }
+        match Arc::try_unwrap(batch) {
+            Ok(mut v) => pending.append(&mut v),
+            Err(shared) => pending.extend(shared.iter().cloned()),
+        }
+        while pending.len() >= size {
+            let rest = pending.split_off(size);
+            self.write_pending(pending).await;
+            *pending = rest;
+        }
+    }
+
+    /// Writes, in order, what is queued (older than anything spilled: nothing is queued while
+    /// the spill is in use), then every spilled batch, until the spill is empty.
+    async fn replay_spill(
+        &mut self,
+        rx: &mut mpsc::Receiver<Arc<Vec<Event>>>,
+        pending: &mut Vec<Event>,
+    ) {
+        let Some(spill) = self.spill.clone() else {
+            return;
+        };
+        while let Ok(batch) = rx.try_recv() {
+            self.take(batch, pending).await;
+        }
+        self.write_pending(pending).await;
+        let mut replayed = 0usize;
+        loop {
+            match spill.pop() {
+                Ok(Some((events, bad))) => {
+                    if bad > 0 {
+                        WriterStats::add(&self.stats.dropped, bad);
+                        tracing::error!(writer = %self.name, events = bad, "undecodable spilled events DROPPED");
+                    }
+                    replayed += events.len();
+                    self.take(Arc::new(events), pending).await;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(writer = %self.name, error = %e, "reading the spill file failed; will retry");
+                    if self.abort.is_cancelled() {
+                        break;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.abort.cancelled() => break,
+                    }
+                }
+            }
+            if self.abort.is_cancelled() {
+                break;
+            }
+        }
+        self.write_pending(pending).await;
+        if replayed > 0 {
+            tracing::info!(writer = %self.name, events = replayed, "replayed the spill file");
+        }
+    }
+
+    /// Drops the trades the store held at start-up.
+    fn skip_stored(&mut self, events: &mut Vec<Event>) {
+        let before = events.len();
+        let resume = &mut self.resume;
+        events.retain(|e| {
+            let Event::Trade(t) = e else { return true };
+            let Some(i) = resume
+                .iter()
+                .position(|(ex, sym, _)| **ex == *t.exchange && *sym == t.symbol)
+            else {
+                return true;
+            };
+            if resume[i].2.is_older_than(t) {
+                // Past the resume point: everything after this is new to the store.
+                resume.swap_remove(i);
+                true
+            } else {
+                false
+            }
+        });
+        WriterStats::add(&self.stats.already_stored, (before - events.len()) as u64);
     }
 
     async fn write_pending(&mut self, pending: &mut Vec<Event>) {
@@ -273,6 +487,14 @@ impl Task {
                 }
             }
         }
+    }
+}
+
+/// Resolves when something was spilled; never without a spill file.
+async fn spilled(spill: Option<&Spill>) {
+    match spill {
+        Some(s) => s.spilled.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,6 +1,6 @@
-//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Binance, Bybit, OKX, Kraken)
-//! on the loopback interface, publishing generated trades at a steady rate until it is
-//! stopped.
+//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi,
+//! Binance, Bybit, OKX, Kraken) on the loopback interface, publishing generated trades at a
+//! steady rate until it is stopped.
 //!
 //! ```text
 //! mock-exchange --venue coinbase --symbols BTC-USD,ETH-USD --rate 100 [--port-rest P --port-ws P]
@@ -16,10 +16,8 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
-use feeder_testkit::venues::MockBinance;
-use feeder_testkit::venues::MockBybit;
-use feeder_testkit::venues::MockKraken;
-use feeder_testkit::venues::MockOkx;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx};
+use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -29,6 +27,9 @@ use url::Url;
 enum Venue {
     Bitstamp,
     Coinbase,
+    Bitfinex,
+    Gemini,
+    Huobi,
     Binance,
     Bybit,
     Okx,
@@ -62,6 +63,9 @@ struct Args {
 enum Mock {
     Bitstamp(MockBitstamp),
     Coinbase(MockCoinbase),
+    Bitfinex(MockBitfinex),
+    Gemini(MockGemini),
+    Huobi(MockHuobi),
     Binance(MockBinance),
     Bybit(MockBybit),
     Okx(MockOkx),
@@ -73,6 +77,9 @@ impl Mock {
         match self {
             Mock::Bitstamp(m) => m,
             Mock::Coinbase(m) => m,
+            Mock::Bitfinex(m) => m,
+            Mock::Gemini(m) => m,
+            Mock::Huobi(m) => m,
             Mock::Binance(m) => m,
             Mock::Bybit(m) => m,
             Mock::Okx(m) => m,
@@ -98,6 +105,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mock = match args.venue {
         Venue::Bitstamp => Mock::Bitstamp(MockBitstamp::start_with(cfg).await?),
         Venue::Coinbase => Mock::Coinbase(MockCoinbase::start_with(cfg).await?),
+        Venue::Bitfinex => Mock::Bitfinex(MockBitfinex::start_with(cfg).await?),
+        Venue::Gemini => Mock::Gemini(MockGemini::start_with(cfg).await?),
+        Venue::Huobi => Mock::Huobi(MockHuobi::start_with(cfg).await?),
         Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
         Venue::Bybit => Mock::Bybit(MockBybit::start_with(cfg).await?),
         Venue::Okx => Mock::Okx(MockOkx::start_with(cfg).await?),

@@ -1,7 +1,7 @@
 //! The WebSocket connection loop both mock venues share: subscriptions, trades from the
 //! history, the venue's heartbeats, and injected faults.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use feeder_core::model::Symbol;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Control, MockTrade, Shared, WsFault};
-use crate::ws::WsConn;
+use crate::ws::{WsConn, WsError};
 
 /// What a connection subscribed to.
 #[derive(Debug, Default)]
@@ -18,6 +18,18 @@ pub(crate) struct Subs {
     pub trades: HashSet<Symbol>,
     /// Symbols whose venue heartbeats are sent (Coinbase).
     pub heartbeats: HashSet<Symbol>,
+    /// The channel id of each subscribed symbol, on venues that number channels per
+    /// connection (Bitfinex).
+    pub channels: HashMap<Symbol, u64>,
+}
+
+/// A frame as it goes on the wire.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (Huobi gzips every frame).
+    Binary(Vec<u8>),
 }
 
 /// The answer to a client message.
@@ -45,6 +57,25 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// How often the venue sends heartbeats on its own, if it does.
     fn heartbeat_every(&self, shared: &Shared) -> Option<Duration>;
 
+    /// What the venue sends as soon as a client connects (Bitfinex's `info`); nothing by
+    /// default.
+    fn greeting(&self, _shared: &Shared) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The frames of one trade on a connection with these subscriptions: by default the
+    /// single [`Wire::trade_frame`]. A venue that numbers channels per connection or sends a
+    /// trade twice (Bitfinex's `te` and `tu`) overrides this. Faults count trades, not
+    /// frames.
+    fn trade_frames(&self, shared: &Shared, _subs: &Subs, trade: &MockTrade) -> Vec<String> {
+        vec![self.trade_frame(shared, trade)]
+    }
+
+    /// How a frame goes on the wire: as text by default.
+    fn encode(&self, frame: String) -> Encoded {
+        Encoded::Text(frame)
+    }
+
     /// Handles a new connection before any message, given the path and query of its upgrade
     /// request (venues that take their subscriptions in the URL, such as Binance).
     fn on_connect(&self, _shared: &Shared, _path: &str, _subs: &mut Subs) -> Reply {
@@ -57,18 +88,27 @@ pub(crate) trait Wire: Send + Sync + 'static {
         false
     }
 
-    /// How many trades of one symbol the venue puts in one frame, at most.
+    /// How many trades of one symbol the venue puts in one frame, at most. Above 1, trades
+    /// go out through [`Wire::batch_frame`] rather than [`Wire::trade_frames`].
     fn max_batch(&self) -> usize {
         1
     }
 
-    /// Several trades of one symbol as one frame; only called when [`Wire::max_batch`] is
-    /// above 1, with 2 to `max_batch` trades.
+    /// One to `max_batch` trades of one symbol as one frame; only called when
+    /// [`Wire::max_batch`] is above 1.
     fn batch_frame(&self, shared: &Shared, trades: &[MockTrade]) -> String {
         trades
             .first()
             .map(|t| self.trade_frame(shared, t))
             .unwrap_or_default()
+    }
+}
+
+/// Sends `frame` the way the venue does.
+async fn send<W: Wire>(conn: &mut WsConn, wire: &W, frame: String) -> Result<(), WsError> {
+    match wire.encode(frame) {
+        Encoded::Text(t) => conn.send_text(t).await,
+        Encoded::Binary(b) => conn.send_binary(b).await,
     }
 }
 
@@ -133,11 +173,16 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate; the venue's first heartbeat comes later.
     heartbeat.reset();
+    for f in wire.greeting(&shared) {
+        if send(&mut conn, &*wire, f).await.is_err() {
+            return;
+        }
+    }
 
     let path = conn.path().to_owned();
     let reply = wire.on_connect(&shared, &path, &mut st.subs);
     for f in reply.frames {
-        if conn.send_text(f).await.is_err() {
+        if send(&mut conn, &*wire, f).await.is_err() {
             return;
         }
     }
@@ -162,7 +207,7 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
                 let reply = wire.on_message(&shared, text, &mut st.subs);
                 let mut act = Act::Continue;
                 for f in reply.frames {
-                    if conn.send_text(f).await.is_err() {
+                    if send(&mut conn, &*wire, f).await.is_err() {
                         return;
                     }
                 }
@@ -191,7 +236,7 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
                 match c {
                     Control::Drop => Act::Drop,
                     Control::Malformed => {
-                        if conn.send_text(wire.malformed_frame()).await.is_ok() {
+                        if send(&mut conn, &*wire, wire.malformed_frame()).await.is_ok() {
                             Act::Continue
                         } else {
                             Act::End
@@ -200,7 +245,7 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
                     Control::Heartbeat => send_heartbeats(&mut conn, &shared, &wire, &mut st).await,
                     Control::RequestReconnect => match wire.reconnect_frame() {
                         Some(f) => {
-                            if conn.send_text(f).await.is_ok() {
+                            if send(&mut conn, &*wire, f).await.is_ok() {
                                 Act::Continue
                             } else {
                                 Act::End
@@ -252,8 +297,8 @@ async fn deliver<W: Wire>(
             st.fs.skipping -= 1;
             continue;
         }
-        // Consecutive trades of one symbol share a frame where the venue batches, but never
-        // past the point where the connection's fault is due.
+        // Trades of one symbol share a frame where the venue batches, but never past the
+        // point where the connection's fault is due.
         let limit = max_batch.min(st.fs.room());
         let symbol = first.symbol.clone();
         let mut batch = vec![first];
@@ -263,12 +308,14 @@ async fn deliver<W: Wire>(
                 None => break,
             }
         }
-        let frame = match batch.as_slice() {
-            [one] => wire.trade_frame(shared, one),
-            many => wire.batch_frame(shared, many),
+        let frames = match batch.as_slice() {
+            [one] if max_batch == 1 => wire.trade_frames(shared, &st.subs, one),
+            many => vec![wire.batch_frame(shared, many)],
         };
-        if conn.send_text(frame).await.is_err() {
-            return Act::End;
+        for frame in frames {
+            if send(conn, &**wire, frame).await.is_err() {
+                return Act::End;
+            }
         }
         st.fs.sent += batch.len();
         match apply_due(conn, wire, &mut st.fs).await {
@@ -307,7 +354,7 @@ async fn send_heartbeats<W: Wire>(
         other => return other,
     }
     for f in wire.heartbeat_frames(shared, &st.subs, st.cursor) {
-        if conn.send_text(f).await.is_err() {
+        if send(conn, &**wire, f).await.is_err() {
             return Act::End;
         }
     }
@@ -345,7 +392,7 @@ async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultStat
             Act::End
         }
         WsFault::MalformedAfter(_) => {
-            if conn.send_text(wire.malformed_frame()).await.is_err() {
+            if send(conn, &**wire, wire.malformed_frame()).await.is_err() {
                 return Act::End;
             }
             Act::Continue
@@ -356,7 +403,7 @@ async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultStat
         }
         WsFault::RequestReconnectAfter(_) => match wire.reconnect_frame() {
             Some(f) => {
-                if conn.send_text(f).await.is_ok() {
+                if send(conn, &**wire, f).await.is_ok() {
                     Act::Continue
                 } else {
                     Act::End

@@ -1,5 +1,5 @@
-//! Mock venues on `127.0.0.1:0` (Bitstamp, Coinbase Exchange, Binance, Bybit, OKX, Kraken),
-//! REST and WebSocket, speaking each venue's exact wire format.
+//! Mock venues on `127.0.0.1:0` (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi,
+//! Binance, Bybit, OKX, Kraken), REST and WebSocket, speaking each venue's exact wire format.
 //!
 //! A mock generates trades deterministically (prices with 2 decimals, amounts with 8, some in
 //! exponent form, microsecond times), sends them to subscribed WebSocket clients, and keeps
@@ -11,9 +11,12 @@
 //! round trip through both checks one against the other.
 
 pub mod binance;
+pub mod bitfinex;
 pub mod bitstamp;
 pub mod bybit;
 pub mod coinbase;
+pub mod gemini;
+pub mod huobi;
 pub mod kraken;
 pub mod okx;
 
@@ -36,9 +39,12 @@ use crate::ws::WsServer;
 use crate::WaitTimeout;
 
 pub use binance::MockBinance;
+pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
 pub use bybit::MockBybit;
 pub use coinbase::MockCoinbase;
+pub use gemini::MockGemini;
+pub use huobi::MockHuobi;
 pub use kraken::MockKraken;
 pub use okx::MockOkx;
 
@@ -57,8 +63,7 @@ pub struct MockTrade {
     pub amount_text: String,
     /// The taker's side.
     pub side: Side,
-    /// The trade time, in the venue's precision (microseconds, or milliseconds for venues
-    /// that report milliseconds).
+    /// The trade time, with microseconds (milliseconds on venues that send no more).
     pub time: Timestamp,
 }
 
@@ -96,6 +101,9 @@ pub struct MockConfig {
     pub exponent_every: u64,
     /// How often the venue's own heartbeat goes out, where it has one (Coinbase).
     pub heartbeat_every: Duration,
+    /// Stamp trades with simulated times instead of the wall clock: the first trade at
+    /// `.0`, each next one `.1` later. Lets a test span hours of candles in a second.
+    pub simulated_time: Option<(Timestamp, Duration)>,
 }
 
 impl Default for MockConfig {
@@ -108,6 +116,7 @@ impl Default for MockConfig {
             seed: 42,
             exponent_every: 7,
             heartbeat_every: Duration::from_secs(1),
+            simulated_time: None,
         }
     }
 }
@@ -178,10 +187,11 @@ struct Generator {
     ids_per_symbol: bool,
     first_id: u64,
     last_micros: i64,
-    /// Times in milliseconds (non-decreasing) rather than microseconds (increasing).
-    millis: bool,
     count: u64,
     exponent_every: u64,
+    simulated_time: Option<(Timestamp, Duration)>,
+    /// Trade times in whole milliseconds (non-decreasing), for venues that send no more.
+    millis: bool,
 }
 
 impl Generator {
@@ -193,9 +203,10 @@ impl Generator {
             ids_per_symbol,
             first_id,
             last_micros: 0,
-            millis: false,
             count: 0,
             exponent_every: cfg.exponent_every,
+            simulated_time: cfg.simulated_time,
+            millis: false,
         }
     }
 
@@ -237,13 +248,20 @@ impl Generator {
         let trade_id = *next;
         *next += 1;
 
-        // Wall-clock time: strictly increasing microseconds, or non-decreasing milliseconds
-        // (a venue with millisecond times has many trades in one millisecond).
-        let now = Timestamp::now().unix_nanos() / 1_000;
+        // Simulated or wall-clock time: strictly increasing microseconds, or non-decreasing
+        // whole milliseconds, as a venue with millisecond times has several trades a
+        // millisecond.
+        let now = match self.simulated_time {
+            Some((start, step)) => {
+                let step = i64::try_from(step.as_micros()).unwrap_or(i64::MAX);
+                let n = i64::try_from(self.count - 1).unwrap_or(i64::MAX);
+                start.unix_nanos() / 1_000 + n.saturating_mul(step)
+            }
+            None => Timestamp::now().unix_nanos() / 1_000,
+        };
         let time = if self.millis {
-            let ms = (now / 1_000).max(self.last_micros / 1_000);
-            self.last_micros = ms * 1_000;
-            Timestamp::from_unix_millis(ms)
+            self.last_micros = (now - now % 1_000).max(self.last_micros);
+            Timestamp::from_unix_millis(self.last_micros / 1_000)
         } else {
             self.last_micros = now.max(self.last_micros + 1);
             Timestamp::from_unix_micros(self.last_micros)
@@ -284,20 +302,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(crate) fn new(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
-        let gen = Generator::new(&cfg, first_id, ids_per_symbol);
-        Self::with_generator(cfg, gen)
-    }
-
-    /// The same, for a venue that reports trade times in milliseconds.
-    pub(crate) fn new_millis(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
-        let mut gen = Generator::new(&cfg, first_id, ids_per_symbol);
-        gen.millis = true;
-        Self::with_generator(cfg, gen)
-    }
-
-    fn with_generator(cfg: MockConfig, gen: Generator) -> Arc<Self> {
         Arc::new(Self {
-            gen: Mutex::new(gen),
+            gen: Mutex::new(Generator::new(&cfg, first_id, ids_per_symbol)),
             cfg,
             history: Mutex::new(Vec::new()),
             published: watch::channel(0).0,
@@ -327,6 +333,15 @@ impl Shared {
             self.published.send_replace(history.len());
         }
         out
+    }
+
+    /// The same as [`Shared::new`], with trade times in whole milliseconds.
+    pub(crate) fn new_millis(cfg: MockConfig, first_id: u64, ids_per_symbol: bool) -> Arc<Self> {
+        let mut gen = Generator::new(&cfg, first_id, ids_per_symbol);
+        gen.millis = true;
+        let shared = Self::new(cfg, first_id, ids_per_symbol);
+        *lock(&shared.gen) = gen;
+        shared
     }
 
     pub(crate) fn published(&self) -> Vec<MockTrade> {

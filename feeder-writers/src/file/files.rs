@@ -258,7 +258,7 @@ impl Files {
 
 /// A name safe as one path component: an exchange name comes from code, not from the
 /// filesystem, so anything that could climb out of the tree or split the name is replaced.
-fn path_component(name: &str) -> Cow<'_, str> {
+pub(super) fn path_component(name: &str) -> Cow<'_, str> {
     let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     if !name.is_empty() && name != "." && name != ".." && name.bytes().all(safe) {
         return Cow::Borrowed(name);

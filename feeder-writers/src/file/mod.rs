@@ -16,6 +16,7 @@
 mod config;
 mod encode;
 mod files;
+mod resume;
 mod writer;
 
 use async_trait::async_trait;

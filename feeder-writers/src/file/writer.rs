@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use feeder_core::model::Event;
+use feeder_core::exchange::Cursor;
+use feeder_core::model::{Event, Symbol};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 
@@ -141,5 +142,21 @@ impl Writer for FileWriter {
         self.with_files(Files::close_all)
             .await?
             .map_err(WriteError::Io)
+    }
+
+    /// The last trade line of the stream's newest file.
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        let (root, format) = (self.options.path.clone(), self.options.format);
+        let (exchange, symbol) = (exchange.to_owned(), symbol.clone());
+        tokio::task::spawn_blocking(move || {
+            super::resume::last_trade(&root, format, &exchange, &symbol)
+        })
+        .await
+        .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
+        .map_err(WriteError::Io)
     }
 }

@@ -1,0 +1,415 @@
+//! Bitfinex: the public `trades` channel of WebSocket v2, public trade history over REST v2.
+//!
+//! - Stream: `wss://api-pub.bitfinex.com/ws/2`, one `subscribe` to `trades` per symbol. The
+//!   `subscribed` answer names the channel id that every later data array of that symbol
+//!   starts with; ids are per connection, so the map is cleared whenever a new connection
+//!   subscribes. A snapshot of recent trades comes first, then a `te` (trade executed) and a
+//!   `tu` (trade execution update) for every trade, and `hb` heartbeats on quiet channels.
+//!   An `info` event with code 20051 (server restart) or 20061 (maintenance over, resubscribe
+//!   advised) asks for a new connection.
+//! - Poll and backfill: `GET /v2/trades/{symbol}/hist?limit=1000&sort=-1`, newest first,
+//!   bounded below by `start` (the last trade seen) and paged to older trades with `end`
+//!   (milliseconds, inclusive).
+//!
+//! `te` and `tu` carry the same trade with the same id on the public channel. Only `te` is
+//! used: it is sent at execution, while `tu` follows once the trade is written and can lag
+//! by seconds under load. Taking one of the two keeps every trade once in the output.
+//!
+//! Side: the sign of the amount says what the taker did (positive: bought). The amount
+//! written is its absolute value.
+
+mod symbols;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use rust_decimal::Decimal;
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::common::{self, decimal, truncate};
+
+pub use symbols::{to_venue, SymbolMap};
+
+/// The registry name.
+pub const NAME: &str = "bitfinex";
+/// The production WebSocket endpoint for public channels.
+pub const DEFAULT_WS_URL: &str = "wss://api-pub.bitfinex.com/ws/2";
+/// The production REST endpoint for public data.
+pub const DEFAULT_REST_URL: &str = "https://api-pub.bitfinex.com";
+/// Trades per REST page (Bitfinex allows up to 10000; the default is 125).
+pub const PAGE_LIMIT: usize = 1_000;
+
+/// Info code: the server is restarting, reconnect.
+pub const INFO_RECONNECT: i64 = 20051;
+/// Info code: maintenance begins; pause until 20061.
+pub const INFO_MAINTENANCE_START: i64 = 20060;
+/// Info code: maintenance ended; resubscribing is advised.
+pub const INFO_MAINTENANCE_END: i64 = 20061;
+
+const PING: &str = r#"{"event":"ping","cid":1}"#;
+
+/// The Bitfinex venue: endpoints, symbol names and the channel ids of the current
+/// connection.
+#[derive(Debug)]
+pub struct BitfinexVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    symbols: SymbolMap,
+    /// Channel id to symbol, from the `subscribed` answers of the current connection.
+    /// Cleared by [`StreamVenue::subscribe`], which the driver calls once per new connection;
+    /// filled by `parse` (hence the lock: parsing takes `&self`). Never contended: one
+    /// connection's frames are parsed one at a time.
+    channels: Mutex<HashMap<u64, Symbol>>,
+}
+
+impl BitfinexVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            symbols: SymbolMap::new(&cfg.symbols),
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn channels(&self) -> MutexGuard<'_, HashMap<u64, Symbol>> {
+        // The map is valid after any panic in between: a poisoned lock is still usable.
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn trade(
+        &self,
+        symbol: &Symbol,
+        row: &wire::TradeRow<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        let (side, amount) = signed_amount(number_text("AMOUNT", row.amount)?)?;
+        let price = decimal("PRICE", number_text("PRICE", row.price)?)?;
+        if price.is_sign_negative() {
+            return Err(ParseError::field("PRICE", "negative"));
+        }
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: symbol.clone(),
+            trade_id: TradeId::from_u64(row.id),
+            price,
+            amount,
+            side,
+            timestamp: millis("MTS", row.mts)?,
+            received_at,
+        })
+    }
+
+    fn event(&self, e: &wire::Event<'_>) -> Result<Frame, ParseError> {
+        match e.event {
+            "subscribed" => {
+                if e.channel != Some("trades") {
+                    return Ok(Frame::Ignored);
+                }
+                let chan_id = e.chan_id.ok_or_else(|| common::missing("chanId"))?;
+                let name = e.symbol.ok_or_else(|| common::missing("symbol"))?;
+                let symbol = self
+                    .symbols
+                    .from_venue(name)
+                    .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))?;
+                self.channels().insert(chan_id, symbol.clone());
+                Ok(Frame::Ack)
+            }
+            "unsubscribed" => {
+                if let Some(id) = e.chan_id {
+                    self.channels().remove(&id);
+                }
+                Ok(Frame::Ack)
+            }
+            "info" => match e.code {
+                Some(INFO_RECONNECT | INFO_MAINTENANCE_END) => Ok(Frame::Reconnect),
+                // Maintenance: the channels go quiet until 20061; nothing to do meanwhile.
+                Some(INFO_MAINTENANCE_START) => Ok(Frame::Ignored),
+                Some(_) => Ok(Frame::Ignored),
+                // The greeting on connect: version and platform status.
+                None => Ok(Frame::Ack),
+            },
+            "conf" => Ok(Frame::Ack),
+            "pong" => Ok(Frame::Heartbeat),
+            "error" => {
+                let msg = e
+                    .msg
+                    .as_deref()
+                    .map(truncate)
+                    .unwrap_or("error without a message");
+                Err(ParseError::Venue(match e.code {
+                    Some(code) => format!("{code}: {msg}"),
+                    None => msg.to_owned(),
+                }))
+            }
+            _ => Ok(Frame::Ignored),
+        }
+    }
+}
+
+/// The text of a JSON number token, or of a string (when Bitfinex is asked to send decimals
+/// as strings). Never through floating point.
+fn number_text<'a>(field: &'static str, raw: &'a RawValue) -> Result<&'a str, ParseError> {
+    let t = raw.get();
+    match t.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<&str>(t).map_err(|e| ParseError::field(field, e)),
+        Some(b'-' | b'0'..=b'9') => Ok(t),
+        _ => Err(ParseError::field(
+            field,
+            format_args!("expected a number, got {}", truncate(t)),
+        )),
+    }
+}
+
+/// Bitfinex's signed amount: the sign is the taker's side, the magnitude the amount.
+fn signed_amount(text: &str) -> Result<(Side, Decimal), ParseError> {
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let amount = decimal("AMOUNT", magnitude)?;
+    if amount.is_sign_negative() {
+        return Err(ParseError::field("AMOUNT", "two signs"));
+    }
+    let side = if amount.is_zero() {
+        Side::Unknown
+    } else if negative {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    Ok((side, amount))
+}
+
+/// Milliseconds since the epoch as a timestamp, rejecting values that do not fit.
+fn millis(field: &'static str, ms: u64) -> Result<Timestamp, ParseError> {
+    i64::try_from(ms)
+        .ok()
+        .filter(|m| m.checked_mul(1_000_000).is_some())
+        .map(Timestamp::from_unix_millis)
+        .ok_or_else(|| ParseError::field(field, format_args!("{ms} is out of range")))
+}
+
+/// Appends the trades of `rows`, all or nothing.
+fn push_all(
+    venue: &BitfinexVenue,
+    symbol: &Symbol,
+    rows: &[wire::TradeRow<'_>],
+    received_at: Timestamp,
+    out: &mut Vec<Trade>,
+) -> Result<(), ParseError> {
+    let start = out.len();
+    out.reserve(rows.len());
+    for row in rows {
+        match venue.trade(symbol, row, received_at) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl StreamVenue for BitfinexVenue {
+    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        Ok(self.ws_url.clone())
+    }
+
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
+        // A new connection: the channel ids of the previous one mean nothing now.
+        self.channels().clear();
+        symbols
+            .iter()
+            .map(|s| {
+                WsMessage::Text(format!(
+                    r#"{{"event":"subscribe","channel":"trades","symbol":"{}"}}"#,
+                    to_venue(s)
+                ))
+            })
+            .collect()
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        if frame.trim_ascii_start().first() == Some(&b'{') {
+            let e: wire::Event<'_> = serde_json::from_slice(frame)?;
+            return self.event(&e);
+        }
+        let m: wire::ChannelMessage<'_> = serde_json::from_slice(frame)?;
+        let body = m.body.get();
+        if body.starts_with('"') {
+            let kind: &str = serde_json::from_str(body)?;
+            return match kind {
+                "hb" => Ok(Frame::Heartbeat),
+                "te" => {
+                    let raw = m.trade.ok_or_else(|| common::missing("trade"))?;
+                    let row: wire::TradeRow<'_> = serde_json::from_str(raw.get())?;
+                    let symbol = self.channel_symbol(m.chan_id)?;
+                    out.push(self.trade(&symbol, &row, received_at)?);
+                    Ok(Frame::Data)
+                }
+                // The same trade as the `te` before it (see the module docs).
+                "tu" => Ok(Frame::Ignored),
+                _ => Ok(Frame::Ignored),
+            };
+        }
+        // The snapshot of recent trades that follows a subscription, newest first.
+        let rows: Vec<wire::TradeRow<'_>> = serde_json::from_str(body)?;
+        let symbol = self.channel_symbol(m.chan_id)?;
+        push_all(self, &symbol, &rows, received_at, out)?;
+        Ok(Frame::Data)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(15),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl BitfinexVenue {
+    fn channel_symbol(&self, chan_id: u64) -> Result<Symbol, ParseError> {
+        self.channels().get(&chan_id).cloned().ok_or_else(|| {
+            ParseError::Other(format!(
+                "data on channel {chan_id}, which this connection did not subscribe"
+            ))
+        })
+    }
+}
+
+impl PollVenue for BitfinexVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let name = to_venue(symbol);
+        let mut url = common::join_path(&self.rest_url, &["v2", "trades", &name, "hist"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &PAGE_LIMIT.to_string());
+            q.append_pair("sort", "-1");
+            if let Some(c) = req.last_seen {
+                let ms = c.timestamp.unix_nanos().div_euclid(1_000_000).max(0);
+                q.append_pair("start", &ms.to_string());
+            }
+            if let Some(end) = req.page {
+                q.append_pair("end", end);
+            }
+        }
+        Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        })
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let body = resp.body.trim_ascii_start();
+        if body.first() == Some(&b'{') {
+            let e: wire::RestErrorObject<'_> = serde_json::from_slice(body)?;
+            let m = e.error.or(e.message);
+            return Err(ParseError::Venue(
+                m.as_deref()
+                    .map(truncate)
+                    .unwrap_or("an object instead of a list of trades")
+                    .to_owned(),
+            ));
+        }
+        let error_array = body
+            .strip_prefix(b"[")
+            .is_some_and(|rest| rest.trim_ascii_start().first() == Some(&b'"'));
+        if error_array {
+            // ["error", CODE, "message"]
+            let parts: Vec<&RawValue> = serde_json::from_slice(body)?;
+            let text: Vec<&str> = parts.iter().skip(1).map(|p| p.get()).collect();
+            return Err(ParseError::Venue(truncate(&text.join(" ")).to_owned()));
+        }
+        let rows: Vec<wire::TradeRow<'_>> = serde_json::from_slice(body)?;
+        push_all(self, symbol, &rows, received_at, out)?;
+        // A full page may have older neighbours: the next page ends where this one ends
+        // (`end` is inclusive; repeats are dropped by the driver). A page all within one
+        // millisecond steps one millisecond back, or paging would not move.
+        let older = if rows.len() < PAGE_LIMIT {
+            None
+        } else {
+            let oldest = rows.iter().map(|r| r.mts).min();
+            let newest = rows.iter().map(|r| r.mts).max();
+            match (oldest, newest) {
+                (Some(o), Some(n)) if o == n => o.checked_sub(1),
+                (Some(o), _) => Some(o),
+                _ => None,
+            }
+            .map(|ms| ms.to_string())
+        };
+        Ok(Page { older })
+    }
+}
+
+/// Builds Bitfinex exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BitfinexFactory;
+
+impl ExchangeFactory for BitfinexFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(BitfinexVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`BitfinexFactory`] as `bitfinex`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, BitfinexFactory);
+}

@@ -1,0 +1,462 @@
+use feeder_core::exchange::{
+    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
+};
+use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> BitfinexVenue {
+    BitfinexVenue::new(&config("bitfinex", &["BTC-USD", "BTC-USDT"], None, None)).unwrap()
+}
+
+/// A venue whose connection subscribed both symbols (channels 19111 and 19112).
+fn subscribed() -> BitfinexVenue {
+    let v = venue();
+    v.subscribe(&[sym("BTC-USD"), sym("BTC-USDT")]);
+    for f in ["ws_subscribed.json", "ws_subscribed_colon.json"] {
+        assert_eq!(
+            v.parse(&payload("bitfinex", f), RECEIVED, &mut Vec::new())
+                .unwrap(),
+            Frame::Ack
+        );
+    }
+    v
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        ("ws_info.json", Control(Frame::Ack)),
+        ("ws_info_reconnect.json", Control(Frame::Reconnect)),
+        ("ws_info_maintenance_start.json", Control(Frame::Ignored)),
+        ("ws_info_maintenance_end.json", Control(Frame::Reconnect)),
+        ("ws_subscribed_book.json", Control(Frame::Ignored)),
+        (
+            "ws_snapshot.json",
+            Data(vec![
+                want(
+                    "BTC-USD",
+                    "401597393",
+                    "7244.9",
+                    "0.005",
+                    Side::Buy,
+                    "2019-11-25T15:07:55.039Z",
+                ),
+                want(
+                    "BTC-USD",
+                    "401597392",
+                    "7245.3",
+                    "0.01",
+                    Side::Sell,
+                    "2019-11-25T15:07:50.503Z",
+                ),
+            ]),
+        ),
+        ("ws_snapshot_empty.json", Data(vec![])),
+        (
+            "ws_te.json",
+            Data(vec![want(
+                "BTC-USD",
+                "401597395",
+                "7245.3",
+                "0.005",
+                Side::Buy,
+                "2019-11-25T15:07:58.808Z",
+            )]),
+        ),
+        // The same trade again, as an execution update: not emitted twice.
+        ("ws_tu.json", Control(Frame::Ignored)),
+        (
+            "ws_te_exponent.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "401597396",
+                "94012.5",
+                "0.000025",
+                Side::Sell,
+                "2019-11-25T15:07:58.809Z",
+            )]),
+        ),
+        (
+            "ws_te_tiny.json",
+            Data(vec![want(
+                "BTC-USD",
+                "401597397",
+                "12000",
+                "0.00000001",
+                Side::Buy,
+                "2019-11-25T15:07:58.810Z",
+            )]),
+        ),
+        (
+            "ws_te_appended_fields.json",
+            Data(vec![want(
+                "BTC-USD",
+                "401597398",
+                "7245.4",
+                "1.25",
+                Side::Sell,
+                "2019-11-25T15:07:58.811Z",
+            )]),
+        ),
+        (
+            "ws_te_strings.json",
+            Data(vec![want(
+                "BTC-USD",
+                "401597399",
+                "7245.50",
+                "0.00010000",
+                Side::Sell,
+                "2019-11-25T15:07:58.812Z",
+            )]),
+        ),
+        ("ws_hb.json", Control(Frame::Heartbeat)),
+        ("ws_pong.json", Control(Frame::Heartbeat)),
+        ("ws_fte.json", Control(Frame::Ignored)),
+        ("ws_unknown_event.json", Control(Frame::Ignored)),
+        (
+            "ws_error.json",
+            Err(|e| matches!(e, ParseError::Venue(m) if m == "10300: symbol: invalid")),
+        ),
+        (
+            "ws_subscribed_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "tLTCUSD")),
+        ),
+        (
+            "ws_unsubscribed_channel.json",
+            Err(|e| matches!(e, ParseError::Other(m) if m.contains("55555"))),
+        ),
+        ("ws_te_missing_price.json", Err(is_json)),
+        ("ws_te_bad_amount.json", Err(is_field)),
+        ("ws_te_bool_price.json", Err(is_field)),
+        ("ws_te_no_trade.json", Err(is_field)),
+        ("ws_truncated.json", Err(is_json)),
+        ("ws_not_an_array.json", Err(is_json)),
+    ];
+    let v = subscribed();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("bitfinex", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "bitfinex", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn te_and_tu_of_one_trade_emit_it_once() {
+    let v = subscribed();
+    let mut out = Vec::new();
+    for f in ["ws_te.json", "ws_tu.json"] {
+        v.parse(&payload("bitfinex", f), RECEIVED, &mut out)
+            .unwrap();
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].trade_id, TradeId::from_u64(401_597_395));
+}
+
+#[test]
+fn amount_sign_is_the_taker_side_and_the_amount_is_its_magnitude() {
+    let v = subscribed();
+    let frame = |amount: &str| format!(r#"[19111,"te",[1,1574694478808,{amount},100]]"#);
+    let mut out = Vec::new();
+    for a in ["0.5", "-0.5", "-1e-8", "3E-3", "0"] {
+        v.parse(frame(a).as_bytes(), RECEIVED, &mut out).unwrap();
+    }
+    let got: Vec<_> = out.iter().map(|t| (t.side, t.amount.to_string())).collect();
+    assert_eq!(
+        got,
+        [
+            (Side::Buy, "0.5".to_owned()),
+            (Side::Sell, "0.5".to_owned()),
+            (Side::Sell, "0.00000001".to_owned()),
+            (Side::Buy, "0.003".to_owned()),
+            (Side::Unknown, "0".to_owned()),
+        ]
+    );
+    for bad in ["--1", "-", "- 1", "1e999", "\"-\"", "null"] {
+        assert!(
+            v.parse(frame(bad).as_bytes(), RECEIVED, &mut out).is_err(),
+            "{bad}"
+        );
+    }
+    let negative_price = br#"[19111,"te",[1,1574694478808,1,-100]]"#;
+    assert!(v.parse(negative_price, RECEIVED, &mut out).is_err());
+}
+
+#[test]
+fn channel_ids_belong_to_one_connection() {
+    let v = subscribed();
+    let te = payload("bitfinex", "ws_te.json");
+    let mut out = Vec::new();
+    assert_eq!(v.parse(&te, RECEIVED, &mut out).unwrap(), Frame::Data);
+
+    // A new connection subscribes again: channel 19111 means nothing until it is acked anew.
+    v.subscribe(&[sym("BTC-USD"), sym("BTC-USDT")]);
+    assert!(matches!(
+        v.parse(&te, RECEIVED, &mut out),
+        Err(ParseError::Other(_))
+    ));
+    // On the new connection, channel 19111 is BTC-USDT.
+    let ack = br#"{"event":"subscribed","channel":"trades","chanId":19111,"symbol":"tBTC:USDT","pair":"BTC:USDT"}"#;
+    assert_eq!(v.parse(ack, RECEIVED, &mut out).unwrap(), Frame::Ack);
+    out.clear();
+    v.parse(&te, RECEIVED, &mut out).unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+
+    // An unsubscribed channel is forgotten.
+    let unsub = br#"{"event":"unsubscribed","status":"OK","chanId":19111}"#;
+    assert_eq!(v.parse(unsub, RECEIVED, &mut out).unwrap(), Frame::Ack);
+    assert!(v.parse(&te, RECEIVED, &mut out).is_err());
+}
+
+#[test]
+fn subscribe_per_symbol_and_ping() {
+    let v = venue();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USD"), sym("BTC-USDT")]),
+        vec![
+            WsMessage::Text(
+                r#"{"event":"subscribe","channel":"trades","symbol":"tBTCUSD"}"#.into()
+            ),
+            WsMessage::Text(
+                r#"{"event":"subscribe","channel":"trades","symbol":"tBTC:USDT"}"#.into()
+            ),
+        ]
+    );
+    let ping = v.ping().unwrap();
+    assert_eq!(ping.message, WsMessage::Text(PING.into()));
+    assert_eq!(v.url(&[]).unwrap().as_str(), DEFAULT_WS_URL);
+}
+
+#[test]
+fn requests_page_back_with_end_from_the_last_seen_start() {
+    let v = venue();
+    let latest = v
+        .trades_request(&sym("BTC-USD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        latest.url.as_str(),
+        "https://api-pub.bitfinex.com/v2/trades/tBTCUSD/hist?limit=1000&sort=-1"
+    );
+    let cursor = Cursor {
+        trade_id: TradeId::from_u64(5),
+        timestamp: Timestamp::from_unix_micros(1_574_694_478_808_999),
+    };
+    let older = v
+        .trades_request(
+            &sym("BTC-USDT"),
+            PollRequest {
+                last_seen: Some(&cursor),
+                page: Some("1574694470503"),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        older.url.as_str(),
+        "https://api-pub.bitfinex.com/v2/trades/tBTC:USDT/hist?limit=1000&sort=-1&start=1574694478808&end=1574694470503"
+    );
+    let cfg = config(
+        "bitfinex",
+        &["BTC-USD"],
+        Some("http://127.0.0.1:4000/bfx"),
+        Some("ws://127.0.0.1:4001/ws/2"),
+    );
+    let v = BitfinexVenue::new(&cfg).unwrap();
+    assert_eq!(v.url(&[]).unwrap().as_str(), "ws://127.0.0.1:4001/ws/2");
+    let req = v
+        .trades_request(&sym("BTC-USD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "http://127.0.0.1:4000/bfx/v2/trades/tBTCUSD/hist?limit=1000&sort=-1"
+    );
+}
+
+fn parse_rest(v: &BitfinexVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, out)
+}
+
+#[test]
+fn rest_payloads() {
+    let v = venue();
+    let mut out = Vec::new();
+    let page = parse_rest(&v, &payload("bitfinex", "rest_trades.json"), &mut out).unwrap();
+    // Fewer than a full page: nothing older to ask for.
+    assert_eq!(page.older, None);
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "bitfinex", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USD",
+                "401597395",
+                "7245.3",
+                "0.005",
+                Side::Buy,
+                "2019-11-25T15:07:58.808Z"
+            ),
+            want(
+                "BTC-USD",
+                "401597393",
+                "7244.9",
+                "0.01",
+                Side::Sell,
+                "2019-11-25T15:07:55.039Z"
+            ),
+            want(
+                "BTC-USD",
+                "401597392",
+                "7245.3",
+                "0.000025",
+                Side::Sell,
+                "2019-11-25T15:07:50.503Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    assert_eq!(
+        parse_rest(&v, &payload("bitfinex", "rest_empty.json"), &mut out)
+            .unwrap()
+            .older,
+        None
+    );
+    let e = parse_rest(&v, &payload("bitfinex", "rest_error.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == r#"10020 "limit: invalid""#),
+        "{e}"
+    );
+    let e = parse_rest(&v, &payload("bitfinex", "rest_rate_limit.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "ERR_RATE_LIMIT"),
+        "{e}"
+    );
+    let e = parse_rest(&v, &payload("bitfinex", "rest_bad_price.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Field { field: "PRICE", .. }),
+        "{e}"
+    );
+    assert!(out.is_empty(), "a rejected page appends nothing");
+}
+
+#[test]
+fn a_full_page_names_the_next_end() {
+    let v = venue();
+    let page = |same_ms: bool| {
+        let rows: Vec<String> = (0..PAGE_LIMIT)
+            .map(|i| {
+                let ms = if same_ms {
+                    1_574_694_478_000
+                } else {
+                    1_574_694_478_000 - i
+                };
+                format!("[{},{ms},0.1,100]", 10_000 - i)
+            })
+            .collect();
+        format!("[{}]", rows.join(","))
+    };
+    let mut out = Vec::new();
+    let p = parse_rest(&v, page(false).as_bytes(), &mut out).unwrap();
+    assert_eq!(p.older.as_deref(), Some("1574694477001"));
+    assert_eq!(out.len(), PAGE_LIMIT);
+    // A page within one millisecond must still move back.
+    let p = parse_rest(&v, page(true).as_bytes(), &mut out).unwrap();
+    assert_eq!(p.older.as_deref(), Some("1574694477999"));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = subscribed();
+    let inputs: [&[u8]; 14] = [
+        b"",
+        b"null",
+        b"{}",
+        b"[]",
+        b"[19111]",
+        b"[\"x\",\"hb\"]",
+        b"[-1,\"hb\"]",
+        b"[19111,\"te\",[]]",
+        b"[19111,\"te\",[1,2,3,4]",
+        b"[19111,[[1]]]",
+        b"[19111,[1,2,3,4]]",
+        b"{\"event\":\"subscribed\",\"channel\":\"trades\"}",
+        b"\xff\xfe",
+        b"[19111,\"te\",[1,99999999999999999999,1,1]]",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        assert!(
+            v.parse(input, RECEIVED, &mut out).is_err(),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(out.is_empty());
+        assert!(parse_rest(&v, input, &mut out).is_err() || out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    assert_eq!(
+        BitfinexFactory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("bitfinex").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("bitfinex", &["BTC-USD"], None, None);
+        cfg.transport = transport;
+        assert_eq!(BitfinexFactory.build(&cfg).unwrap().name(), "bitfinex");
+    }
+    let bad = config("bitfinex", &["BTC-USD"], Some("ftp://h/"), None);
+    assert!(BitfinexFactory.build(&bad).is_err());
+    assert!(BitfinexFactory
+        .build(&config("bitfinex", &[], None, None))
+        .is_err());
+}

@@ -1,0 +1,393 @@
+use feeder_core::exchange::{
+    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
+};
+use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> GeminiVenue {
+    GeminiVenue::new(&config("gemini", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_l2_initial.json",
+            // The book is skipped; the latest trades come out, ids as numbers or strings.
+            Data(vec![
+                want(
+                    "BTC-USD",
+                    "2840140800042677",
+                    "9122.04",
+                    "0.0073173",
+                    Side::Sell,
+                    "2019-06-19T20:33:20.428Z",
+                ),
+                want(
+                    "BTC-USD",
+                    "2840140800042676",
+                    "9122.07",
+                    "0.00000001",
+                    Side::Buy,
+                    "2019-06-19T20:33:19.001Z",
+                ),
+            ]),
+        ),
+        ("ws_l2_initial_no_trades.json", Data(vec![])),
+        ("ws_l2_update.json", Control(Frame::Ignored)),
+        (
+            "ws_trade.json",
+            Data(vec![want(
+                "BTC-USD",
+                "2840140800042678",
+                "9004.21000000",
+                "0.09110000",
+                Side::Buy,
+                "2019-06-19T20:33:20.555Z",
+            )]),
+        ),
+        (
+            "ws_trade_string_tid.json",
+            Data(vec![want(
+                "ETH-USD",
+                "2840140800042679",
+                "230.5",
+                "0.0025",
+                Side::Sell,
+                "2019-06-19T20:33:20.556Z",
+            )]),
+        ),
+        (
+            "ws_trade_auction.json",
+            Data(vec![want(
+                "BTC-USD",
+                "2840140800042680",
+                "9004.00",
+                "3.1",
+                Side::Unknown,
+                "2019-06-19T20:33:20.557Z",
+            )]),
+        ),
+        (
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USD",
+                "2840140800042681",
+                "9004.22",
+                "0.5",
+                Side::Sell,
+                "2019-06-19T20:33:20.558Z",
+            )]),
+        ),
+        ("ws_heartbeat.json", Control(Frame::Heartbeat)),
+        ("ws_candles.json", Control(Frame::Ignored)),
+        (
+            "ws_error.json",
+            Err(|e| {
+                matches!(e, ParseError::Venue(m)
+                    if m == "InvalidJson: Failed to parse the subscription request")
+            }),
+        ),
+        ("ws_trade_bad_side.json", Err(is_field)),
+        ("ws_trade_missing_price.json", Err(is_field)),
+        ("ws_trade_bad_tid.json", Err(is_json)),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "LTCUSD")),
+        ),
+        ("ws_l2_initial_bad_trade.json", Err(is_field)),
+        ("ws_no_type.json", Err(is_json)),
+        ("ws_truncated.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("gemini", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "gemini", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn side_is_the_takers() {
+    let v = venue();
+    let frame = |side: &str| {
+        format!(
+            r#"{{"type":"trade","symbol":"BTCUSD","event_id":1,"timestamp":1,"price":"1","quantity":"1","side":"{side}","tid":1}}"#
+        )
+    };
+    let mut out = Vec::new();
+    for s in ["buy", "sell"] {
+        v.parse(frame(s).as_bytes(), RECEIVED, &mut out).unwrap();
+    }
+    assert_eq!(out[0].side, Side::Buy);
+    assert_eq!(out[1].side, Side::Sell);
+}
+
+#[test]
+fn symbols_map_both_ways_and_clashes_are_rejected() {
+    assert_eq!(to_venue(&sym("BTC-USD")), "BTCUSD");
+    assert_eq!(to_venue(&sym("GUSD-USD")), "GUSDUSD");
+    let v = venue();
+    assert_eq!(v.symbol("BTCUSD").unwrap(), &sym("BTC-USD"));
+    assert!(v.symbol("btcusd").is_err());
+    assert!(GeminiVenue::new(&config("gemini", &["AB-CD", "ABC-D"], None, None)).is_err());
+    assert!(GeminiVenue::new(&config("gemini", &["BTC-USD", "BTC-USD"], None, None)).is_ok());
+}
+
+#[test]
+fn one_subscribe_for_all_symbols() {
+    let v = venue();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USD"), sym("ETH-USD")]),
+        vec![WsMessage::Text(
+            r#"{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["BTCUSD","ETHUSD"]}]}"#
+                .into()
+        )]
+    );
+    assert_eq!(v.url(&[]).unwrap().as_str(), DEFAULT_WS_URL);
+    assert!(matches!(
+        v.ping().map(|p| p.message),
+        Some(WsMessage::Ping(_))
+    ));
+}
+
+#[test]
+fn requests_continue_after_the_last_seen_trade() {
+    let v = venue();
+    let latest = v
+        .trades_request(&sym("BTC-USD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        latest.url.as_str(),
+        "https://api.gemini.com/v1/trades/btcusd?limit_trades=500"
+    );
+    let cursor = Cursor {
+        trade_id: TradeId::from_u64(2_840_140_800_042_677),
+        timestamp: Timestamp::from_unix_millis(1_560_976_400_428),
+    };
+    let since = v
+        .trades_request(
+            &sym("ETH-USD"),
+            PollRequest {
+                last_seen: Some(&cursor),
+                page: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        since.url.as_str(),
+        "https://api.gemini.com/v1/trades/ethusd?limit_trades=500&since_tid=2840140800042677"
+    );
+    let next = v
+        .trades_request(
+            &sym("ETH-USD"),
+            PollRequest {
+                last_seen: Some(&cursor),
+                page: Some("2840140800043177"),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        next.url.query(),
+        Some("limit_trades=500&since_tid=2840140800043177")
+    );
+
+    let cfg = config(
+        "gemini",
+        &["BTC-USD"],
+        Some("http://127.0.0.1:4000"),
+        Some("ws://127.0.0.1:4001/v2/marketdata"),
+    );
+    let v = GeminiVenue::new(&cfg).unwrap();
+    assert_eq!(
+        v.url(&[]).unwrap().as_str(),
+        "ws://127.0.0.1:4001/v2/marketdata"
+    );
+    let req = v
+        .trades_request(&sym("BTC-USD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "http://127.0.0.1:4000/v1/trades/btcusd?limit_trades=500"
+    );
+}
+
+fn parse_rest(v: &GeminiVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, out)
+}
+
+#[test]
+fn rest_payloads() {
+    let v = venue();
+    let mut out = Vec::new();
+    let page = parse_rest(&v, &payload("gemini", "rest_trades.json"), &mut out).unwrap();
+    assert_eq!(page.older, None);
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "gemini", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USD",
+                "2840140800042678",
+                "9004.21",
+                "0.0911",
+                Side::Buy,
+                "2019-06-19T20:33:20.555Z"
+            ),
+            want(
+                "BTC-USD",
+                "2840140800042677",
+                "9122.04",
+                "0.0073173",
+                Side::Sell,
+                "2019-06-19T20:33:20.428Z"
+            ),
+            want(
+                "BTC-USD",
+                "2840140800042676",
+                "9122.07",
+                "0.00000001",
+                Side::Unknown,
+                "2019-06-19T20:33:19.001Z"
+            ),
+        ]
+    );
+    // A reversed trade is not a trade.
+    let mut out = Vec::new();
+    parse_rest(&v, &payload("gemini", "rest_broken.json"), &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].trade_id.as_str(), "2840140800042677");
+
+    let mut out = Vec::new();
+    assert_eq!(
+        parse_rest(&v, &payload("gemini", "rest_empty.json"), &mut out)
+            .unwrap()
+            .older,
+        None
+    );
+    let e = parse_rest(&v, &payload("gemini", "rest_error.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "InvalidSymbol: Supplied value 'btcxyz' is not a valid symbol"),
+        "{e}"
+    );
+    let e = parse_rest(&v, &payload("gemini", "rest_bad_amount.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ParseError::Field {
+                field: "quantity",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(out.is_empty(), "a rejected page appends nothing");
+}
+
+#[test]
+fn a_full_page_continues_after_its_newest_trade() {
+    let v = venue();
+    let rows: Vec<String> = (0..PAGE_LIMIT)
+        .map(|i| {
+            format!(
+                r#"{{"timestampms":{},"tid":{},"price":"1","amount":"1","type":"buy"}}"#,
+                1_560_976_400_000u64 + i as u64,
+                1_000 + i
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    let page = parse_rest(&v, format!("[{}]", rows.join(",")).as_bytes(), &mut out).unwrap();
+    assert_eq!(page.older.as_deref(), Some("1499"));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let inputs: [&[u8]; 10] = [
+        b"",
+        b"null",
+        b"{}",
+        b"[]",
+        b"{\"type\":7}",
+        b"{\"type\":\"trade\"}",
+        b"{\"type\":\"l2_updates\",\"trades\":[{}]}",
+        b"{\"type\":\"l2_updates\",\"trades\":{}}",
+        b"\xff\xfe",
+        b"{\"type\":\"trade\",\"symbol\":\"BTCUSD\",\"tid\":1,\"timestamp\":18446744073709551615,\"price\":\"1\",\"quantity\":\"1\",\"side\":\"buy\"}",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        assert!(
+            v.parse(input, RECEIVED, &mut out).is_err(),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(out.is_empty());
+        let _ = parse_rest(&v, input, &mut out);
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("gemini").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("gemini", &["BTC-USD"], None, None);
+        cfg.transport = transport;
+        assert_eq!(GeminiFactory.build(&cfg).unwrap().name(), "gemini");
+    }
+    assert!(GeminiFactory
+        .build(&config("gemini", &["BTC-USD"], Some("ftp://h/"), None))
+        .is_err());
+}

@@ -1,0 +1,132 @@
+//! Gemini's messages as they are on the wire, borrowed from the payload.
+//!
+//! Market data v2 messages are flat objects tagged by `type`; one struct with optional
+//! fields reads every one of them in a pass. The order book `changes` of `l2_updates` are
+//! not declared, so serde skips them without building anything. Ids are read as numbers or
+//! digit strings alike.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::common::Uint;
+
+/// Any market data v2 message.
+///
+/// The first answer to an `l2` subscription, with the book and the latest trades:
+/// ```json
+/// {"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","9122.04","0.00121425"],["sell","9122.07","0.98942292"]],"trades":[{"type":"trade","symbol":"BTCUSD","eventid":169841458,"timestamp":1560976400428,"price":"9122.04","quantity":"0.0073173","side":"sell","tid":2840140800042677}]}
+/// ```
+/// A trade after that, and a book update (ignored):
+/// ```json
+/// {"type":"trade","symbol":"BTCUSD","event_id":3575573053,"timestamp":1560976400428,"price":"9004.21000000","quantity":"0.09110000","side":"buy","tid":2840140800042678}
+/// {"type":"l2_updates","symbol":"BTCUSD","changes":[["sell","9160.20","0.1921229751"]]}
+/// ```
+/// Source: Gemini WebSocket market data v2, "Level 2 Data",
+/// <https://docs.gemini.com/websocket/market-data/v2/level-2-data>. `side` is the taker's
+/// side; `timestamp` is in milliseconds.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WsMessage<'a> {
+    /// `l2_updates`, `trade`, `heartbeat`, `candles_1m_updates`, `error`, ...
+    #[serde(rename = "type", borrow)]
+    pub kind: &'a str,
+    /// The market, `BTCUSD`.
+    #[serde(borrow, default)]
+    pub symbol: Option<&'a str>,
+    /// Trade id (`trade`).
+    #[serde(default)]
+    pub tid: Option<Uint>,
+    /// Trade time in milliseconds (`trade`, `heartbeat`).
+    #[serde(default)]
+    pub timestamp: Option<Uint>,
+    /// Price, exact text (`trade`).
+    #[serde(borrow, default)]
+    pub price: Option<&'a str>,
+    /// Amount of the base asset, exact text (`trade`).
+    #[serde(borrow, default)]
+    pub quantity: Option<&'a str>,
+    /// The taker's side, `buy` or `sell` (`trade`).
+    #[serde(borrow, default)]
+    pub side: Option<&'a str>,
+    /// The latest trades, in the first `l2_updates` of a subscription.
+    #[serde(borrow, default)]
+    pub trades: Option<Vec<WsTrade<'a>>>,
+    /// What went wrong (`error`).
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    /// More on what went wrong (`error`).
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+}
+
+/// One entry of the `trades` of an `l2_updates` message: a `trade` message in full.
+///
+/// ```json
+/// {"type":"trade","symbol":"BTCUSD","eventid":169841458,"timestamp":1560976400428,"price":"9122.04","quantity":"0.0073173","side":"sell","tid":2840140800042677}
+/// ```
+/// Source: as [`WsMessage`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct WsTrade<'a> {
+    /// The market, when given per trade.
+    #[serde(borrow, default)]
+    pub symbol: Option<&'a str>,
+    /// Trade id.
+    pub tid: Uint,
+    /// Trade time in milliseconds.
+    pub timestamp: Uint,
+    /// Price, exact text.
+    #[serde(borrow)]
+    pub price: &'a str,
+    /// Amount of the base asset, exact text.
+    #[serde(borrow)]
+    pub quantity: &'a str,
+    /// The taker's side.
+    #[serde(borrow)]
+    pub side: &'a str,
+}
+
+/// One trade of `GET /v1/trades/{symbol}`, newest first.
+///
+/// ```json
+/// {"timestamp":1547146811,"timestampms":1547146811357,"tid":5335307668,"price":"3610.85","amount":"0.27413495","exchange":"gemini","type":"buy"}
+/// ```
+/// Source: Gemini REST API, "List Trades",
+/// <https://developer.gemini.com/trading/rest-api/market-data/list-trades>. `type` is the
+/// taker's side (`buy`: an incoming buy order took an ask), or `auction` / `block` for
+/// trades without a taker; `broken` marks a reversed trade (only sent when asked for).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RestTrade<'a> {
+    /// Trade time in milliseconds.
+    pub timestampms: Uint,
+    /// Trade id.
+    pub tid: Uint,
+    /// Price, exact text.
+    #[serde(borrow)]
+    pub price: &'a str,
+    /// Amount of the base asset, exact text.
+    #[serde(borrow)]
+    pub amount: &'a str,
+    /// The taker's side, or the kind of trade.
+    #[serde(rename = "type", borrow)]
+    pub kind: &'a str,
+    /// True for a reversed trade.
+    #[serde(default)]
+    pub broken: bool,
+}
+
+/// The object the REST API answers when it refuses a request.
+///
+/// ```json
+/// {"result":"error","reason":"InvalidSymbol","message":"Supplied value 'btcxyz' is not a valid symbol"}
+/// ```
+/// Source: Gemini REST API, "Error Codes" and the `ErrorResponse` schema,
+/// <https://docs.gemini.com/rest/~schemas>.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RestError<'a> {
+    /// A short description.
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    /// The detailed message.
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+}

@@ -1,0 +1,374 @@
+use std::io::Write;
+
+use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> HuobiVenue {
+    HuobiVenue::new(&config("huobi", &["BTC-USDT", "SHIB-USDT"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A stored payload as Huobi sends it: gzip-compressed.
+fn frame(file: &str) -> Vec<u8> {
+    gzip(&payload("huobi", file))
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_ping.json",
+            Control(Frame::Reply(WsMessage::Text(
+                r#"{"pong":1492420473027}"#.into(),
+            ))),
+        ),
+        ("ws_ping_bad.json", Err(is_field)),
+        ("ws_subbed.json", Control(Frame::Ack)),
+        ("ws_unsubbed.json", Control(Frame::Ack)),
+        (
+            "ws_sub_error.json",
+            Err(|e| {
+                matches!(e, ParseError::Venue(m)
+                    if m == "bad-request: invalid topic market.xyzabc.trade.detail")
+            }),
+        ),
+        (
+            "ws_trade.json",
+            // tradeId, not the legacy id.
+            Data(vec![want(
+                "BTC-USDT",
+                "102523573486",
+                "52648.62",
+                "0.006754",
+                Side::Buy,
+                "2021-09-07T06:09:23.173Z",
+            )]),
+        ),
+        (
+            "ws_trade_batch.json",
+            Data(vec![
+                want(
+                    "SHIB-USDT",
+                    "102523573500",
+                    "0.00000092",
+                    "1500000",
+                    Side::Sell,
+                    "2021-09-07T06:09:23.199Z",
+                ),
+                want(
+                    "SHIB-USDT",
+                    "102523573501",
+                    "0.00000093",
+                    "250000",
+                    Side::Buy,
+                    "2021-09-07T06:09:23.199Z",
+                ),
+            ]),
+        ),
+        (
+            "ws_trade_legacy_id_only.json",
+            // Longer than 64 bits, kept digit for digit.
+            Data(vec![want(
+                "BTC-USDT",
+                "137005445300359286410323766",
+                "52650",
+                "0.1",
+                Side::Sell,
+                "2021-09-07T06:09:23.299Z",
+            )]),
+        ),
+        ("ws_trade_legacy_float_id.json", Err(is_field)),
+        (
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "102523573600",
+                "52651.5",
+                "0.5",
+                Side::Sell,
+                "2021-09-07T06:09:23.399Z",
+            )]),
+        ),
+        ("ws_trade_bad_direction.json", Err(is_field)),
+        ("ws_trade_negative_price.json", Err(is_field)),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "ltcusdt")),
+        ),
+        ("ws_trade_missing_amount.json", Err(is_json)),
+        ("ws_other_channel.json", Control(Frame::Ignored)),
+        ("ws_unknown.json", Control(Frame::Ignored)),
+        ("ws_truncated.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&frame(file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "huobi", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_json_is_read_too() {
+    let v = venue();
+    let mut out = Vec::new();
+    let f = v
+        .parse(&payload("huobi", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(f, Frame::Data);
+    assert_eq!(out[0].trade_id.as_str(), "102523573486");
+}
+
+#[test]
+fn bad_gzip_and_bombs_are_errors_not_panics() {
+    let v = venue();
+    let mut out = Vec::new();
+    for bad in [
+        &b"\x1f\x8b\x08\x00garbage"[..],
+        b"\x00\x01\x02",
+        b"",
+        &gzip(b"{\"ping\":1}")[..10],
+    ] {
+        assert!(
+            matches!(v.parse(bad, RECEIVED, &mut out), Err(ParseError::Other(_))),
+            "{bad:?}"
+        );
+    }
+    // Over the cap: refused, however well it compresses.
+    let bomb = gzip(&vec![b' '; MAX_INFLATED + 1]);
+    assert!(bomb.len() < 100_000);
+    let e = v.parse(&bomb, RECEIVED, &mut out).unwrap_err();
+    assert!(e.to_string().contains("over"), "{e}");
+    // Exactly at the cap it inflates (and is then JSON, or not).
+    let mut buf = Vec::new();
+    gunzip_into(&gzip(b"12345"), 5, &mut buf).unwrap();
+    assert_eq!(buf, b"12345");
+    assert!(gunzip_into(&gzip(b"123456"), 5, &mut buf).is_err());
+    assert!(out.is_empty());
+    // The venue still works after all that.
+    assert_eq!(
+        v.parse(&frame("ws_subbed.json"), RECEIVED, &mut out)
+            .unwrap(),
+        Frame::Ack
+    );
+}
+
+#[test]
+fn every_ping_is_answered_with_its_number() {
+    let v = venue();
+    for n in ["0", "1700000000000", "18446744073709551615"] {
+        let f = v
+            .parse(
+                &gzip(format!(r#"{{"ping":{n}}}"#).as_bytes()),
+                RECEIVED,
+                &mut Vec::new(),
+            )
+            .unwrap();
+        assert_eq!(
+            f,
+            Frame::Reply(WsMessage::Text(format!(r#"{{"pong":{n}}}"#)))
+        );
+    }
+    for bad in ["-1", "1.5", "\"1\"", "{}"] {
+        assert!(
+            v.parse(
+                &gzip(format!(r#"{{"ping":{bad}}}"#).as_bytes()),
+                RECEIVED,
+                &mut Vec::new()
+            )
+            .is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn subscribe_and_symbols() {
+    let v = venue();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT"), sym("SHIB-USDT")]),
+        vec![
+            WsMessage::Text(r#"{"sub":"market.btcusdt.trade.detail","id":"btcusdt"}"#.into()),
+            WsMessage::Text(r#"{"sub":"market.shibusdt.trade.detail","id":"shibusdt"}"#.into()),
+        ]
+    );
+    assert_eq!(v.url(&[]).unwrap().as_str(), DEFAULT_WS_URL);
+    assert_eq!(to_venue(&sym("ETH-BTC")), "ethbtc");
+    assert!(HuobiVenue::new(&config("huobi", &["AB-CD", "ABC-D"], None, None)).is_err());
+}
+
+#[test]
+fn requests_ask_for_the_most_recent_trades() {
+    let v = venue();
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "https://api.huobi.pro/market/history/trade?symbol=btcusdt&size=2000"
+    );
+    assert_eq!(v.max_pages(), 1);
+    let cfg = config(
+        "huobi",
+        &["BTC-USDT"],
+        Some("http://127.0.0.1:4000/htx"),
+        Some("ws://127.0.0.1:4001/ws"),
+    );
+    let v = HuobiVenue::new(&cfg).unwrap();
+    assert_eq!(v.url(&[]).unwrap().as_str(), "ws://127.0.0.1:4001/ws");
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "http://127.0.0.1:4000/htx/market/history/trade?symbol=btcusdt&size=2000"
+    );
+}
+
+fn parse_rest(v: &HuobiVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
+}
+
+#[test]
+fn rest_payloads() {
+    let v = venue();
+    let mut out = Vec::new();
+    let page = parse_rest(&v, &payload("huobi", "rest_trades.json"), &mut out).unwrap();
+    assert_eq!(page.older, None);
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "huobi", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USDT",
+                "102523573486",
+                "52648.62",
+                "0.006754",
+                Side::Buy,
+                "2021-09-07T06:09:23.173Z"
+            ),
+            want(
+                "BTC-USDT",
+                "102523573485",
+                "52648.61",
+                "0.00000001",
+                Side::Sell,
+                "2021-09-07T06:09:23.173Z"
+            ),
+            want(
+                "BTC-USDT",
+                "102523573400",
+                "52600",
+                "2.5",
+                Side::Sell,
+                "2021-09-07T06:09:22.001Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    parse_rest(&v, &payload("huobi", "rest_empty.json"), &mut out).unwrap();
+    assert!(out.is_empty());
+    let e = parse_rest(&v, &payload("huobi", "rest_error.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "invalid-parameter: invalid symbol"),
+        "{e}"
+    );
+    let e = parse_rest(&v, &payload("huobi", "rest_bad_price.json"), &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Field { field: "price", .. }),
+        "{e}"
+    );
+    assert!(out.is_empty(), "a rejected page appends nothing");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let inputs: [&[u8]; 9] = [
+        b"null",
+        b"{}",
+        b"[]",
+        b"{\"ch\":7}",
+        b"{\"ch\":\"market.btcusdt.trade.detail\",\"tick\":{}}",
+        b"{\"ch\":\"market.btcusdt.trade.detail\",\"tick\":{\"data\":[{}]}}",
+        b"{\"status\":\"error\"}",
+        b"\xff\xfe",
+        b"{\"ch\":\"market.btcusdt.trade.detail\",\"tick\":{\"data\":[{\"tradeId\":1,\"ts\":99999999999999999999,\"amount\":1,\"price\":1,\"direction\":\"buy\"}]}}",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        let _ = v.parse(input, RECEIVED, &mut out);
+        let _ = v.parse(&gzip(input), RECEIVED, &mut out);
+        let _ = parse_rest(&v, input, &mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("huobi").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("huobi", &["BTC-USDT"], None, None);
+        cfg.transport = transport;
+        assert_eq!(HuobiFactory.build(&cfg).unwrap().name(), "huobi");
+    }
+    assert!(HuobiFactory
+        .build(&config("huobi", &["BTC-USDT"], None, Some("http://h/")))
+        .is_err());
+}

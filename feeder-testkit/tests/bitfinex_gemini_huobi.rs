@@ -1,0 +1,530 @@
+//! The Bitfinex, Gemini and Huobi mocks against a plain WebSocket / HTTP client and the real
+//! parsers of `feeder-exchanges`: what the mocks send must parse back to exactly what they
+//! published.
+
+use std::time::Duration;
+
+use feeder_core::config::ExchangeConfig;
+use feeder_core::exchange::{
+    Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue, Transport,
+    WsMessage,
+};
+use feeder_core::model::{Timestamp, Trade};
+use feeder_core::ParseError;
+use feeder_exchanges::bitfinex::BitfinexVenue;
+use feeder_exchanges::gemini::GeminiVenue;
+use feeder_exchanges::huobi::HuobiVenue;
+use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockTrade, WsFault};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connects to `venue.url()` and sends its subscribe messages.
+async fn connect<V: StreamVenue>(venue: &V, cfg: &ExchangeConfig) -> Client {
+    let url = venue.url(&cfg.symbols).unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    for m in venue.subscribe(&cfg.symbols) {
+        send(&mut ws, m).await;
+    }
+    ws
+}
+
+async fn send(ws: &mut Client, m: WsMessage) {
+    let msg = match m {
+        WsMessage::Text(t) => Message::text(t),
+        WsMessage::Binary(b) => Message::binary(b),
+        WsMessage::Ping(p) => Message::Ping(p.into()),
+    };
+    ws.send(msg).await.unwrap();
+}
+
+/// The payload of the next text or binary frame, or `None` when the stream ended or failed.
+async fn next_frame(ws: &mut Client) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("nothing arrived in time")
+        {
+            Some(Ok(Message::Text(t))) => return Some(t.as_str().as_bytes().to_vec()),
+            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Parses the next frame, which must not carry trades.
+async fn next_control<V: StreamVenue>(venue: &V, ws: &mut Client) -> Result<Frame, ParseError> {
+    let f = next_frame(ws).await.expect("stream ended early");
+    let mut out = Vec::new();
+    let r = venue.parse(&f, Timestamp::now(), &mut out);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&f));
+    r
+}
+
+/// Reads frames until `n` trades were parsed; returns them and the other frames seen.
+async fn read_trades<V: StreamVenue>(
+    venue: &V,
+    ws: &mut Client,
+    n: usize,
+) -> (Vec<Trade>, Vec<Frame>) {
+    let mut trades = Vec::new();
+    let mut frames = Vec::new();
+    // Bounded: each read waits at most WAIT and the count of frames is capped.
+    for _ in 0..n * 4 + 16 {
+        if trades.len() >= n {
+            break;
+        }
+        let f = next_frame(ws).await.expect("stream ended early");
+        match venue.parse(&f, Timestamp::now(), &mut trades) {
+            Ok(Frame::Data) => {}
+            Ok(other) => frames.push(other),
+            Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&f)),
+        }
+    }
+    (trades, frames)
+}
+
+fn assert_exact(trades: &[Trade], published: &[MockTrade]) {
+    assert_eq!(trades.len(), published.len());
+    for (t, p) in trades.iter().zip(published) {
+        assert!(p.matches(t), "{t:?}\n!=\n{p:?}");
+    }
+}
+
+async fn get(req: &HttpRequest) -> reqwest::Response {
+    let mut b = reqwest::Client::new().get(req.url.as_str());
+    for (k, v) in &req.headers {
+        b = b.header(k, v);
+    }
+    b.send().await.unwrap()
+}
+
+/// Fetches a page the way the poll driver would and parses it.
+async fn fetch_page<V: PollVenue>(
+    venue: &V,
+    cfg: &ExchangeConfig,
+    req: PollRequest<'_>,
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let symbol = &cfg.symbols[0];
+    let req = venue.trades_request(symbol, req).unwrap();
+    let resp = get(&req).await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap();
+    let r = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body: &body,
+    };
+    venue.parse_trades(symbol, &r, Timestamp::now(), out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Bitfinex
+
+#[tokio::test]
+async fn bitfinex_stream_round_trip_is_exact_and_tu_repeats_are_dropped() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        symbols: ["BTC-USD", "ETH-USDT"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        ..MockConfig::default()
+    };
+    let mock = MockBitfinex::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Websocket);
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    // The greeting, then per symbol an acknowledgement and an (empty) snapshot.
+    assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Ack);
+    let mut acks = 0;
+    for _ in 0..4 {
+        match next_control(&venue, &mut ws).await.unwrap() {
+            Frame::Ack => acks += 1,
+            Frame::Data => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(acks, 2);
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+
+    let published = mock.publish(40);
+    assert!(published.iter().any(|t| t.amount_text.contains('e')));
+    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    assert_exact(&trades, &published);
+    // Every trade came twice: the `tu` copies were recognized and skipped.
+    assert_eq!(frames.len(), 39, "{frames:?}");
+    assert!(frames.iter().all(|f| *f == Frame::Ignored));
+    assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Ignored);
+
+    // Our ping is answered; heartbeats, reconnect requests and errors come through.
+    send(&mut ws, venue.ping().unwrap().message).await;
+    assert_eq!(
+        next_control(&venue, &mut ws).await.unwrap(),
+        Frame::Heartbeat
+    );
+    mock.heartbeat();
+    for _ in 0..2 {
+        assert_eq!(
+            next_control(&venue, &mut ws).await.unwrap(),
+            Frame::Heartbeat
+        );
+    }
+    mock.request_reconnect();
+    assert_eq!(
+        next_control(&venue, &mut ws).await.unwrap(),
+        Frame::Reconnect
+    );
+    mock.send_malformed();
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(r#"{"event":"subscribe","channel":"trades","symbol":"tXYZABC"}"#.into()),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m.starts_with("10300")
+    ));
+}
+
+#[tokio::test]
+async fn bitfinex_channel_ids_change_with_the_connection_and_snapshots_replay() {
+    let mock = MockBitfinex::start().await.unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Websocket);
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    mock.fault_next_connection(WsFault::DropAfter(3));
+    let mut ws = connect(&venue, &cfg).await;
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    let first = mock.publish(6);
+    let (trades, _) = read_trades(&venue, &mut ws, 3).await;
+    assert_exact(&trades, &first[..3]);
+    // The connection drops after the third trade (and its `tu`).
+    let mut rest = 0;
+    while next_frame(&mut ws).await.is_some() {
+        rest += 1;
+        assert!(rest < 10, "the connection did not drop");
+    }
+
+    // A new connection: new channel ids, and each snapshot holds the symbol's recent trades,
+    // the three the old connection missed among them.
+    let mut ws = connect(&venue, &cfg).await;
+    mock.wait_subscriptions(4, WAIT).await.unwrap();
+    let (snap, frames) = read_trades(&venue, &mut ws, 6).await;
+    assert_eq!(frames.len(), 3, "greeting and two acks: {frames:?}");
+    let mut ids: Vec<_> = snap.iter().map(|t| t.trade_id.to_string()).collect();
+    ids.sort();
+    let mut want: Vec<_> = first.iter().map(|t| t.trade_id.to_string()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    for t in &snap {
+        let p = first
+            .iter()
+            .find(|p| p.trade_id.to_string() == t.trade_id.as_str())
+            .unwrap();
+        assert!(p.matches(t));
+    }
+    let more = mock.publish(4);
+    let (trades, _) = read_trades(&venue, &mut ws, 4).await;
+    assert_exact(&trades, &more);
+}
+
+#[tokio::test]
+async fn bitfinex_rest_serves_history_in_pages() {
+    let mock = MockBitfinex::start().await.unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Rest);
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    let published = mock.publish(30);
+    let mut out = Vec::new();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(page.older, None, "15 trades are less than a page");
+    let want: Vec<_> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    assert_exact(&out, &want);
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/v2/trades/tBTCUSD/hist");
+    assert_eq!(req.query_param("limit"), Some("1000"));
+    assert_eq!(req.query_param("sort"), Some("-1"));
+
+    // `end` bounds a page from above, inclusively.
+    let end = (want[5].time.unix_nanos() / 1_000_000).to_string();
+    let mut older = Vec::new();
+    fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: None,
+            page: Some(&end),
+        },
+        &mut older,
+    )
+    .await
+    .unwrap();
+    assert!(older.len() >= want.len() - 5, "{}", older.len());
+    assert!(older.iter().all(|t| t.timestamp <= want[5].time));
+
+    mock.fail_rest(1, 429);
+    let req = venue
+        .trades_request(&cfg.symbols[0], PollRequest::default())
+        .unwrap();
+    let r = get(&req).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Gemini
+
+#[tokio::test]
+async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockGemini::start_with(cfg).await.unwrap();
+    let before = mock.publish(4);
+    let cfg = mock.exchange_config("gemini", Transport::Websocket);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    // Each symbol starts with its book and latest trades, newest first.
+    let (initial, frames) = read_trades(&venue, &mut ws, 4).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    let mut want = before.clone();
+    want.sort_by_key(|t| (t.symbol.clone(), std::cmp::Reverse(t.trade_id)));
+    let mut got = initial.clone();
+    got.sort_by_key(|t| (t.symbol.clone(), std::cmp::Reverse(t.trade_id.as_number())));
+    assert_exact(&got, &want);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    let published = mock.publish(40);
+    assert!(published.iter().any(|t| t.amount_text.contains('e')));
+    assert!(published.iter().any(|t| t.trade_id % 5 == 0), "string ids");
+    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    assert_exact(&trades, &published);
+    // One book update per trade, all skipped.
+    assert_eq!(frames.len(), 40, "{frames:?}");
+    assert!(frames.iter().all(|f| *f == Frame::Ignored));
+
+    mock.send_malformed();
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(
+            r#"{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["XYZABC"]}]}"#.into(),
+        ),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m.starts_with("InvalidSymbol")
+    ));
+}
+
+#[tokio::test]
+async fn gemini_heartbeats_and_closes() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_millis(20),
+        ..MockConfig::default()
+    };
+    let mock = MockGemini::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Websocket);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    mock.fault_next_connection(WsFault::CloseAfter(2));
+    let mut ws = connect(&venue, &cfg).await;
+    for _ in 0..2 {
+        assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Data);
+    }
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let mut heartbeats = 0;
+    for _ in 0..20 {
+        if heartbeats >= 2 {
+            break;
+        }
+        if next_control(&venue, &mut ws).await.unwrap() == Frame::Heartbeat {
+            heartbeats += 1;
+        }
+    }
+    assert_eq!(heartbeats, 2);
+    let published = mock.publish(5);
+    let (trades, _) = read_trades(&venue, &mut ws, 2).await;
+    assert_exact(&trades, &published[..2]);
+    let mut rest = 0;
+    while let Some(f) = next_frame(&mut ws).await {
+        let mut out = Vec::new();
+        venue.parse(&f, Timestamp::now(), &mut out).unwrap();
+        assert!(out.is_empty(), "a trade after the close");
+        rest += 1;
+        assert!(rest < 50, "the connection was not closed");
+    }
+}
+
+#[tokio::test]
+async fn gemini_rest_walks_forward_from_the_last_trade() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(30);
+    let btc: Vec<_> = published
+        .iter()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(page.older, None);
+    let newest_first: Vec<_> = btc.iter().rev().cloned().collect();
+    assert_exact(&out, &newest_first);
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/v1/trades/btcusd");
+    assert_eq!(req.query_param("limit_trades"), Some("500"));
+
+    // After the fifth trade: the ten that follow it.
+    let cursor = feeder_core::exchange::Cursor {
+        trade_id: feeder_core::TradeId::from_u64(btc[4].trade_id),
+        timestamp: btc[4].time,
+    };
+    let mut after = Vec::new();
+    fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: Some(&cursor),
+            page: None,
+        },
+        &mut after,
+    )
+    .await
+    .unwrap();
+    let want: Vec<_> = btc[5..].iter().rev().cloned().collect();
+    assert_exact(&after, &want);
+
+    mock.fail_rest(1, 503);
+    let req = venue
+        .trades_request(&cfg.symbols[0], PollRequest::default())
+        .unwrap();
+    assert_eq!(get(&req).await.status(), 503);
+    assert_eq!(get(&req).await.status(), 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Huobi
+
+#[tokio::test]
+async fn huobi_frames_are_gzip_and_round_trip_exactly() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockHuobi::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    for _ in 0..2 {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_eq!(&f[..2], b"\x1f\x8b", "gzip");
+        let mut out = Vec::new();
+        assert_eq!(
+            venue.parse(&f, Timestamp::now(), &mut out).unwrap(),
+            Frame::Ack
+        );
+    }
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+
+    let published = mock.publish(40);
+    assert!(published.iter().any(|t| t.amount_text.contains('e')));
+    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_exact(&trades, &published);
+
+    mock.send_malformed();
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Json(_))
+    ));
+    send(
+        &mut ws,
+        WsMessage::Text(r#"{"sub":"market.xyzabc.trade.detail","id":"x"}"#.into()),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m.starts_with("bad-request")
+    ));
+}
+
+#[tokio::test]
+async fn huobi_ping_is_answered_with_the_same_number() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        ..MockConfig::default()
+    };
+    let mock = MockHuobi::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Websocket);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let mut ws = connect(&venue, &cfg).await;
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    for _ in 0..2 {
+        next_control(&venue, &mut ws).await.unwrap();
+    }
+    mock.ping();
+    let Frame::Reply(pong) = next_control(&venue, &mut ws).await.unwrap() else {
+        panic!("a ping must be answered")
+    };
+    let WsMessage::Text(text) = &pong else {
+        panic!("{pong:?}")
+    };
+    assert!(text.starts_with(r#"{"pong":"#), "{text}");
+    send(&mut ws, pong.clone()).await;
+    mock.ws_server()
+        .wait_received(1, |r| r.message.as_text() == Some(text.as_str()), WAIT)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn huobi_rest_serves_the_most_recent_trades() {
+    let mock = MockHuobi::start().await.unwrap();
+    let cfg = mock.exchange_config("huobi", Transport::Rest);
+    let venue = HuobiVenue::new(&cfg).unwrap();
+    let published = mock.publish(30);
+    let mut out = Vec::new();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(page.older, None);
+    let want: Vec<_> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    assert_exact(&out, &want);
+    let req = &mock.http_server().requests()[0];
+    assert_eq!(req.path, "/market/history/trade");
+    assert_eq!(req.query_param("symbol"), Some("btcusd"));
+    assert_eq!(req.query_param("size"), Some("2000"));
+}
