@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use feeder_core::exchange::Transport;
 use feeder_core::model::{Candle, Event, Timestamp, Trade};
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx};
 use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{
     MockBitstamp, MockCoinbase, MockConfig, MockTrade, MockVenue, WsFault,
@@ -55,6 +56,26 @@ const VENUES: &[VenueCase] = &[
         subs_per_connection: 2,
         rest_has_subsecond_time: true,
     },
+    VenueCase {
+        name: "binance",
+        subs_per_connection: 1,
+        rest_has_subsecond_time: true,
+    },
+    VenueCase {
+        name: "bybit",
+        subs_per_connection: 1,
+        rest_has_subsecond_time: true,
+    },
+    VenueCase {
+        name: "okx",
+        subs_per_connection: 1,
+        rest_has_subsecond_time: true,
+    },
+    VenueCase {
+        name: "kraken",
+        subs_per_connection: 1,
+        rest_has_subsecond_time: true,
+    },
 ];
 
 async fn start_mock(name: &str, cfg: MockConfig) -> Mock {
@@ -80,6 +101,18 @@ async fn start_mock(name: &str, cfg: MockConfig) -> Mock {
                 .expect("start mock gemini"),
         ),
         "huobi" => Box::new(MockHuobi::start_with(cfg).await.expect("start mock huobi")),
+        "binance" => Box::new(
+            MockBinance::start_with(cfg)
+                .await
+                .expect("start mock binance"),
+        ),
+        "bybit" => Box::new(MockBybit::start_with(cfg).await.expect("start mock bybit")),
+        "okx" => Box::new(MockOkx::start_with(cfg).await.expect("start mock okx")),
+        "kraken" => Box::new(
+            MockKraken::start_with(cfg)
+                .await
+                .expect("start mock kraken"),
+        ),
         other => panic!("no mock for {other}"),
     }
 }
@@ -419,6 +452,46 @@ async fn gemini_rest_polls_everything_through_429_and_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huobi_rest_polls_everything_through_429_and_503() {
     rest_with_faults("huobi").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("binance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("binance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("bybit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("bybit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("okx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("okx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_websocket_survives_drop_stall_and_malformed_frames() {
+    websocket_with_faults("kraken").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_rest_polls_everything_through_429_and_503() {
+    rest_with_faults("kraken").await;
 }
 
 /// Recomputes a candle from trades, the brute-force way.

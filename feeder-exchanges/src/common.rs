@@ -88,6 +88,64 @@ pub(crate) fn unix_micros(field: &'static str, micros: u64) -> Result<Timestamp,
         .ok_or_else(|| ParseError::field(field, format_args!("{micros} is out of range")))
 }
 
+/// Milliseconds since the epoch as a timestamp with three fractional digits.
+pub(crate) fn unix_millis(field: &'static str, millis: u64) -> Result<Timestamp, ParseError> {
+    i64::try_from(millis)
+        .ok()
+        .filter(|m| m.checked_mul(1_000_000).is_some())
+        .map(Timestamp::from_unix_millis)
+        .ok_or_else(|| ParseError::field(field, format_args!("{millis} is out of range")))
+}
+
+/// The configured symbols by the venue's own name for them.
+///
+/// Built from the configuration because a venue name such as `BTCUSDT` does not say where the
+/// base ends (`BTC-USDT` or `BTCU-SDT`): names are never split by rule. Two configured
+/// symbols that the venue spells the same are rejected.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SymbolTable {
+    by_venue: std::collections::HashMap<Box<str>, feeder_core::Symbol>,
+}
+
+impl SymbolTable {
+    /// The table of `cfg`'s symbols, each under every name `names` gives for it.
+    pub(crate) fn new(
+        cfg: &ExchangeConfig,
+        names: impl Fn(&feeder_core::Symbol) -> Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut by_venue = std::collections::HashMap::with_capacity(cfg.symbols.len());
+        for s in &cfg.symbols {
+            for name in names(s) {
+                match by_venue.get(name.as_str()) {
+                    Some(prev) if prev != s => {
+                        return Err(ConfigError::invalid(
+                            format!("exchanges[{}].symbols", cfg.name),
+                            format!("{prev} and {s} are both called {name:?} on this venue"),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        by_venue.insert(name.into_boxed_str(), s.clone());
+                    }
+                }
+            }
+        }
+        Ok(Self { by_venue })
+    }
+
+    /// The configured symbol the venue calls `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&feeder_core::Symbol> {
+        self.by_venue.get(name)
+    }
+
+    /// The same, as a parse result: an unknown name is [`ParseError::UnknownSymbol`].
+    pub(crate) fn resolve(&self, name: &str) -> Result<feeder_core::Symbol, ParseError> {
+        self.get(name)
+            .cloned()
+            .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))
+    }
+}
+
 /// An RFC 3339 time, keeping the venue's precision.
 pub(crate) fn rfc3339(field: &'static str, s: &str) -> Result<Timestamp, ParseError> {
     Timestamp::parse_rfc3339(s).map_err(|e| ParseError::field(field, e))

@@ -20,35 +20,55 @@
     feature = "coinbase",
     feature = "bitfinex",
     feature = "gemini",
-    feature = "huobi"
+    feature = "huobi",
+    feature = "binance",
+    feature = "bybit",
+    feature = "okx",
+    feature = "kraken",
 ))]
 mod common;
 
+#[cfg(feature = "binance")]
+pub mod binance;
 #[cfg(feature = "bitfinex")]
 pub mod bitfinex;
 #[cfg(feature = "bitstamp")]
 pub mod bitstamp;
+#[cfg(feature = "bybit")]
+pub mod bybit;
 #[cfg(feature = "coinbase")]
 pub mod coinbase;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 #[cfg(feature = "huobi")]
 pub mod huobi;
+#[cfg(feature = "kraken")]
+pub mod kraken;
+#[cfg(feature = "okx")]
+pub mod okx;
 
 use feeder_core::feeder::Registry;
 
 /// Registers every venue enabled at build time under its usual name (`bitstamp`,
-/// `coinbase`, `bitfinex`, `gemini`, `huobi`).
+/// `coinbase`, `bitfinex`, `gemini`, `huobi`, `binance`, `bybit`, `okx`, `kraken`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "binance")]
+    binance::register(registry);
     #[cfg(feature = "bitfinex")]
     bitfinex::register(registry);
     #[cfg(feature = "bitstamp")]
     bitstamp::register(registry);
+    #[cfg(feature = "bybit")]
+    bybit::register(registry);
     #[cfg(feature = "coinbase")]
     coinbase::register(registry);
     #[cfg(feature = "gemini")]
     gemini::register(registry);
     #[cfg(feature = "huobi")]
     huobi::register(registry);
+    #[cfg(feature = "okx")]
+    okx::register(registry);
+    #[cfg(feature = "kraken")]
+    kraken::register(registry);
     let _ = registry;
 }

@@ -11,11 +11,14 @@ use feeder_core::exchange::{HttpResponse, PollVenue, StreamVenue};
 use feeder_core::model::{Symbol, Timestamp, Trade};
 use proptest::prelude::*;
 
+/// A parser behind a closure: bytes in, trades appended, whether it parsed.
+type Parser = Box<dyn Fn(&[u8], &mut Vec<Trade>) -> bool>;
+
 /// One venue's two parsers, behind closures so that every venue fits one table.
 struct Target {
     name: &'static str,
-    stream: Box<dyn Fn(&[u8], &mut Vec<Trade>) -> bool>,
-    rest: Box<dyn Fn(&[u8], &mut Vec<Trade>) -> bool>,
+    stream: Parser,
+    rest: Parser,
 }
 
 fn symbols() -> Vec<Symbol> {
@@ -45,6 +48,8 @@ fn target<V: StreamVenue + PollVenue>(name: &'static str, venue: V) -> Target {
     }
 }
 
+// Each venue is pushed under its own feature, so a `vec![]` literal cannot list them.
+#[allow(clippy::vec_init_then_push)]
 fn targets() -> Vec<Target> {
     let cfg = |name: &str| ExchangeConfig::new(name, symbols());
     #[allow(unused_mut)]
@@ -73,6 +78,26 @@ fn targets() -> Vec<Target> {
     t.push(target(
         "huobi",
         feeder_exchanges::huobi::HuobiVenue::new(&cfg("huobi")).unwrap(),
+    ));
+    #[cfg(feature = "binance")]
+    t.push(target(
+        "binance",
+        feeder_exchanges::binance::BinanceVenue::new(&cfg("binance")).unwrap(),
+    ));
+    #[cfg(feature = "bybit")]
+    t.push(target(
+        "bybit",
+        feeder_exchanges::bybit::BybitVenue::new(&cfg("bybit")).unwrap(),
+    ));
+    #[cfg(feature = "okx")]
+    t.push(target(
+        "okx",
+        feeder_exchanges::okx::OkxVenue::new(&cfg("okx")).unwrap(),
+    ));
+    #[cfg(feature = "kraken")]
+    t.push(target(
+        "kraken",
+        feeder_exchanges::kraken::KrakenVenue::new(&cfg("kraken")).unwrap(),
     ));
     t
 }

@@ -1,6 +1,6 @@
-//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi) on
-//! the loopback interface,
-//! publishing generated trades at a steady rate until it is stopped.
+//! `mock-exchange`: a mock venue (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi,
+//! Binance, Bybit, OKX, Kraken) on the loopback interface, publishing generated trades at a
+//! steady rate until it is stopped.
 //!
 //! ```text
 //! mock-exchange --venue coinbase --symbols BTC-USD,ETH-USD --rate 100 [--port-rest P --port-ws P]
@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feeder_core::Symbol;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx};
 use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockVenue};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +30,10 @@ enum Venue {
     Bitfinex,
     Gemini,
     Huobi,
+    Binance,
+    Bybit,
+    Okx,
+    Kraken,
 }
 
 /// A mock exchange (REST and WebSocket) on 127.0.0.1 that publishes generated trades.
@@ -61,6 +66,10 @@ enum Mock {
     Bitfinex(MockBitfinex),
     Gemini(MockGemini),
     Huobi(MockHuobi),
+    Binance(MockBinance),
+    Bybit(MockBybit),
+    Okx(MockOkx),
+    Kraken(MockKraken),
 }
 
 impl Mock {
@@ -71,6 +80,10 @@ impl Mock {
             Mock::Bitfinex(m) => m,
             Mock::Gemini(m) => m,
             Mock::Huobi(m) => m,
+            Mock::Binance(m) => m,
+            Mock::Bybit(m) => m,
+            Mock::Okx(m) => m,
+            Mock::Kraken(m) => m,
         }
     }
 }
@@ -95,6 +108,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Venue::Bitfinex => Mock::Bitfinex(MockBitfinex::start_with(cfg).await?),
         Venue::Gemini => Mock::Gemini(MockGemini::start_with(cfg).await?),
         Venue::Huobi => Mock::Huobi(MockHuobi::start_with(cfg).await?),
+        Venue::Binance => Mock::Binance(MockBinance::start_with(cfg).await?),
+        Venue::Bybit => Mock::Bybit(MockBybit::start_with(cfg).await?),
+        Venue::Okx => Mock::Okx(MockOkx::start_with(cfg).await?),
+        Venue::Kraken => Mock::Kraken(MockKraken::start_with(cfg).await?),
     };
     let venue = mock.venue();
 

@@ -75,6 +75,33 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn encode(&self, frame: String) -> Encoded {
         Encoded::Text(frame)
     }
+
+    /// Handles a new connection before any message, given the path and query of its upgrade
+    /// request (venues that take their subscriptions in the URL, such as Binance).
+    fn on_connect(&self, _shared: &Shared, _path: &str, _subs: &mut Subs) -> Reply {
+        Reply::default()
+    }
+
+    /// True when the venue's heartbeat is a protocol ping (Binance) sent alongside any
+    /// heartbeat frames.
+    fn protocol_ping(&self) -> bool {
+        false
+    }
+
+    /// How many trades of one symbol the venue puts in one frame, at most. Above 1, trades
+    /// go out through [`Wire::batch_frame`] rather than [`Wire::trade_frames`].
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// One to `max_batch` trades of one symbol as one frame; only called when
+    /// [`Wire::max_batch`] is above 1.
+    fn batch_frame(&self, shared: &Shared, trades: &[MockTrade]) -> String {
+        trades
+            .first()
+            .map(|t| self.trade_frame(shared, t))
+            .unwrap_or_default()
+    }
 }
 
 /// Sends `frame` the way the venue does.
@@ -91,6 +118,24 @@ struct FaultState {
     fault: Option<WsFault>,
     sent: usize,
     skipping: usize,
+}
+
+impl FaultState {
+    /// How many more trades may go out before the fault is due (at least 1).
+    fn room(&self) -> usize {
+        let at = match self.fault {
+            None => return usize::MAX,
+            Some(
+                WsFault::DropAfter(n)
+                | WsFault::CloseAfter(n)
+                | WsFault::StallAfter(n)
+                | WsFault::MalformedAfter(n)
+                | WsFault::RequestReconnectAfter(n),
+            ) => n,
+            Some(WsFault::SkipAfter { after, .. }) => after,
+        };
+        at.saturating_sub(self.sent).max(1)
+    }
 }
 
 enum Act {
@@ -131,6 +176,20 @@ pub(crate) async fn serve<W: Wire>(mut conn: WsConn, shared: Arc<Shared>, wire: 
     for f in wire.greeting(&shared) {
         if send(&mut conn, &*wire, f).await.is_err() {
             return;
+        }
+    }
+
+    let path = conn.path().to_owned();
+    let reply = wire.on_connect(&shared, &path, &mut st.subs);
+    for f in reply.frames {
+        if send(&mut conn, &*wire, f).await.is_err() {
+            return;
+        }
+    }
+    if reply.subscribed {
+        shared.subscription_acked();
+        if let act @ (Act::End | Act::Drop) = apply_due(&mut conn, &wire, &mut st.fs).await {
+            return finish(conn, act);
         }
     }
 
@@ -221,35 +280,66 @@ async fn deliver<W: Wire>(
     st: &mut ConnState,
 ) -> Act {
     let len = shared.published_count();
-    let frames = shared.with_history(|h| {
+    let due = shared.with_history(|h| {
         h.get(st.cursor..len)
             .unwrap_or_default()
             .iter()
-            .filter(|e| st.subs.trades.contains(&e.trade.symbol))
-            .map(|e| (e.silent, wire.trade_frames(shared, &st.subs, &e.trade)))
+            .filter(|e| !e.silent && st.subs.trades.contains(&e.trade.symbol))
+            .map(|e| e.trade.clone())
             .collect::<Vec<_>>()
     });
     st.cursor = len.max(st.cursor);
-    for (silent, trade_frames) in frames {
-        if silent {
-            continue;
-        }
+    let max_batch = wire.max_batch().max(1);
+    let due = if max_batch > 1 { by_symbol(due) } else { due };
+    let mut due = due.into_iter().peekable();
+    while let Some(first) = due.next() {
         if st.fs.skipping > 0 {
             st.fs.skipping -= 1;
             continue;
         }
-        for frame in trade_frames {
+        // Trades of one symbol share a frame where the venue batches, but never past the
+        // point where the connection's fault is due.
+        let limit = max_batch.min(st.fs.room());
+        let symbol = first.symbol.clone();
+        let mut batch = vec![first];
+        while batch.len() < limit {
+            match due.next_if(|t| t.symbol == symbol) {
+                Some(t) => batch.push(t),
+                None => break,
+            }
+        }
+        let frames = match batch.as_slice() {
+            [one] if max_batch == 1 => wire.trade_frames(shared, &st.subs, one),
+            many => vec![wire.batch_frame(shared, many)],
+        };
+        for frame in frames {
             if send(conn, &**wire, frame).await.is_err() {
                 return Act::End;
             }
         }
-        st.fs.sent += 1;
+        st.fs.sent += batch.len();
         match apply_due(conn, wire, &mut st.fs).await {
             Act::Continue => {}
             other => return other,
         }
     }
     Act::Continue
+}
+
+/// The trades grouped by symbol (in order of each symbol's first trade), each symbol's in
+/// their published order: a venue that batches pushes one symbol's trades together.
+fn by_symbol(trades: Vec<MockTrade>) -> Vec<MockTrade> {
+    let mut groups: Vec<Vec<MockTrade>> = Vec::new();
+    for t in trades {
+        match groups
+            .iter_mut()
+            .find(|g| g.first().is_some_and(|f| f.symbol == t.symbol))
+        {
+            Some(g) => g.push(t),
+            None => groups.push(vec![t]),
+        }
+    }
+    groups.into_iter().flatten().collect()
 }
 
 /// Sends the venue's heartbeats, after the trades they vouch for.
@@ -267,6 +357,9 @@ async fn send_heartbeats<W: Wire>(
         if send(conn, &**wire, f).await.is_err() {
             return Act::End;
         }
+    }
+    if wire.protocol_ping() && conn.send_ping(b"mock".to_vec()).await.is_err() {
+        return Act::End;
     }
     Act::Continue
 }

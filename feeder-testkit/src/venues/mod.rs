@@ -1,5 +1,5 @@
-//! Mock venues: Bitstamp and Coinbase Exchange on `127.0.0.1:0`, REST and WebSocket, speaking
-//! each venue's exact wire format.
+//! Mock venues on `127.0.0.1:0` (Bitstamp, Coinbase Exchange, Bitfinex, Gemini, Huobi,
+//! Binance, Bybit, OKX, Kraken), REST and WebSocket, speaking each venue's exact wire format.
 //!
 //! A mock generates trades deterministically (prices with 2 decimals, amounts with 8, some in
 //! exponent form, microsecond times), sends them to subscribed WebSocket clients, and keeps
@@ -10,11 +10,15 @@
 //! The wire format is written here independently of the parsers in `feeder-exchanges`, so a
 //! round trip through both checks one against the other.
 
+pub mod binance;
 pub mod bitfinex;
 pub mod bitstamp;
+pub mod bybit;
 pub mod coinbase;
 pub mod gemini;
 pub mod huobi;
+pub mod kraken;
+pub mod okx;
 
 mod conn;
 
@@ -34,11 +38,15 @@ use crate::http::{HttpServer, Request, Response};
 use crate::ws::WsServer;
 use crate::WaitTimeout;
 
+pub use binance::MockBinance;
 pub use bitfinex::MockBitfinex;
 pub use bitstamp::MockBitstamp;
+pub use bybit::MockBybit;
 pub use coinbase::MockCoinbase;
 pub use gemini::MockGemini;
 pub use huobi::MockHuobi;
+pub use kraken::MockKraken;
+pub use okx::MockOkx;
 
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,328 @@
+//! Binance spot: the `<symbol>@trade` streams over WebSocket, recent and older trades over
+//! REST.
+//!
+//! - Stream: one combined-stream connection for all symbols,
+//!   `wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade`; nothing is
+//!   sent to subscribe. Each event comes wrapped as `{"stream":..,"data":{..}}`. Binance sends
+//!   a protocol ping every 20 s and drops connections that do not answer within a minute: the
+//!   WebSocket library answers, the driver flushes the pong at once. The client sends no
+//!   keep-alive of its own; a connection that stays silent for [`STALE_TIMEOUT`] (more than
+//!   two of Binance's pings) is stale.
+//! - Poll and backfill: `GET /api/v3/trades?symbol=BTCUSDT&limit=1000` for the newest trades;
+//!   older pages from `GET /api/v3/historicalTrades?symbol=..&limit=1000&fromId=..`. The
+//!   older endpoint is chosen over `aggTrades` because it pages through the same trade ids as
+//!   the stream (aggregate trades have ids of their own and merge fills, so they could not be
+//!   deduplicated against streamed trades). Binance's market-data documentation lists it as a
+//!   public endpoint; should a deployment refuse it, the poll keeps the newest page and logs
+//!   that a gap may remain.
+//!
+//! Side: `m` / `isBuyerMaker` true means the buyer was the maker, so the taker SOLD.
+//! Symbols: Binance writes `BTCUSDT`, which cannot be split by rule; names are mapped only
+//! from the configured normalized symbols (`BTC-USDT` <-> `BTCUSDT`).
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use url::Url;
+
+use crate::common::{self, decimal, truncate, SymbolTable};
+
+/// The registry name.
+pub const NAME: &str = "binance";
+/// The production WebSocket endpoint.
+pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
+/// The production REST endpoint.
+pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
+/// Trades per REST page (Binance's largest).
+pub const PAGE_LIMIT: u64 = 1_000;
+/// Reconnect when nothing, not even one of Binance's 20-second pings, arrived for this long.
+pub const STALE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Binance's name for a normalized symbol: `BTC-USDT` is `BTCUSDT`.
+pub fn to_venue(symbol: &Symbol) -> String {
+    let mut s = String::with_capacity(symbol.base().len() + symbol.quote().len());
+    s.push_str(symbol.base());
+    s.push_str(symbol.quote());
+    s
+}
+
+/// The stream of a symbol's trades: `btcusdt@trade`.
+pub fn stream_name(symbol: &Symbol) -> String {
+    let mut s = to_venue(symbol);
+    s.make_ascii_lowercase();
+    s.push_str("@trade");
+    s
+}
+
+/// The Binance spot venue: endpoints and symbol names for one configured exchange.
+#[derive(Clone, Debug)]
+pub struct BinanceVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    symbols: SymbolTable,
+}
+
+impl BinanceVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            symbols: SymbolTable::new(cfg, |s| vec![to_venue(s)])?,
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn trade(
+        &self,
+        symbol: Symbol,
+        f: Fill<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol,
+            trade_id: TradeId::from_u64(f.id),
+            price: decimal("price", f.price)?,
+            amount: decimal("qty", f.qty)?,
+            side: taker_side(f.buyer_is_maker),
+            timestamp: common::unix_millis("time", f.time)?,
+            received_at,
+        })
+    }
+
+    fn ws_event(
+        &self,
+        payload: &str,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let kind: wire::EventType<'_> = serde_json::from_str(payload)?;
+        match kind.event {
+            "trade" => {
+                let t: wire::WsTrade<'_> = serde_json::from_str(payload)?;
+                let symbol = self.symbols.resolve(t.symbol)?;
+                let fill = Fill {
+                    id: t.id,
+                    price: t.price,
+                    qty: t.qty,
+                    time: t.time,
+                    buyer_is_maker: t.buyer_is_maker,
+                };
+                out.push(self.trade(symbol, fill, received_at)?);
+                Ok(Frame::Data)
+            }
+            // Sent before Binance closes the connection for maintenance: reconnect now, to
+            // another server, rather than lose the trades in between.
+            "serverShutdown" => Ok(Frame::Reconnect),
+            _ => Ok(Frame::Ignored),
+        }
+    }
+}
+
+/// The fields the stream and the REST API share, under either's names.
+struct Fill<'a> {
+    id: u64,
+    price: &'a str,
+    qty: &'a str,
+    time: u64,
+    buyer_is_maker: bool,
+}
+
+/// Binance says whether the BUYER was the maker; the taker is then the seller.
+pub fn taker_side(buyer_is_maker: bool) -> Side {
+    if buyer_is_maker {
+        Side::Sell
+    } else {
+        Side::Buy
+    }
+}
+
+impl StreamVenue for BinanceVenue {
+    fn url(&self, symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        let mut url = common::join_path(&self.ws_url, &["stream"]);
+        let mut query = String::from("streams=");
+        for (i, s) in symbols.iter().enumerate() {
+            if i > 0 {
+                query.push('/');
+            }
+            // Upper-case letters and digits, lower-cased: nothing to escape.
+            query.push_str(&stream_name(s));
+        }
+        url.set_query(Some(&query));
+        Ok(url)
+    }
+
+    fn subscribe(&self, _symbols: &[Symbol]) -> Vec<WsMessage> {
+        // The streams are named in the URL.
+        Vec::new()
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let env: wire::Envelope<'_> = serde_json::from_slice(frame)?;
+        if let Some(data) = env.data {
+            return self.ws_event(data.get(), received_at, out);
+        }
+        if let Some(event) = env.connection_event {
+            return self.ws_event(event.get(), received_at, out);
+        }
+        if let Some(code) = env.code {
+            let msg = env.msg.as_deref().map(truncate).unwrap_or("no message");
+            return Err(ParseError::Venue(format!("{code}: {msg}")));
+        }
+        if env.event.is_some() {
+            // A raw payload, as on a `/ws/<stream>` URL someone configured.
+            let text = std::str::from_utf8(frame)
+                .map_err(|_| ParseError::Other("frame is not UTF-8".into()))?;
+            return self.ws_event(text, received_at, out);
+        }
+        if env.id.is_some() && env.stream.is_none() {
+            return Ok(Frame::Ack);
+        }
+        Ok(Frame::Ignored)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        // Binance pings; the client only answers.
+        None
+    }
+
+    fn stale_timeout(&self) -> Duration {
+        STALE_TIMEOUT
+    }
+}
+
+impl PollVenue for BinanceVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let endpoint = if req.page.is_some() {
+            "historicalTrades"
+        } else {
+            "trades"
+        };
+        let mut url = common::join_path(&self.rest_url, &["api", "v3", endpoint]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("symbol", &to_venue(symbol));
+            q.append_pair("limit", &PAGE_LIMIT.to_string());
+            if let Some(from) = req.page {
+                q.append_pair("fromId", from);
+            }
+        }
+        Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        })
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let body = resp.body.trim_ascii_start();
+        if body.first() == Some(&b'{') {
+            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            let msg = e
+                .msg
+                .as_deref()
+                .map(truncate)
+                .unwrap_or("an object instead of a list of trades");
+            return Err(ParseError::Venue(match e.code {
+                Some(c) => format!("{c}: {msg}"),
+                None => msg.to_owned(),
+            }));
+        }
+        let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
+        // All or nothing: a page is either understood or reported, never half-appended.
+        let start = out.len();
+        out.reserve(trades.len());
+        let mut oldest: Option<u64> = None;
+        for t in &trades {
+            let fill = Fill {
+                id: t.id,
+                price: t.price,
+                qty: t.qty,
+                time: t.time,
+                buyer_is_maker: t.buyer_is_maker,
+            };
+            match self.trade(symbol.clone(), fill, received_at) {
+                Ok(trade) => out.push(trade),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+            oldest = Some(oldest.map_or(t.id, |o| o.min(t.id)));
+        }
+        // Ids are consecutive per symbol: the page before starts a page's length earlier.
+        let older = match oldest {
+            Some(id) if id > 0 => Some(id.saturating_sub(PAGE_LIMIT).to_string()),
+            _ => None,
+        };
+        Ok(Page { older })
+    }
+}
+
+/// Builds Binance spot exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BinanceFactory;
+
+impl ExchangeFactory for BinanceFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(BinanceVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`BinanceFactory`] as `binance`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, BinanceFactory);
+}

@@ -1,0 +1,368 @@
+use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue};
+use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> BinanceVenue {
+    BinanceVenue::new(&config("binance", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_trade.json",
+            // The buyer was the maker: the taker sold.
+            Data(vec![want(
+                "BTC-USDT",
+                "3866013812",
+                "60944.01000000",
+                "0.00010000",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z",
+            )]),
+        ),
+        (
+            "ws_trade_taker_buy.json",
+            Data(vec![want(
+                "ETH-USDT",
+                "1597458321",
+                "2650.50000000",
+                "1.25000000",
+                Side::Buy,
+                "2024-10-01T13:57:23.390Z",
+            )]),
+        ),
+        (
+            "ws_trade_raw.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "3866013813",
+                "60944.02000000",
+                "0.50000000",
+                Side::Buy,
+                "2024-10-01T13:57:23.400Z",
+            )]),
+        ),
+        (
+            "ws_trade_exponent.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "3866013814",
+                "60944.03",
+                "0.00000001",
+                Side::Sell,
+                "2024-10-01T13:57:23.410Z",
+            )]),
+        ),
+        (
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "3866013815",
+                "60944.04000000",
+                "0.00200000",
+                Side::Sell,
+                "2024-10-01T13:57:23.420Z",
+            )]),
+        ),
+        ("ws_subscribe_result.json", Control(Frame::Ack)),
+        ("ws_agg_trade.json", Control(Frame::Ignored)),
+        ("ws_no_data.json", Control(Frame::Ignored)),
+        ("ws_server_shutdown.json", Control(Frame::Reconnect)),
+        ("ws_server_shutdown_event.json", Control(Frame::Reconnect)),
+        (
+            "ws_error.json",
+            Err(|e| matches!(e, ParseError::Venue(m) if m.starts_with("2: Invalid request"))),
+        ),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "LTCUSDT")),
+        ),
+        ("ws_trade_bad_price.json", Err(is_field)),
+        ("ws_trade_string_id.json", Err(is_json)),
+        ("ws_trade_missing_maker_flag.json", Err(is_json)),
+        ("ws_trade_bad_time.json", Err(is_json)),
+        ("ws_data_without_event.json", Err(is_json)),
+        ("ws_truncated.json", Err(is_json)),
+        ("ws_not_an_object.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("binance", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "binance", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn buyer_is_maker_means_the_taker_sold() {
+    assert_eq!(taker_side(true), Side::Sell);
+    assert_eq!(taker_side(false), Side::Buy);
+    let v = venue();
+    let frame = |m: bool| {
+        format!(
+            r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":2,"s":"BTCUSDT","t":1,"p":"2","q":"1","T":1,"m":{m},"M":true}}}}"#
+        )
+    };
+    let mut out = Vec::new();
+    v.parse(frame(true).as_bytes(), RECEIVED, &mut out).unwrap();
+    v.parse(frame(false).as_bytes(), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].side, Side::Sell);
+    assert_eq!(out[1].side, Side::Buy);
+
+    let body = br#"[{"id":1,"price":"2","qty":"1","quoteQty":"2","time":1,"isBuyerMaker":true,"isBestMatch":true}]"#;
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    let mut out = Vec::new();
+    v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].side, Side::Sell);
+}
+
+#[test]
+fn symbols_map_only_from_the_configuration() {
+    // BTCUSDT cannot be split by rule; only configured symbols are recognised, and two
+    // configured symbols Binance would spell the same are rejected.
+    assert_eq!(to_venue(&sym("BTC-USDT")), "BTCUSDT");
+    assert_eq!(stream_name(&sym("BTC-USDT")), "btcusdt@trade");
+    let v = BinanceVenue::new(&config("binance", &["BTCU-SDT"], None, None)).unwrap();
+    let mut out = Vec::new();
+    v.parse(&payload("binance", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTCU-SDT"));
+    assert!(BinanceVenue::new(&config("binance", &["BTC-USDT", "BTCU-SDT"], None, None)).is_err());
+    // A symbol outside the configuration is never guessed.
+    let mut out = Vec::new();
+    let v = BinanceVenue::new(&config("binance", &["ETH-USDT"], None, None)).unwrap();
+    assert!(matches!(
+        v.parse(&payload("binance", "ws_trade.json"), RECEIVED, &mut out),
+        Err(ParseError::UnknownSymbol(_))
+    ));
+}
+
+#[test]
+fn one_combined_stream_url_and_no_subscribe_message() {
+    let v = venue();
+    let symbols = [sym("BTC-USDT"), sym("ETH-USDT")];
+    assert_eq!(
+        v.url(&symbols).unwrap().as_str(),
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade"
+    );
+    assert!(v.subscribe(&symbols).is_empty());
+    // Binance pings; the library answers. No keep-alive of our own.
+    assert_eq!(v.ping(), None);
+    assert!(v.stale_timeout() > std::time::Duration::from_secs(40));
+
+    let cfg = config(
+        "binance",
+        &["BTC-USDT"],
+        Some("http://127.0.0.1:4000/prefix"),
+        Some("ws://127.0.0.1:4001/"),
+    );
+    let v = BinanceVenue::new(&cfg).unwrap();
+    assert_eq!(
+        v.url(&[sym("BTC-USDT")]).unwrap().as_str(),
+        "ws://127.0.0.1:4001/stream?streams=btcusdt@trade"
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "http://127.0.0.1:4000/prefix/api/v3/trades?symbol=BTCUSDT&limit=1000"
+    );
+}
+
+#[test]
+fn requests_page_back_through_historical_trades() {
+    let v = venue();
+    let latest = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        latest.url.as_str(),
+        "https://api.binance.com/api/v3/trades?symbol=BTCUSDT&limit=1000"
+    );
+    let older = v
+        .trades_request(
+            &sym("ETH-USDT"),
+            PollRequest {
+                last_seen: None,
+                page: Some("1597457321"),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        older.url.as_str(),
+        "https://api.binance.com/api/v3/historicalTrades?symbol=ETHUSDT&limit=1000&fromId=1597457321"
+    );
+    assert!(older.headers.iter().all(|(k, _)| !k.starts_with("X-MBX")));
+}
+
+#[test]
+fn rest_payloads_and_paging() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let parse = |file: &str, out: &mut Vec<_>| {
+        let body = payload("binance", file);
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: &body,
+        };
+        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
+    };
+    let mut out = Vec::new();
+    let page = parse("rest_trades.json", &mut out).unwrap();
+    // The page before starts PAGE_LIMIT ids before the oldest of this one.
+    assert_eq!(page.older.as_deref(), Some("3866012810"));
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "binance", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USDT",
+                "3866013810",
+                "60943.99000000",
+                "0.01500000",
+                Side::Buy,
+                "2024-10-01T13:57:23.100Z"
+            ),
+            want(
+                "BTC-USDT",
+                "3866013811",
+                "60944.00000000",
+                "0.00000001",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z"
+            ),
+            want(
+                "BTC-USDT",
+                "3866013812",
+                "60944.01000000",
+                "0.00010000",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    assert_eq!(parse("rest_empty.json", &mut out).unwrap().older, None);
+    let e = parse("rest_error.json", &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "-1121: Invalid symbol."),
+        "{e}"
+    );
+    let e = parse("rest_bad_qty.json", &mut out).unwrap_err();
+    assert!(is_field(&e), "{e}");
+    assert!(out.is_empty(), "a rejected page appends nothing");
+
+    // The first trades of a symbol: the older page starts at id 0 and the walk ends there.
+    let body = br#"[{"id":0,"price":"1","qty":"1","quoteQty":"1","time":1,"isBuyerMaker":false,"isBestMatch":true}]"#;
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    let page = v
+        .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(page.older, None);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let inputs: [&[u8]; 10] = [
+        b"",
+        b"null",
+        b"{\"code\":\"x\"}",
+        b"{\"stream\":1}",
+        b"{\"data\":{\"e\":\"trade\"}}",
+        b"{\"data\":[]}",
+        b"{\"e\":5}",
+        b"\xff\xfe",
+        b"[{\"id\":-5}]",
+        b"[{\"id\":1,\"price\":\"1\",\"qty\":\"1\",\"time\":18446744073709551615,\"isBuyerMaker\":true}]",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        let _ = v.parse(input, RECEIVED, &mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(input));
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: input,
+        };
+        assert!(v
+            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
+            .is_err());
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    assert_eq!(
+        BinanceFactory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("binance").is_some());
+    let bad = config("binance", &["BTC-USDT"], None, Some("http://h/"));
+    assert!(BinanceFactory.build(&bad).is_err());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("binance", &["BTC-USDT"], None, None);
+        cfg.transport = transport;
+        assert_eq!(BinanceFactory.build(&cfg).unwrap().name(), "binance");
+    }
+}

@@ -1,0 +1,302 @@
+//! Bybit v5 spot: `publicTrade` topics over WebSocket, recent trades over REST.
+//!
+//! - Stream: `wss://stream.bybit.com/v5/public/spot`, `{"op":"subscribe","args":[..]}` with
+//!   up to [`ARGS_PER_REQUEST`] topics `publicTrade.BTCUSDT` per request, each request
+//!   acknowledged with `success`. Bybit drops connections that stay silent: the client sends
+//!   the app-level `{"op":"ping"}` every 20 s and the `pong` answer counts as a heartbeat.
+//!   One push may carry several trades.
+//! - Poll and backfill: `GET /v5/market/recent-trade?category=spot&symbol=BTCUSDT&limit=60`,
+//!   the newest 60 trades (Bybit's spot maximum). There is no older page: a gap of more than
+//!   60 trades of one symbol cannot be recovered.
+//!
+//! Side: `S` / `side` is the taker's side. Trade ids are strings (19 digits on spot), kept
+//! as written. Symbols: `BTCUSDT` is mapped only from the configured symbols.
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use url::Url;
+
+use crate::common::{self, decimal, missing, truncate, SymbolTable};
+
+/// The registry name.
+pub const NAME: &str = "bybit";
+/// The production WebSocket endpoint (public spot stream).
+pub const DEFAULT_WS_URL: &str = "wss://stream.bybit.com/v5/public/spot";
+/// The production REST endpoint.
+pub const DEFAULT_REST_URL: &str = "https://api.bybit.com";
+/// Trades per REST answer (Bybit's spot maximum).
+pub const PAGE_LIMIT: u32 = 60;
+/// Topics per subscribe request (Bybit's spot limit).
+pub const ARGS_PER_REQUEST: usize = 10;
+/// The app-level keep-alive.
+pub const PING: &str = r#"{"op":"ping"}"#;
+const TOPIC_PREFIX: &str = "publicTrade.";
+
+/// Bybit's name for a normalized symbol: `BTC-USDT` is `BTCUSDT`.
+pub fn to_venue(symbol: &Symbol) -> String {
+    let mut s = String::with_capacity(symbol.base().len() + symbol.quote().len());
+    s.push_str(symbol.base());
+    s.push_str(symbol.quote());
+    s
+}
+
+/// Bybit's `Buy` / `Sell`, the taker's side.
+fn taker_side(field: &'static str, s: &str) -> Result<Side, ParseError> {
+    match s {
+        "Buy" => Ok(Side::Buy),
+        "Sell" => Ok(Side::Sell),
+        other => Err(ParseError::field(
+            field,
+            format_args!("expected Buy or Sell, got {:?}", truncate(other)),
+        )),
+    }
+}
+
+/// A trade id as Bybit writes it: a non-empty string, kept verbatim.
+fn trade_id(field: &'static str, s: &str) -> Result<TradeId, ParseError> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(ParseError::field(field, "empty or too long"));
+    }
+    Ok(TradeId::new(s))
+}
+
+/// The Bybit v5 spot venue: endpoints and symbol names for one configured exchange.
+#[derive(Clone, Debug)]
+pub struct BybitVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    symbols: SymbolTable,
+}
+
+impl BybitVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            symbols: SymbolTable::new(cfg, |s| vec![to_venue(s)])?,
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rest_trade(
+        &self,
+        symbol: &Symbol,
+        t: &wire::RestTrade<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: symbol.clone(),
+            trade_id: trade_id("execId", t.exec_id)?,
+            price: decimal("price", t.price)?,
+            amount: decimal("size", t.size)?,
+            side: taker_side("side", t.side)?,
+            timestamp: common::unix_millis("time", t.time.0)?,
+            received_at,
+        })
+    }
+
+    fn push(
+        &self,
+        data: Option<&serde_json::value::RawValue>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<(), ParseError> {
+        let data = data.ok_or_else(|| missing("data"))?;
+        let trades: Vec<wire::WsTrade<'_>> = serde_json::from_str(data.get())?;
+        out.reserve(trades.len());
+        for t in &trades {
+            out.push(Trade {
+                exchange: self.name.clone(),
+                symbol: self.symbols.resolve(t.symbol)?,
+                trade_id: trade_id("i", t.id)?,
+                price: decimal("p", t.price)?,
+                amount: decimal("v", t.size)?,
+                side: taker_side("S", t.side)?,
+                timestamp: common::unix_millis("T", t.time.0)?,
+                received_at,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StreamVenue for BybitVenue {
+    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        Ok(self.ws_url.clone())
+    }
+
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
+        symbols
+            .chunks(ARGS_PER_REQUEST)
+            .map(|chunk| {
+                let mut msg = String::from(r#"{"op":"subscribe","args":["#);
+                for (i, s) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        msg.push(',');
+                    }
+                    // Upper-case letters and digits: nothing to escape.
+                    msg.push('"');
+                    msg.push_str(TOPIC_PREFIX);
+                    msg.push_str(&to_venue(s));
+                    msg.push('"');
+                }
+                msg.push_str("]}");
+                WsMessage::Text(msg)
+            })
+            .collect()
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        if let Some(topic) = m.topic {
+            if !topic.starts_with(TOPIC_PREFIX) {
+                return Ok(Frame::Ignored);
+            }
+            // All or nothing: a push is either understood or reported, never half-appended.
+            let start = out.len();
+            return match self.push(m.data, received_at, out) {
+                Ok(()) => Ok(Frame::Data),
+                Err(e) => {
+                    out.truncate(start);
+                    Err(e)
+                }
+            };
+        }
+        let Some(op) = m.op else {
+            return Ok(Frame::Ignored);
+        };
+        if m.success == Some(false) {
+            let msg = m.ret_msg.as_deref().map(truncate).unwrap_or("no message");
+            return Err(ParseError::Venue(format!("{} failed: {msg}", truncate(op))));
+        }
+        match op {
+            "subscribe" | "unsubscribe" => Ok(Frame::Ack),
+            // Spot answers a ping with `op: ping, ret_msg: pong`; other streams with
+            // `op: pong`.
+            "ping" | "pong" => Ok(Frame::Heartbeat),
+            _ => Ok(Frame::Ignored),
+        }
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(20),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl PollVenue for BybitVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        _req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let mut url = common::join_path(&self.rest_url, &["v5", "market", "recent-trade"]);
+        url.query_pairs_mut()
+            .append_pair("category", "spot")
+            .append_pair("symbol", &to_venue(symbol))
+            .append_pair("limit", &PAGE_LIMIT.to_string());
+        Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        })
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        if answer.ret_code != 0 {
+            let msg = answer
+                .ret_msg
+                .as_deref()
+                .map(truncate)
+                .unwrap_or("no message");
+            return Err(ParseError::Venue(format!("{}: {msg}", answer.ret_code)));
+        }
+        let list = answer.result.map(|r| r.list).unwrap_or_default();
+        // All or nothing: a page is either understood or reported, never half-appended.
+        let start = out.len();
+        out.reserve(list.len());
+        for t in &list {
+            match self.rest_trade(symbol, t, received_at) {
+                Ok(trade) => out.push(trade),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Page::default())
+    }
+
+    fn max_pages(&self) -> usize {
+        1
+    }
+}
+
+/// Builds Bybit v5 spot exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BybitFactory;
+
+impl ExchangeFactory for BybitFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(BybitVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`BybitFactory`] as `bybit`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, BybitFactory);
+}

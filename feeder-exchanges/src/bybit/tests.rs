@@ -1,0 +1,305 @@
+use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> BybitVenue {
+    BybitVenue::new(&config("bybit", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_trade.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "2290000000412342771",
+                "60944.01",
+                "0.000100",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z",
+            )]),
+        ),
+        (
+            "ws_trade_batch.json",
+            Data(vec![
+                want(
+                    "ETH-USDT",
+                    "2290000000208671001",
+                    "2650.50",
+                    "1.25",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.400Z",
+                ),
+                want(
+                    "ETH-USDT",
+                    "2290000000208671002",
+                    "2650.51",
+                    "0.00001",
+                    Side::Sell,
+                    "2024-10-01T13:57:23.400Z",
+                ),
+                want(
+                    "ETH-USDT",
+                    "2290000000208671003",
+                    "2650.49",
+                    "0.300000",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.412Z",
+                ),
+            ]),
+        ),
+        (
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "2290000000412342772",
+                "60944.02",
+                "0.5",
+                Side::Buy,
+                "2024-10-01T13:57:23.425Z",
+            )]),
+        ),
+        ("ws_subscribe_ok.json", Control(Frame::Ack)),
+        ("ws_pong.json", Control(Frame::Heartbeat)),
+        ("ws_pong_linear.json", Control(Frame::Heartbeat)),
+        ("ws_orderbook.json", Control(Frame::Ignored)),
+        ("ws_unknown.json", Control(Frame::Ignored)),
+        (
+            "ws_subscribe_failed.json",
+            Err(|e| {
+                matches!(e, ParseError::Venue(m)
+                    if m == "subscribe failed: error:handler not found,topic:publicTrade.XYZUSDT")
+            }),
+        ),
+        // One bad trade rejects the whole push: nothing half-appended.
+        ("ws_trade_batch_bad_side.json", Err(is_field)),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "SOLUSDT")),
+        ),
+        ("ws_trade_numeric_id.json", Err(is_json)),
+        ("ws_trade_missing_price.json", Err(is_json)),
+        ("ws_trade_no_data.json", Err(is_field)),
+        ("ws_truncated.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("bybit", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "bybit", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nineteen_digit_ids_are_kept_exactly_and_compare_numerically() {
+    let v = venue();
+    let mut out = Vec::new();
+    v.parse(&payload("bybit", "ws_trade_batch.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].trade_id.as_str(), "2290000000208671001");
+    assert_eq!(
+        out[0].trade_id.cmp_numeric(&out[1].trade_id),
+        Some(std::cmp::Ordering::Less)
+    );
+}
+
+#[test]
+fn subscribe_in_chunks_and_ping_every_twenty_seconds() {
+    let v = venue();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT"), sym("ETH-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","publicTrade.ETHUSDT"]}"#.into()
+        )]
+    );
+    let many: Vec<Symbol> = (0..25).map(|i| sym(&format!("C{i}-USDT"))).collect();
+    let msgs = v.subscribe(&many);
+    assert_eq!(msgs.len(), 3);
+    let ping = v.ping().unwrap();
+    assert_eq!(ping.every, std::time::Duration::from_secs(20));
+    assert_eq!(ping.message, WsMessage::Text(r#"{"op":"ping"}"#.into()));
+    assert_eq!(
+        v.url(&[]).unwrap().as_str(),
+        "wss://stream.bybit.com/v5/public/spot"
+    );
+}
+
+#[test]
+fn requests_ask_for_the_newest_sixty() {
+    let v = venue();
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.as_str(),
+        "https://api.bybit.com/v5/market/recent-trade?category=spot&symbol=BTCUSDT&limit=60"
+    );
+    assert_eq!(v.max_pages(), 1);
+    let cfg = config(
+        "bybit",
+        &["BTC-USDT"],
+        Some("http://127.0.0.1:4000"),
+        Some("ws://127.0.0.1:4001/v5/public/spot"),
+    );
+    let v = BybitVenue::new(&cfg).unwrap();
+    assert_eq!(
+        v.url(&[]).unwrap().as_str(),
+        "ws://127.0.0.1:4001/v5/public/spot"
+    );
+    assert!(v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap()
+        .url
+        .as_str()
+        .starts_with("http://127.0.0.1:4000/v5/market/recent-trade?"));
+}
+
+#[test]
+fn rest_payloads() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let parse = |file: &str, out: &mut Vec<_>| {
+        let body = payload("bybit", file);
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: &body,
+        };
+        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        parse("rest_trades.json", &mut out).unwrap(),
+        Page::default()
+    );
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "bybit", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USDT",
+                "2290000000412342772",
+                "60944.02",
+                "0.5",
+                Side::Buy,
+                "2024-10-01T13:57:23.425Z"
+            ),
+            want(
+                "BTC-USDT",
+                "2290000000412342771",
+                "60944.01",
+                "0.000001",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    parse("rest_empty.json", &mut out).unwrap();
+    assert!(out.is_empty());
+    let e = parse("rest_error.json", &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "10001: params error: symbol invalid"),
+        "{e}"
+    );
+    let e = parse("rest_empty_id.json", &mut out).unwrap_err();
+    assert!(is_field(&e), "{e}");
+    assert!(out.is_empty(), "a rejected page appends nothing");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let inputs: [&[u8]; 8] = [
+        b"",
+        b"null",
+        b"[1]",
+        b"{\"topic\":\"publicTrade.BTCUSDT\",\"data\":{}}",
+        b"{\"topic\":\"publicTrade.BTCUSDT\",\"data\":[{\"i\":\"1\"}]}",
+        b"\xff\xfe",
+        b"{\"retCode\":\"0\"}",
+        b"{\"topic\":5}",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        // Either an error or, for a message of no known kind, a skip.
+        let got = v.parse(input, RECEIVED, &mut out);
+        assert!(
+            matches!(got, Err(_) | Ok(Frame::Ignored)),
+            "{}: {got:?}",
+            String::from_utf8_lossy(input)
+        );
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: input,
+        };
+        assert!(v
+            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
+            .is_err());
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    assert_eq!(
+        BybitFactory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("bybit").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("bybit", &["BTC-USDT"], None, None);
+        cfg.transport = transport;
+        assert_eq!(BybitFactory.build(&cfg).unwrap().name(), "bybit");
+    }
+    assert!(BybitFactory
+        .build(&config("bybit", &["BTC-USDT", "BTCU-SDT"], None, None))
+        .is_err());
+}

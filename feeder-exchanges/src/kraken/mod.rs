@@ -1,0 +1,333 @@
+//! Kraken spot: the WebSocket v2 `trade` channel, the REST `Trades` endpoint.
+//!
+//! - Stream: `wss://ws.kraken.com/v2`, one
+//!   `{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD",..],"snapshot":true}}`,
+//!   acknowledged per symbol. A `snapshot` of recent trades comes first, then `update`s; both
+//!   may carry several trades. Kraken sends a `heartbeat` every second while subscribed; the
+//!   client also sends `{"method":"ping"}` every 20 s (answered by `pong`). WebSocket v1 is
+//!   not used: its trades carry no trade id, so they could not be deduplicated.
+//! - Poll and backfill: `GET /0/public/Trades?pair=XBTUSD[&since=<ns>]`, up to 1000 trades
+//!   OLDEST first, starting after `since`, and a `last` cursor for the trades after them.
+//!   Kraken pages forwards, not backwards, so:
+//!   - without a last seen trade, the request has no `since` and returns the newest 1000;
+//!   - with one, `since` is the last seen trade's time in nanoseconds, minus one so that a
+//!     trade at the very same instant is not skipped (the repeat is dropped by id);
+//!   - a full page (1000 trades) returns `last` as [`Page::older`]. The driver keeps asking
+//!     while every trade of a page is newer than the last seen one, so it walks forwards
+//!     with `since=last` until the newest trade, within [`PollVenue::max_pages`] pages. A
+//!     page short of 1000 is the newest, and ends the walk.
+//!
+//!   REST times are seconds with up to 7 fractional digits (`1688669597.8277369`), a JSON
+//!   number that `f64` would round; it is read exactly from its text.
+//!
+//! Side: `side` (`buy` / `sell`, REST `b` / `s`) is the taker's side.
+//! Symbols: see [`symbols`] (`BTC-USD` is `BTC/USD` on the stream, `XBTUSD` in requests and
+//! `XXBTZUSD` in REST answers).
+
+pub mod symbols;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use url::Url;
+
+use crate::common::{self, decimal, missing, truncate, SymbolTable};
+
+/// The registry name.
+pub const NAME: &str = "kraken";
+/// The production WebSocket endpoint (v2, public).
+pub const DEFAULT_WS_URL: &str = "wss://ws.kraken.com/v2";
+/// The production REST endpoint.
+pub const DEFAULT_REST_URL: &str = "https://api.kraken.com";
+/// Trades per REST answer (Kraken's default and largest).
+pub const PAGE_LIMIT: usize = 1_000;
+/// The app-level keep-alive.
+pub const PING: &str = r#"{"method":"ping"}"#;
+
+/// The Kraken spot venue: endpoints and pair names for one configured exchange.
+#[derive(Clone, Debug)]
+pub struct KrakenVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    /// Configured symbols by WebSocket name (`BTC/USD`).
+    ws_symbols: SymbolTable,
+    /// Configured symbols by REST answer key (`XXBTZUSD`, `XBTUSD`).
+    rest_symbols: SymbolTable,
+}
+
+impl KrakenVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            ws_symbols: SymbolTable::new(cfg, symbols::ws_names)?,
+            rest_symbols: SymbolTable::new(cfg, symbols::rest_names)?,
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Trades request for `symbol`: the newest trades, or those after `since`
+    /// (nanoseconds since the epoch, Kraken's cursor).
+    pub fn trades_since(&self, symbol: &Symbol, since: Option<&str>) -> HttpRequest {
+        let mut url = common::join_path(&self.rest_url, &["0", "public", "Trades"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("pair", &symbols::to_rest(symbol));
+            if let Some(s) = since {
+                q.append_pair("since", s);
+            }
+        }
+        HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }
+    }
+
+    fn push(
+        &self,
+        data: Option<&serde_json::value::RawValue>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<(), ParseError> {
+        let data = data.ok_or_else(|| missing("data"))?;
+        let trades: Vec<wire::WsTrade<'_>> = serde_json::from_str(data.get())?;
+        out.reserve(trades.len());
+        for t in &trades {
+            out.push(Trade {
+                exchange: self.name.clone(),
+                symbol: self.ws_symbols.resolve(t.symbol)?,
+                trade_id: TradeId::from_u64(t.trade_id),
+                price: decimal("price", t.price.get())?,
+                amount: decimal("qty", t.qty.get())?,
+                side: common::side_word("side", t.side)?,
+                timestamp: common::rfc3339("timestamp", t.timestamp)?,
+                received_at,
+            });
+        }
+        Ok(())
+    }
+
+    fn rest_trade(
+        &self,
+        symbol: &Symbol,
+        t: &wire::RestTrade<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: symbol.clone(),
+            trade_id: TradeId::from_u64(t.trade_id),
+            price: decimal("price", t.price)?,
+            amount: decimal("volume", t.volume)?,
+            side: match t.side {
+                "b" => Side::Buy,
+                "s" => Side::Sell,
+                other => {
+                    return Err(ParseError::field(
+                        "side",
+                        format_args!("expected b or s, got {:?}", truncate(other)),
+                    ))
+                }
+            },
+            timestamp: rest_time(t.time.get())?,
+            received_at,
+        })
+    }
+}
+
+/// A REST trade time, seconds as a JSON number (`1688669597.8277369`), read exactly.
+pub fn rest_time(raw: &str) -> Result<Timestamp, ParseError> {
+    // Tolerate the number quoted as a string.
+    let text = raw
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(raw);
+    Timestamp::parse_unix_secs_decimal(text).map_err(|e| ParseError::field("time", e))
+}
+
+impl StreamVenue for KrakenVenue {
+    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        Ok(self.ws_url.clone())
+    }
+
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
+        let mut msg =
+            String::from(r#"{"method":"subscribe","params":{"channel":"trade","symbol":["#);
+        for (i, s) in symbols.iter().enumerate() {
+            if i > 0 {
+                msg.push(',');
+            }
+            // Upper-case letters, digits and one slash: nothing to escape.
+            msg.push('"');
+            msg.push_str(&symbols::to_ws(s));
+            msg.push('"');
+        }
+        msg.push_str(r#"],"snapshot":true}}"#);
+        vec![WsMessage::Text(msg)]
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        if let Some(method) = m.method {
+            if m.success == Some(false) || m.error.is_some() {
+                let error = m.error.as_deref().map(truncate).unwrap_or("no message");
+                return Err(ParseError::Venue(format!(
+                    "{} failed: {error}",
+                    truncate(method)
+                )));
+            }
+            return Ok(match method {
+                "subscribe" | "unsubscribe" => Frame::Ack,
+                "pong" => Frame::Heartbeat,
+                _ => Frame::Ignored,
+            });
+        }
+        match m.channel {
+            Some("trade") => {
+                // All or nothing: a push is either understood or reported, never
+                // half-appended.
+                let start = out.len();
+                match self.push(m.data, received_at, out) {
+                    Ok(()) => Ok(Frame::Data),
+                    Err(e) => {
+                        out.truncate(start);
+                        Err(e)
+                    }
+                }
+            }
+            Some("heartbeat") => Ok(Frame::Heartbeat),
+            _ => Ok(Frame::Ignored),
+        }
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(20),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl PollVenue for KrakenVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let since = match (req.page, req.last_seen) {
+            (Some(page), _) => Some(page.to_owned()),
+            (None, Some(c)) => Some(
+                c.timestamp
+                    .unix_nanos()
+                    .saturating_sub(1)
+                    .max(0)
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(self.trades_since(symbol, since.as_deref()))
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        if let Some(first) = answer.error.first() {
+            return Err(ParseError::Venue(truncate(first).to_owned()));
+        }
+        let result = answer.result.ok_or_else(|| missing("result"))?;
+        if let Some(pair) = result.pair {
+            // The answer names the pair its own way (`XXBTZUSD`): it must be the one asked.
+            let named = self.rest_symbols.resolve(pair)?;
+            if &named != symbol {
+                return Err(ParseError::UnknownSymbol(truncate(pair).to_owned()));
+            }
+        }
+        // All or nothing: a page is either understood or reported, never half-appended.
+        let start = out.len();
+        out.reserve(result.trades.len());
+        for t in &result.trades {
+            match self.rest_trade(symbol, t, received_at) {
+                Ok(trade) => out.push(trade),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        // A full page may have more after it: `last` is where they start.
+        let older = match result.last {
+            Some(last) if result.trades.len() >= PAGE_LIMIT => {
+                if last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
+                    out.truncate(start);
+                    return Err(ParseError::field("last", "not a nanosecond cursor"));
+                }
+                Some(last.into_owned())
+            }
+            _ => None,
+        };
+        Ok(Page { older })
+    }
+}
+
+/// Builds Kraken spot exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KrakenFactory;
+
+impl ExchangeFactory for KrakenFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(KrakenVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`KrakenFactory`] as `kraken`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, KrakenFactory);
+}

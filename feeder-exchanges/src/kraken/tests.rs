@@ -1,0 +1,412 @@
+use feeder_core::exchange::{
+    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
+};
+use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> KrakenVenue {
+    KrakenVenue::new(&config("kraken", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_trade.json",
+            Data(vec![want(
+                "BTC-USD",
+                "74506123",
+                "60944.1",
+                "0.00012",
+                Side::Sell,
+                "2024-10-01T13:57:23.385123Z",
+            )]),
+        ),
+        (
+            "ws_trade_snapshot.json",
+            Data(vec![
+                want(
+                    "ETH-USD",
+                    "41200001",
+                    "2650.5",
+                    "1.25",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.400000Z",
+                ),
+                want(
+                    "ETH-USD",
+                    "41200002",
+                    "2650.51",
+                    "0.00001",
+                    Side::Sell,
+                    "2024-10-01T13:57:23.400001Z",
+                ),
+            ]),
+        ),
+        (
+            // Numbers with more digits than f64 would print back the same way stay exact.
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USD",
+                "74506124",
+                "60944.12345",
+                "12.34567891",
+                Side::Buy,
+                "2024-10-01T13:57:23.425Z",
+            )]),
+        ),
+        (
+            "ws_trade_v1_name.json",
+            Data(vec![want(
+                "BTC-USD",
+                "74506125",
+                "60944.2",
+                "0.5",
+                Side::Buy,
+                "2024-10-01T13:57:23.500000Z",
+            )]),
+        ),
+        ("ws_subscribe.json", Control(Frame::Ack)),
+        ("ws_pong.json", Control(Frame::Heartbeat)),
+        ("ws_heartbeat.json", Control(Frame::Heartbeat)),
+        ("ws_status.json", Control(Frame::Ignored)),
+        ("ws_book.json", Control(Frame::Ignored)),
+        (
+            "ws_subscribe_error.json",
+            Err(|e| {
+                matches!(e, ParseError::Venue(m)
+                    if m == "subscribe failed: Currency pair not supported XYZ/USD")
+            }),
+        ),
+        ("ws_trade_batch_bad_side.json", Err(is_field)),
+        ("ws_trade_string_price.json", Err(is_field)),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "SOL/USD")),
+        ),
+        ("ws_trade_missing_id.json", Err(is_json)),
+        // v1's array messages have no trade id: not understood, by design.
+        ("ws_v1_trade.json", Err(is_json)),
+        ("ws_truncated.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("kraken", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "kraken", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn subscribe_to_v2_with_a_snapshot_and_ping() {
+    let v = venue();
+    assert_eq!(v.url(&[]).unwrap().as_str(), "wss://ws.kraken.com/v2");
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USD"), sym("ETH-USD")]),
+        vec![WsMessage::Text(
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","ETH/USD"],"snapshot":true}}"#
+                .into()
+        )]
+    );
+    assert_eq!(
+        v.ping().unwrap().message,
+        WsMessage::Text(r#"{"method":"ping"}"#.into())
+    );
+}
+
+fn parse_rest(
+    v: &KrakenVenue,
+    symbol: &str,
+    body: &[u8],
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    v.parse_trades(&sym(symbol), &resp, RECEIVED, out)
+}
+
+#[test]
+fn rest_times_keep_all_seven_digits() {
+    // 1688669597.8277369 is 1688669597.827736854... as an f64: the last digit would change.
+    let t = rest_time("1688669597.8277369").unwrap();
+    assert_eq!(t.unix_nanos(), 1_688_669_597_827_736_900);
+    assert_eq!(t.digits(), 7);
+    assert_eq!(t.to_string(), "2023-07-06T18:53:17.8277369Z");
+    assert_ne!(
+        (1688669597.8277369f64 * 1e9) as i64,
+        1_688_669_597_827_736_900,
+        "f64 would have rounded this time"
+    );
+    assert!(rest_time("1.6886695978277369e9").is_err());
+    assert!(rest_time("-1").is_err());
+    assert_eq!(rest_time("\"1688669597.5\"").unwrap().digits(), 1);
+}
+
+#[test]
+fn rest_payloads_map_the_canonical_pair_name_back() {
+    let v = venue();
+    let mut out = Vec::new();
+    let page = parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_trades.json"),
+        &mut out,
+    )
+    .unwrap();
+    // Short of a full page: the newest trades, no page after it.
+    assert_eq!(page.older, None);
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "kraken", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USD",
+                "61044952",
+                "30243.40000",
+                "0.34507674",
+                Side::Buy,
+                "2023-07-06T18:53:17.8277369Z"
+            ),
+            want(
+                "BTC-USD",
+                "61044953",
+                "30243.30000",
+                "0.00376960",
+                Side::Sell,
+                "2023-07-06T18:53:18.2804112Z"
+            ),
+            want(
+                "BTC-USD",
+                "61044956",
+                "30243.30000",
+                "0.00000001",
+                Side::Sell,
+                "2023-07-06T18:53:22.698379Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    assert_eq!(
+        parse_rest(
+            &v,
+            "BTC-USD",
+            &payload("kraken", "rest_empty.json"),
+            &mut out
+        )
+        .unwrap()
+        .older,
+        None
+    );
+    let e = parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_error.json"),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "EQuery:Unknown asset pair"),
+        "{e}"
+    );
+    // XETHZUSD is a configured symbol, but not the one asked for.
+    let e = parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_other_pair.json"),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ParseError::UnknownSymbol(p) if p == "XETHZUSD"),
+        "{e}"
+    );
+    assert!(parse_rest(
+        &v,
+        "ETH-USD",
+        &payload("kraken", "rest_other_pair.json"),
+        &mut out
+    )
+    .is_ok());
+    out.clear();
+    let e = parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_no_trade_id.json"),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(is_json(&e), "{e}");
+    let e = parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_exponent_time.json"),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(is_field(&e), "{e}");
+    assert!(out.is_empty(), "a rejected page appends nothing");
+    parse_rest(
+        &v,
+        "BTC-USD",
+        &payload("kraken", "rest_extra_element.json"),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn a_full_page_hands_on_the_last_cursor() {
+    let v = venue();
+    let rows: Vec<String> = (0..PAGE_LIMIT)
+        .map(|i| format!(r#"["1.0","1.0",1688669597.{i:07},"b","l","",{}]"#, 100 + i))
+        .collect();
+    let body = format!(
+        r#"{{"error":[],"result":{{"XXBTZUSD":[{}],"last":"1688669597000099900"}}}}"#,
+        rows.join(",")
+    );
+    let mut out = Vec::new();
+    let page = parse_rest(&v, "BTC-USD", body.as_bytes(), &mut out).unwrap();
+    assert_eq!(out.len(), PAGE_LIMIT);
+    assert_eq!(page.older.as_deref(), Some("1688669597000099900"));
+    let bad = body.replace("\"1688669597000099900\"", "\"soon\"");
+    let mut out = Vec::new();
+    assert!(parse_rest(&v, "BTC-USD", bad.as_bytes(), &mut out).is_err());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn requests_use_the_cursor_time_or_the_last_cursor() {
+    let v = venue();
+    let latest = v
+        .trades_request(&sym("BTC-USD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        latest.url.as_str(),
+        "https://api.kraken.com/0/public/Trades?pair=XBTUSD"
+    );
+    let cursor = Cursor {
+        trade_id: TradeId::from_u64(61_044_956),
+        timestamp: rest_time("1688669602.698379").unwrap(),
+    };
+    let since = v
+        .trades_request(
+            &sym("BTC-USD"),
+            PollRequest {
+                last_seen: Some(&cursor),
+                page: None,
+            },
+        )
+        .unwrap();
+    // One nanosecond before the last seen trade: a trade at the same instant is not lost.
+    assert_eq!(
+        since.url.as_str(),
+        "https://api.kraken.com/0/public/Trades?pair=XBTUSD&since=1688669602698378999"
+    );
+    let next = v
+        .trades_request(
+            &sym("ETH-USD"),
+            PollRequest {
+                last_seen: Some(&cursor),
+                page: Some("1688669602698379000"),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        next.url.as_str(),
+        "https://api.kraken.com/0/public/Trades?pair=ETHUSD&since=1688669602698379000"
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let inputs: [&[u8]; 9] = [
+        b"",
+        b"null",
+        b"[1]",
+        b"{\"channel\":\"trade\",\"data\":{}}",
+        b"{\"channel\":\"trade\",\"data\":[{\"trade_id\":1}]}",
+        b"\xff\xfe",
+        b"{\"error\":[],\"result\":{\"A\":[],\"B\":[]}}",
+        b"{\"error\":[],\"result\":{\"XXBTZUSD\":[[1,2,3,4,5,6,7]]}}",
+        b"{\"error\":[],\"result\":{\"XXBTZUSD\":[[\"1\",\"1\",[],\"b\",\"l\",\"\",1]]}}",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        let got = v.parse(input, RECEIVED, &mut out);
+        assert!(
+            matches!(got, Err(_) | Ok(Frame::Ignored)),
+            "{}: {got:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(parse_rest(&v, "BTC-USD", input, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    assert_eq!(
+        KrakenFactory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("kraken").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("kraken", &["BTC-USD"], None, None);
+        cfg.transport = transport;
+        assert_eq!(KrakenFactory.build(&cfg).unwrap().name(), "kraken");
+    }
+    // Both are BTC/USD on the stream.
+    assert!(KrakenFactory
+        .build(&config("kraken", &["BTC-USD", "XBT-USD"], None, None))
+        .is_err());
+}

@@ -1,0 +1,291 @@
+//! OKX v5 spot: the `trades` channel over WebSocket, trades and trade history over REST.
+//!
+//! - Stream: `wss://ws.okx.com:8443/ws/v5/public`, one
+//!   `{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},..]}` for all
+//!   symbols, each channel acknowledged with an `event: subscribe`. OKX closes connections
+//!   that stay silent for 30 s: the client sends the bare text `ping` every 20 s and the bare
+//!   text `pong` (not JSON) comes back as a heartbeat. One push may carry several trades.
+//!   `event: notice` (code 64008) announces a service upgrade: the client reconnects at once.
+//! - Poll and backfill: `GET /api/v5/market/trades?instId=BTC-USDT&limit=100`, newest first;
+//!   older pages from `GET /api/v5/market/history-trades?instId=..&type=1&after=<tradeId>`
+//!   (type 1 pages by trade id: trades older than `after`).
+//!
+//! Side: `side` is the taker's side. Symbols: OKX's instrument ids are already `BASE-QUOTE`;
+//! only configured ones are accepted.
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::config::{ConfigError, ExchangeConfig};
+use feeder_core::exchange::{
+    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
+    Transport, WsMessage,
+};
+use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
+use feeder_core::{ExchangeError, ParseError};
+use url::Url;
+
+use crate::common::{self, decimal, missing, truncate, SymbolTable};
+
+/// The registry name.
+pub const NAME: &str = "okx";
+/// The production WebSocket endpoint (public channels).
+pub const DEFAULT_WS_URL: &str = "wss://ws.okx.com:8443/ws/v5/public";
+/// The production REST endpoint.
+pub const DEFAULT_REST_URL: &str = "https://www.okx.com";
+/// Trades per REST page.
+pub const PAGE_LIMIT: u32 = 100;
+/// The keep-alive, sent as bare text.
+pub const PING: &str = "ping";
+/// The answer to [`PING`], bare text.
+pub const PONG: &str = "pong";
+/// The notice code OKX sends before closing connections for a service upgrade.
+pub const UPGRADE_NOTICE: &str = "64008";
+
+/// OKX's instrument id for a normalized symbol (they are spelled the same).
+pub fn to_venue(symbol: &Symbol) -> &str {
+    symbol.as_str()
+}
+
+/// The OKX venue: endpoints and instrument ids for one configured exchange.
+#[derive(Clone, Debug)]
+pub struct OkxVenue {
+    /// The exchange name written into every trade.
+    name: Arc<str>,
+    ws_url: Url,
+    rest_url: Url,
+    symbols: SymbolTable,
+}
+
+impl OkxVenue {
+    /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
+    /// otherwise).
+    pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        common::require_symbols(cfg)?;
+        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
+        Ok(Self {
+            name: Arc::from(cfg.name.as_str()),
+            ws_url: common::endpoint(
+                cfg.ws_url.as_ref(),
+                DEFAULT_WS_URL,
+                &at("ws_url"),
+                &["wss", "ws"],
+            )?,
+            rest_url: common::endpoint(
+                cfg.rest_url.as_ref(),
+                DEFAULT_REST_URL,
+                &at("rest_url"),
+                &["https", "http"],
+            )?,
+            symbols: SymbolTable::new(cfg, |s| vec![to_venue(s).to_owned()])?,
+        })
+    }
+
+    /// The exchange name written into every trade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn trade(
+        &self,
+        symbol: Symbol,
+        t: &wire::Trade<'_>,
+        received_at: Timestamp,
+    ) -> Result<Trade, ParseError> {
+        if t.trade_id.is_empty() || t.trade_id.len() > 64 {
+            return Err(ParseError::field("tradeId", "empty or too long"));
+        }
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol,
+            trade_id: TradeId::new(t.trade_id),
+            price: decimal("px", t.px)?,
+            amount: decimal("sz", t.sz)?,
+            side: common::side_word("side", t.side)?,
+            timestamp: common::unix_millis("ts", t.ts.0)?,
+            received_at,
+        })
+    }
+
+    fn push(
+        &self,
+        data: Option<&serde_json::value::RawValue>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<(), ParseError> {
+        let data = data.ok_or_else(|| missing("data"))?;
+        let trades: Vec<wire::Trade<'_>> = serde_json::from_str(data.get())?;
+        out.reserve(trades.len());
+        for t in &trades {
+            let symbol = self.symbols.resolve(t.inst_id)?;
+            out.push(self.trade(symbol, t, received_at)?);
+        }
+        Ok(())
+    }
+}
+
+fn venue_error(code: Option<&str>, msg: Option<&str>) -> ParseError {
+    ParseError::Venue(format!(
+        "{}: {}",
+        code.map(truncate).unwrap_or("?"),
+        msg.map(truncate).unwrap_or("no message")
+    ))
+}
+
+impl StreamVenue for OkxVenue {
+    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
+        Ok(self.ws_url.clone())
+    }
+
+    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
+        let mut msg = String::from(r#"{"op":"subscribe","args":["#);
+        for (i, s) in symbols.iter().enumerate() {
+            if i > 0 {
+                msg.push(',');
+            }
+            // Upper-case letters, digits and one dash: nothing to escape.
+            msg.push_str(r#"{"channel":"trades","instId":""#);
+            msg.push_str(to_venue(s));
+            msg.push_str(r#""}"#);
+        }
+        msg.push_str("]}");
+        vec![WsMessage::Text(msg)]
+    }
+
+    fn parse(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        if frame.trim_ascii() == PONG.as_bytes() {
+            return Ok(Frame::Heartbeat);
+        }
+        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        match m.event {
+            None => {}
+            Some("subscribe" | "unsubscribe") => return Ok(Frame::Ack),
+            Some("error") => return Err(venue_error(m.code.as_deref(), m.msg.as_deref())),
+            Some("notice") if m.code.as_deref() == Some(UPGRADE_NOTICE) => {
+                return Ok(Frame::Reconnect)
+            }
+            Some(_) => return Ok(Frame::Ignored),
+        }
+        match m.arg {
+            Some(arg) if arg.channel == "trades" || arg.channel == "trades-all" => {
+                // All or nothing: a push is either understood or reported, never
+                // half-appended.
+                let start = out.len();
+                match self.push(m.data, received_at, out) {
+                    Ok(()) => Ok(Frame::Data),
+                    Err(e) => {
+                        out.truncate(start);
+                        Err(e)
+                    }
+                }
+            }
+            _ => Ok(Frame::Ignored),
+        }
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(20),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl PollVenue for OkxVenue {
+    fn trades_request(
+        &self,
+        symbol: &Symbol,
+        req: PollRequest<'_>,
+    ) -> Result<HttpRequest, ExchangeError> {
+        let endpoint = if req.page.is_some() {
+            "history-trades"
+        } else {
+            "trades"
+        };
+        let mut url = common::join_path(&self.rest_url, &["api", "v5", "market", endpoint]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("instId", to_venue(symbol));
+            if let Some(after) = req.page {
+                // Type 1: page by trade id.
+                q.append_pair("type", "1");
+                q.append_pair("after", after);
+            }
+            q.append_pair("limit", &PAGE_LIMIT.to_string());
+        }
+        Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        })
+    }
+
+    fn parse_trades(
+        &self,
+        symbol: &Symbol,
+        resp: &HttpResponse<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Page, ParseError> {
+        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        if answer.code != "0" {
+            return Err(venue_error(Some(&answer.code), answer.msg.as_deref()));
+        }
+        // All or nothing: a page is either understood or reported, never half-appended.
+        let start = out.len();
+        out.reserve(answer.data.len());
+        for t in &answer.data {
+            let trade = if t.inst_id == to_venue(symbol) {
+                self.trade(symbol.clone(), t, received_at)
+            } else {
+                Err(ParseError::UnknownSymbol(truncate(t.inst_id).to_owned()))
+            };
+            match trade {
+                Ok(trade) => out.push(trade),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        // The next older page starts below the smallest trade id of this one.
+        let older = out
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.trade_id.as_number())
+            .min()
+            .map(|id| id.to_string());
+        Ok(Page { older })
+    }
+}
+
+/// Builds OKX exchanges from config entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OkxFactory;
+
+impl ExchangeFactory for OkxFactory {
+    fn transports(&self) -> Vec<Transport> {
+        vec![Transport::Websocket, Transport::Rest]
+    }
+
+    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        let venue = Arc::new(OkxVenue::new(cfg)?);
+        Ok(common::build_exchange(cfg, venue))
+    }
+}
+
+/// Registers [`OkxFactory`] as `okx`.
+pub fn register(registry: &mut Registry) {
+    registry.register_exchange(NAME, OkxFactory);
+}

@@ -1,0 +1,267 @@
+use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::ParseError;
+use http::HeaderMap;
+
+use super::*;
+use crate::common::test_util::{config, payload, seen, want, Seen};
+
+const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+fn venue() -> OkxVenue {
+    OkxVenue::new(&config("okx", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+enum Expect {
+    Data(Vec<Seen>),
+    Control(Frame),
+    Err(fn(&ParseError) -> bool),
+}
+
+fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+#[test]
+fn websocket_payloads() {
+    use Expect::*;
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "ws_trade.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "557713200",
+                "60944.1",
+                "0.00012",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z",
+            )]),
+        ),
+        (
+            "ws_trade_batch.json",
+            Data(vec![
+                want(
+                    "ETH-USDT",
+                    "401200001",
+                    "2650.5",
+                    "1.25",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.400Z",
+                ),
+                want(
+                    "ETH-USDT",
+                    "401200002",
+                    "2650.51",
+                    "0.000001",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.400Z",
+                ),
+            ]),
+        ),
+        (
+            "ws_trade_unknown_fields.json",
+            Data(vec![want(
+                "BTC-USDT",
+                "557713201",
+                "60944.2",
+                "0.5",
+                Side::Buy,
+                "2024-10-01T13:57:23.425Z",
+            )]),
+        ),
+        ("ws_subscribe.json", Control(Frame::Ack)),
+        // The keep-alive answer is bare text, not JSON.
+        ("ws_pong.txt", Control(Frame::Heartbeat)),
+        ("ws_notice_upgrade.json", Control(Frame::Reconnect)),
+        ("ws_conn_count.json", Control(Frame::Ignored)),
+        ("ws_books.json", Control(Frame::Ignored)),
+        (
+            "ws_error.json",
+            Err(|e| matches!(e, ParseError::Venue(m) if m.starts_with("60012: Invalid request"))),
+        ),
+        ("ws_trade_batch_bad_side.json", Err(is_field)),
+        (
+            "ws_trade_unknown_symbol.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "SOL-USDT")),
+        ),
+        ("ws_trade_bad_ts.json", Err(is_json)),
+        ("ws_trade_no_data.json", Err(is_field)),
+        ("ws_not_json.txt", Err(is_json)),
+        ("ws_truncated.json", Err(is_json)),
+    ];
+    let v = venue();
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&payload("okx", file), RECEIVED, &mut out);
+        match expect {
+            Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got: Vec<_> = out.iter().map(|t| seen(t, "okx", RECEIVED)).collect();
+                assert_eq!(got, want, "{file}");
+            }
+            Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn one_subscribe_and_a_text_ping() {
+    let v = venue();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT"), sym("ETH-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"ETH-USDT"}]}"#.into()
+        )]
+    );
+    let ping = v.ping().unwrap();
+    assert_eq!(ping.message, WsMessage::Text("ping".into()));
+    assert!(ping.every < v.stale_timeout());
+    assert!(ping.every < std::time::Duration::from_secs(30));
+    assert_eq!(
+        v.url(&[]).unwrap().as_str(),
+        "wss://ws.okx.com:8443/ws/v5/public"
+    );
+}
+
+#[test]
+fn requests_page_back_by_trade_id() {
+    let v = venue();
+    let latest = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        latest.url.as_str(),
+        "https://www.okx.com/api/v5/market/trades?instId=BTC-USDT&limit=100"
+    );
+    let older = v
+        .trades_request(
+            &sym("BTC-USDT"),
+            PollRequest {
+                last_seen: None,
+                page: Some("557713200"),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        older.url.as_str(),
+        "https://www.okx.com/api/v5/market/history-trades?instId=BTC-USDT&type=1&after=557713200&limit=100"
+    );
+}
+
+#[test]
+fn rest_payloads() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let parse = |file: &str, out: &mut Vec<_>| {
+        let body = payload("okx", file);
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: &body,
+        };
+        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
+    };
+    let mut out = Vec::new();
+    let page = parse("rest_trades.json", &mut out).unwrap();
+    assert_eq!(page.older.as_deref(), Some("557713200"));
+    assert_eq!(
+        out.iter()
+            .map(|t| seen(t, "okx", RECEIVED))
+            .collect::<Vec<_>>(),
+        vec![
+            want(
+                "BTC-USDT",
+                "557713201",
+                "60944.2",
+                "0.5",
+                Side::Buy,
+                "2024-10-01T13:57:23.425Z"
+            ),
+            want(
+                "BTC-USDT",
+                "557713200",
+                "60944.1",
+                "0.00012",
+                Side::Sell,
+                "2024-10-01T13:57:23.385Z"
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    assert_eq!(parse("rest_empty.json", &mut out).unwrap().older, None);
+    let e = parse("rest_error.json", &mut out).unwrap_err();
+    assert!(
+        matches!(&e, ParseError::Venue(m) if m == "51001: Instrument ID does not exist"),
+        "{e}"
+    );
+    let e = parse("rest_wrong_instrument.json", &mut out).unwrap_err();
+    assert!(matches!(e, ParseError::UnknownSymbol(_)), "{e}");
+    assert!(out.is_empty(), "a rejected page appends nothing");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let v = venue();
+    let headers = HeaderMap::new();
+    let inputs: [&[u8]; 8] = [
+        b"",
+        b"null",
+        b"pongpong",
+        b"{\"arg\":{\"channel\":\"trades\"},\"data\":{}}",
+        b"{\"arg\":{\"channel\":\"trades\"},\"data\":[{\"tradeId\":\"1\"}]}",
+        b"\xff\xfe",
+        b"{\"code\":0}",
+        b"{\"event\":5}",
+    ];
+    for input in inputs {
+        let mut out = Vec::new();
+        let got = v.parse(input, RECEIVED, &mut out);
+        assert!(
+            matches!(got, Err(_) | Ok(Frame::Ignored)),
+            "{}: {got:?}",
+            String::from_utf8_lossy(input)
+        );
+        let resp = HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: input,
+        };
+        assert!(v
+            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
+            .is_err());
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn factory_offers_both_transports() {
+    use feeder_core::exchange::Transport;
+    use feeder_core::feeder::{ExchangeFactory, Registry};
+    assert_eq!(
+        OkxFactory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange("okx").is_some());
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config("okx", &["BTC-USDT"], None, None);
+        cfg.transport = transport;
+        assert_eq!(OkxFactory.build(&cfg).unwrap().name(), "okx");
+    }
+}
