@@ -57,6 +57,10 @@ struct SuiteArgs {
     /// Symbols per venue, round-robin.
     #[arg(long, default_value_t = 1)]
     symbols: usize,
+    /// Events per writer batch (default: the writer default, 1000). The writer waits up to
+    /// its batch delay for a batch to fill, which dominates latency at modest rates.
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// A smoke run with few trades, for CI (well under 30 s; no timing assertions).
     #[arg(long)]
     quick: bool,
@@ -76,6 +80,9 @@ struct ScenarioArgs {
     rate: u64,
     #[arg(long, default_value_t = 1)]
     symbols: usize,
+    /// Events per writer batch (default: the writer default).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Exit when stdin closes (set by the parent process).
     #[arg(long)]
     watch_parent: bool,
@@ -171,6 +178,7 @@ fn run_suite(args: SuiteArgs) -> anyhow::Result<()> {
             .map(|w| Sink::parse(w))
             .collect::<anyhow::Result<_>>()?,
         symbols: args.symbols.max(1),
+        batch_size: args.batch_size,
     };
     if args.quick {
         opts.trades = opts.trades.min(50_000);
@@ -190,6 +198,7 @@ fn run_scenario(args: ScenarioArgs) -> anyhow::Result<()> {
         trades: args.trades.max(1),
         rate: args.rate,
         symbols: args.symbols.max(1),
+        batch_size: args.batch_size,
     };
     let result = runtime()?.block_on(scenario::run(&opts))?;
     let mut out = std::io::stdout().lock();

@@ -55,7 +55,7 @@ pub async fn run(opts: &MemoryOptions) -> anyhow::Result<()> {
         .prefix("feeder-bench-memory-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let (writer, settings) = scenario::open_writer(&registry, opts.sink, dir.path()).await?;
+    let (writer, settings) = scenario::open_writer(&registry, opts.sink, dir.path(), None).await?;
     let progress = Progress::new(0, false)?;
     let symbols = opts.venue.symbols(opts.streams)?;
     let exchange = registry

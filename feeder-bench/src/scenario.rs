@@ -91,6 +91,8 @@ pub struct ScenarioOptions {
     pub rate: u64,
     /// Symbols, round-robin.
     pub symbols: usize,
+    /// Events per writer batch; `None` keeps the writer default.
+    pub batch_size: Option<usize>,
 }
 
 /// What a scenario measured; printed by the child as one `RESULT {json}` line.
@@ -177,10 +179,9 @@ pub fn pipeline_config() -> PipelineConfig {
 /// Microseconds of trade time between consecutive trades: wall-clock pace when paced, 1 ms
 /// otherwise (so a run of millions of trades crosses a few candle boundaries).
 pub fn step_micros(rate: u64) -> i64 {
-    if rate == 0 {
-        1_000
-    } else {
-        i64::try_from(1_000_000 / rate).unwrap_or(1).max(1)
+    match 1_000_000u64.checked_div(rate) {
+        None => 1_000,
+        Some(step) => i64::try_from(step).unwrap_or(1).max(1),
     }
 }
 
@@ -210,14 +211,21 @@ pub async fn open_writer(
     registry: &Registry,
     sink: Sink,
     dir: &std::path::Path,
+    batch_size: Option<usize>,
 ) -> anyhow::Result<(Box<dyn Writer>, RunnerSettings)> {
+    let with_batch = |mut cfg: WriterConfig| {
+        if let Some(n) = batch_size {
+            cfg.batch_size = n.max(1);
+        }
+        cfg
+    };
     match sink.file_format() {
         None => Ok((
             Box::new(NullWriter),
-            RunnerSettings::from(&WriterConfig::new("null")),
+            RunnerSettings::from(&with_batch(WriterConfig::new("null"))),
         )),
         Some(format) => {
-            let cfg = file_config(dir, format);
+            let cfg = with_batch(file_config(dir, format));
             let factory = registry
                 .writer("file")
                 .context("the file writer is not in this build")?;
@@ -264,7 +272,7 @@ async fn pipeline(
         .prefix("feeder-bench-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let (writer, settings) = open_writer(&registry, opts.sink, dir.path()).await?;
+    let (writer, settings) = open_writer(&registry, opts.sink, dir.path(), opts.batch_size).await?;
     let progress = Progress::new(opts.trades, opts.rate > 0)?;
     let symbols = opts.venue.symbols(opts.symbols)?;
     let factory = registry

@@ -56,11 +56,26 @@ pub fn serve(opts: &ServeOptions, listening: impl FnOnce(SocketAddr)) -> anyhow:
     // The raw socket, for pre-encoded frames; `ws` keeps the connection open meanwhile.
     let mut out = ws.get_ref().try_clone()?;
     out.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    send(&mut chunk, &mut out, opts.trades, opts.rate)?;
+    match send(&mut chunk, &mut out, opts.trades, opts.rate) {
+        Ok(()) => {}
+        // The client hung up: it had what it wanted (the memory check stops by time), or it
+        // failed and says so itself.
+        Err(e) if client_left(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
     out.flush()?;
     linger(&mut out);
     drop(ws);
     Ok(())
+}
+
+fn client_left(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    })
 }
 
 fn accept(listener: &TcpListener) -> anyhow::Result<TcpStream> {

@@ -25,6 +25,8 @@ pub struct SuiteOptions {
     pub sinks: Vec<Sink>,
     /// Symbols per venue.
     pub symbols: usize,
+    /// Events per writer batch; `None` keeps the writer default.
+    pub batch_size: Option<usize>,
 }
 
 /// One line of the table.
@@ -50,7 +52,7 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
         rows.push(Row {
             venue,
             sink: Sink::Bare,
-            throughput: child(venue, Sink::Bare, opts.trades, 0, opts.symbols),
+            throughput: child(opts, venue, Sink::Bare, opts.trades, 0),
             latency: None,
         });
         for &sink in opts.sinks.iter().filter(|s| **s != Sink::Bare) {
@@ -58,8 +60,8 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
                 skipped.push(format!("{venue} / {}: {why}", sink.name()));
                 continue;
             }
-            let throughput = child(venue, sink, opts.trades, 0, opts.symbols);
-            let latency = child(venue, sink, latency_trades, opts.rate, opts.symbols);
+            let throughput = child(opts, venue, sink, opts.trades, 0);
+            let latency = child(opts, venue, sink, latency_trades, opts.rate);
             rows.push(Row {
                 venue,
                 sink,
@@ -84,11 +86,11 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
 
 /// Runs one scenario in a fresh process and reads its result line.
 fn child(
+    opts: &SuiteOptions,
     venue: Venue,
     sink: Sink,
     trades: u64,
     rate: u64,
-    symbols: usize,
 ) -> Result<ScenarioResult, String> {
     let label = format!(
         "{venue} / {} / {trades} trades{}",
@@ -101,14 +103,17 @@ fn child(
     );
     eprintln!("running {label}");
     let run = || -> anyhow::Result<ScenarioResult> {
-        let args = [
+        let mut args = vec![
             "scenario".to_owned(),
             format!("--venue={venue}"),
             format!("--writer={}", sink.name()),
             format!("--trades={trades}"),
             format!("--rate={rate}"),
-            format!("--symbols={symbols}"),
+            format!("--symbols={}", opts.symbols),
         ];
+        if let Some(n) = opts.batch_size {
+            args.push(format!("--batch-size={n}"));
+        }
         let expected = if rate > 0 {
             trades as f64 / rate as f64
         } else {
@@ -150,8 +155,13 @@ fn print_table(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> writer call)",
-        opts.trades, opts.symbols, latency_trades, opts.rate
+        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> writer call); writer batch size {}",
+        opts.trades,
+        opts.symbols,
+        latency_trades,
+        opts.rate,
+        opts.batch_size
+            .map_or_else(|| "default (1000, or 100 ms)".to_owned(), |n| n.to_string())
     )?;
     let header = format!(
         "{:<9} {:<8} {:>11} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9}",
