@@ -132,9 +132,22 @@ pub trait StreamVenue: Send + Sync + 'static {
         })
     }
 
-    /// Reconnect when nothing at all arrived for this long.
+    /// Reconnect when nothing arrived for this long.
     fn stale_timeout(&self) -> Duration {
         Duration::from_secs(30)
+    }
+
+    /// Whether a pong (the answer to a protocol ping) proves the feed alive. True by default;
+    /// a venue with application-level heartbeats (Coinbase's `heartbeat` channel) says false,
+    /// so that a feed that went silent while its socket still answers pings is caught.
+    fn pong_is_proof_of_life(&self) -> bool {
+        true
+    }
+
+    /// Whether a symbol's trade ids are consecutive integers (Coinbase's are). The driver then
+    /// treats a jump in ids as missed trades and backfills them over REST at once.
+    fn ids_are_consecutive(&self) -> bool {
+        false
     }
 }
 

@@ -43,6 +43,12 @@ const MAX_BATCH: usize = 4096;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Symbols whose backfill failed, with the cursor it must start from.
+type Gaps = std::collections::HashMap<Symbol, super::Cursor>;
+
+/// How often a failed backfill is tried again while the stream runs.
+const GAP_RETRY: Duration = Duration::from_secs(2);
+
 /// Runs a [`StreamVenue`]: connects, subscribes, answers pings, sends keep-alives, detects
 /// stale connections, reconnects with backoff and, given a [`PollVenue`], backfills over REST
 /// what was missed while disconnected.
@@ -190,26 +196,36 @@ impl<V: StreamVenue> StreamExchange<V> {
         fetcher: &Fetcher,
         ctx: &ExchangeContext,
         symbols: impl IntoIterator<Item = &'a Symbol>,
+        gaps: &mut Gaps,
     ) -> Result<bool, ExchangeError> {
         let Some(venue) = self.backfill.as_deref() else {
             return Ok(true);
         };
         let name = &*self.name;
         for symbol in symbols {
-            let Some(cursor) = ctx.cursors.get(symbol) else {
-                continue;
-            };
+            // An earlier backfill that failed left an older starting point: start there.
+            let from = gaps
+                .get(symbol)
+                .cloned()
+                .or_else(|| ctx.cursors.get(symbol));
             match fetcher
-                .fetch_since(venue, symbol, Some(&cursor), ctx)
+                .fetch_since(venue, symbol, from.as_ref(), ctx)
                 .await?
             {
                 Fetched::Cancelled => return Ok(false),
                 Fetched::Skipped => {
-                    tracing::warn!(exchange = name, %symbol, "backfill failed: a gap may remain");
+                    tracing::warn!(exchange = name, %symbol, "backfill failed; will try again while streaming");
+                    if let Some(from) = from {
+                        gaps.entry(symbol.clone()).or_insert(from);
+                    }
                 }
                 Fetched::Trades(trades) => {
+                    gaps.remove(symbol);
                     let n = trades.len() as u64;
-                    tracing::info!(exchange = name, %symbol, from = %cursor.trade_id, n, "backfilled");
+                    let from = from
+                        .map(|c| c.trade_id.to_string())
+                        .unwrap_or_else(|| "latest".into());
+                    tracing::info!(exchange = name, %symbol, %from, n, "backfilled");
                     send_batch(ctx, name, trades).await?;
                     ctx.stats
                         .backfilled
@@ -230,6 +246,7 @@ impl<V: StreamVenue> StreamExchange<V> {
         backoff: &mut Backoff,
         backfill_due: bool,
         fetcher: Option<&Fetcher>,
+        gaps: &mut Gaps,
     ) -> End {
         let name = &*self.name;
         for msg in self.venue.subscribe(&ctx.symbols) {
@@ -241,7 +258,7 @@ impl<V: StreamVenue> StreamExchange<V> {
         }
         // Subscribed first, so that nothing falls between the REST answer and the stream.
         if let (true, Some(f)) = (backfill_due, fetcher) {
-            match self.backfill(f, ctx, &ctx.symbols).await {
+            match self.backfill(f, ctx, &ctx.symbols, gaps).await {
                 Ok(true) => {}
                 Ok(false) => return close(ws).await,
                 Err(e) => return End::Fatal(e),
@@ -265,6 +282,13 @@ impl<V: StreamVenue> StreamExchange<V> {
         // Trades of the frames read back to back, sent on as one batch: one channel hop per
         // burst rather than per frame.
         let mut batch: Vec<Trade> = Vec::new();
+        // For venues with consecutive ids: the last trade seen per symbol, to spot a jump.
+        let consecutive = self.venue.ids_are_consecutive();
+        let mut last_seen: std::collections::HashMap<Symbol, super::Cursor> = ctx
+            .symbols
+            .iter()
+            .filter_map(|s| Some((s.clone(), ctx.cursors.get(s)?)))
+            .collect();
 
         // Sends what `batch` holds; on the first data of a connection, resets the backoff.
         macro_rules! flush {
@@ -283,10 +307,25 @@ impl<V: StreamVenue> StreamExchange<V> {
             };
         }
 
+        let mut gap_timer = tokio::time::interval_at(Instant::now() + GAP_RETRY, GAP_RETRY);
+        gap_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let mut next = tokio::select! {
                 _ = ctx.shutdown.cancelled() => return close(ws).await,
                 _ = &mut deadline => return End::Failed(ExchangeError::Stale(stale)),
+                _ = gap_timer.tick(), if !gaps.is_empty() && fetcher.is_some() => {
+                    let symbols: Vec<Symbol> = gaps.keys().cloned().collect();
+                    if let Some(f) = fetcher {
+                        match self.backfill(f, ctx, &symbols, gaps).await {
+                            Ok(true) => {}
+                            Ok(false) => return close(ws).await,
+                            Err(e) => return End::Fatal(e),
+                        }
+                    }
+                    // Frames waited while the REST calls ran; not a sign of a dead connection.
+                    deadline.as_mut().reset(Instant::now() + stale);
+                    continue;
+                }
                 _ = tick(&mut ping_timer) => {
                     if let Some(p) = &keepalive {
                         match send(&mut ws, p.message.clone(), &ctx.shutdown).await {
@@ -300,6 +339,8 @@ impl<V: StreamVenue> StreamExchange<V> {
                 msg = ws.next() => msg,
             };
             let mut budget = MAX_FRAMES_PER_BATCH;
+            // Whether anything read in this round proves the feed alive.
+            let mut alive = false;
             loop {
                 let msg = match next {
                     None => {
@@ -311,6 +352,11 @@ impl<V: StreamVenue> StreamExchange<V> {
                         return End::Failed(e.into());
                     }
                     Some(Ok(m)) => m,
+                };
+                alive |= match &msg {
+                    Message::Pong(_) => self.venue.pong_is_proof_of_life(),
+                    Message::Frame(_) => false,
+                    _ => true,
                 };
                 let frame = match &msg {
                     Message::Text(t) => self.parse(ctx, t.as_str().as_bytes(), &mut batch),
@@ -361,7 +407,7 @@ impl<V: StreamVenue> StreamExchange<V> {
                         match fetcher {
                             Some(f) if behind => {
                                 tracing::info!(exchange = name, %symbol, %last_trade_id, "gap reported, backfilling");
-                                match self.backfill(f, ctx, [&symbol]).await {
+                                match self.backfill(f, ctx, [&symbol], gaps).await {
                                     Ok(true) => {}
                                     Ok(false) => return close(ws).await,
                                     Err(e) => return End::Fatal(e),
@@ -387,8 +433,21 @@ impl<V: StreamVenue> StreamExchange<V> {
                 }
             }
             // Something arrived (and any backfill above has finished): the connection lives.
-            deadline.as_mut().reset(Instant::now() + stale);
+            if alive {
+                deadline.as_mut().reset(Instant::now() + stale);
+            }
+            let jumped = consecutive && find_jumps(&batch, &mut last_seen, gaps);
             flush!();
+            if let (true, Some(f)) = (jumped, fetcher) {
+                let symbols: Vec<Symbol> = gaps.keys().cloned().collect();
+                tracing::info!(exchange = name, ?symbols, "trade ids jumped, backfilling");
+                match self.backfill(f, ctx, &symbols, gaps).await {
+                    Ok(true) => {}
+                    Ok(false) => return close(ws).await,
+                    Err(e) => return End::Fatal(e),
+                }
+                deadline.as_mut().reset(Instant::now() + stale);
+            }
         }
     }
 
@@ -432,6 +491,9 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             None => None,
         };
         let mut backoff = self.backoff.clone();
+        // Backfills that failed, by symbol, with where they must start; retried while
+        // streaming until they succeed.
+        let mut gaps = Gaps::new();
         // A restarted run resumes where the previous one stopped.
         let mut backfill_due = ctx.symbols.iter().any(|s| ctx.cursors.get(s).is_some());
         // A venue that asks to reconnect again and again without sending data gets backoff.
@@ -452,7 +514,14 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             };
             tracing::info!(exchange = name, %url, "connected");
             let end = self
-                .session(ws, &ctx, &mut backoff, backfill_due, fetcher.as_ref())
+                .session(
+                    ws,
+                    &ctx,
+                    &mut backoff,
+                    backfill_due,
+                    fetcher.as_ref(),
+                    &mut gaps,
+                )
                 .await;
             match end {
                 End::Shutdown => return Ok(()),
@@ -482,6 +551,41 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             backfill_due = true;
         }
     }
+}
+
+/// Records in `gaps` every symbol whose ids jump over missing trades in `batch` (from the
+/// trade before the jump), and moves `last_seen` on. True when a new gap was found.
+fn find_jumps(
+    batch: &[Trade],
+    last_seen: &mut std::collections::HashMap<Symbol, super::Cursor>,
+    gaps: &mut Gaps,
+) -> bool {
+    let mut found = false;
+    for t in batch {
+        let Some(id) = t.trade_id.as_number() else {
+            continue;
+        };
+        let cursor = super::Cursor {
+            trade_id: t.trade_id.clone(),
+            timestamp: t.timestamp,
+        };
+        match last_seen.get_mut(&t.symbol) {
+            Some(prev) => {
+                let prev_id = prev.trade_id.as_number().unwrap_or(0);
+                if id > prev_id + 1 && !gaps.contains_key(&t.symbol) {
+                    gaps.insert(t.symbol.clone(), prev.clone());
+                    found = true;
+                }
+                if id > prev_id {
+                    *prev = cursor;
+                }
+            }
+            None => {
+                last_seen.insert(t.symbol.clone(), cursor);
+            }
+        }
+    }
+    found
 }
 
 /// Waits for the next keep-alive tick, or forever when the venue has none.

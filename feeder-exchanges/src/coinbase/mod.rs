@@ -140,6 +140,17 @@ impl CoinbaseVenue {
 }
 
 impl StreamVenue for CoinbaseVenue {
+    /// The `heartbeat` channel (subscribed with `matches`) speaks every second per product:
+    /// a feed that stops while its socket still answers pings is dead.
+    fn pong_is_proof_of_life(&self) -> bool {
+        false
+    }
+
+    /// A product's trade ids count up by one, so a jump means trades were missed.
+    fn ids_are_consecutive(&self) -> bool {
+        true
+    }
+
     fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
         Ok(self.ws_url.clone())
     }
