@@ -74,7 +74,10 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8));
         for _ in 0..100 {
             let d = b.next_delay();
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 }

@@ -10,8 +10,8 @@ mod symbol;
 mod time;
 mod trade;
 
-pub use json::{write_json_line, write_json_str};
 pub use interval::{format_duration, parse_duration, serde_duration, DurationError, Interval};
+pub use json::{write_json_line, write_json_str};
 pub use symbol::{Symbol, SymbolError};
 pub use time::{utc_date, Timestamp, TimestampError};
 pub use trade::{parse_decimal, Candle, DecimalError, Event, Side, Trade, TradeId};

@@ -133,7 +133,10 @@ fn exchange_arc(event: &Event) -> Arc<str> {
 /// Appends one event as a line of `format`.
 pub(super) fn encode(event: &Event, format: FileFormat, out: &mut Vec<u8>) {
     match format {
+        // Parquet parts are journaled as JSON lines until they are finished.
         FileFormat::Jsonl => write_json_line(event, out),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => write_json_line(event, out),
         FileFormat::Csv => match event {
             Event::Trade(t) => csv_trade(t, out),
             Event::Candle(c) => csv_candle(c, out),
