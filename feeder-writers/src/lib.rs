@@ -45,6 +45,8 @@ pub use kafka::{KafkaOptions, KafkaWriter, KafkaWriterFactory};
 pub use log::{LogOptions, LogWriter, LogWriterFactory};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresWriter, PostgresWriterFactory};
+#[cfg(feature = "s3")]
+pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
@@ -61,6 +63,8 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("postgres", PostgresWriterFactory);
     #[cfg(feature = "kafka")]
     registry.register_writer("kafka", KafkaWriterFactory);
+    #[cfg(feature = "s3")]
+    registry.register_writer("s3", S3WriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }

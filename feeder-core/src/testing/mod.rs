@@ -352,7 +352,7 @@ fn expect_stored(
             ));
         };
         let count_ok = if at_least {
-            found.len() >= 1
+            !found.is_empty()
         } else {
             found.len() == copies
         };

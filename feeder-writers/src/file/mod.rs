@@ -18,8 +18,8 @@
 //! [`parquet`](mod@parquet) for how batches stay durable until then.
 
 mod config;
-mod encode;
-mod files;
+pub(crate) mod encode;
+pub(crate) mod files;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 mod writer;

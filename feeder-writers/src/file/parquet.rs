@@ -143,7 +143,7 @@ fn dec(field: &'static str, value: Decimal) -> Result<i128, ParquetCodecError> {
 }
 
 /// Checks that an event can be written to Parquet exactly.
-pub(super) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
+pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
     match event {
         Event::Trade(t) => {
             dec("price", t.price)?;
