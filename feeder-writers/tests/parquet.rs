@@ -48,7 +48,10 @@ fn stream_dir(root: &Path) -> PathBuf {
 async fn parts_are_finished_at_rotation_and_close_and_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = open(dir.path());
-    let day1 = vec![trade(1, DAY2 - 5, "43210.123456789012345678"), trade(2, DAY2 - 1, "1")];
+    let day1 = vec![
+        trade(1, DAY2 - 5, "43210.123456789012345678"),
+        trade(2, DAY2 - 1, "1"),
+    ];
     w.write(&day1).await.unwrap();
     // Only the journal exists while the part is open.
     assert_eq!(
@@ -67,7 +70,10 @@ async fn parts_are_finished_at_rotation_and_close_and_read_back_exactly() {
     );
     w.close().await.unwrap();
     let s = stream_dir(dir.path());
-    assert_eq!(read_parquet(&s.join("2024-01-01.part-0001.parquet")).unwrap(), day1);
+    assert_eq!(
+        read_parquet(&s.join("2024-01-01.part-0001.parquet")).unwrap(),
+        day1
+    );
     let back = read_parquet(&s.join("2024-01-02.part-0001.parquet")).unwrap();
     assert_eq!(back, day2);
     // Nanoseconds are kept.
@@ -92,7 +98,10 @@ async fn a_restart_starts_a_new_part_and_never_overwrites() {
         ]
     );
     for (i, f) in files(&s).iter().enumerate() {
-        assert_eq!(read_parquet(&s.join(f)).unwrap(), [trade(i as u64, DAY2, "1")]);
+        assert_eq!(
+            read_parquet(&s.join(f)).unwrap(),
+            [trade(i as u64, DAY2, "1")]
+        );
     }
 }
 
@@ -111,7 +120,10 @@ async fn a_journal_left_by_a_crash_is_finished_at_the_next_start() {
     bytes.extend_from_slice(b"{\"type\":\"trade\",\"exch");
     std::fs::write(&wal, bytes).unwrap();
     let mut w = open(dir.path());
-    assert_eq!(files(&stream_dir(dir.path())), ["2024-01-02.part-0001.parquet"]);
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        ["2024-01-02.part-0001.parquet"]
+    );
     let recovered = read_parquet(&stream_dir(dir.path()).join("2024-01-02.part-0001.parquet"));
     assert_eq!(recovered.unwrap(), batch);
     // The next batch goes to a new part.
@@ -119,7 +131,10 @@ async fn a_journal_left_by_a_crash_is_finished_at_the_next_start() {
     w.close().await.unwrap();
     assert_eq!(
         files(&stream_dir(dir.path())),
-        ["2024-01-02.part-0001.parquet", "2024-01-02.part-0002.parquet"]
+        [
+            "2024-01-02.part-0001.parquet",
+            "2024-01-02.part-0002.parquet"
+        ]
     );
 }
 
@@ -134,7 +149,9 @@ async fn decimals_that_do_not_fit_exactly_are_refused_not_rounded() {
     let err = w.write(&[trade(0, DAY2, "1"), bad]).await.unwrap_err();
     assert!(!err.is_retriable());
     assert!(
-        feeder_core::writer::ErrorChain(&err).to_string().contains("Decimal128"),
+        feeder_core::writer::ErrorChain(&err)
+            .to_string()
+            .contains("Decimal128"),
         "{err}"
     );
     // Nothing of the refused batch was stored.
@@ -192,7 +209,11 @@ async fn pyarrow_reads_the_files() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         text.trim(),
         "1 43210.120000000000000000 7 timestamp[ns, tz=UTC]"

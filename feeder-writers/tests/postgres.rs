@@ -140,6 +140,12 @@ impl ConformanceTarget for PgTarget {
     }
 
     async fn restore(&self) {
+        // Hold the outage until the writer has tried to reconnect and been refused
+        // (bounded), so that the catch-up after it is a real reconnect.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.proxy.refused() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.proxy.restore();
     }
 
