@@ -27,8 +27,11 @@ const QUEUE_FULL_WAITS: usize = 1_000;
 pub struct KafkaWriter {
     options: KafkaOptions,
     config: ClientConfig,
-    /// Replaced after a fatal producer error (the idempotent producer cannot go on).
+    /// Replaced after a fatal producer error or a fencing (the idempotent producer cannot
+    /// go on).
     producer: FutureProducer,
+    /// Set when the producer must be replaced before the next batch.
+    renew: bool,
     /// The encoded value of the current event; kept to reuse its capacity.
     buf: Vec<u8>,
     key: String,
@@ -84,6 +87,7 @@ impl KafkaWriter {
             options,
             config,
             producer,
+            renew: false,
             buf: Vec::new(),
             key: String::new(),
         })
@@ -99,7 +103,7 @@ impl KafkaWriter {
         &mut self,
         event: &Event,
         pending: &mut std::collections::VecDeque<DeliveryFuture>,
-        first_error: &mut Option<WriteError>,
+        first_error: &mut Failure,
     ) -> Result<(), WriteError> {
         let topic = match event {
             Event::Trade(_) => &self.options.topic,
@@ -137,22 +141,49 @@ impl KafkaWriter {
     }
 }
 
-fn note(first: &mut Option<WriteError>, r: Result<(), WriteError>) {
-    if let Err(e) = r {
-        first.get_or_insert(e);
+/// The first error of a batch, and whether any error means the producer must be replaced.
+#[derive(Default)]
+struct Failure {
+    first: Option<WriteError>,
+    renew: bool,
+}
+
+fn note(failure: &mut Failure, r: Result<(), (WriteError, bool)>) {
+    if let Err((e, renew)) = r {
+        failure.renew |= renew;
+        failure.first.get_or_insert(e);
     }
+}
+
+/// Errors after which the idempotent producer's id or epoch is no longer accepted: a new
+/// producer (with a new id) is the way out.
+fn needs_new_producer(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::Fatal
+        )
+    )
 }
 
 /// The outcome of one delivery report (`Err(_)` outside: the producer dropped it).
 fn delivered<C>(
     r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, C>,
-) -> Result<(), WriteError> {
+) -> Result<(), (WriteError, bool)> {
     match r {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(classify(e, "a message was not delivered")),
-        Err(_) => Err(WriteError::retriable(
-            "the kafka producer dropped a delivery report",
-            "canceled",
+        Ok(Err((e, _))) => {
+            let renew = needs_new_producer(&e);
+            Err((classify(e, "a message was not delivered"), renew))
+        }
+        Err(_) => Err((
+            WriteError::retriable("the kafka producer dropped a delivery report", "canceled"),
+            false,
         )),
     }
 }
@@ -214,24 +245,33 @@ impl Writer for KafkaWriter {
             return Ok(());
         }
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            // The idempotent producer is unusable after a fatal error: start a new one.
-            tracing::error!(?code, %reason, "kafka producer failed fatally; creating a new one");
-            self.producer = create(&self.config)?;
+            tracing::error!(?code, %reason, "kafka producer failed fatally");
+            self.renew = true;
+        }
+        if self.renew {
+            // The idempotent producer is unusable (fatal error, or fenced after its
+            // messages timed out): start a new one, with a new producer id.
+            tracing::warn!("creating a new kafka producer");
+            let old = std::mem::replace(&mut self.producer, create(&self.config)?);
+            self.renew = false;
+            // Dropping a producer blocks briefly while it purges its queue.
+            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
         }
         let mut pending = std::collections::VecDeque::with_capacity(batch.len());
-        let mut first_error = None;
+        let mut failure = Failure::default();
         for event in batch {
-            if let Err(e) = self.enqueue(event, &mut pending, &mut first_error).await {
-                first_error.get_or_insert(e);
+            if let Err(e) = self.enqueue(event, &mut pending, &mut failure).await {
+                failure.first.get_or_insert(e);
                 break;
             }
         }
         // Every report is awaited, so nothing of this batch is still in flight when the
         // runner retries it.
         for f in pending {
-            note(&mut first_error, delivered(f.await));
+            note(&mut failure, delivered(f.await));
         }
-        match first_error {
+        self.renew |= failure.renew;
+        match failure.first {
             None => Ok(()),
             Some(e) => Err(e),
         }
