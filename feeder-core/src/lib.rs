@@ -26,6 +26,8 @@ pub mod exchange;
 pub mod feeder;
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writer;
 
 pub use error::{ExchangeError, ParseError, WriteError};

@@ -6,6 +6,8 @@
 //!   [`ws::Step`] script, with fault injection (abrupt drops, stalls, close frames, pings).
 //! - [`http::HttpServer`]: an HTTP/1.1 server driven by a handler or by queued responses per
 //!   path, recording every request it served.
+//! - [`proxy::TcpProxy`]: a TCP proxy in front of a real server whose line can be cut and
+//!   restored, to test how store clients ride out an outage.
 //!
 //! Both bind the loopback interface only, on a port the OS picks, and stop when dropped: every
 //! task they spawn is owned by the server value and aborted with it.
@@ -17,6 +19,7 @@
 
 pub mod http;
 pub mod venues;
+pub mod proxy;
 pub mod ws;
 
 mod log;

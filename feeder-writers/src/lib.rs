@@ -6,9 +6,15 @@
 //!   (trades or candles of one exchange and symbol) and UTC day.
 //! - [`log`]: every event as a `tracing` event (target `feeder::events`).
 //! - [`stdout`]: JSON lines on standard output, for piping into other tools.
+//! - [`postgres`]: PostgreSQL tables with idempotent batched inserts (feature `postgres`).
+//! - [`kafka`]: Kafka topics through librdkafka, idempotent producer (feature `kafka`).
+//! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
+//!   `s3`).
 //!
-//! [`register`] adds them to a [`Registry`] under the config types `file`, `log` and
-//! `stdout`. Each writer can also be built directly, without a registry or a config file
+//! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
+//!
+//! [`register`] adds them to a [`Registry`] under the config types `file`, `log`,
+//! `stdout`, `postgres`, `kafka` and `s3`. Each writer can also be built directly, without a registry or a config file
 //! (for example [`file::FileWriter::open`]).
 //!
 //! What is not here: batching, retries and queues. Those belong to the runner in
@@ -20,20 +26,32 @@ use feeder_core::feeder::Registry;
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "log")]
 pub mod log;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "stdout")]
 pub mod stdout;
 
 #[cfg(feature = "file")]
 pub use file::{FileFormat, FileOptions, FileWriter, FileWriterFactory};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaOptions, KafkaWriter, KafkaWriterFactory};
 #[cfg(feature = "log")]
 pub use log::{LogOptions, LogWriter, LogWriterFactory};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresWriter, PostgresWriterFactory};
+#[cfg(feature = "s3")]
+pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`.
+/// `stdout`, `postgres`, `kafka`, `s3`.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);
@@ -41,6 +59,12 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("log", LogWriterFactory);
     #[cfg(feature = "stdout")]
     registry.register_writer("stdout", StdoutWriterFactory);
+    #[cfg(feature = "postgres")]
+    registry.register_writer("postgres", PostgresWriterFactory);
+    #[cfg(feature = "kafka")]
+    registry.register_writer("kafka", KafkaWriterFactory);
+    #[cfg(feature = "s3")]
+    registry.register_writer("s3", S3WriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }

@@ -419,7 +419,7 @@ async fn the_factory_builds_a_working_writer_from_the_registry() {
     let mut registry = Registry::new();
     feeder_writers::register(&mut registry);
     let kinds: Vec<&str> = registry.writer_kinds().collect();
-    assert_eq!(kinds, ["file", "log", "stdout"]);
+    assert_eq!(kinds, ["file", "kafka", "log", "postgres", "s3", "stdout"]);
     let config = WriterConfig::new("file")
         .with_option("path", dir.path().to_str().unwrap())
         .with_option("format", "csv")
@@ -453,16 +453,18 @@ fn options_errors_name_the_key_and_its_line() {
         "{err}"
     );
 
-    let err = config_error("    path: /tmp/x\n    format: parquet\n");
-    assert!(
-        err.contains("parquet is not supported in this build"),
-        "{err}"
-    );
-    assert!(err.contains("line 7"), "{err}");
+    // Parquet is a format of this build (feature `parquet`).
+    let config = Config::from_yaml_str_with_env(
+        "exchanges:\n  - name: bitstamp\n    symbols: [BTC-USD]\nwriters:\n  - type: file\n    path: /tmp/x\n    format: parquet\n",
+        &|_| None,
+    )
+    .unwrap();
+    let options = FileOptions::from_config(&config.writers[0]).unwrap();
+    assert_eq!(options.format, FileFormat::Parquet);
 
     let err = config_error("    path: /tmp/x\n    format: xml\n");
     assert!(
-        err.contains("unknown format \"xml\"") && err.contains("jsonl, csv"),
+        err.contains("unknown format \"xml\"") && err.contains("jsonl, csv, parquet"),
         "{err}"
     );
     assert!(err.contains("line 7"), "{err}");

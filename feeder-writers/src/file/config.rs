@@ -11,7 +11,7 @@ use serde::{de, Deserialize, Deserializer};
 /// writers:
 ///   - type: file
 ///     path: /var/lib/crypto-feeder   # required
-///     format: jsonl                  # jsonl (default) | csv
+///     format: jsonl                  # jsonl (default) | csv | parquet
 ///     fsync: false                   # true: survive power loss, at a cost per batch
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -19,7 +19,8 @@ use serde::{de, Deserialize, Deserializer};
 #[non_exhaustive]
 pub struct FileOptions {
     /// The directory files are written under; created at start-up if missing. Files are laid
-    /// out as `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`.
+    /// out as `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`, or
+    /// `{YYYY-MM-DD}.part-NNNN.parquet` for Parquet.
     #[serde(deserialize_with = "path")]
     pub path: PathBuf,
     /// The file format.
@@ -89,17 +90,28 @@ pub enum FileFormat {
     Jsonl,
     /// Comma-separated values with a header line; trades and candles have their own columns.
     Csv,
+    /// Apache Parquet, one part file per stream, day and run, finished at rotation and
+    /// shutdown (see [`parquet`](super::parquet)).
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 impl FileFormat {
-    /// The file name extension: `jsonl` or `csv`.
+    /// The file name extension: `jsonl`, `csv` or `parquet`.
     pub fn extension(self) -> &'static str {
         match self {
             FileFormat::Jsonl => "jsonl",
             FileFormat::Csv => "csv",
+            #[cfg(feature = "parquet")]
+            FileFormat::Parquet => "parquet",
         }
     }
 }
+
+#[cfg(feature = "parquet")]
+const SUPPORTED: &str = "jsonl, csv, parquet";
+#[cfg(not(feature = "parquet"))]
+const SUPPORTED: &str = "jsonl, csv";
 
 impl<'de> Deserialize<'de> for FileFormat {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -108,11 +120,15 @@ impl<'de> Deserialize<'de> for FileFormat {
         match &*s {
             "jsonl" => Ok(FileFormat::Jsonl),
             "csv" => Ok(FileFormat::Csv),
+            #[cfg(feature = "parquet")]
+            "parquet" => Ok(FileFormat::Parquet),
+            #[cfg(not(feature = "parquet"))]
             "parquet" => Err(de::Error::custom(
-                "format parquet is not supported in this build (supported: jsonl, csv)",
+                "format parquet is not supported in this build: enable the `parquet` feature \
+                 of feeder-writers (supported: jsonl, csv)",
             )),
             other => Err(de::Error::custom(format!(
-                "unknown format {other:?} (supported: jsonl, csv)"
+                "unknown format {other:?} (supported: {SUPPORTED})"
             ))),
         }
     }

@@ -12,7 +12,7 @@ const SECS_PER_DAY: i64 = 86_400;
 
 /// Trades and candles are kept in separate trees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Trades,
     Candles,
 }
@@ -26,7 +26,7 @@ impl Kind {
     }
 
     /// The top-level directory of this kind.
-    pub(super) fn dir(self) -> &'static str {
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             Kind::Trades => "trades",
             Kind::Candles => "candles",
@@ -46,17 +46,17 @@ impl Kind {
 
 /// One stream: the events of one kind, exchange and symbol. Files rotate per stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct StreamKey {
-    pub(super) kind: Kind,
-    pub(super) exchange: Arc<str>,
-    pub(super) symbol: Symbol,
+pub(crate) struct StreamKey {
+    pub(crate) kind: Kind,
+    pub(crate) exchange: Arc<str>,
+    pub(crate) symbol: Symbol,
 }
 
 /// One file: a stream on one UTC day (days since the Unix epoch).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct FileKey {
-    pub(super) stream: StreamKey,
-    pub(super) day: i64,
+pub(crate) struct FileKey {
+    pub(crate) stream: StreamKey,
+    pub(crate) day: i64,
 }
 
 impl FileKey {
@@ -70,9 +70,9 @@ impl FileKey {
 
 /// The encoded lines of one batch bound for one file.
 #[derive(Debug)]
-pub(super) struct Chunk {
-    pub(super) key: FileKey,
-    pub(super) bytes: Vec<u8>,
+pub(crate) struct Chunk {
+    pub(crate) key: FileKey,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// The UTC day an event is filed under: that of the trade time or the candle's open time.
@@ -83,7 +83,7 @@ fn day_of(event: &Event) -> i64 {
 /// Groups `batch` by destination file and encodes it, keeping the order of events within
 /// each file. Buffers for new chunks come from `pool` so their capacity is reused across
 /// batches.
-pub(super) fn group(
+pub(crate) fn group(
     batch: &[Event],
     format: FileFormat,
     chunks: &mut Vec<Chunk>,
@@ -133,7 +133,10 @@ fn exchange_arc(event: &Event) -> Arc<str> {
 /// Appends one event as a line of `format`.
 pub(super) fn encode(event: &Event, format: FileFormat, out: &mut Vec<u8>) {
     match format {
+        // Parquet parts are journaled as JSON lines until they are finished.
         FileFormat::Jsonl => write_json_line(event, out),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => write_json_line(event, out),
         FileFormat::Csv => match event {
             Event::Trade(t) => csv_trade(t, out),
             Event::Candle(c) => csv_candle(c, out),

@@ -258,7 +258,7 @@ impl Files {
 
 /// A name safe as one path component: an exchange name comes from code, not from the
 /// filesystem, so anything that could climb out of the tree or split the name is replaced.
-pub(super) fn path_component(name: &str) -> Cow<'_, str> {
+pub(crate) fn path_component(name: &str) -> Cow<'_, str> {
     let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     if !name.is_empty() && name != "." && name != ".." && name.bytes().all(safe) {
         return Cow::Borrowed(name);
@@ -281,7 +281,7 @@ pub(super) fn path_component(name: &str) -> Cow<'_, str> {
 }
 
 /// Cuts an incomplete last line off a file of `len` bytes; returns the new length.
-fn repair_tail(file: &mut File, path: &Path, len: u64) -> io::Result<u64> {
+pub(crate) fn repair_tail(file: &mut File, path: &Path, len: u64) -> io::Result<u64> {
     if len == 0 {
         return Ok(0);
     }

@@ -12,10 +12,16 @@
 //! and candles `exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,
 //! trades,revision`; a field is quoted (RFC 4180) only when it holds a comma, a quote or a
 //! line break, and lines end with `\n`.
+//!
+//! Parquet (`format: parquet`, feature `parquet`) writes
+//! `{YYYY-MM-DD}.part-NNNN.parquet` files, finished at rotation and shutdown; see
+//! [`parquet`](mod@parquet) for how batches stay durable until then.
 
 mod config;
-mod encode;
-mod files;
+pub(crate) mod encode;
+pub(crate) mod files;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 mod resume;
 mod writer;
 

@@ -27,6 +27,10 @@ pub(super) fn last_trade(
         .join("trades")
         .join(&*path_component(exchange))
         .join(symbol.as_str());
+    if !matches!(format, FileFormat::Jsonl | FileFormat::Csv) {
+        // Parquet files are finished only at rotation; their resume point is not read back.
+        return Ok(None);
+    }
     let mut days: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -94,6 +98,8 @@ fn parse(line: &str, format: FileFormat) -> Option<Cursor> {
                 timestamp: ts,
             })
         }
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
 

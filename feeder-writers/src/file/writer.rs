@@ -12,6 +12,8 @@ use feeder_core::WriteError;
 use super::config::{FileFormat, FileOptions};
 use super::encode::{group, Chunk};
 use super::files::Files;
+#[cfg(feature = "parquet")]
+use super::parquet::{check_event, ParquetFiles};
 
 /// How many spare encode buffers are kept between batches.
 const POOL_SIZE: usize = 8;
@@ -28,7 +30,7 @@ pub struct FileWriter {
     options: FileOptions,
     /// The open files. Shared with the blocking thread that does the I/O, so that a write
     /// whose future is dropped midway still leaves them consistent for the next one.
-    files: Arc<Mutex<Files>>,
+    files: Arc<Mutex<Backend>>,
     /// Chunks of the batch being written; kept to reuse their buffers.
     chunks: Vec<Chunk>,
     /// Spare buffers for chunks.
@@ -65,8 +67,26 @@ impl FileWriter {
                     e,
                 )
             })?;
+        let backend = match options.format {
+            #[cfg(feature = "parquet")]
+            FileFormat::Parquet => {
+                let mut parts = ParquetFiles::new(root, options.fsync);
+                // Parts left open by a crash hold acknowledged batches: finish them first.
+                parts.recover().map_err(|e| {
+                    WriteError::terminal(
+                        format!(
+                            "cannot finish the Parquet parts left under {}",
+                            root.display()
+                        ),
+                        e,
+                    )
+                })?;
+                Backend::Parquet(parts)
+            }
+            _ => Backend::Lines(Files::new(&options)),
+        };
         Ok(Self {
-            files: Arc::new(Mutex::new(Files::new(&options))),
+            files: Arc::new(Mutex::new(backend)),
             options,
             chunks: Vec::new(),
             pool: Vec::new(),
@@ -86,7 +106,7 @@ impl FileWriter {
     /// Runs `f` on the files on a blocking thread.
     async fn with_files<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Files) -> T + Send + 'static,
+        f: impl FnOnce(&mut Backend) -> T + Send + 'static,
     ) -> Result<T, WriteError> {
         let files = Arc::clone(&self.files);
         tokio::task::spawn_blocking(move || {
@@ -126,6 +146,14 @@ impl Writer for FileWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "parquet")]
+        if self.options.format == FileFormat::Parquet {
+            // Refused now, while the batch can still be refused whole, rather than when the
+            // part is finished.
+            for event in batch {
+                check_event(event).map_err(|e| WriteError::Encode(Box::new(e)))?;
+            }
+        }
         let mut chunks = std::mem::take(&mut self.chunks);
         group(batch, self.options.format, &mut chunks, &mut self.pool);
         let (chunks, result) = self
@@ -139,7 +167,7 @@ impl Writer for FileWriter {
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
-        self.with_files(Files::close_all)
+        self.with_files(Backend::close_all)
             .await?
             .map_err(WriteError::Io)
     }
@@ -158,5 +186,31 @@ impl Writer for FileWriter {
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
         .map_err(WriteError::Io)
+    }
+}
+
+/// Where the bytes of a batch go: appended to line files, or to the journals of Parquet
+/// parts.
+pub(super) enum Backend {
+    Lines(Files),
+    #[cfg(feature = "parquet")]
+    Parquet(ParquetFiles),
+}
+
+impl Backend {
+    fn write(&mut self, chunks: &[Chunk]) -> std::io::Result<()> {
+        match self {
+            Backend::Lines(f) => f.write(chunks),
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.write(chunks),
+        }
+    }
+
+    fn close_all(&mut self) -> std::io::Result<()> {
+        match self {
+            Backend::Lines(f) => f.close_all(),
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.close_all(),
+        }
     }
 }

@@ -1,0 +1,228 @@
+//! A loopback TCP proxy that can cut the line to a real server, for testing how clients of a
+//! store (a database, a broker, an object store) ride out an outage.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use feeder_testkit::proxy::TcpProxy;
+//! let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await?;
+//! // Point the client at proxy.addr() instead of the server.
+//! proxy.cut(); // open connections drop, new ones are closed at once
+//! proxy.restore(); // new connections reach the server again
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// A TCP proxy on `127.0.0.1:0` in front of one upstream address.
+///
+/// While cut, the listening port stays bound (so clients reconnect to the same address once
+/// it is restored) but every connection is closed as soon as it is accepted, and the
+/// connections that were open are dropped. Stops when dropped: the accept loop and every
+/// connection task are owned by the proxy and aborted with it.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cut: AtomicBool,
+    /// Cancelled by `cut` to drop the connections of the current generation; replaced by
+    /// `restore` so that new connections are not born cancelled.
+    generation: Mutex<CancellationToken>,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Shared {
+    fn token(&self) -> CancellationToken {
+        match self.generation.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `upstream` on a free loopback port.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<TcpProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            cut: AtomicBool::new(false),
+            generation: Mutex::new(CancellationToken::new()),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(accept_loop(listener, upstream, Arc::clone(&shared)));
+        Ok(TcpProxy {
+            addr,
+            upstream,
+            shared,
+            task,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server behind the proxy.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// Drops every open connection and closes new ones as soon as they are accepted.
+    pub fn cut(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
+        self.shared.token().cancel();
+    }
+
+    /// Lets new connections through to the server again.
+    pub fn restore(&self) {
+        if let Ok(mut g) = self.shared.generation.lock() {
+            if g.is_cancelled() {
+                *g = CancellationToken::new();
+            }
+        }
+        self.shared.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the proxy is cut.
+    pub fn is_cut(&self) -> bool {
+        self.shared.cut.load(Ordering::SeqCst)
+    }
+
+    /// Connections passed through to the server so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed at once because the proxy was cut.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+    // Dropped (and with it every connection task) when the accept loop is aborted.
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((client, _)) = accepted else {
+            // Accept errors (out of descriptors, ...) are transient for a test proxy.
+            tokio::task::yield_now().await;
+            continue;
+        };
+        if shared.cut.load(Ordering::SeqCst) {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            // A zero linger makes the close a reset, as a dead server's host would answer.
+            let _ = client.set_zero_linger();
+            drop(client);
+            continue;
+        }
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let token = shared.token();
+        conns.spawn(pipe(client, upstream, token));
+    }
+}
+
+async fn pipe(mut client: TcpStream, upstream: SocketAddr, cut: CancellationToken) {
+    let mut server = tokio::select! {
+        s = TcpStream::connect(upstream) => match s {
+            Ok(s) => s,
+            Err(_) => return,
+        },
+        () = cut.cancelled() => return,
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        () = cut.cancelled() => {
+            let _ = client.set_zero_linger();
+            let _ = server.set_zero_linger();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An upstream that echoes every connection.
+    async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                set.spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    async fn round_trip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(msg).await?;
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await?;
+        Ok(buf)
+    }
+
+    #[tokio::test]
+    async fn passes_bytes_then_cuts_then_restores() {
+        let (up, _server) = echo_server().await;
+        let proxy = TcpProxy::start(up).await.unwrap();
+        assert_eq!(round_trip(proxy.addr(), b"hello").await.unwrap(), b"hello");
+
+        // An open connection is dropped by the cut.
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        open.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        open.read_exact(&mut one).await.unwrap();
+        proxy.cut();
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            open.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the cut did not drop the open connection");
+        assert!(ended.is_err() || rest.is_empty());
+
+        // New connections fail while cut.
+        assert!(round_trip(proxy.addr(), b"again").await.is_err());
+        assert!(proxy.refused() >= 1);
+
+        proxy.restore();
+        assert_eq!(round_trip(proxy.addr(), b"back").await.unwrap(), b"back");
+        assert_eq!(proxy.connections(), 3);
+    }
+}

@@ -1,0 +1,770 @@
+//! Parquet: the column layout of trades and candles, encoding and decoding, and the part
+//! files of the `file` writer's `format: parquet`.
+//!
+//! A Parquet file is readable only once its footer is written, and cannot be appended to
+//! afterwards. So the writer does not stream batches into an open Parquet file: each batch
+//! is appended to a journal of JSON lines next to the part (`{date}.part-0001.parquet.wal`),
+//! which is as durable as a `jsonl` file, and when the part is finished (a new UTC day on
+//! its stream, or shutdown) the journal is converted into `{date}.part-0001.parquet`
+//! (written to a temporary name, then renamed) and removed. A journal left by a crash is
+//! converted when the writer next opens the directory, so an acknowledged batch is never
+//! lost; every opening of a day's file after that starts a new part, never overwriting one.
+//!
+//! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
+//! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
+//! than rounded. Times are `Timestamp(Nanosecond, "UTC")`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Decimal128Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use feeder_core::model::{
+    utc_date, Candle, Event, Interval, Side, Symbol, Timestamp, Trade, TradeId,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use rust_decimal::Decimal;
+
+use super::encode::{Chunk, FileKey, Kind, StreamKey};
+use super::files::{path_component, repair_tail};
+
+/// Digits after the point of every decimal column.
+pub const DECIMAL_SCALE: i8 = 18;
+/// Total digits of every decimal column.
+pub const DECIMAL_PRECISION: u8 = 38;
+/// Rows per row group (and per conversion step, which bounds memory).
+const ROWS_PER_GROUP: usize = 64 * 1024;
+
+/// Why events could not be turned into Parquet, or Parquet into events.
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetCodecError {
+    /// A decimal does not fit `Decimal128(38, 18)` exactly.
+    #[error("{field} {value} does not fit Decimal128(38, 18) exactly")]
+    Decimal {
+        /// The column.
+        field: &'static str,
+        /// The value.
+        value: Decimal,
+    },
+    /// Trades and candles were mixed in one file.
+    #[error("a Parquet file holds trades or candles, not both")]
+    MixedKinds,
+    /// The file does not have the columns this crate writes.
+    #[error("unexpected Parquet layout: {0}")]
+    Layout(String),
+    /// Arrow refused the data.
+    #[error("arrow")]
+    Arrow(#[from] ArrowError),
+    /// The Parquet library failed.
+    #[error("parquet")]
+    Parquet(#[from] ParquetError),
+    /// Reading or writing the file failed.
+    #[error("i/o")]
+    Io(#[from] io::Error),
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn dec_type() -> DataType {
+    DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
+}
+
+/// The columns of a trades file.
+pub fn trades_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("exchange", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("trade_id", DataType::Utf8, false),
+        Field::new("price", dec_type(), false),
+        Field::new("amount", dec_type(), false),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("timestamp", ts_type(), false),
+        Field::new("received_at", ts_type(), false),
+    ]))
+}
+
+/// The columns of a candles file.
+pub fn candles_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("exchange", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("interval", DataType::Utf8, false),
+        Field::new("open_time", ts_type(), false),
+        Field::new("close_time", ts_type(), false),
+        Field::new("open", dec_type(), false),
+        Field::new("high", dec_type(), false),
+        Field::new("low", dec_type(), false),
+        Field::new("close", dec_type(), false),
+        Field::new("volume", dec_type(), false),
+        Field::new("trades", DataType::UInt64, false),
+        Field::new("revision", DataType::UInt32, false),
+    ]))
+}
+
+/// A decimal as the integer of `Decimal128(38, 18)`, or `None` when it does not fit exactly.
+fn to_i128(d: Decimal) -> Option<i128> {
+    let d = if d.scale() > DECIMAL_SCALE as u32 {
+        d.normalize()
+    } else {
+        d
+    };
+    let shift = (DECIMAL_SCALE as u32).checked_sub(d.scale())?;
+    let v = d.mantissa().checked_mul(10i128.checked_pow(shift)?)?;
+    (v.unsigned_abs() < 10u128.pow(u32::from(DECIMAL_PRECISION))).then_some(v)
+}
+
+/// The decimal of a `Decimal128(38, 18)` integer, with trailing zeros dropped (so that it
+/// fits `Decimal`'s 96-bit mantissa whenever the value can).
+fn from_i128(mut v: i128) -> Option<Decimal> {
+    let mut scale = DECIMAL_SCALE as u32;
+    while scale > 0 && v % 10 == 0 {
+        v /= 10;
+        scale -= 1;
+    }
+    Decimal::try_from_i128_with_scale(v, scale).ok()
+}
+
+fn dec(field: &'static str, value: Decimal) -> Result<i128, ParquetCodecError> {
+    to_i128(value).ok_or(ParquetCodecError::Decimal { field, value })
+}
+
+/// Checks that an event can be written to Parquet exactly.
+pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
+    match event {
+        Event::Trade(t) => {
+            dec("price", t.price)?;
+            dec("amount", t.amount)?;
+        }
+        Event::Candle(c) => {
+            for (f, v) in [
+                ("open", c.open),
+                ("high", c.high),
+                ("low", c.low),
+                ("close", c.close),
+                ("volume", c.volume),
+            ] {
+                dec(f, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decimal_builder(n: usize) -> Result<Decimal128Builder, ArrowError> {
+    Decimal128Builder::with_capacity(n).with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
+}
+
+fn ts_builder(n: usize) -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC")
+}
+
+fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
+    let n = trades.len();
+    let (mut ex, mut sym, mut id, mut side) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut price, mut amount) = (decimal_builder(n)?, decimal_builder(n)?);
+    let (mut ts, mut rx) = (ts_builder(n), ts_builder(n));
+    for t in trades {
+        ex.append_value(&*t.exchange);
+        sym.append_value(t.symbol.as_str());
+        id.append_value(t.trade_id.as_str());
+        price.append_value(dec("price", t.price)?);
+        amount.append_value(dec("amount", t.amount)?);
+        side.append_value(t.side.as_str());
+        ts.append_value(t.timestamp.unix_nanos());
+        rx.append_value(t.received_at.unix_nanos());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ex.finish()),
+        Arc::new(sym.finish()),
+        Arc::new(id.finish()),
+        Arc::new(price.finish()),
+        Arc::new(amount.finish()),
+        Arc::new(side.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(rx.finish()),
+    ];
+    Ok(RecordBatch::try_new(trades_schema(), columns)?)
+}
+
+fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> {
+    let n = candles.len();
+    let (mut ex, mut sym, mut iv) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut open_t, mut close_t) = (ts_builder(n), ts_builder(n));
+    let mut prices = [
+        decimal_builder(n)?,
+        decimal_builder(n)?,
+        decimal_builder(n)?,
+        decimal_builder(n)?,
+        decimal_builder(n)?,
+    ];
+    let mut trades = UInt64Builder::with_capacity(n);
+    let mut rev = UInt32Builder::with_capacity(n);
+    for c in candles {
+        ex.append_value(&*c.exchange);
+        sym.append_value(c.symbol.as_str());
+        iv.append_value(c.interval.to_string());
+        open_t.append_value(c.open_time.unix_nanos());
+        close_t.append_value(c.close_time.unix_nanos());
+        for (b, (f, v)) in prices.iter_mut().zip([
+            ("open", c.open),
+            ("high", c.high),
+            ("low", c.low),
+            ("close", c.close),
+            ("volume", c.volume),
+        ]) {
+            b.append_value(dec(f, v)?);
+        }
+        trades.append_value(c.trades);
+        rev.append_value(c.revision);
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(ex.finish()),
+        Arc::new(sym.finish()),
+        Arc::new(iv.finish()),
+        Arc::new(open_t.finish()),
+        Arc::new(close_t.finish()),
+    ];
+    for mut b in prices {
+        columns.push(Arc::new(b.finish()));
+    }
+    columns.push(Arc::new(trades.finish()));
+    columns.push(Arc::new(rev.finish()));
+    Ok(RecordBatch::try_new(candles_schema(), columns)?)
+}
+
+/// One record batch of events that are all trades or all candles.
+fn record_batch(events: &[Event]) -> Result<RecordBatch, ParquetCodecError> {
+    match events.first() {
+        None | Some(Event::Trade(_)) => {
+            let trades = events
+                .iter()
+                .map(|e| match e {
+                    Event::Trade(t) => Ok(t),
+                    Event::Candle(_) => Err(ParquetCodecError::MixedKinds),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            trades_batch(&trades)
+        }
+        Some(Event::Candle(_)) => {
+            let candles = events
+                .iter()
+                .map(|e| match e {
+                    Event::Candle(c) => Ok(c),
+                    Event::Trade(_) => Err(ParquetCodecError::MixedKinds),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            candles_batch(&candles)
+        }
+    }
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+        .build()
+}
+
+/// Writes events of one kind as a Parquet file into `out`, a row group per
+/// [`ROWS_PER_GROUP`] events at most, pulling events from `next` so that memory stays
+/// bounded. `kind` decides the columns when there are no events.
+fn write_parquet<W: Write + Send>(
+    out: W,
+    candles: bool,
+    mut next: impl FnMut(&mut Vec<Event>) -> Result<bool, ParquetCodecError>,
+) -> Result<W, ParquetCodecError> {
+    let schema = if candles {
+        candles_schema()
+    } else {
+        trades_schema()
+    };
+    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties()))?;
+    let mut chunk = Vec::with_capacity(ROWS_PER_GROUP.min(4096));
+    loop {
+        chunk.clear();
+        let more = next(&mut chunk)?;
+        if !chunk.is_empty() {
+            writer.write(&record_batch(&chunk)?)?;
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(writer.into_inner()?)
+}
+
+/// Encodes events of one kind (all trades or all candles) as a whole Parquet file.
+pub fn encode_parquet(events: &[Event]) -> Result<Vec<u8>, ParquetCodecError> {
+    let candles = matches!(events.first(), Some(Event::Candle(_)));
+    let mut chunks = events.chunks(ROWS_PER_GROUP);
+    write_parquet(Vec::new(), candles, |out| {
+        if let Some(c) = chunks.next() {
+            out.extend_from_slice(c);
+        }
+        Ok(chunks.len() > 0)
+    })
+}
+
+/// Reads the events of a Parquet file written by this crate.
+pub fn read_parquet(path: &Path) -> Result<Vec<Event>, ParquetCodecError> {
+    decode_parquet(File::open(path)?)
+}
+
+/// Reads the events of a Parquet file written by this crate, from any source the Parquet
+/// reader takes (a `File`, or `bytes::Bytes` held in memory).
+pub fn decode_parquet<R: parquet::file::reader::ChunkReader + 'static>(
+    source: R,
+) -> Result<Vec<Event>, ParquetCodecError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source)?.build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        if batch.schema().column_with_name("trade_id").is_some() {
+            decode_trades(&batch, &mut out)?;
+        } else {
+            decode_candles(&batch, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn layout(what: impl Into<String>) -> ParquetCodecError {
+    ParquetCodecError::Layout(what.into())
+}
+
+fn strings<'a>(
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::StringArray, ParquetCodecError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| layout(format!("{name} is not a string column")))
+}
+
+fn times<'a>(
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::PrimitiveArray<TimestampNanosecondType>, ParquetCodecError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| layout(format!("{name} is not a nanosecond timestamp column")))
+}
+
+fn decimals<'a>(
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::PrimitiveArray<Decimal128Type>, ParquetCodecError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
+        .filter(|a| a.scale() == DECIMAL_SCALE)
+        .ok_or_else(|| layout(format!("{name} is not a Decimal128(_, 18) column")))
+}
+
+fn decimal_at(
+    a: &arrow_array::PrimitiveArray<Decimal128Type>,
+    i: usize,
+) -> Result<Decimal, ParquetCodecError> {
+    from_i128(a.value(i)).ok_or_else(|| layout("decimal out of range"))
+}
+
+fn decode_trades(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCodecError> {
+    let (ex, sym, id, side) = (
+        strings(b, "exchange")?,
+        strings(b, "symbol")?,
+        strings(b, "trade_id")?,
+        strings(b, "side")?,
+    );
+    let (price, amount) = (decimals(b, "price")?, decimals(b, "amount")?);
+    let (ts, rx) = (times(b, "timestamp")?, times(b, "received_at")?);
+    for i in 0..b.num_rows() {
+        out.push(Event::Trade(Trade {
+            exchange: Arc::from(ex.value(i)),
+            symbol: Symbol::parse(sym.value(i)).map_err(|e| layout(e.to_string()))?,
+            trade_id: TradeId::new(id.value(i)),
+            price: decimal_at(price, i)?,
+            amount: decimal_at(amount, i)?,
+            side: match side.value(i) {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                _ => Side::Unknown,
+            },
+            timestamp: Timestamp::from_unix_nanos(ts.value(i), 9),
+            received_at: Timestamp::from_unix_nanos(rx.value(i), 9),
+        }));
+    }
+    Ok(())
+}
+
+fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCodecError> {
+    let (ex, sym, iv) = (
+        strings(b, "exchange")?,
+        strings(b, "symbol")?,
+        strings(b, "interval")?,
+    );
+    let (open_t, close_t) = (times(b, "open_time")?, times(b, "close_time")?);
+    let p = [
+        decimals(b, "open")?,
+        decimals(b, "high")?,
+        decimals(b, "low")?,
+        decimals(b, "close")?,
+        decimals(b, "volume")?,
+    ];
+    let trades = b
+        .column_by_name("trades")
+        .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+        .ok_or_else(|| layout("trades is not a UInt64 column"))?;
+    let rev = b
+        .column_by_name("revision")
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+        .ok_or_else(|| layout("revision is not a UInt32 column"))?;
+    for i in 0..b.num_rows() {
+        let [open, high, low, close, volume] = p;
+        out.push(Event::Candle(Candle {
+            exchange: Arc::from(ex.value(i)),
+            symbol: Symbol::parse(sym.value(i)).map_err(|e| layout(e.to_string()))?,
+            interval: Interval::parse(iv.value(i)).map_err(|e| layout(e.to_string()))?,
+            open_time: Timestamp::from_unix_nanos(open_t.value(i), 9),
+            close_time: Timestamp::from_unix_nanos(close_t.value(i), 9),
+            open: decimal_at(open, i)?,
+            high: decimal_at(high, i)?,
+            low: decimal_at(low, i)?,
+            close: decimal_at(close, i)?,
+            volume: decimal_at(volume, i)?,
+            trades: trades.value(i),
+            revision: rev.value(i),
+        }));
+    }
+    Ok(())
+}
+
+/// Converts a journal of JSON lines into a finished Parquet file at `target` (through a
+/// temporary file and a rename), then removes the journal. Returns the number of events.
+pub(crate) fn convert_journal(
+    journal: &Path,
+    target: &Path,
+    candles: bool,
+    fsync: bool,
+) -> Result<usize, ParquetCodecError> {
+    let tmp = target.with_extension("parquet.tmp");
+    let mut lines = BufReader::new(File::open(journal)?);
+    let mut count = 0usize;
+    let mut line = Vec::new();
+    let out = File::create(&tmp)?;
+    let out = write_parquet(out, candles, |chunk| {
+        while chunk.len() < ROWS_PER_GROUP {
+            line.clear();
+            if lines.read_until(b'\n', &mut line)? == 0 {
+                return Ok(false);
+            }
+            if line.last() != Some(&b'\n') {
+                // A torn last line was never acknowledged.
+                return Ok(false);
+            }
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(e) => {
+                    chunk.push(e);
+                    count += 1;
+                }
+                Err(e) => {
+                    // Only this crate writes journals; a bad line means damage on disk.
+                    tracing::error!(
+                        journal = %journal.display(),
+                        error = %e,
+                        "skipping an unreadable line of a Parquet journal"
+                    );
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    if fsync {
+        out.sync_all()?;
+    }
+    drop(out);
+    std::fs::rename(&tmp, target)?;
+    if fsync {
+        if let Some(dir) = target.parent() {
+            File::open(dir).and_then(|d| d.sync_all())?;
+        }
+    }
+    std::fs::remove_file(journal)?;
+    Ok(count)
+}
+
+/// The journal of a part: `{part}.parquet.wal`.
+fn journal_of(part: &Path) -> PathBuf {
+    let mut s = part.as_os_str().to_owned();
+    s.push(".wal");
+    PathBuf::from(s)
+}
+
+/// A part being written: its journal, open for appending.
+struct Part {
+    journal: File,
+    journal_path: PathBuf,
+    target: PathBuf,
+    /// Length of the acknowledged journal: what a failed batch is cut back to.
+    len: u64,
+    candles: bool,
+}
+
+/// The open parts of a `file` writer in Parquet format.
+pub(super) struct ParquetFiles {
+    root: PathBuf,
+    fsync: bool,
+    open: HashMap<FileKey, Part>,
+    /// The newest day written per stream; parts of older days are finished (rotation).
+    newest: HashMap<StreamKey, i64>,
+}
+
+impl ParquetFiles {
+    pub(super) fn new(root: &Path, fsync: bool) -> Self {
+        Self {
+            root: root.to_owned(),
+            fsync,
+            open: HashMap::new(),
+            newest: HashMap::new(),
+        }
+    }
+
+    /// Finishes the journals a crash left behind. Returns how many parts were finished.
+    pub(super) fn recover(&mut self) -> io::Result<usize> {
+        let mut done = 0;
+        for kind in [Kind::Trades, Kind::Candles] {
+            let mut stack = vec![self.root.join(kind.dir())];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                        continue;
+                    }
+                    let Some(name) = path.to_str() else { continue };
+                    let Some(target) = name.strip_suffix(".wal") else {
+                        continue;
+                    };
+                    if !target.ends_with(".parquet") {
+                        continue;
+                    }
+                    let target = PathBuf::from(target);
+                    let n = finish(&path, &target, kind == Kind::Candles, self.fsync)?;
+                    tracing::warn!(
+                        part = %target.display(),
+                        events = n,
+                        "finished a Parquet part left open by an interrupted run"
+                    );
+                    done += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Appends every chunk (JSON lines) to its part's journal. On error, every journal the
+    /// batch touched is cut back, so the batch is stored not at all and can be retried.
+    pub(super) fn write(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+        let mut touched: Vec<(&FileKey, u64)> = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            if chunk.bytes.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.append(chunk, &mut touched) {
+                self.roll_back(&touched);
+                return Err(e);
+            }
+        }
+        self.rotate(chunks)
+    }
+
+    fn append<'a>(
+        &mut self,
+        chunk: &'a Chunk,
+        touched: &mut Vec<(&'a FileKey, u64)>,
+    ) -> io::Result<()> {
+        if !self.open.contains_key(&chunk.key) {
+            let part = self.open_part(&chunk.key)?;
+            self.open.insert(chunk.key.clone(), part);
+        }
+        let Some(p) = self.open.get_mut(&chunk.key) else {
+            return Err(io::Error::other("part vanished"));
+        };
+        touched.push((&chunk.key, p.len));
+        p.journal.write_all(&chunk.bytes)?;
+        p.journal.flush()?;
+        if self.fsync {
+            p.journal.sync_data()?;
+        }
+        p.len += chunk.bytes.len() as u64;
+        Ok(())
+    }
+
+    fn roll_back(&mut self, touched: &[(&FileKey, u64)]) {
+        for &(key, len) in touched {
+            let Some(p) = self.open.get_mut(key) else {
+                continue;
+            };
+            match p.journal.set_len(len) {
+                Ok(()) => p.len = len,
+                Err(e) => {
+                    tracing::error!(
+                        journal = %p.journal_path.display(),
+                        error = %e,
+                        "cannot undo a failed batch; its events may be duplicated by the retry"
+                    );
+                    self.open.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Finishes the parts of days older than the newest day seen on their stream.
+    fn rotate(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+        for chunk in chunks {
+            let newest = self
+                .newest
+                .entry(chunk.key.stream.clone())
+                .or_insert(chunk.key.day);
+            *newest = (*newest).max(chunk.key.day);
+        }
+        let newest = &self.newest;
+        let old: Vec<FileKey> = self
+            .open
+            .keys()
+            .filter(|k| newest.get(&k.stream).is_some_and(|&d| k.day < d))
+            .cloned()
+            .collect();
+        let mut result = Ok(());
+        for key in old {
+            if let Some(p) = self.open.remove(&key) {
+                if let Err(e) = self.finish_part(p) {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    fn finish_part(&self, p: Part) -> io::Result<()> {
+        drop(p.journal);
+        finish(&p.journal_path, &p.target, p.candles, self.fsync).map(drop)
+    }
+
+    /// Finishes every open part.
+    pub(super) fn close_all(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        let parts: Vec<Part> = self.open.drain().map(|(_, p)| p).collect();
+        for p in parts {
+            if let Err(e) = self.finish_part(p) {
+                result = Err(e);
+            }
+        }
+        self.newest.clear();
+        result
+    }
+
+    /// Opens the journal of the first free part number of a day's file.
+    fn open_part(&self, key: &FileKey) -> io::Result<Part> {
+        let mut dir = self.root.join(key.stream.kind.dir());
+        dir.push(&*path_component(&key.stream.exchange));
+        dir.push(key.stream.symbol.as_str());
+        std::fs::create_dir_all(&dir)?;
+        let date = utc_date(Timestamp::from_unix_secs(key.day.saturating_mul(86_400)));
+        for n in 1..=9_999u32 {
+            let target = dir.join(format!("{date}.part-{n:04}.parquet"));
+            if target.exists() {
+                continue;
+            }
+            let journal_path = journal_of(&target);
+            match OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create_new(true)
+                .open(&journal_path)
+            {
+                Ok(journal) => {
+                    return Ok(Part {
+                        journal,
+                        journal_path,
+                        target,
+                        len: 0,
+                        candles: key.stream.kind == Kind::Candles,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "no free part number for {date} under {}",
+            dir.display()
+        )))
+    }
+}
+
+/// Cuts a torn tail off a journal and converts it.
+fn finish(journal: &Path, target: &Path, candles: bool, fsync: bool) -> io::Result<usize> {
+    {
+        let mut f = OpenOptions::new().read(true).write(true).open(journal)?;
+        let len = f.metadata()?.len();
+        repair_tail(&mut f, journal, len)?;
+    }
+    convert_journal(journal, target, candles, fsync).map_err(|e| match e {
+        ParquetCodecError::Io(io) => io,
+        other => io::Error::other(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "43210.12",
+            "0.000000000000000001",
+            "99999999999999999999.5",
+        ] {
+            let d: Decimal = s.parse().unwrap();
+            let v = to_i128(d).unwrap();
+            assert_eq!(from_i128(v).unwrap(), d, "{s}");
+        }
+        // Trailing zeros beyond the scale are dropped, not rounded.
+        let d: Decimal = "1.5000000000000000000000".parse().unwrap();
+        assert_eq!(from_i128(to_i128(d).unwrap()).unwrap(), d);
+        for s in ["0.0000000000000000001", "123456789012345678901"] {
+            assert!(to_i128(s.parse().unwrap()).is_none(), "{s}");
+        }
+    }
+}

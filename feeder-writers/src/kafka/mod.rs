@@ -1,0 +1,35 @@
+//! The `kafka` writer: trades and candles as JSON messages on Kafka topics, through
+//! librdkafka (built from source with the `rdkafka` crate).
+//!
+//! One message per event, keyed `exchange:symbol`, valued with the event's JSON line
+//! (without the newline). The producer is idempotent with `acks=all`, and a batch counts as
+//! written only when every message of it is acknowledged.
+
+mod config;
+mod writer;
+
+use async_trait::async_trait;
+use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::feeder::WriterFactory;
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+
+pub use config::{Compression, KafkaOptions};
+pub use writer::KafkaWriter;
+
+/// Builds [`KafkaWriter`]s from config entries of type `kafka`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KafkaWriterFactory;
+
+#[async_trait]
+impl WriterFactory for KafkaWriterFactory {
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        KafkaOptions::from_config(config).map(drop)
+    }
+
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        let options =
+            KafkaOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+        Ok(Box::new(KafkaWriter::connect(options).await?))
+    }
+}

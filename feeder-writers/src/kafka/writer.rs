@@ -1,0 +1,288 @@
+//! The `kafka` writer: an idempotent librdkafka producer; a batch counts as written when
+//! every message of it is acknowledged by all in-sync replicas.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use feeder_core::model::{write_json_line, Event};
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use super::config::KafkaOptions;
+
+/// How many times a full local queue is waited on before the batch fails.
+const QUEUE_FULL_WAITS: usize = 1_000;
+
+/// Sends trades and candles to Kafka topics.
+///
+/// Each event is one message: the key is `exchange:symbol` (so a stream stays in one
+/// partition, in order), the value its JSON line without the newline. The producer is
+/// idempotent with `acks=all`; `write` returns `Ok` once every message of the batch has been
+/// acknowledged, and fails (retriably) if any is not within `delivery_timeout`. A retried
+/// batch may be stored again in part: Kafka topics are at-least-once here, so consumers
+/// should deduplicate on (exchange, symbol, trade_id).
+pub struct KafkaWriter {
+    options: KafkaOptions,
+    config: ClientConfig,
+    /// Replaced after a fatal producer error or a fencing (the idempotent producer cannot
+    /// go on).
+    producer: FutureProducer,
+    /// Set when the producer must be replaced before the next batch.
+    renew: bool,
+    /// The encoded value of the current event; kept to reuse its capacity.
+    buf: Vec<u8>,
+    key: String,
+}
+
+impl std::fmt::Debug for KafkaWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaWriter")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaWriter {
+    /// Creates the producer and checks that the brokers answer within `connect_timeout`;
+    /// bad options or silent brokers fail here with a terminal error.
+    pub async fn connect(options: KafkaOptions) -> Result<Self, WriteError> {
+        options
+            .check()
+            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+        let config = client_config(&options);
+        let producer = create(&config)?;
+        let brokers = options.brokers.join(",");
+        let probe = producer.clone();
+        let timeout = options.connect_timeout;
+        let topics = tokio::task::spawn_blocking(move || {
+            probe.client().fetch_metadata(None, timeout).map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await
+        .map_err(|e| WriteError::terminal("the kafka start-up check failed", e))?
+        .map_err(|e| {
+            WriteError::terminal(
+                format!("no Kafka broker answered at {brokers} within {timeout:?}"),
+                e,
+            )
+        })?;
+        for topic in [&options.topic, &options.candles_topic] {
+            if !topics.iter().any(|t| t == topic) {
+                tracing::warn!(
+                    topic = %topic,
+                    brokers = %brokers,
+                    "kafka topic does not exist yet; the broker must create it on first use"
+                );
+            }
+        }
+        tracing::info!(brokers = %brokers, topic = %options.topic, candles_topic = %options.candles_topic, "kafka writer connected");
+        Ok(Self {
+            options,
+            config,
+            producer,
+            renew: false,
+            buf: Vec::new(),
+            key: String::new(),
+        })
+    }
+
+    /// The options the writer was built with.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.options
+    }
+
+    /// Queues one event; waits for earlier deliveries when the local queue is full.
+    async fn enqueue(
+        &mut self,
+        event: &Event,
+        pending: &mut std::collections::VecDeque<DeliveryFuture>,
+        first_error: &mut Failure,
+    ) -> Result<(), WriteError> {
+        let topic = match event {
+            Event::Trade(_) => &self.options.topic,
+            Event::Candle(_) => &self.options.candles_topic,
+        };
+        self.key.clear();
+        self.key.push_str(event.exchange());
+        self.key.push(':');
+        self.key.push_str(event.symbol().as_str());
+        self.buf.clear();
+        write_json_line(event, &mut self.buf);
+        let value = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        for _ in 0..QUEUE_FULL_WAITS {
+            let record = FutureRecord::to(topic)
+                .key(self.key.as_str())
+                .payload(value);
+            match self.producer.send_result(record) {
+                Ok(f) => {
+                    pending.push_back(f);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    match pending.pop_front() {
+                        Some(f) => note(first_error, delivered(f.await)),
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((e, _)) => return Err(classify(e, "queueing a message")),
+            }
+        }
+        Err(WriteError::retriable(
+            "the kafka producer queue stayed full",
+            "queue full",
+        ))
+    }
+}
+
+/// The first error of a batch, and whether any error means the producer must be replaced.
+#[derive(Default)]
+struct Failure {
+    first: Option<WriteError>,
+    renew: bool,
+}
+
+fn note(failure: &mut Failure, r: Result<(), (WriteError, bool)>) {
+    if let Err((e, renew)) = r {
+        failure.renew |= renew;
+        failure.first.get_or_insert(e);
+    }
+}
+
+/// Errors after which the idempotent producer's id or epoch is no longer accepted: a new
+/// producer (with a new id) is the way out.
+fn needs_new_producer(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}
+
+/// The outcome of one delivery report (`Err(_)` outside: the producer dropped it).
+fn delivered<C>(
+    r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, C>,
+) -> Result<(), (WriteError, bool)> {
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => {
+            let renew = needs_new_producer(&e);
+            Err((classify(e, "a message was not delivered"), renew))
+        }
+        Err(_) => Err((
+            WriteError::retriable("the kafka producer dropped a delivery report", "canceled"),
+            false,
+        )),
+    }
+}
+
+fn client_config(o: &KafkaOptions) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", o.brokers.join(","))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", o.compression.as_str())
+        .set(
+            "message.timeout.ms",
+            o.delivery_timeout.as_millis().to_string(),
+        )
+        .set("linger.ms", "5")
+        .set("client.id", "crypto-feeder");
+    for (k, v) in &o.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+fn create(config: &ClientConfig) -> Result<FutureProducer, WriteError> {
+    config
+        .create()
+        .map_err(|e| WriteError::terminal("cannot create the kafka producer", e))
+}
+
+/// Message-level problems that a retry cannot fix; anything else (brokers down, timeouts,
+/// leader changes) is retried.
+fn classify(e: KafkaError, context: &str) -> WriteError {
+    let terminal = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::InvalidConfig
+        )
+    );
+    if terminal {
+        WriteError::terminal(context.to_string(), e)
+    } else {
+        WriteError::retriable(context.to_string(), e)
+    }
+}
+
+#[async_trait]
+impl Writer for KafkaWriter {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(?code, %reason, "kafka producer failed fatally");
+            self.renew = true;
+        }
+        if self.renew {
+            // The idempotent producer is unusable (fatal error, or fenced after its
+            // messages timed out): start a new one, with a new producer id.
+            tracing::warn!("creating a new kafka producer");
+            let old = std::mem::replace(&mut self.producer, create(&self.config)?);
+            self.renew = false;
+            // Dropping a producer blocks briefly while it purges its queue.
+            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        }
+        let mut pending = std::collections::VecDeque::with_capacity(batch.len());
+        let mut failure = Failure::default();
+        for event in batch {
+            if let Err(e) = self.enqueue(event, &mut pending, &mut failure).await {
+                failure.first.get_or_insert(e);
+                break;
+            }
+        }
+        // Every report is awaited, so nothing of this batch is still in flight when the
+        // runner retries it.
+        for f in pending {
+            note(&mut failure, delivered(f.await));
+        }
+        self.renew |= failure.renew;
+        match failure.first {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        let producer = self.producer.clone();
+        let timeout = self.options.delivery_timeout;
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| WriteError::terminal("the kafka flush failed", e))?
+            .map_err(|e| classify(e, "flushing the kafka producer"))
+    }
+}

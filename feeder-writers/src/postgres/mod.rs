@@ -1,0 +1,44 @@
+//! The `postgres` writer: trades and candles in PostgreSQL tables, created if absent.
+//!
+//! ```sql
+//! trades  (exchange, symbol, trade_id, price numeric, amount numeric, side, ts timestamptz,
+//!          received_at timestamptz, timestamp_ns bigint,
+//!          PRIMARY KEY (exchange, symbol, trade_id))
+//! candles (exchange, symbol, "interval", open_time timestamptz, close_time timestamptz,
+//!          open, high, low, close, volume numeric, trades bigint, revision integer,
+//!          PRIMARY KEY (exchange, symbol, "interval", open_time))
+//! ```
+//!
+//! Decimals are stored exactly (`numeric`). `timestamptz` has microsecond precision, so a
+//! venue's nanosecond trade time is also kept whole in `timestamp_ns`; `received_at` is
+//! stored to the microsecond. Connections are plain TCP (or the server's Unix socket):
+//! TLS is not supported.
+
+mod config;
+mod writer;
+
+use async_trait::async_trait;
+use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::feeder::WriterFactory;
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+
+pub use config::PostgresOptions;
+pub use writer::PostgresWriter;
+
+/// Builds [`PostgresWriter`]s from config entries of type `postgres`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostgresWriterFactory;
+
+#[async_trait]
+impl WriterFactory for PostgresWriterFactory {
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        PostgresOptions::from_config(config).map(drop)
+    }
+
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        let options =
+            PostgresOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+        Ok(Box::new(PostgresWriter::connect(options).await?))
+    }
+}

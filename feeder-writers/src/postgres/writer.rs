@@ -1,0 +1,489 @@
+//! The `postgres` writer: one connection, one transaction per batch, inserts through
+//! `UNNEST` of parameter arrays (one statement per table, whatever the batch size).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use feeder_core::model::{Candle, Event, Timestamp, Trade};
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+use rust_decimal::Decimal;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::config::{quote_ident, PostgresOptions};
+
+/// Stores trades and candles in PostgreSQL tables.
+///
+/// Trades are inserted with `ON CONFLICT DO NOTHING` on (exchange, symbol, trade_id), so a
+/// retried batch stores nothing twice. Candles are upserted on (exchange, symbol, interval,
+/// open_time), keeping the highest revision. Each batch is one transaction: `write` returns
+/// `Ok` once it is committed.
+///
+/// `timestamptz` holds microseconds: a trade's exact time, to the nanosecond, is also kept in
+/// `timestamp_ns` (nanoseconds since the Unix epoch).
+///
+/// When the connection drops (server restart, network), the batch fails with a retriable
+/// error and the next `write` connects again.
+pub struct PostgresWriter {
+    options: PostgresOptions,
+    config: tokio_postgres::Config,
+    /// `None` before the first connection and after a connection failed; the next write
+    /// connects again.
+    conn: Option<Conn>,
+    sql: Sql,
+    /// Candles of the batch being written, one per key at its highest revision; kept to
+    /// reuse the allocation.
+    candles: Vec<Candle>,
+}
+
+/// An open connection and its prepared statements.
+struct Conn {
+    client: Client,
+    /// Drives the connection's socket; aborted with the connection.
+    _driver: AbortOnDrop,
+    insert_trades: Statement,
+    upsert_candles: Statement,
+}
+
+/// The SQL text of a writer, built once from its table names.
+struct Sql {
+    create: Vec<String>,
+    insert_trades: String,
+    upsert_candles: String,
+}
+
+impl Sql {
+    fn new(o: &PostgresOptions) -> Self {
+        let qualify = |table: &str| match &o.schema {
+            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(table)),
+            None => quote_ident(table),
+        };
+        let trades = qualify(&o.table);
+        let candles = qualify(&o.candles_table);
+        let mut create = Vec::new();
+        if let Some(s) = &o.schema {
+            create.push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)));
+        }
+        create.push(format!(
+            "CREATE TABLE IF NOT EXISTS {trades} (
+                exchange text NOT NULL,
+                symbol text NOT NULL,
+                trade_id text NOT NULL,
+                price numeric NOT NULL,
+                amount numeric NOT NULL,
+                side text NOT NULL,
+                ts timestamptz NOT NULL,
+                received_at timestamptz NOT NULL,
+                timestamp_ns bigint NOT NULL,
+                PRIMARY KEY (exchange, symbol, trade_id)
+            )"
+        ));
+        create.push(format!(
+            "CREATE TABLE IF NOT EXISTS {candles} (
+                exchange text NOT NULL,
+                symbol text NOT NULL,
+                \"interval\" text NOT NULL,
+                open_time timestamptz NOT NULL,
+                close_time timestamptz NOT NULL,
+                open numeric NOT NULL,
+                high numeric NOT NULL,
+                low numeric NOT NULL,
+                close numeric NOT NULL,
+                volume numeric NOT NULL,
+                trades bigint NOT NULL,
+                revision integer NOT NULL,
+                PRIMARY KEY (exchange, symbol, \"interval\", open_time)
+            )"
+        ));
+        let insert_trades = format!(
+            "INSERT INTO {trades}
+                (exchange, symbol, trade_id, price, amount, side, ts, received_at, timestamp_ns)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[],
+                $5::numeric[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::int8[])
+             ON CONFLICT DO NOTHING"
+        );
+        let table = quote_ident(&o.candles_table);
+        let upsert_candles = format!(
+            "INSERT INTO {candles}
+                (exchange, symbol, \"interval\", open_time, close_time, open, high, low, close,
+                 volume, trades, revision)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                $5::timestamptz[], $6::numeric[], $7::numeric[], $8::numeric[],
+                $9::numeric[], $10::numeric[], $11::int8[], $12::int4[])
+             ON CONFLICT (exchange, symbol, \"interval\", open_time) DO UPDATE SET
+                close_time = EXCLUDED.close_time, open = EXCLUDED.open,
+                high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+                volume = EXCLUDED.volume, trades = EXCLUDED.trades,
+                revision = EXCLUDED.revision
+             WHERE {table}.revision < EXCLUDED.revision"
+        );
+        Self {
+            create,
+            insert_trades,
+            upsert_candles,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresWriter")
+            .field("options", &self.options)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresWriter {
+    /// Connects, creates the tables if absent and prepares the statements. A bad URL, an
+    /// unknown user or database, a refused password or a server that does not answer within
+    /// `connect_timeout` fail here with a terminal error that says which.
+    pub async fn connect(options: PostgresOptions) -> Result<Self, WriteError> {
+        let config = options
+            .connection_config()
+            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+        options
+            .check()
+            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+        let sql = Sql::new(&options);
+        let mut writer = Self {
+            options,
+            config,
+            conn: None,
+            sql,
+            candles: Vec::new(),
+        };
+        match writer.open().await {
+            Ok(conn) => writer.conn = Some(conn),
+            Err(e) => {
+                return Err(WriteError::terminal(
+                    format!(
+                        "cannot start the postgres writer on {}",
+                        writer.options.redacted_url()
+                    ),
+                    e,
+                ))
+            }
+        }
+        tracing::info!(
+            url = %writer.options.redacted_url(),
+            table = %writer.options.table,
+            candles_table = %writer.options.candles_table,
+            "postgres writer connected"
+        );
+        Ok(writer)
+    }
+
+    /// The options the writer was built with.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
+    }
+
+    /// Opens a connection, creates the tables and prepares the statements, within
+    /// `connect_timeout`.
+    async fn open(&self) -> Result<Conn, OpenError> {
+        let limit = self.options.connect_timeout;
+        let setup = async {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            // Aborted (closing the socket) if the set-up below fails or times out.
+            let driver = AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "postgres connection ended");
+                }
+            }));
+            for statement in &self.sql.create {
+                client.batch_execute(statement).await?;
+            }
+            let insert_trades = client.prepare(&self.sql.insert_trades).await?;
+            let upsert_candles = client.prepare(&self.sql.upsert_candles).await?;
+            Ok::<_, tokio_postgres::Error>(Conn {
+                client,
+                _driver: driver,
+                insert_trades,
+                upsert_candles,
+            })
+        };
+        match tokio::time::timeout(limit, setup).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(OpenError::Postgres(e)),
+            Err(_) => Err(OpenError::Timeout(limit)),
+        }
+    }
+
+    async fn store(&mut self, batch: &[Event]) -> Result<(), tokio_postgres::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let trades = TradeColumns::of(batch);
+        latest_revisions(batch, &mut self.candles);
+        let candles = CandleColumns::of(&self.candles);
+        let tx = conn.client.transaction().await?;
+        if !trades.exchange.is_empty() {
+            tx.execute(
+                &conn.insert_trades,
+                &[
+                    &trades.exchange,
+                    &trades.symbol,
+                    &trades.trade_id,
+                    &trades.price,
+                    &trades.amount,
+                    &trades.side,
+                    &trades.ts,
+                    &trades.received_at,
+                    &trades.timestamp_ns,
+                ],
+            )
+            .await?;
+        }
+        if !candles.exchange.is_empty() {
+            tx.execute(
+                &conn.upsert_candles,
+                &[
+                    &candles.exchange,
+                    &candles.symbol,
+                    &candles.interval,
+                    &candles.open_time,
+                    &candles.close_time,
+                    &candles.open,
+                    &candles.high,
+                    &candles.low,
+                    &candles.close,
+                    &candles.volume,
+                    &candles.trades,
+                    &candles.revision,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// A spawned task that is aborted when this value is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("{}", describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A plainer first line for the common start-up failures; the source chain keeps the
+/// server's own message.
+fn describe(e: &tokio_postgres::Error) -> &'static str {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            "authentication failed (check the user and password)"
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => "the database does not exist",
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+            "permission denied (the user must be able to create and write the tables)"
+        }
+        Some(_) => "the server refused the set-up",
+        None => "cannot connect",
+    }
+}
+
+/// Whether retrying a batch after `e` can succeed: connection trouble, server restarts,
+/// resource shortages and transaction conflicts can; bad data and bad SQL cannot.
+fn is_retriable(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let class = code.code().get(..2).unwrap_or("");
+            !matches!(class, "22" | "23" | "42" | "0A" | "28" | "3D" | "3F")
+        }
+    }
+}
+
+#[async_trait]
+impl Writer for PostgresWriter {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            match self.open().await {
+                Ok(conn) => {
+                    tracing::info!(url = %self.options.redacted_url(), "postgres writer reconnected");
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    let retriable = match &e {
+                        OpenError::Postgres(pg) => is_retriable(pg),
+                        OpenError::Timeout(_) => true,
+                    };
+                    let context = format!("cannot reconnect to {}", self.options.redacted_url());
+                    return Err(if retriable {
+                        WriteError::retriable(context, e)
+                    } else {
+                        WriteError::terminal(context, e)
+                    });
+                }
+            }
+        }
+        let limit = self.options.write_timeout;
+        match tokio::time::timeout(limit, self.store(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let retriable = is_retriable(&e);
+                if retriable {
+                    // The connection may be broken or mid-transaction: start afresh.
+                    self.conn = None;
+                }
+                let context = "postgres rejected the batch";
+                Err(if retriable {
+                    WriteError::retriable(context, e)
+                } else {
+                    WriteError::terminal(context, e)
+                })
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(WriteError::retriable(
+                    format!("postgres did not store the batch within {limit:?}"),
+                    "write timeout",
+                ))
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), WriteError> {
+        // Every acknowledged batch is committed; closing only releases the connection.
+        self.conn = None;
+        Ok(())
+    }
+}
+
+/// Nanoseconds since the epoch as a `SystemTime`, the type the driver binds to
+/// `timestamptz` (which keeps microseconds).
+pub(super) fn system_time(ts: Timestamp) -> SystemTime {
+    let n = ts.unix_nanos();
+    let d = Duration::from_nanos(n.unsigned_abs());
+    if n >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// The trades of a batch as one array per column.
+#[derive(Default)]
+struct TradeColumns<'a> {
+    exchange: Vec<&'a str>,
+    symbol: Vec<&'a str>,
+    trade_id: Vec<&'a str>,
+    price: Vec<Decimal>,
+    amount: Vec<Decimal>,
+    side: Vec<&'static str>,
+    ts: Vec<SystemTime>,
+    received_at: Vec<SystemTime>,
+    timestamp_ns: Vec<i64>,
+}
+
+impl<'a> TradeColumns<'a> {
+    fn of(batch: &'a [Event]) -> Self {
+        let mut c = Self::default();
+        for t in batch.iter().filter_map(|e| match e {
+            Event::Trade(t) => Some(t),
+            Event::Candle(_) => None,
+        }) {
+            c.push(t);
+        }
+        c
+    }
+
+    fn push(&mut self, t: &'a Trade) {
+        self.exchange.push(&t.exchange);
+        self.symbol.push(t.symbol.as_str());
+        self.trade_id.push(t.trade_id.as_str());
+        self.price.push(t.price);
+        self.amount.push(t.amount);
+        self.side.push(t.side.as_str());
+        self.ts.push(system_time(t.timestamp));
+        self.received_at.push(system_time(t.received_at));
+        self.timestamp_ns.push(t.timestamp.unix_nanos());
+    }
+}
+
+/// Keeps, per candle key, only the highest revision in the batch: one `INSERT ... ON
+/// CONFLICT DO UPDATE` may not touch a row twice.
+fn latest_revisions(batch: &[Event], out: &mut Vec<Candle>) {
+    out.clear();
+    for c in batch.iter().filter_map(|e| match e {
+        Event::Candle(c) => Some(c),
+        Event::Trade(_) => None,
+    }) {
+        let same = |x: &Candle| {
+            x.open_time == c.open_time
+                && x.interval == c.interval
+                && x.symbol == c.symbol
+                && x.exchange == c.exchange
+        };
+        match out.iter_mut().find(|x| same(x)) {
+            Some(x) if c.revision > x.revision => *x = c.clone(),
+            Some(_) => {}
+            None => out.push(c.clone()),
+        }
+    }
+}
+
+/// The candles of a batch as one array per column.
+#[derive(Default)]
+struct CandleColumns<'a> {
+    exchange: Vec<&'a str>,
+    symbol: Vec<&'a str>,
+    interval: Vec<String>,
+    open_time: Vec<SystemTime>,
+    close_time: Vec<SystemTime>,
+    open: Vec<Decimal>,
+    high: Vec<Decimal>,
+    low: Vec<Decimal>,
+    close: Vec<Decimal>,
+    volume: Vec<Decimal>,
+    trades: Vec<i64>,
+    revision: Vec<i32>,
+}
+
+impl<'a> CandleColumns<'a> {
+    fn of(candles: &'a [Candle]) -> Self {
+        let mut c = Self::default();
+        for k in candles {
+            c.exchange.push(&k.exchange);
+            c.symbol.push(k.symbol.as_str());
+            c.interval.push(k.interval.to_string());
+            c.open_time.push(system_time(k.open_time));
+            c.close_time.push(system_time(k.close_time));
+            c.open.push(k.open);
+            c.high.push(k.high);
+            c.low.push(k.low);
+            c.close.push(k.close);
+            c.volume.push(k.volume);
+            c.trades.push(i64::try_from(k.trades).unwrap_or(i64::MAX));
+            c.revision
+                .push(i32::try_from(k.revision).unwrap_or(i32::MAX));
+        }
+        c
+    }
+}

@@ -1,0 +1,40 @@
+//! The `s3` writer: JSON lines or Parquet objects in an S3 bucket or an S3-compatible
+//! store, spooled on local disk until uploaded.
+//!
+//! ```text
+//! {prefix}/trades/{exchange}/{symbol}/{YYYY-MM-DD}/{part}.{jsonl|parquet}
+//! {prefix}/candles/{exchange}/{symbol}/{YYYY-MM-DD}/{part}.{jsonl|parquet}
+//! ```
+//!
+//! See [`S3Writer`] for when a batch counts as written (on local disk) and when it reaches
+//! the bucket.
+
+mod config;
+mod spool;
+mod writer;
+
+use async_trait::async_trait;
+use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::feeder::WriterFactory;
+use feeder_core::writer::Writer;
+use feeder_core::WriteError;
+
+pub use config::{S3Format, S3Options};
+pub use writer::S3Writer;
+
+/// Builds [`S3Writer`]s from config entries of type `s3`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct S3WriterFactory;
+
+#[async_trait]
+impl WriterFactory for S3WriterFactory {
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        S3Options::from_config(config).map(drop)
+    }
+
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        let options =
+            S3Options::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+        Ok(Box::new(S3Writer::connect(options).await?))
+    }
+}

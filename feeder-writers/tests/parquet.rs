@@ -1,0 +1,221 @@
+//! `format: parquet` of the `file` writer: exact columns, parts finished at rotation and
+//! close, never overwritten, and journals left by a crash finished at the next start.
+
+mod conformance_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use feeder_core::model::{Event, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::writer::Writer;
+use feeder_writers::file::parquet::{read_parquet, trades_schema};
+use feeder_writers::{FileFormat, FileOptions, FileWriter};
+
+/// 2024-01-02T00:00:00Z.
+const DAY2: i64 = 1_704_153_600;
+
+fn trade(id: u64, secs: i64, price: &str) -> Event {
+    Event::Trade(Trade {
+        exchange: Arc::from("kraken"),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        trade_id: TradeId::from_u64(id),
+        price: price.parse().unwrap(),
+        amount: "0.000000000000000001".parse().unwrap(),
+        side: Side::Buy,
+        timestamp: Timestamp::from_unix_nanos(secs * 1_000_000_000 + 123_456_789, 9),
+        received_at: Timestamp::from_unix_nanos(secs * 1_000_000_000 + 999_999_999, 9),
+    })
+}
+
+fn open(root: &Path) -> FileWriter {
+    FileWriter::open(FileOptions::new(root).with_format(FileFormat::Parquet)).unwrap()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn stream_dir(root: &Path) -> PathBuf {
+    root.join("trades/kraken/BTC-USD")
+}
+
+#[tokio::test]
+async fn parts_are_finished_at_rotation_and_close_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    let day1 = vec![
+        trade(1, DAY2 - 5, "43210.123456789012345678"),
+        trade(2, DAY2 - 1, "1"),
+    ];
+    w.write(&day1).await.unwrap();
+    // Only the journal exists while the part is open.
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        ["2024-01-01.part-0001.parquet.wal"]
+    );
+    let day2 = vec![trade(3, DAY2 + 1, "99999999999999999999.5")];
+    w.write(&day2).await.unwrap();
+    // The new day finished the old day's part.
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        [
+            "2024-01-01.part-0001.parquet",
+            "2024-01-02.part-0001.parquet.wal"
+        ]
+    );
+    w.close().await.unwrap();
+    let s = stream_dir(dir.path());
+    assert_eq!(
+        read_parquet(&s.join("2024-01-01.part-0001.parquet")).unwrap(),
+        day1
+    );
+    let back = read_parquet(&s.join("2024-01-02.part-0001.parquet")).unwrap();
+    assert_eq!(back, day2);
+    // Nanoseconds are kept.
+    assert_eq!(back[0].time().unix_nanos() % 1_000_000_000, 123_456_789);
+}
+
+#[tokio::test]
+async fn a_restart_starts_a_new_part_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..3u64 {
+        let mut w = open(dir.path());
+        w.write(&[trade(run, DAY2, "1")]).await.unwrap();
+        w.close().await.unwrap();
+    }
+    let s = stream_dir(dir.path());
+    assert_eq!(
+        files(&s),
+        [
+            "2024-01-02.part-0001.parquet",
+            "2024-01-02.part-0002.parquet",
+            "2024-01-02.part-0003.parquet"
+        ]
+    );
+    for (i, f) in files(&s).iter().enumerate() {
+        assert_eq!(
+            read_parquet(&s.join(f)).unwrap(),
+            [trade(i as u64, DAY2, "1")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_journal_left_by_a_crash_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch: Vec<Event> = (0..50).map(|i| trade(i, DAY2 + i as i64, "2.5")).collect();
+    {
+        let mut w = open(dir.path());
+        w.write(&batch).await.unwrap();
+        // Dropped without close, as a crash would leave it.
+    }
+    let wal = stream_dir(dir.path()).join("2024-01-02.part-0001.parquet.wal");
+    // A torn line from a write that was never acknowledged.
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes.extend_from_slice(b"{\"type\":\"trade\",\"exch");
+    std::fs::write(&wal, bytes).unwrap();
+    let mut w = open(dir.path());
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        ["2024-01-02.part-0001.parquet"]
+    );
+    let recovered = read_parquet(&stream_dir(dir.path()).join("2024-01-02.part-0001.parquet"));
+    assert_eq!(recovered.unwrap(), batch);
+    // The next batch goes to a new part.
+    w.write(&[trade(99, DAY2, "1")]).await.unwrap();
+    w.close().await.unwrap();
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        [
+            "2024-01-02.part-0001.parquet",
+            "2024-01-02.part-0002.parquet"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decimals_that_do_not_fit_exactly_are_refused_not_rounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    let mut bad = trade(1, DAY2, "1");
+    if let Event::Trade(t) = &mut bad {
+        t.amount = "0.0000000000000000001".parse().unwrap();
+    }
+    let err = w.write(&[trade(0, DAY2, "1"), bad]).await.unwrap_err();
+    assert!(!err.is_retriable());
+    assert!(
+        feeder_core::writer::ErrorChain(&err)
+            .to_string()
+            .contains("Decimal128"),
+        "{err}"
+    );
+    // Nothing of the refused batch was stored.
+    w.close().await.unwrap();
+    assert!(conformance_support::read_tree(dir.path()).is_empty());
+}
+
+#[test]
+fn the_columns_are_typed_for_analytics() {
+    let schema = trades_schema();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "exchange:Utf8",
+            "symbol:Utf8",
+            "trade_id:Utf8",
+            "price:Decimal128(38, 18)",
+            "amount:Decimal128(38, 18)",
+            "side:Utf8",
+            "timestamp:Timestamp(ns, \"UTC\")",
+            "received_at:Timestamp(ns, \"UTC\")"
+        ]
+    );
+}
+
+/// Other readers open the files without options, where Python's pyarrow is installed
+/// (skipped with a note otherwise, unless `CI` is set).
+#[tokio::test]
+async fn pyarrow_reads_the_files() {
+    let has = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow.parquet"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        conformance_support::missing("python3 with pyarrow", "import pyarrow failed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    w.write(&[trade(7, DAY2, "43210.12")]).await.unwrap();
+    w.close().await.unwrap();
+    let file = stream_dir(dir.path()).join("2024-01-02.part-0001.parquet");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
+             print(t.num_rows, t.column('price')[0], t.column('trade_id')[0], t.schema.field('timestamp').type)",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.trim(),
+        "1 43210.120000000000000000 7 timestamp[ns, tz=UTC]"
+    );
+}
