@@ -679,6 +679,51 @@ enum Fault {
     Storm5xx,
     Sigterm,
     Sigkill,
+    StoreOutage,
+}
+
+/// The PostgreSQL the chaos run stores into, behind a proxy it can cut; `None` (skipped)
+/// only when nothing answers and `CI` is unset.
+async fn chaos_postgres() -> Option<(String, feeder_testkit::proxy::TcpProxy)> {
+    let raw = std::env::var("FEEDER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut url = url::Url::parse(&raw).expect("FEEDER_TEST_PG_URL is a postgres:// URL");
+    let addr: std::net::SocketAddr = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
+    .parse()
+    .expect("a numeric host:port");
+    if tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not reachable at {addr} and CI is set"
+        );
+        eprintln!("PostgreSQL not reachable at {addr}: the chaos run checks files only");
+        return None;
+    }
+    let proxy = feeder_testkit::proxy::TcpProxy::start(addr).await.unwrap();
+    url.set_port(Some(proxy.addr().port())).unwrap();
+    Some((url.to_string(), proxy))
+}
+
+/// (exchange, symbol, trade_id) of every row of `table`.
+async fn postgres_keys(url: &str, table: &str) -> Vec<(String, String, String)> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query(
+            &format!("SELECT exchange, symbol, trade_id FROM \"{table}\""),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
 }
 
 /// A bounded chaos run: Bitstamp and Coinbase mocks publish a known sequence while random
@@ -710,8 +755,16 @@ async fn chaos_no_trade_lost_or_duplicated() {
             m.rest_url()
         )
     };
+    let pg = chaos_postgres().await;
+    let table = format!("chaos_trades_{}_{}", std::process::id(), seed);
+    let pg_writer = match &pg {
+        Some((url, _)) => format!(
+            "  - type: postgres\n    url: {url}\n    table: {table}\n    candles_table: {table}_candles\n    retry_max_delay: 500ms\n    connect_timeout: 2s\n    write_timeout: 3s\n"
+        ),
+        None => String::new(),
+    };
     let config = format!(
-        "exchanges:\n{}{}pipeline:\n  candles: [1m]\nwriters:\n  - type: file\n    path: {}\nshutdown_timeout: 10s\n",
+        "exchanges:\n{}{}pipeline:\n  candles: [1m]\nwriters:\n  - type: file\n    path: {}\n{pg_writer}shutdown_timeout: 10s\n",
         venue("bitstamp", &bitstamp),
         venue("coinbase", &coinbase),
         out.display()
@@ -734,7 +787,11 @@ async fn chaos_no_trade_lost_or_duplicated() {
             m.publish(rng.usize(5..40));
         }
         let m = mocks[rng.usize(0..mocks.len())];
-        let fault = match rng.u8(0..9) {
+        // An outage lasts one round: the store comes back before the next fault.
+        if let Some((_, proxy)) = &pg {
+            proxy.restore();
+        }
+        let fault = match rng.u8(0..10) {
             0 => Fault::Drop,
             1 => Fault::Stall,
             2 => Fault::Malformed,
@@ -743,7 +800,8 @@ async fn chaos_no_trade_lost_or_duplicated() {
             5 => Fault::Storm429,
             6 => Fault::Storm5xx,
             7 => Fault::Sigterm,
-            _ => Fault::Sigkill,
+            8 => Fault::Sigkill,
+            _ => Fault::StoreOutage,
         };
         *faults.entry(fault).or_default() += 1;
         match fault {
@@ -764,6 +822,10 @@ async fn chaos_no_trade_lost_or_duplicated() {
                 // A reconnect makes the backfill run into the storm.
                 m.drop_connections();
             }
+            Fault::StoreOutage => match &pg {
+                Some((_, proxy)) => proxy.cut(),
+                None => m.drop_connections(),
+            },
             Fault::Sigterm | Fault::Sigkill => {
                 if fault == Fault::Sigterm {
                     let status = feeder.terminate();
@@ -793,6 +855,9 @@ async fn chaos_no_trade_lost_or_duplicated() {
             .await;
         }
     }
+    if let Some((_, proxy)) = &pg {
+        proxy.restore();
+    }
     wait_for_all(
         &out,
         &[("bitstamp", &bitstamp), ("coinbase", &coinbase)],
@@ -804,6 +869,11 @@ async fn chaos_no_trade_lost_or_duplicated() {
     logs.push_str(&feeder.log());
     assert!(status.success(), "exit {status:?}\n{logs}");
 
+    // Every feeder process's log, for whoever reads a failure.
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chaos-feeder.log"),
+        &logs,
+    );
     let stored = trades(&read_events(&out));
     let mut report = format!(
         "chaos seed={seed} rounds={rounds} faults injected={} {faults:?}\n",
@@ -838,6 +908,44 @@ async fn chaos_no_trade_lost_or_duplicated() {
             mine.len()
         ));
         check_exactly_once(&published, &mine, subsecond);
+    }
+    if let Some((url, _)) = &pg {
+        // The table's primary key makes a duplicate impossible; count what is missing.
+        let published: std::collections::HashSet<(String, String, String)> = [
+            ("bitstamp", &bitstamp as &MockVenue),
+            ("coinbase", &coinbase),
+        ]
+        .iter()
+        .flat_map(|(name, m)| {
+            m.published().into_iter().map(move |p| {
+                (
+                    name.to_string(),
+                    p.symbol.to_string(),
+                    p.trade_id.to_string(),
+                )
+            })
+        })
+        .collect();
+        let rows = postgres_keys(url, &table).await;
+        let stored: std::collections::HashSet<_> = rows.iter().cloned().collect();
+        let lost = published.difference(&stored).count();
+        let extra = stored.difference(&published).count();
+        report.push_str(&format!(
+            "store=postgres published={} stored={} lost={lost} duplicated={} extra={extra}\n",
+            published.len(),
+            rows.len(),
+            rows.len() - stored.len()
+        ));
+        assert_eq!((lost, extra), (0, 0), "{report}");
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS \"{table}\", \"{table}_candles\""
+            ))
+            .await;
     }
     eprint!("{report}");
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chaos-report.txt");

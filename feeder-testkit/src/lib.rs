@@ -18,8 +18,8 @@
 #![deny(missing_docs)]
 
 pub mod http;
-pub mod venues;
 pub mod proxy;
+pub mod venues;
 pub mod ws;
 
 mod log;

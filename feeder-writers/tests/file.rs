@@ -564,5 +564,15 @@ async fn the_resume_point_is_the_last_trade_of_the_newest_day_in_either_format()
             "100"
         );
         assert_eq!(w.resume_point("coinbase", &btc).await.unwrap(), None);
+
+        // A backfilled gap lands after newer trades: the newest still wins.
+        w.write(&[
+            trade("bitstamp", "BTC-USD", 12, DAY2 + 9),
+            trade("bitstamp", "BTC-USD", 10, DAY2 + 7),
+        ])
+        .await
+        .unwrap();
+        let at = w.resume_point("bitstamp", &btc).await.unwrap().unwrap();
+        assert_eq!(at.trade_id.as_str(), "12", "{format:?}");
     }
 }

@@ -300,3 +300,39 @@ fn the_registry_knows_postgres_and_its_options_come_from_yaml() {
         .unwrap_err();
     assert!(err.to_string().contains("tabel"), "{err}");
 }
+
+#[tokio::test]
+async fn the_resume_point_is_the_newest_stored_trade_of_the_stream() {
+    let Some(url) = server().await else { return };
+    let (trades, candles) = (
+        unique("resume_trades").replace('-', "_"),
+        unique("resume_candles").replace('-', "_"),
+    );
+    let options = PostgresOptions::new(url.as_str()).with_tables(&trades, &candles);
+    let mut w = PostgresWriter::connect(options.clone()).await.unwrap();
+    let btc = Symbol::parse("BTC-USD").unwrap();
+    assert_eq!(w.resume_point("coinbase", &btc).await.unwrap(), None);
+    let trade = |id: u64, secs: i64| {
+        Event::Trade(Trade {
+            exchange: Arc::from("coinbase"),
+            symbol: btc.clone(),
+            trade_id: TradeId::from_u64(id),
+            price: "1".parse().unwrap(),
+            amount: "1".parse().unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_nanos(secs * 1_000_000_000 + 7, 9),
+            received_at: Timestamp::now(),
+        })
+    };
+    // Stored out of order: the newest by time (and then id) wins, not the last written.
+    w.write(&[trade(99, 100), trade(100, 101), trade(98, 99)])
+        .await
+        .unwrap();
+    w.close().await.unwrap();
+    let mut w = PostgresWriter::connect(options).await.unwrap();
+    let at = w.resume_point("coinbase", &btc).await.unwrap().unwrap();
+    assert_eq!(at.trade_id.as_str(), "100");
+    assert_eq!(at.timestamp.unix_nanos(), 101 * 1_000_000_000 + 7);
+    assert_eq!(w.resume_point("bitstamp", &btc).await.unwrap(), None);
+    drop_tables(&url, &[&trades, &candles]).await;
+}

@@ -43,14 +43,22 @@ pub(super) fn last_trade(
     // `YYYY-MM-DD` names sort by day.
     days.sort();
     for path in days.iter().rev() {
-        let Some(line) = last_line(path)? else {
-            continue;
-        };
-        match parse(&line, format) {
+        let lines = tail_lines(path)?;
+        // The newest trade of the tail, not merely its last line: a backfilled gap is
+        // written after the newer trades that streamed in meanwhile.
+        let newest = lines
+            .iter()
+            .filter_map(|l| parse(l, format))
+            .max_by(|a, b| {
+                a.trade_id
+                    .cmp_numeric(&b.trade_id)
+                    .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
+            });
+        match newest {
             Some(cursor) => return Ok(Some(cursor)),
-            None if format == FileFormat::Csv && line.starts_with("exchange,") => continue,
+            None if lines.iter().all(|l| l.starts_with("exchange,")) => continue,
             None => {
-                tracing::warn!(path = %path.display(), "cannot read the last trade of this file; not resuming from it");
+                tracing::warn!(path = %path.display(), "cannot read the last trades of this file; not resuming from it");
                 return Ok(None);
             }
         }
@@ -58,8 +66,8 @@ pub(super) fn last_trade(
     Ok(None)
 }
 
-/// The last complete (newline-terminated) line of a file.
-fn last_line(path: &Path) -> io::Result<Option<String>> {
+/// The complete (newline-terminated) lines at the end of a file, within the tail window.
+fn tail_lines(path: &Path) -> io::Result<Vec<String>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(TAIL);
@@ -68,15 +76,22 @@ fn last_line(path: &Path) -> io::Result<Option<String>> {
     file.read_to_end(&mut tail)?;
     // Anything after the last newline is a torn tail, never acknowledged.
     let Some(end) = tail.iter().rposition(|b| *b == b'\n') else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let body = &tail[..end];
-    let begin = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if begin == 0 && start > 0 {
-        // A line longer than the tail window: not one of ours.
-        return Ok(None);
+    let mut body = &tail[..end];
+    if start > 0 {
+        // The window may begin mid-line: drop that partial first line.
+        let first = body
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(body.len(), |i| i + 1);
+        body = &body[first.min(body.len())..];
     }
-    Ok(Some(String::from_utf8_lossy(&body[begin..]).into_owned()))
+    Ok(body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect())
 }
 
 fn parse(line: &str, format: FileFormat) -> Option<Cursor> {

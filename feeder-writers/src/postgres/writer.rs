@@ -4,7 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use feeder_core::model::{Candle, Event, Timestamp, Trade};
+use feeder_core::exchange::Cursor;
+use feeder_core::model::{Candle, Event, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 use rust_decimal::Decimal;
@@ -52,6 +53,8 @@ struct Sql {
     create: Vec<String>,
     insert_trades: String,
     upsert_candles: String,
+    /// The newest stored trade of one stream, for resuming after a restart.
+    last_trade: String,
 }
 
 impl Sql {
@@ -80,6 +83,15 @@ impl Sql {
                 PRIMARY KEY (exchange, symbol, trade_id)
             )"
         ));
+        // Finds a stream's newest trade at start-up without scanning the stream.
+        let time_index = quote_ident(&format!("{}_stream_time", o.table));
+        create.push(format!(
+            "CREATE INDEX IF NOT EXISTS {time_index} ON {trades} (exchange, symbol, timestamp_ns)"
+        ));
+        let last_trade = format!(
+            "SELECT trade_id, timestamp_ns FROM {trades} WHERE exchange = $1 AND symbol = $2 \
+             ORDER BY timestamp_ns DESC, length(trade_id) DESC, trade_id DESC LIMIT 1"
+        );
         create.push(format!(
             "CREATE TABLE IF NOT EXISTS {candles} (
                 exchange text NOT NULL,
@@ -123,6 +135,7 @@ impl Sql {
             create,
             insert_trades,
             upsert_candles,
+            last_trade,
         }
     }
 }
@@ -314,6 +327,39 @@ fn is_retriable(e: &tokio_postgres::Error) -> bool {
 impl Writer for PostgresWriter {
     fn name(&self) -> &str {
         "postgres"
+    }
+
+    /// The stream's newest stored trade (by trade time, then id).
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            let conn = self.open().await.map_err(|e| {
+                WriteError::retriable(
+                    format!("cannot connect to {}", self.options.redacted_url()),
+                    e,
+                )
+            })?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
+        let row = conn
+            .client
+            .query_opt(&self.sql.last_trade, &[&exchange, &symbol.as_str()])
+            .await
+            .map_err(|e| WriteError::retriable("reading the newest stored trade failed", e))?;
+        Ok(row.map(|r| {
+            let id: String = r.get(0);
+            let ns: i64 = r.get(1);
+            Cursor {
+                trade_id: TradeId::new(&id),
+                timestamp: Timestamp::from_unix_nanos(ns, 9),
+            }
+        }))
     }
 
     async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
