@@ -9,7 +9,7 @@
 //! and trade times keep moving forward so the candle aggregator sees a live market.
 //!
 //! Adding a venue is one [`Venue`] variant: its registry name, how it spells a symbol, and
-//! its trade payload in [`Venue::encode`].
+//! its trade payload in `Venue::encode`.
 
 use std::fmt;
 use std::ops::Range;
