@@ -951,3 +951,184 @@ async fn chaos_no_trade_lost_or_duplicated() {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chaos-report.txt");
     let _ = std::fs::write(target, &report);
 }
+
+/// Whether a local service answers; `false` (skip) only when `CI` is unset.
+async fn service(name: &str, addr: &str) -> bool {
+    if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is not reachable at {addr} and CI is set"
+    );
+    eprintln!("{name} not reachable at {addr}: skipped");
+    false
+}
+
+/// Every message of `topics` from the beginning (the writes were all acknowledged before).
+fn kafka_events(brokers: &str, topics: &[String]) -> Vec<(String, Event)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("e2e-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(1_500)) else {
+            break;
+        };
+        let m = m.unwrap();
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_postgres_and_kafka_agree_record_for_record() {
+    let pg_url = std::env::var("FEEDER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let brokers =
+        std::env::var("FEEDER_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if !service("PostgreSQL", "127.0.0.1:5432").await || !service("Kafka", &brokers).await {
+        return;
+    }
+    let tag = format!(
+        "e2e_{}_{}",
+        std::process::id(),
+        Timestamp::now().unix_nanos()
+    );
+    let (trades_topic, candles_topic) = (format!("{tag}_trades"), format!("{tag}_candles"));
+    {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let topics = [
+            NewTopic::new(&trades_topic, 2, TopicReplication::Fixed(1)),
+            NewTopic::new(&candles_topic, 1, TopicReplication::Fixed(1)),
+        ];
+        for r in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+    }
+
+    let mock = start_mock("coinbase", MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let stores = format!(
+        "  - type: postgres\n    url: {pg_url}\n    table: {tag}_trades\n    candles_table: {tag}_candles\n  - type: kafka\n    brokers: {brokers}\n    topic: {trades_topic}\n    candles_topic: {candles_topic}\n"
+    );
+    let config = config(&mock, "coinbase", Transport::Websocket, &out, "[]")
+        .replace("shutdown_timeout:", &format!("{stores}shutdown_timeout:"));
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    mock.publish(120);
+    wait_for_trades(&out, 120, &feeder).await;
+    mock.drop_connections();
+    mock.publish(80);
+    wait_for_trades(&out, 200, &feeder).await;
+    let status = feeder.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        feeder.log()
+    );
+
+    let files = trades(&read_events(&out));
+    check_exactly_once(&mock.published(), &files, true);
+
+    // PostgreSQL: the same trades, field for field.
+    let (client, conn) = tokio_postgres::connect(&pg_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT exchange, symbol, trade_id, price, amount, side, timestamp_ns FROM \"{tag}_trades\""
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut pg: HashMap<
+        (String, String),
+        (rust_decimal::Decimal, rust_decimal::Decimal, String, i64),
+    > = HashMap::new();
+    for r in &rows {
+        let exchange: String = r.get(0);
+        assert_eq!(exchange, "coinbase");
+        pg.insert(
+            (r.get(1), r.get(2)),
+            (r.get(3), r.get(4), r.get(5), r.get(6)),
+        );
+    }
+    assert_eq!(rows.len(), files.len());
+    for t in &files {
+        let key = (t.symbol.to_string(), t.trade_id.to_string());
+        let row = pg
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} not in PostgreSQL"));
+        assert_eq!(
+            row,
+            &(
+                t.price,
+                t.amount,
+                t.side.to_string(),
+                t.timestamp.unix_nanos()
+            ),
+            "{key:?}"
+        );
+    }
+
+    // Kafka: the same events, byte for byte in their JSON form, keyed by stream.
+    let topics = vec![trades_topic.clone()];
+    let messages = tokio::task::spawn_blocking(move || kafka_events(&brokers, &topics))
+        .await
+        .unwrap();
+    let mut kafka: HashMap<(String, String), Trade> = HashMap::new();
+    for (key, event) in messages {
+        let Event::Trade(t) = event else {
+            panic!("a candle in the trades topic")
+        };
+        assert_eq!(key, format!("coinbase:{}", t.symbol));
+        let dup = kafka.insert((t.symbol.to_string(), t.trade_id.to_string()), t);
+        assert!(
+            dup.is_none(),
+            "a repeated message (at-least-once, but not expected here)"
+        );
+    }
+    assert_eq!(kafka.len(), files.len());
+    for t in &files {
+        let key = (t.symbol.to_string(), t.trade_id.to_string());
+        assert_eq!(kafka.get(&key), Some(t), "{key:?}");
+    }
+    let _ = client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS \"{tag}_trades\", \"{tag}_candles\""
+        ))
+        .await;
+}
