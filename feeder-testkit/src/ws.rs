@@ -201,6 +201,12 @@ impl WsConn {
     pub async fn stall(&mut self) {
         while self.recv_frame().await.is_some() {}
     }
+
+    /// Holds the connection open and reads nothing at all, not even pings: a peer that hung.
+    /// Returns only when the server is dropped.
+    pub async fn freeze(&mut self) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// One step of a scripted connection.

@@ -388,7 +388,8 @@ async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultStat
             Act::End
         }
         WsFault::StallAfter(_) => {
-            conn.stall().await;
+            // A hung venue: no data, no heartbeats, no answers, not even to protocol pings.
+            conn.freeze().await;
             Act::End
         }
         WsFault::MalformedAfter(_) => {
