@@ -1,34 +1,12 @@
-use feeder_core::exchange::{
-    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
-};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::exchange::{Cursor, Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, TradeId};
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> KrakenVenue {
     KrakenVenue::new(&config("kraken", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -113,27 +91,7 @@ fn websocket_payloads() {
         ("ws_v1_trade.json", Err(is_json)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("kraken", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "kraken", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "kraken", cases);
 }
 
 #[test]
@@ -151,21 +109,6 @@ fn subscribe_to_v2_with_a_snapshot_and_ping() {
         v.ping().unwrap().message,
         WsMessage::Text(r#"{"method":"ping"}"#.into())
     );
-}
-
-fn parse_rest(
-    v: &KrakenVenue,
-    symbol: &str,
-    body: &[u8],
-    out: &mut Vec<Trade>,
-) -> Result<Page, ParseError> {
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    v.parse_trades(&sym(symbol), &resp, RECEIVED, out)
 }
 
 #[test]
