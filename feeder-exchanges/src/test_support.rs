@@ -93,6 +93,22 @@ pub fn seen(t: &Trade, exchange: &str, received_at: Timestamp) -> Seen {
     }
 }
 
+/// Every trade of `out` as [`Seen`], each checked to come from `exchange` at [`RECEIVED`].
+pub fn seen_all(out: &[Trade], exchange: &str) -> Vec<Seen> {
+    out.iter().map(|t| seen(t, exchange, RECEIVED)).collect()
+}
+
+/// The stored REST payload `test_data/<exchange>/<file>` for `symbol`, parsed by `v`.
+pub fn parse_rest_fixture<V: PollVenue>(
+    v: &V,
+    exchange: &str,
+    symbol: &str,
+    file: &str,
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    parse_rest(v, symbol, &payload(exchange, file), out)
+}
+
 /// Shorthand for an expected trade.
 pub fn want(symbol: &str, id: &str, price: &str, amount: &str, side: Side, time: &str) -> Seen {
     Seen {
@@ -134,7 +150,7 @@ pub fn stream_table_with<V: StreamVenue>(
         match expect {
             Expect::Data(want) => {
                 assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, exchange, RECEIVED)).collect();
+                let got = seen_all(&out, exchange);
                 assert_eq!(got, want, "{file}");
             }
             Expect::Control(f) => {

@@ -193,10 +193,7 @@ async fn bitfinex_rest_serves_history_in_pages() {
 
 #[tokio::test]
 async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockGemini::start_with(cfg).await.unwrap();
     let before = mock.publish(4);
     let cfg = mock.exchange_config("gemini", Transport::Websocket);
@@ -241,10 +238,7 @@ async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
 
 #[tokio::test]
 async fn gemini_heartbeats_and_closes() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_millis(20),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_millis(20));
     let mock = MockGemini::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("gemini", Transport::Websocket);
     let venue = GeminiVenue::new(&cfg).unwrap();
@@ -332,10 +326,7 @@ async fn gemini_rest_walks_forward_from_the_last_trade() {
 
 #[tokio::test]
 async fn huobi_frames_are_gzip_and_round_trip_exactly() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockHuobi::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("huobi", Transport::Websocket);
     let venue = HuobiVenue::new(&cfg).unwrap();
@@ -375,10 +366,7 @@ async fn huobi_frames_are_gzip_and_round_trip_exactly() {
 
 #[tokio::test]
 async fn huobi_ping_is_answered_with_the_same_number() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockHuobi::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("huobi", Transport::Websocket);
     let venue = HuobiVenue::new(&cfg).unwrap();

@@ -15,9 +15,7 @@ use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
 use feeder_exchanges::kraken::KrakenVenue;
 use feeder_exchanges::okx::OkxVenue;
-use feeder_testkit::venues::{
-    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockTrade, WsFault,
-};
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, WsFault};
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -347,10 +345,7 @@ async fn okx_rest_pages_back_through_history_trades() {
 
 #[tokio::test]
 async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockKraken::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("kraken", Transport::Websocket);
     let venue = KrakenVenue::new(&cfg).unwrap();
@@ -422,10 +417,7 @@ async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
 
 #[tokio::test]
 async fn kraken_heartbeats_arrive_on_their_own() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_millis(50),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_millis(50));
     let mock = MockKraken::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("kraken", Transport::Websocket);
     let venue = KrakenVenue::new(&cfg).unwrap();

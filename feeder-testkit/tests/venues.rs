@@ -10,7 +10,7 @@ use feeder_core::model::Timestamp;
 use feeder_core::ParseError;
 use feeder_exchanges::bitstamp::BitstampVenue;
 use feeder_exchanges::coinbase::CoinbaseVenue;
-use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockTrade, WsFault};
+use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockTrade, WsFault};
 use futures::StreamExt;
 
 use support::*;
@@ -125,10 +125,7 @@ async fn rest_failures_are_injected_then_clear() {
 
 #[tokio::test]
 async fn coinbase_stream_round_trip_is_exact_and_heartbeat_reveals_gaps() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockCoinbase::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("coinbase", Transport::Websocket);
     let venue = CoinbaseVenue::new(&cfg).unwrap();

@@ -200,15 +200,13 @@ fn requests_page_back_through_historical_trades() {
 fn rest_payloads_and_paging() {
     let v = venue();
     let parse =
-        |file: &str, out: &mut Vec<_>| parse_rest(&v, "BTC-USDT", &payload("binance", file), out);
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "binance", "BTC-USDT", file, out);
     let mut out = Vec::new();
     let page = parse("rest_trades.json", &mut out).unwrap();
     // The page before starts PAGE_LIMIT ids before the oldest of this one.
     assert_eq!(page.older.as_deref(), Some("3866012810"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "binance", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "binance"),
         vec![
             want(
                 "BTC-USDT",

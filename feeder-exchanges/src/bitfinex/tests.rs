@@ -271,19 +271,11 @@ fn requests_page_back_with_end_from_the_last_seen_start() {
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("bitfinex", "rest_trades.json"),
-        &mut out,
-    )
-    .unwrap();
+    let page = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     // Fewer than a full page: nothing older to ask for.
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bitfinex", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bitfinex"),
         vec![
             want(
                 "BTC-USD",
@@ -313,45 +305,24 @@ fn rest_payloads() {
     );
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(
-            &v,
-            "BTC-USD",
-            &payload("bitfinex", "rest_empty.json"),
-            &mut out
-        )
-        .unwrap()
-        .older,
+        parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_empty.json", &mut out)
+            .unwrap()
+            .older,
         None
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("bitfinex", "rest_error.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == r#"10020 "limit: invalid""#),
         "{e}"
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("bitfinex", "rest_rate_limit.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_rate_limit.json", &mut out)
+        .unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "ERR_RATE_LIMIT"),
         "{e}"
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("bitfinex", "rest_bad_price.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_bad_price.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Field { field: "PRICE", .. }),
         "{e}"

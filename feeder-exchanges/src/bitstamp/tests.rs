@@ -237,14 +237,14 @@ fn window_is_the_smallest_that_reaches_the_last_trade() {
 fn rest_payloads() {
     let v = venue();
     let parse =
-        |file: &str, out: &mut Vec<_>| parse_rest(&v, "BTC-USD", &payload("bitstamp", file), out);
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "bitstamp", "BTC-USD", file, out);
 
     let mut out = Vec::new();
     assert_eq!(
         parse("rest_transactions.json", &mut out).unwrap(),
         Page::default()
     );
-    let got: Vec<_> = out.iter().map(|t| seen(t, "bitstamp", RECEIVED)).collect();
+    let got = seen_all(&out, "bitstamp");
     assert_eq!(
         got,
         vec![
@@ -278,9 +278,7 @@ fn rest_payloads() {
     let mut out = Vec::new();
     parse("rest_transactions_numbers.json", &mut out).unwrap();
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bitstamp", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bitstamp"),
         vec![want(
             "BTC-USD",
             "359839540",

@@ -158,16 +158,14 @@ fn requests_ask_for_the_newest_sixty() {
 fn rest_payloads() {
     let v = venue();
     let parse =
-        |file: &str, out: &mut Vec<_>| parse_rest(&v, "BTC-USDT", &payload("bybit", file), out);
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "bybit", "BTC-USDT", file, out);
     let mut out = Vec::new();
     assert_eq!(
         parse("rest_trades.json", &mut out).unwrap(),
         Page::default()
     );
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bybit", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bybit"),
         vec![
             want(
                 "BTC-USDT",

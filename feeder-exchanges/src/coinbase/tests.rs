@@ -221,9 +221,7 @@ fn rest_payloads_and_cursor_header() {
     let page = parse("rest_trades.json", &headers, &mut out).unwrap();
     assert_eq!(page.older.as_deref(), Some("658232640"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "coinbase", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "coinbase"),
         vec![
             want(
                 "BTC-USD",

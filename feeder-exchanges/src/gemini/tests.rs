@@ -213,18 +213,10 @@ fn requests_continue_after_the_last_seen_trade() {
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("gemini", "rest_trades.json"),
-        &mut out,
-    )
-    .unwrap();
+    let page = parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "gemini", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "gemini"),
         vec![
             want(
                 "BTC-USD",
@@ -254,46 +246,24 @@ fn rest_payloads() {
     );
     // A reversed trade is not a trade.
     let mut out = Vec::new();
-    parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("gemini", "rest_broken.json"),
-        &mut out,
-    )
-    .unwrap();
+    parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_broken.json", &mut out).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].trade_id.as_str(), "2840140800042677");
 
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(
-            &v,
-            "BTC-USD",
-            &payload("gemini", "rest_empty.json"),
-            &mut out
-        )
-        .unwrap()
-        .older,
+        parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_empty.json", &mut out)
+            .unwrap()
+            .older,
         None
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("gemini", "rest_error.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "InvalidSymbol: Supplied value 'btcxyz' is not a valid symbol"),
         "{e}"
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("gemini", "rest_bad_amount.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_bad_amount.json", &mut out).unwrap_err();
     assert!(
         matches!(
             &e,

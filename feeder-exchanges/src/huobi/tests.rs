@@ -234,18 +234,10 @@ fn requests_ask_for_the_most_recent_trades() {
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(
-        &v,
-        "BTC-USDT",
-        &payload("huobi", "rest_trades.json"),
-        &mut out,
-    )
-    .unwrap();
+    let page = parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "huobi", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "huobi"),
         vec![
             want(
                 "BTC-USDT",
@@ -274,32 +266,15 @@ fn rest_payloads() {
         ]
     );
     let mut out = Vec::new();
-    parse_rest(
-        &v,
-        "BTC-USDT",
-        &payload("huobi", "rest_empty.json"),
-        &mut out,
-    )
-    .unwrap();
+    parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_empty.json", &mut out).unwrap();
     assert!(out.is_empty());
-    let e = parse_rest(
-        &v,
-        "BTC-USDT",
-        &payload("huobi", "rest_error.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "invalid-parameter: invalid symbol"),
         "{e}"
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USDT",
-        &payload("huobi", "rest_bad_price.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_bad_price.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Field { field: "price", .. }),
         "{e}"

@@ -132,19 +132,11 @@ fn rest_times_keep_all_seven_digits() {
 fn rest_payloads_map_the_canonical_pair_name_back() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_trades.json"),
-        &mut out,
-    )
-    .unwrap();
+    let page = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     // Short of a full page: the newest trades, no page after it.
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "kraken", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "kraken"),
         vec![
             want(
                 "BTC-USD",
@@ -174,71 +166,33 @@ fn rest_payloads_map_the_canonical_pair_name_back() {
     );
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(
-            &v,
-            "BTC-USD",
-            &payload("kraken", "rest_empty.json"),
-            &mut out
-        )
-        .unwrap()
-        .older,
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_empty.json", &mut out)
+            .unwrap()
+            .older,
         None
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_error.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "EQuery:Unknown asset pair"),
         "{e}"
     );
     // XETHZUSD is a configured symbol, but not the one asked for.
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_other_pair.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_other_pair.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::UnknownSymbol(p) if p == "XETHZUSD"),
         "{e}"
     );
-    assert!(parse_rest(
-        &v,
-        "ETH-USD",
-        &payload("kraken", "rest_other_pair.json"),
-        &mut out
-    )
-    .is_ok());
+    assert!(parse_rest_fixture(&v, "kraken", "ETH-USD", "rest_other_pair.json", &mut out).is_ok());
     out.clear();
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_no_trade_id.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_no_trade_id.json", &mut out).unwrap_err();
     assert!(is_json(&e), "{e}");
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_exponent_time.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_exponent_time.json", &mut out)
+        .unwrap_err();
     assert!(is_field(&e), "{e}");
     assert!(out.is_empty(), "a rejected page appends nothing");
-    parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_extra_element.json"),
-        &mut out,
-    )
-    .unwrap();
+    parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_extra_element.json", &mut out).unwrap();
     assert_eq!(out.len(), 1);
 }
 

@@ -126,15 +126,12 @@ fn requests_page_back_by_trade_id() {
 #[test]
 fn rest_payloads() {
     let v = venue();
-    let parse =
-        |file: &str, out: &mut Vec<_>| parse_rest(&v, "BTC-USDT", &payload("okx", file), out);
+    let parse = |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "okx", "BTC-USDT", file, out);
     let mut out = Vec::new();
     let page = parse("rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older.as_deref(), Some("557713200"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "okx", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "okx"),
         vec![
             want(
                 "BTC-USDT",

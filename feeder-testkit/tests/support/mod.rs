@@ -12,7 +12,7 @@ use feeder_core::exchange::{
 };
 use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
-use feeder_testkit::venues::MockTrade;
+use feeder_testkit::venues::{MockConfig, MockTrade};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -175,5 +175,13 @@ pub fn page(p: &str) -> PollRequest<'_> {
     PollRequest {
         last_seen: None,
         page: Some(p),
+    }
+}
+
+/// A mock whose venue heartbeats every `every`; an hour keeps heartbeats out of a test.
+pub fn heartbeat_every(every: Duration) -> MockConfig {
+    MockConfig {
+        heartbeat_every: every,
+        ..MockConfig::default()
     }
 }
