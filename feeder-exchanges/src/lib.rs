@@ -27,6 +27,8 @@
     feature = "kraken",
 ))]
 mod common;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 #[cfg(feature = "binance")]
 pub mod binance;

@@ -1,94 +1,17 @@
 //! The bundled venues run by the real drivers against the mock venues of `feeder-testkit`,
 //! with faults injected: every published trade must arrive, exactly as published.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Transport};
+use feeder_core::exchange::{ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
-use feeder_core::model::Trade;
 use feeder_exchanges::bitstamp::BitstampFactory;
 use feeder_exchanges::coinbase::CoinbaseFactory;
-use feeder_testkit::venues::{
-    MockBitstamp, MockCoinbase, MockConfig, MockTrade, MockVenue, WsFault,
-};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, WsFault};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-/// An exchange running in a task, with the receiving end of its sink.
-struct Running {
-    rx: mpsc::Receiver<Vec<Trade>>,
-    ctx: ExchangeContext,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), feeder_core::ExchangeError>>,
-    /// Every trade received, by (symbol, id); later copies replace earlier ones.
-    seen: HashMap<(String, String), Trade>,
-}
-
-impl Running {
-    fn start(exchange: Arc<dyn Exchange>, mock: &MockVenue) -> Self {
-        let (tx, rx) = mpsc::channel(1_024);
-        let shutdown = CancellationToken::new();
-        let ctx = ExchangeContext::new(mock.symbols().to_vec(), tx, shutdown.clone());
-        let task = tokio::spawn({
-            let ctx = ctx.clone();
-            async move { exchange.run(ctx).await }
-        });
-        Self {
-            rx,
-            ctx,
-            shutdown,
-            task,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Receives until every trade of `want` was seen, or panics at the deadline.
-    async fn until_all(&mut self, want: &[MockTrade]) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let missing = want
-                .iter()
-                .filter(|p| {
-                    !self
-                        .seen
-                        .contains_key(&(p.symbol.to_string(), p.trade_id.to_string()))
-                })
-                .count();
-            if missing == 0 {
-                return;
-            }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => {
-                    for t in batch {
-                        self.seen
-                            .insert((t.symbol.to_string(), t.trade_id.to_string()), t);
-                    }
-                }
-                Ok(None) => panic!("the exchange stopped with {missing} trades missing"),
-                Err(_) => panic!("{missing} of {} trades missing after {WAIT:?}", want.len()),
-            }
-        }
-    }
-
-    fn get(&self, p: &MockTrade) -> &Trade {
-        &self.seen[&(p.symbol.to_string(), p.trade_id.to_string())]
-    }
-
-    async fn stop(self) -> Arc<ExchangeStats> {
-        self.shutdown.cancel();
-        let r = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not return")
-            .unwrap();
-        assert!(r.is_ok(), "{r:?}");
-        self.ctx.stats
-    }
-}
+use support::{Running, WAIT};
 
 #[tokio::test]
 async fn coinbase_stream_recovers_a_dropped_connection_by_backfill() {

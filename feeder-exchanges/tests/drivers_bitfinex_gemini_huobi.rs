@@ -3,129 +3,32 @@
 //! published. Repeats (snapshots and backfill overlap the live stream) are what the valve
 //! drops downstream, so trades are collected by id.
 
-use std::collections::HashMap;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Transport};
+use feeder_core::exchange::{Exchange, ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
-use feeder_core::model::Trade;
 use feeder_exchanges::bitfinex::BitfinexFactory;
 use feeder_exchanges::gemini::GeminiFactory;
 use feeder_exchanges::huobi::HuobiFactory;
-use feeder_testkit::venues::{
-    MockBitfinex, MockConfig, MockGemini, MockHuobi, MockTrade, MockVenue, WsFault,
-};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockVenue, WsFault};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-/// An exchange running in a task, with the receiving end of its sink.
-struct Running {
-    rx: mpsc::Receiver<Vec<Trade>>,
-    ctx: ExchangeContext,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), feeder_core::ExchangeError>>,
-    /// Every trade received, by (symbol, id); a repeat must equal the first copy.
-    seen: HashMap<(String, String), Trade>,
-    /// How many trades arrived in all, repeats included.
-    received: usize,
-}
-
-impl Running {
-    fn start(exchange: Arc<dyn Exchange>, mock: &MockVenue) -> Self {
-        let (tx, rx) = mpsc::channel(1_024);
-        let shutdown = CancellationToken::new();
-        let ctx = ExchangeContext::new(mock.symbols().to_vec(), tx, shutdown.clone());
-        let task = tokio::spawn({
-            let ctx = ctx.clone();
-            async move { exchange.run(ctx).await }
-        });
-        Self {
-            rx,
-            ctx,
-            shutdown,
-            task,
-            seen: HashMap::new(),
-            received: 0,
-        }
-    }
-
-    fn key(p: &MockTrade) -> (String, String) {
-        (p.symbol.to_string(), p.trade_id.to_string())
-    }
-
-    /// Receives until every trade of `want` was seen, or panics at the deadline.
-    async fn until_all(&mut self, want: &[MockTrade]) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let missing = want
-                .iter()
-                .filter(|p| !self.seen.contains_key(&Self::key(p)))
-                .count();
-            if missing == 0 {
-                return;
-            }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => {
-                    for t in batch {
-                        self.received += 1;
-                        let key = (t.symbol.to_string(), t.trade_id.to_string());
-                        if let Some(first) = self.seen.get(&key) {
-                            // A repeat is the same trade, not a different one with the same id.
-                            assert_eq!(
-                                (first.price, first.amount, first.side, first.timestamp),
-                                (t.price, t.amount, t.side, t.timestamp),
-                                "{key:?}"
-                            );
-                        }
-                        self.seen.insert(key, t);
-                    }
-                }
-                Ok(None) => panic!("the exchange stopped with {missing} trades missing"),
-                Err(_) => panic!("{missing} of {} trades missing after {WAIT:?}", want.len()),
-            }
-        }
-    }
-
-    /// Every trade of `published` arrived exactly as published, and nothing else did.
-    fn assert_exact(&self, published: &[MockTrade]) {
-        for p in published {
-            let t = &self.seen[&Self::key(p)];
-            assert!(p.matches(t), "{t:?} != {p:?}");
-        }
-        assert_eq!(
-            self.seen.len(),
-            published.len(),
-            "trades that were never published"
-        );
-    }
-
-    async fn stop(self) -> Arc<ExchangeStats> {
-        self.shutdown.cancel();
-        let r = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not return")
-            .unwrap();
-        assert!(r.is_ok(), "{r:?}");
-        self.ctx.stats
-    }
-}
+use support::{Running, WAIT};
 
 /// Streams from `mock` through a connection that drops after 5 trades: the trades sent while
 /// the client reconnects come back by snapshot or backfill.
 async fn stream_survives_a_drop(mock: &MockVenue, exchange: Arc<dyn Exchange>, subs: usize) {
     mock.fault_next_connection(WsFault::DropAfter(5));
-    let mut run = Running::start(exchange, mock);
+    let mut run = Running::start_with_same_repeats(exchange, mock);
     mock.wait_subscriptions(subs, WAIT).await.unwrap();
     let mut published = mock.publish(30);
     run.until_all(&published).await;
     mock.wait_subscriptions(subs * 2, WAIT).await.unwrap();
     published.extend(mock.publish(10));
     run.until_all(&published).await;
-    run.assert_exact(&published);
+    run.assert_exactly(&published);
     assert!(mock.ws_server().connections() >= 2);
     let stats = run.stop().await;
     assert_eq!(ExchangeStats::get(&stats.parse_errors), 0, "{stats:?}");
@@ -136,12 +39,12 @@ async fn polling_survives_errors(mock: &MockVenue, exchange: Arc<dyn Exchange>) 
     let published = mock.publish(6);
     mock.fail_rest(1, 429);
     mock.fail_rest(1, 503);
-    let mut run = Running::start(exchange, mock);
+    let mut run = Running::start_with_same_repeats(exchange, mock);
     run.until_all(&published).await;
     let more = mock.publish(6);
     run.until_all(&more).await;
     let all: Vec<_> = published.into_iter().chain(more).collect();
-    run.assert_exact(&all);
+    run.assert_exactly(&all);
     assert!(mock.http_server().requests().len() >= 4);
     let stats = run.stop().await;
     assert_eq!(ExchangeStats::get(&stats.parse_errors), 0, "{stats:?}");
@@ -158,7 +61,7 @@ async fn bitfinex_stream_recovers_a_dropped_connection() {
 async fn bitfinex_stream_follows_a_reconnect_request() {
     let mock = MockBitfinex::start().await.unwrap();
     let cfg = mock.exchange_config("bitfinex", Transport::Websocket);
-    let mut run = Running::start(BitfinexFactory.build(&cfg).unwrap(), &mock);
+    let mut run = Running::start_with_same_repeats(BitfinexFactory.build(&cfg).unwrap(), &mock);
     mock.wait_subscriptions(2, WAIT).await.unwrap();
     let mut published = mock.publish(10);
     run.until_all(&published).await;
@@ -167,7 +70,7 @@ async fn bitfinex_stream_follows_a_reconnect_request() {
     mock.wait_subscriptions(4, WAIT).await.unwrap();
     published.extend(mock.publish(10));
     run.until_all(&published).await;
-    run.assert_exact(&published);
+    run.assert_exactly(&published);
     assert_eq!(mock.ws_server().connections(), 2);
     run.stop().await;
 }
@@ -209,7 +112,7 @@ async fn huobi_stream_answers_every_ping_with_its_number() {
     .await
     .unwrap();
     let cfg = mock.exchange_config("huobi", Transport::Websocket);
-    let mut run = Running::start(HuobiFactory.build(&cfg).unwrap(), &mock);
+    let mut run = Running::start_with_same_repeats(HuobiFactory.build(&cfg).unwrap(), &mock);
     mock.wait_subscriptions(2, WAIT).await.unwrap();
     for n in 1..=3 {
         mock.ping();
@@ -231,7 +134,7 @@ async fn huobi_stream_answers_every_ping_with_its_number() {
     // Trades still flow on the same connection.
     let published = mock.publish(6);
     run.until_all(&published).await;
-    run.assert_exact(&published);
+    run.assert_exactly(&published);
     assert_eq!(mock.ws_server().connections(), 1);
     run.stop().await;
 }

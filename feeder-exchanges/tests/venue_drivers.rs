@@ -2,108 +2,19 @@
 //! `feeder-testkit`, with a forced disconnect: every published trade must arrive, exactly as
 //! published, and nothing else may.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
-use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Transport};
+use std::sync::Arc;
+
+use feeder_core::exchange::{Exchange, ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
-use feeder_core::model::Trade;
 use feeder_exchanges::binance::BinanceFactory;
 use feeder_exchanges::bybit::BybitFactory;
 use feeder_exchanges::kraken::KrakenFactory;
 use feeder_exchanges::okx::OkxFactory;
-use feeder_testkit::venues::{
-    MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, MockVenue, WsFault,
-};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockVenue, WsFault};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-type Key = (String, String);
-
-fn key(t: &MockTrade) -> Key {
-    (t.symbol.to_string(), t.trade_id.to_string())
-}
-
-/// An exchange running in a task, with the receiving end of its sink.
-struct Running {
-    rx: mpsc::Receiver<Vec<Trade>>,
-    ctx: ExchangeContext,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), feeder_core::ExchangeError>>,
-    /// Every trade received, by (symbol, id); later copies replace earlier ones.
-    seen: HashMap<Key, Trade>,
-}
-
-impl Running {
-    fn start(exchange: Arc<dyn Exchange>, mock: &MockVenue) -> Self {
-        let (tx, rx) = mpsc::channel(1_024);
-        let shutdown = CancellationToken::new();
-        let ctx = ExchangeContext::new(mock.symbols().to_vec(), tx, shutdown.clone());
-        let task = tokio::spawn({
-            let ctx = ctx.clone();
-            async move { exchange.run(ctx).await }
-        });
-        Self {
-            rx,
-            ctx,
-            shutdown,
-            task,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Receives until every trade of `want` was seen, or panics at the deadline.
-    async fn until_all(&mut self, want: &[MockTrade]) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let missing = want
-                .iter()
-                .filter(|p| !self.seen.contains_key(&key(p)))
-                .count();
-            if missing == 0 {
-                return;
-            }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => {
-                    for t in batch {
-                        self.seen
-                            .insert((t.symbol.to_string(), t.trade_id.to_string()), t);
-                    }
-                }
-                Ok(None) => panic!("the exchange stopped with {missing} trades missing"),
-                Err(_) => panic!("{missing} of {} trades missing after {WAIT:?}", want.len()),
-            }
-        }
-    }
-
-    /// Checks that what arrived is exactly `published` (after deduplication by id), each
-    /// trade equal to its ground truth.
-    fn assert_exactly(&self, published: &[MockTrade]) {
-        let want: HashMap<Key, &MockTrade> = published.iter().map(|p| (key(p), p)).collect();
-        assert_eq!(want.len(), published.len(), "published ids are unique");
-        for (k, t) in &self.seen {
-            let p = want
-                .get(k)
-                .unwrap_or_else(|| panic!("{k:?} was never published"));
-            assert!(p.matches(t), "{t:?} != {p:?}");
-        }
-        assert_eq!(self.seen.len(), want.len());
-    }
-
-    async fn stop(self) -> Arc<ExchangeStats> {
-        self.shutdown.cancel();
-        let r = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not return")
-            .unwrap();
-        assert!(r.is_ok(), "{r:?}");
-        self.ctx.stats
-    }
-}
+use support::{Running, WAIT};
 
 /// Streams with the first connection dropped after `drop_after` trades; trades published
 /// while the client is away come back over REST.

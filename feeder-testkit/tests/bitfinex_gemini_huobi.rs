@@ -2,63 +2,19 @@
 //! parsers of `feeder-exchanges`: what the mocks send must parse back to exactly what they
 //! published.
 
+mod support;
+
 use std::time::Duration;
 
-use feeder_core::config::ExchangeConfig;
-use feeder_core::exchange::{
-    Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue, Transport,
-    WsMessage,
-};
-use feeder_core::model::{Timestamp, Trade};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, Transport, WsMessage};
+use feeder_core::model::Timestamp;
 use feeder_core::ParseError;
 use feeder_exchanges::bitfinex::BitfinexVenue;
 use feeder_exchanges::gemini::GeminiVenue;
 use feeder_exchanges::huobi::HuobiVenue;
-use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockTrade, WsFault};
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, WsFault};
 
-const WAIT: Duration = Duration::from_secs(5);
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Connects to `venue.url()` and sends its subscribe messages.
-async fn connect<V: StreamVenue>(venue: &V, cfg: &ExchangeConfig) -> Client {
-    let url = venue.url(&cfg.symbols).unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    for m in venue.subscribe(&cfg.symbols) {
-        send(&mut ws, m).await;
-    }
-    ws
-}
-
-async fn send(ws: &mut Client, m: WsMessage) {
-    let msg = match m {
-        WsMessage::Text(t) => Message::text(t),
-        WsMessage::Binary(b) => Message::binary(b),
-        WsMessage::Ping(p) => Message::Ping(p.into()),
-    };
-    ws.send(msg).await.unwrap();
-}
-
-/// The payload of the next text or binary frame, or `None` when the stream ended or failed.
-async fn next_frame(ws: &mut Client) -> Option<Vec<u8>> {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("nothing arrived in time")
-        {
-            Some(Ok(Message::Text(t))) => return Some(t.as_str().as_bytes().to_vec()),
-            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
+use support::*;
 
 /// Parses the next frame, which must not carry trades.
 async fn next_control<V: StreamVenue>(venue: &V, ws: &mut Client) -> Result<Frame, ParseError> {
@@ -67,65 +23,6 @@ async fn next_control<V: StreamVenue>(venue: &V, ws: &mut Client) -> Result<Fram
     let r = venue.parse(&f, Timestamp::now(), &mut out);
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&f));
     r
-}
-
-/// Reads frames until `n` trades were parsed; returns them and the other frames seen.
-async fn read_trades<V: StreamVenue>(
-    venue: &V,
-    ws: &mut Client,
-    n: usize,
-) -> (Vec<Trade>, Vec<Frame>) {
-    let mut trades = Vec::new();
-    let mut frames = Vec::new();
-    // Bounded: each read waits at most WAIT and the count of frames is capped.
-    for _ in 0..n * 4 + 16 {
-        if trades.len() >= n {
-            break;
-        }
-        let f = next_frame(ws).await.expect("stream ended early");
-        match venue.parse(&f, Timestamp::now(), &mut trades) {
-            Ok(Frame::Data) => {}
-            Ok(other) => frames.push(other),
-            Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&f)),
-        }
-    }
-    (trades, frames)
-}
-
-fn assert_exact(trades: &[Trade], published: &[MockTrade]) {
-    assert_eq!(trades.len(), published.len());
-    for (t, p) in trades.iter().zip(published) {
-        assert!(p.matches(t), "{t:?}\n!=\n{p:?}");
-    }
-}
-
-async fn get(req: &HttpRequest) -> reqwest::Response {
-    let mut b = reqwest::Client::new().get(req.url.as_str());
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    b.send().await.unwrap()
-}
-
-/// Fetches a page the way the poll driver would and parses it.
-async fn fetch_page<V: PollVenue>(
-    venue: &V,
-    cfg: &ExchangeConfig,
-    req: PollRequest<'_>,
-    out: &mut Vec<Trade>,
-) -> Result<Page, ParseError> {
-    let symbol = &cfg.symbols[0];
-    let req = venue.trades_request(symbol, req).unwrap();
-    let resp = get(&req).await;
-    assert_eq!(resp.status(), 200);
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    let r = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body: &body,
-    };
-    venue.parse_trades(symbol, &r, Timestamp::now(), out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -160,7 +57,7 @@ async fn bitfinex_stream_round_trip_is_exact_and_tu_repeats_are_dropped() {
 
     let published = mock.publish(40);
     assert!(published.iter().any(|t| t.amount_text.contains('e')));
-    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    let (trades, frames, _) = read_frames(&venue, &mut ws, 40).await;
     assert_exact(&trades, &published);
     // Every trade came twice: the `tu` copies were recognized and skipped.
     assert_eq!(frames.len(), 39, "{frames:?}");
@@ -210,7 +107,7 @@ async fn bitfinex_channel_ids_change_with_the_connection_and_snapshots_replay() 
     let mut ws = connect(&venue, &cfg).await;
     mock.wait_subscriptions(2, WAIT).await.unwrap();
     let first = mock.publish(6);
-    let (trades, _) = read_trades(&venue, &mut ws, 3).await;
+    let (trades, _, _) = read_frames(&venue, &mut ws, 3).await;
     assert_exact(&trades, &first[..3]);
     // The connection drops after the third trade (and its `tu`).
     let mut rest = 0;
@@ -223,7 +120,7 @@ async fn bitfinex_channel_ids_change_with_the_connection_and_snapshots_replay() 
     // the three the old connection missed among them.
     let mut ws = connect(&venue, &cfg).await;
     mock.wait_subscriptions(4, WAIT).await.unwrap();
-    let (snap, frames) = read_trades(&venue, &mut ws, 6).await;
+    let (snap, frames, _) = read_frames(&venue, &mut ws, 6).await;
     assert_eq!(frames.len(), 3, "greeting and two acks: {frames:?}");
     let mut ids: Vec<_> = snap.iter().map(|t| t.trade_id.to_string()).collect();
     ids.sort();
@@ -238,7 +135,7 @@ async fn bitfinex_channel_ids_change_with_the_connection_and_snapshots_replay() 
         assert!(p.matches(t));
     }
     let more = mock.publish(4);
-    let (trades, _) = read_trades(&venue, &mut ws, 4).await;
+    let (trades, _, _) = read_frames(&venue, &mut ws, 4).await;
     assert_exact(&trades, &more);
 }
 
@@ -296,17 +193,14 @@ async fn bitfinex_rest_serves_history_in_pages() {
 
 #[tokio::test]
 async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockGemini::start_with(cfg).await.unwrap();
     let before = mock.publish(4);
     let cfg = mock.exchange_config("gemini", Transport::Websocket);
     let venue = GeminiVenue::new(&cfg).unwrap();
     let mut ws = connect(&venue, &cfg).await;
     // Each symbol starts with its book and latest trades, newest first.
-    let (initial, frames) = read_trades(&venue, &mut ws, 4).await;
+    let (initial, frames, _) = read_frames(&venue, &mut ws, 4).await;
     assert!(frames.is_empty(), "{frames:?}");
     let mut want = before.clone();
     want.sort_by_key(|t| (t.symbol.clone(), std::cmp::Reverse(t.trade_id)));
@@ -318,7 +212,7 @@ async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
     let published = mock.publish(40);
     assert!(published.iter().any(|t| t.amount_text.contains('e')));
     assert!(published.iter().any(|t| t.trade_id % 5 == 0), "string ids");
-    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    let (trades, frames, _) = read_frames(&venue, &mut ws, 40).await;
     assert_exact(&trades, &published);
     // One book update per trade, all skipped.
     assert_eq!(frames.len(), 40, "{frames:?}");
@@ -344,10 +238,7 @@ async fn gemini_stream_round_trip_is_exact_and_book_updates_are_skipped() {
 
 #[tokio::test]
 async fn gemini_heartbeats_and_closes() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_millis(20),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_millis(20));
     let mock = MockGemini::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("gemini", Transport::Websocket);
     let venue = GeminiVenue::new(&cfg).unwrap();
@@ -368,7 +259,7 @@ async fn gemini_heartbeats_and_closes() {
     }
     assert_eq!(heartbeats, 2);
     let published = mock.publish(5);
-    let (trades, _) = read_trades(&venue, &mut ws, 2).await;
+    let (trades, _, _) = read_frames(&venue, &mut ws, 2).await;
     assert_exact(&trades, &published[..2]);
     let mut rest = 0;
     while let Some(f) = next_frame(&mut ws).await {
@@ -435,10 +326,7 @@ async fn gemini_rest_walks_forward_from_the_last_trade() {
 
 #[tokio::test]
 async fn huobi_frames_are_gzip_and_round_trip_exactly() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockHuobi::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("huobi", Transport::Websocket);
     let venue = HuobiVenue::new(&cfg).unwrap();
@@ -456,7 +344,7 @@ async fn huobi_frames_are_gzip_and_round_trip_exactly() {
 
     let published = mock.publish(40);
     assert!(published.iter().any(|t| t.amount_text.contains('e')));
-    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    let (trades, frames, _) = read_frames(&venue, &mut ws, 40).await;
     assert!(frames.is_empty(), "{frames:?}");
     assert_exact(&trades, &published);
 
@@ -478,10 +366,7 @@ async fn huobi_frames_are_gzip_and_round_trip_exactly() {
 
 #[tokio::test]
 async fn huobi_ping_is_answered_with_the_same_number() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockHuobi::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("huobi", Transport::Websocket);
     let venue = HuobiVenue::new(&cfg).unwrap();

@@ -2,113 +2,30 @@
 //! real parsers of `feeder-exchanges`: what the mocks send must parse back to exactly what
 //! they published, and their control messages must mean what the venues' do.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use feeder_core::config::ExchangeConfig;
-use feeder_core::exchange::{
-    Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue, Transport,
-    WsMessage,
-};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, Transport, WsMessage};
 use feeder_core::model::{Timestamp, Trade};
 use feeder_core::ParseError;
 use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
 use feeder_exchanges::kraken::KrakenVenue;
 use feeder_exchanges::okx::OkxVenue;
-use feeder_testkit::venues::{
-    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockTrade, WsFault,
-};
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, WsFault};
+use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const WAIT: Duration = Duration::from_secs(5);
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Connects to `venue.url()` and sends its subscribe messages.
-async fn connect<V: StreamVenue>(venue: &V, cfg: &ExchangeConfig) -> Client {
-    let url = venue.url(&cfg.symbols).unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    for m in venue.subscribe(&cfg.symbols) {
-        send(&mut ws, m).await;
-    }
-    ws
-}
-
-async fn send(ws: &mut Client, m: WsMessage) {
-    let msg = match m {
-        WsMessage::Text(t) => Message::text(t),
-        WsMessage::Binary(b) => Message::binary(b),
-        WsMessage::Ping(p) => Message::Ping(p.into()),
-    };
-    ws.send(msg).await.unwrap();
-}
-
-/// The next message of any kind, or `None` when the stream ended or failed.
-async fn next_message(ws: &mut Client) -> Option<Message> {
-    match tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("nothing arrived in time")
-    {
-        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => None,
-        Some(Ok(m)) => Some(m),
-    }
-}
-
-/// The next text frame, or `None` when the stream ended or failed.
-async fn next_text(ws: &mut Client) -> Option<String> {
-    // Bounded: each read waits at most WAIT, and control frames are few.
-    for _ in 0..1_000 {
-        match next_message(ws).await? {
-            Message::Text(t) => return Some(t.as_str().to_owned()),
-            _ => continue,
-        }
-    }
-    None
-}
+use support::*;
 
 fn parse_one<V: StreamVenue>(venue: &V, text: &str) -> Result<Frame, ParseError> {
     let mut out = Vec::new();
     let f = venue.parse(text.as_bytes(), Timestamp::now(), &mut out);
     assert!(out.is_empty(), "{text}");
     f
-}
-
-/// Reads frames until `n` trades were parsed; returns them, the other frames seen and how
-/// many data frames carried them.
-async fn read_trades<V: StreamVenue>(
-    venue: &V,
-    ws: &mut Client,
-    n: usize,
-) -> (Vec<Trade>, Vec<Frame>, usize) {
-    let mut trades = Vec::new();
-    let mut frames = Vec::new();
-    let mut data_frames = 0;
-    // Bounded: each read waits at most WAIT and the count of frames is capped.
-    for _ in 0..n * 4 + 16 {
-        if trades.len() >= n {
-            break;
-        }
-        let text = next_text(ws).await.expect("stream ended early");
-        match venue.parse(text.as_bytes(), Timestamp::now(), &mut trades) {
-            Ok(Frame::Data) => data_frames += 1,
-            Ok(f) => frames.push(f),
-            Err(e) => panic!("{e}: {text}"),
-        }
-    }
-    (trades, frames, data_frames)
-}
-
-fn assert_exact(trades: &[Trade], published: &[MockTrade]) {
-    assert_eq!(trades.len(), published.len());
-    for (t, p) in trades.iter().zip(published) {
-        assert!(p.matches(t), "{t:?}\n!=\n{p:?}");
-    }
 }
 
 /// The trades of `published` for the first configured symbol, by id.
@@ -118,42 +35,6 @@ fn by_id<'a>(published: &'a [MockTrade], cfg: &ExchangeConfig) -> BTreeMap<Strin
         .filter(|t| t.symbol == cfg.symbols[0])
         .map(|t| (t.trade_id.to_string(), t))
         .collect()
-}
-
-async fn get(req: &HttpRequest) -> reqwest::Response {
-    let mut b = reqwest::Client::new().get(req.url.as_str());
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    b.send().await.unwrap()
-}
-
-/// Fetches a page of the first configured symbol the way the poll driver would, and parses it.
-async fn fetch_page<V: PollVenue>(
-    venue: &V,
-    cfg: &ExchangeConfig,
-    req: PollRequest<'_>,
-    out: &mut Vec<Trade>,
-) -> Result<Page, ParseError> {
-    let symbol = &cfg.symbols[0];
-    let req = venue.trades_request(symbol, req).unwrap();
-    let resp = get(&req).await;
-    assert_eq!(resp.status(), 200, "{}", req.url);
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    let r = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body: &body,
-    };
-    venue.parse_trades(symbol, &r, Timestamp::now(), out)
-}
-
-fn page(p: &str) -> PollRequest<'_> {
-    PollRequest {
-        last_seen: None,
-        page: Some(p),
-    }
 }
 
 #[tokio::test]
@@ -464,10 +345,7 @@ async fn okx_rest_pages_back_through_history_trades() {
 
 #[tokio::test]
 async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockKraken::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("kraken", Transport::Websocket);
     let venue = KrakenVenue::new(&cfg).unwrap();
@@ -539,10 +417,7 @@ async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
 
 #[tokio::test]
 async fn kraken_heartbeats_arrive_on_their_own() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_millis(50),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_millis(50));
     let mock = MockKraken::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("kraken", Transport::Websocket);
     let venue = KrakenVenue::new(&cfg).unwrap();

@@ -1,127 +1,19 @@
 //! The mock venues against a plain WebSocket / HTTP client and the real parsers of
 //! `feeder-exchanges`: what the mocks send must parse back to exactly what they published.
 
+mod support;
+
 use std::time::Duration;
 
-use feeder_core::config::ExchangeConfig;
-use feeder_core::exchange::{
-    Frame, HttpRequest, HttpResponse, PollRequest, PollVenue, StreamVenue, Transport, WsMessage,
-};
-use feeder_core::model::{Timestamp, Trade};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, Transport, WsMessage};
+use feeder_core::model::Timestamp;
 use feeder_core::ParseError;
 use feeder_exchanges::bitstamp::BitstampVenue;
 use feeder_exchanges::coinbase::CoinbaseVenue;
-use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, MockTrade, WsFault};
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockTrade, WsFault};
+use futures::StreamExt;
 
-const WAIT: Duration = Duration::from_secs(5);
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Connects to `venue.url()` and sends its subscribe messages.
-async fn connect<V: StreamVenue>(venue: &V, cfg: &ExchangeConfig) -> Client {
-    let url = venue.url(&cfg.symbols).unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    for m in venue.subscribe(&cfg.symbols) {
-        send(&mut ws, m).await;
-    }
-    ws
-}
-
-async fn send(ws: &mut Client, m: WsMessage) {
-    let msg = match m {
-        WsMessage::Text(t) => Message::text(t),
-        WsMessage::Binary(b) => Message::binary(b),
-        WsMessage::Ping(p) => Message::Ping(p.into()),
-    };
-    ws.send(msg).await.unwrap();
-}
-
-/// The next text frame, or `None` when the stream ended or failed.
-async fn next_text(ws: &mut Client) -> Option<String> {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("nothing arrived in time")
-        {
-            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// Reads frames until `n` trades were parsed; returns them and the other frames seen.
-async fn read_trades<V: StreamVenue>(
-    venue: &V,
-    ws: &mut Client,
-    n: usize,
-) -> (Vec<Trade>, Vec<Frame>) {
-    let mut trades = Vec::new();
-    let mut frames = Vec::new();
-    // Bounded: each read waits at most WAIT and the count of frames is capped.
-    for _ in 0..n * 4 + 16 {
-        if trades.len() >= n {
-            break;
-        }
-        let text = next_text(ws).await.expect("stream ended early");
-        match venue.parse(text.as_bytes(), Timestamp::now(), &mut trades) {
-            Ok(Frame::Data) => {}
-            Ok(f) => frames.push(f),
-            Err(e) => panic!("{e}: {text}"),
-        }
-    }
-    (trades, frames)
-}
-
-fn assert_exact(trades: &[Trade], published: &[MockTrade]) {
-    assert_eq!(trades.len(), published.len());
-    for (t, p) in trades.iter().zip(published) {
-        assert!(p.matches(t), "{t:?}\n!=\n{p:?}");
-    }
-}
-
-async fn get(req: &HttpRequest) -> reqwest::Response {
-    let mut b = reqwest::Client::new().get(req.url.as_str());
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    b.send().await.unwrap()
-}
-
-/// Fetches a page the way the poll driver would and parses it.
-async fn fetch_page<V: PollVenue>(
-    venue: &V,
-    cfg: &ExchangeConfig,
-    page: Option<&str>,
-    out: &mut Vec<Trade>,
-) -> Result<feeder_core::exchange::Page, ParseError> {
-    let symbol = &cfg.symbols[0];
-    let req = venue
-        .trades_request(
-            symbol,
-            PollRequest {
-                last_seen: None,
-                page,
-            },
-        )
-        .unwrap();
-    let resp = get(&req).await;
-    assert_eq!(resp.status(), 200);
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    let r = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body: &body,
-    };
-    venue.parse_trades(symbol, &r, Timestamp::now(), out)
-}
+use support::*;
 
 #[tokio::test]
 async fn bitstamp_stream_round_trip_is_exact() {
@@ -146,7 +38,7 @@ async fn bitstamp_stream_round_trip_is_exact() {
         published.iter().any(|t| t.amount_text.contains('e')),
         "some amounts in exponent form"
     );
-    let (trades, frames) = read_trades(&venue, &mut ws, 40).await;
+    let (trades, frames, _) = read_trades(&venue, &mut ws, 40).await;
     assert!(frames.is_empty(), "{frames:?}");
     assert_exact(&trades, &published);
     assert_eq!(mock.published(), published);
@@ -195,7 +87,9 @@ async fn bitstamp_rest_serves_the_history_in_its_window() {
     let venue = BitstampVenue::new(&cfg).unwrap();
     let published = mock.publish(30);
     let mut out = Vec::new();
-    let page = fetch_page(&venue, &cfg, None, &mut out).await.unwrap();
+    let page = fetch_page(&venue, &cfg, PollRequest::default(), &mut out)
+        .await
+        .unwrap();
     assert_eq!(page.older, None);
     // BTC-USD only, newest first, times to the second (all Bitstamp's REST API gives).
     let want: Vec<_> = published
@@ -231,10 +125,7 @@ async fn rest_failures_are_injected_then_clear() {
 
 #[tokio::test]
 async fn coinbase_stream_round_trip_is_exact_and_heartbeat_reveals_gaps() {
-    let cfg = MockConfig {
-        heartbeat_every: Duration::from_secs(3_600),
-        ..MockConfig::default()
-    };
+    let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockCoinbase::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("coinbase", Transport::Websocket);
     let venue = CoinbaseVenue::new(&cfg).unwrap();
@@ -249,12 +140,12 @@ async fn coinbase_stream_round_trip_is_exact_and_heartbeat_reveals_gaps() {
         Frame::Ack
     );
     // Each product starts with its latest trade, as a last_match.
-    let (last, _) = read_trades(&venue, &mut ws, 2).await;
+    let (last, _, _) = read_trades(&venue, &mut ws, 2).await;
     assert_exact(&last, &before);
     mock.wait_subscriptions(1, WAIT).await.unwrap();
 
     let published = mock.publish(20);
-    let (trades, frames) = read_trades(&venue, &mut ws, 17).await;
+    let (trades, frames, _) = read_trades(&venue, &mut ws, 17).await;
     assert!(frames.is_empty(), "{frames:?}");
     let mut sent = published.clone();
     sent.drain(10..13);
@@ -320,9 +211,17 @@ async fn coinbase_rest_paginates_back_through_the_whole_history() {
     loop {
         pages += 1;
         assert!(pages <= 5, "pagination does not end");
-        let page = fetch_page(&venue, &cfg, cursor.as_deref(), &mut out)
-            .await
-            .unwrap();
+        let page = fetch_page(
+            &venue,
+            &cfg,
+            PollRequest {
+                last_seen: None,
+                page: cursor.as_deref(),
+            },
+            &mut out,
+        )
+        .await
+        .unwrap();
         match page.older {
             Some(c) => cursor = Some(c),
             None => break,
@@ -352,12 +251,12 @@ async fn dropped_and_closed_connections_end_after_n_trades() {
         let mut ws = connect(&venue, &cfg).await;
         let _ack = next_text(&mut ws).await.unwrap();
         // On the second connection each product starts with its latest trade.
-        let (last, _) = read_trades(&venue, &mut ws, last_matches).await;
+        let (last, _, _) = read_trades(&venue, &mut ws, last_matches).await;
         assert_eq!(last.len(), last_matches);
         let subs = mock.ws_server().connections();
         mock.wait_subscriptions(subs, WAIT).await.unwrap();
         let published = mock.publish(10);
-        let (trades, _) = read_trades(&venue, &mut ws, n).await;
+        let (trades, _, _) = read_trades(&venue, &mut ws, n).await;
         assert_exact(&trades, &published[..n]);
         assert_eq!(next_text(&mut ws).await, None, "the stream ends after {n}");
     }
@@ -390,7 +289,7 @@ async fn malformed_and_stall_faults() {
     let mut ws = connect(&venue, &cfg).await;
     mock.wait_subscriptions(4, WAIT).await.unwrap();
     let published = mock.publish(4);
-    let (trades, _) = read_trades(&venue, &mut ws, 1).await;
+    let (trades, _, _) = read_trades(&venue, &mut ws, 1).await;
     assert_exact(&trades, &published[..1]);
     // Silent from now on, even to our heartbeat, with the socket still open.
     send(&mut ws, venue.ping().unwrap().message).await;

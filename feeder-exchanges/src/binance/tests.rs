@@ -1,32 +1,12 @@
-use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue};
-use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue};
+use feeder_core::model::Side;
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> BinanceVenue {
     BinanceVenue::new(&config("binance", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -110,27 +90,7 @@ fn websocket_payloads() {
         ("ws_truncated.json", Err(is_json)),
         ("ws_not_an_object.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("binance", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "binance", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "binance", cases);
 }
 
 #[test]
@@ -151,15 +111,8 @@ fn buyer_is_maker_means_the_taker_sold() {
     assert_eq!(out[1].side, Side::Buy);
 
     let body = br#"[{"id":1,"price":"2","qty":"1","quoteQty":"2","time":1,"isBuyerMaker":true,"isBestMatch":true}]"#;
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
     let mut out = Vec::new();
-    v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
-        .unwrap();
+    parse_rest(&v, "BTC-USDT", body, &mut out).unwrap();
     assert_eq!(out[0].side, Side::Sell);
 }
 
@@ -246,24 +199,14 @@ fn requests_page_back_through_historical_trades() {
 #[test]
 fn rest_payloads_and_paging() {
     let v = venue();
-    let headers = HeaderMap::new();
-    let parse = |file: &str, out: &mut Vec<_>| {
-        let body = payload("binance", file);
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: &body,
-        };
-        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
-    };
+    let parse =
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "binance", "BTC-USDT", file, out);
     let mut out = Vec::new();
     let page = parse("rest_trades.json", &mut out).unwrap();
     // The page before starts PAGE_LIMIT ids before the oldest of this one.
     assert_eq!(page.older.as_deref(), Some("3866012810"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "binance", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "binance"),
         vec![
             want(
                 "BTC-USDT",
@@ -304,21 +247,13 @@ fn rest_payloads_and_paging() {
 
     // The first trades of a symbol: the older page starts at id 0 and the walk ends there.
     let body = br#"[{"id":0,"price":"1","qty":"1","quoteQty":"1","time":1,"isBuyerMaker":false,"isBestMatch":true}]"#;
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    let page = v
-        .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
-        .unwrap();
+    let page = parse_rest(&v, "BTC-USDT", body, &mut out).unwrap();
     assert_eq!(page.older, None);
 }
 
 #[test]
 fn garbage_never_panics() {
     let v = venue();
-    let headers = HeaderMap::new();
     let inputs: [&[u8]; 10] = [
         b"",
         b"null",
@@ -335,14 +270,7 @@ fn garbage_never_panics() {
         let mut out = Vec::new();
         let _ = v.parse(input, RECEIVED, &mut out);
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(input));
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: input,
-        };
-        assert!(v
-            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
-            .is_err());
+        assert!(parse_rest(&v, "BTC-USDT", input, &mut out).is_err());
         assert!(out.is_empty());
     }
 }

@@ -1,14 +1,9 @@
-use feeder_core::exchange::{
-    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
-};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::exchange::{Cursor, Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Timestamp, TradeId};
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> BitfinexVenue {
     BitfinexVenue::new(&config("bitfinex", &["BTC-USD", "BTC-USDT"], None, None)).unwrap()
@@ -26,23 +21,6 @@ fn subscribed() -> BitfinexVenue {
         );
     }
     v
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -156,27 +134,7 @@ fn websocket_payloads() {
         ("ws_truncated.json", Err(is_json)),
         ("ws_not_an_array.json", Err(is_json)),
     ];
-    let v = subscribed();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("bitfinex", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "bitfinex", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&subscribed(), "bitfinex", cases);
 }
 
 #[test]
@@ -309,27 +267,15 @@ fn requests_page_back_with_end_from_the_last_seen_start() {
     );
 }
 
-fn parse_rest(v: &BitfinexVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, out)
-}
-
 #[test]
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(&v, &payload("bitfinex", "rest_trades.json"), &mut out).unwrap();
+    let page = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     // Fewer than a full page: nothing older to ask for.
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bitfinex", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bitfinex"),
         vec![
             want(
                 "BTC-USD",
@@ -359,22 +305,24 @@ fn rest_payloads() {
     );
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(&v, &payload("bitfinex", "rest_empty.json"), &mut out)
+        parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_empty.json", &mut out)
             .unwrap()
             .older,
         None
     );
-    let e = parse_rest(&v, &payload("bitfinex", "rest_error.json"), &mut out).unwrap_err();
+    let e = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == r#"10020 "limit: invalid""#),
         "{e}"
     );
-    let e = parse_rest(&v, &payload("bitfinex", "rest_rate_limit.json"), &mut out).unwrap_err();
+    let e = parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_rate_limit.json", &mut out)
+        .unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "ERR_RATE_LIMIT"),
         "{e}"
     );
-    let e = parse_rest(&v, &payload("bitfinex", "rest_bad_price.json"), &mut out).unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "bitfinex", "BTC-USD", "rest_bad_price.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Field { field: "PRICE", .. }),
         "{e}"
@@ -399,11 +347,11 @@ fn a_full_page_names_the_next_end() {
         format!("[{}]", rows.join(","))
     };
     let mut out = Vec::new();
-    let p = parse_rest(&v, page(false).as_bytes(), &mut out).unwrap();
+    let p = parse_rest(&v, "BTC-USD", page(false).as_bytes(), &mut out).unwrap();
     assert_eq!(p.older.as_deref(), Some("1574694477001"));
     assert_eq!(out.len(), PAGE_LIMIT);
     // A page within one millisecond must still move back.
-    let p = parse_rest(&v, page(true).as_bytes(), &mut out).unwrap();
+    let p = parse_rest(&v, "BTC-USD", page(true).as_bytes(), &mut out).unwrap();
     assert_eq!(p.older.as_deref(), Some("1574694477999"));
 }
 
@@ -434,7 +382,7 @@ fn garbage_never_panics() {
             String::from_utf8_lossy(input)
         );
         assert!(out.is_empty());
-        assert!(parse_rest(&v, input, &mut out).is_err() || out.is_empty());
+        assert!(parse_rest(&v, "BTC-USD", input, &mut out).is_err() || out.is_empty());
     }
 }
 

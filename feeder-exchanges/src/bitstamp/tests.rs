@@ -1,33 +1,12 @@
-use feeder_core::exchange::{
-    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
-};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::exchange::{Cursor, Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Timestamp, TradeId};
 use feeder_core::ParseError;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> BitstampVenue {
     BitstampVenue::new(&config("bitstamp", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -99,27 +78,7 @@ fn websocket_payloads() {
         ("ws_not_an_object.json", Err(is_json)),
         ("ws_no_event.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("bitstamp", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "bitstamp", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "bitstamp", cases);
 }
 
 #[test]
@@ -277,23 +236,15 @@ fn window_is_the_smallest_that_reaches_the_last_trade() {
 #[test]
 fn rest_payloads() {
     let v = venue();
-    let headers = http::HeaderMap::new();
-    let parse = |file: &str, out: &mut Vec<_>| {
-        let body = payload("bitstamp", file);
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: &body,
-        };
-        v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, out)
-    };
+    let parse =
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "bitstamp", "BTC-USD", file, out);
 
     let mut out = Vec::new();
     assert_eq!(
         parse("rest_transactions.json", &mut out).unwrap(),
         Page::default()
     );
-    let got: Vec<_> = out.iter().map(|t| seen(t, "bitstamp", RECEIVED)).collect();
+    let got = seen_all(&out, "bitstamp");
     assert_eq!(
         got,
         vec![
@@ -327,9 +278,7 @@ fn rest_payloads() {
     let mut out = Vec::new();
     parse("rest_transactions_numbers.json", &mut out).unwrap();
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bitstamp", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bitstamp"),
         vec![want(
             "BTC-USD",
             "359839540",
@@ -372,7 +321,6 @@ fn rest_payloads() {
 #[test]
 fn garbage_never_panics() {
     let v = venue();
-    let headers = http::HeaderMap::new();
     let inputs: [&[u8]; 12] = [
         b"",
         b"null",
@@ -390,12 +338,7 @@ fn garbage_never_panics() {
     for input in inputs {
         let mut out = Vec::new();
         let _ = v.parse(input, RECEIVED, &mut out);
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: input,
-        };
-        let r = v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, &mut out);
+        let r = parse_rest(&v, "BTC-USD", input, &mut out);
         assert!(r.is_err(), "{}", String::from_utf8_lossy(input));
         assert!(out.is_empty());
     }

@@ -1,32 +1,12 @@
-use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
-use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Symbol};
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> BybitVenue {
     BybitVenue::new(&config("bybit", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -107,27 +87,7 @@ fn websocket_payloads() {
         ("ws_trade_no_data.json", Err(is_field)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("bybit", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "bybit", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "bybit", cases);
 }
 
 #[test]
@@ -197,25 +157,15 @@ fn requests_ask_for_the_newest_sixty() {
 #[test]
 fn rest_payloads() {
     let v = venue();
-    let headers = HeaderMap::new();
-    let parse = |file: &str, out: &mut Vec<_>| {
-        let body = payload("bybit", file);
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: &body,
-        };
-        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
-    };
+    let parse =
+        |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "bybit", "BTC-USDT", file, out);
     let mut out = Vec::new();
     assert_eq!(
         parse("rest_trades.json", &mut out).unwrap(),
         Page::default()
     );
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "bybit", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "bybit"),
         vec![
             want(
                 "BTC-USDT",
@@ -251,7 +201,6 @@ fn rest_payloads() {
 #[test]
 fn garbage_never_panics() {
     let v = venue();
-    let headers = HeaderMap::new();
     let inputs: [&[u8]; 8] = [
         b"",
         b"null",
@@ -271,14 +220,7 @@ fn garbage_never_panics() {
             "{}: {got:?}",
             String::from_utf8_lossy(input)
         );
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: input,
-        };
-        assert!(v
-            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
-            .is_err());
+        assert!(parse_rest(&v, "BTC-USDT", input, &mut out).is_err());
         assert!(out.is_empty());
     }
 }

@@ -1,32 +1,13 @@
 use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::model::{Side, TradeId};
 use feeder_core::ParseError;
 use http::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> CoinbaseVenue {
     CoinbaseVenue::new(&config("coinbase", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -107,27 +88,7 @@ fn websocket_payloads() {
         ("ws_truncated.json", Err(is_json)),
         ("ws_no_type.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("coinbase", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "coinbase", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "coinbase", cases);
 }
 
 #[test]
@@ -149,15 +110,8 @@ fn taker_side_is_the_opposite_of_the_makers() {
 
     let body =
         br#"[{"trade_id":1,"side":"sell","size":"1","price":"2","time":"2024-10-01T13:57:24Z"}]"#;
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
     let mut out = Vec::new();
-    v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, &mut out)
-        .unwrap();
+    parse_rest(&v, "BTC-USD", body, &mut out).unwrap();
     assert_eq!(out[0].side, Side::Buy);
 }
 
@@ -267,9 +221,7 @@ fn rest_payloads_and_cursor_header() {
     let page = parse("rest_trades.json", &headers, &mut out).unwrap();
     assert_eq!(page.older.as_deref(), Some("658232640"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "coinbase", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "coinbase"),
         vec![
             want(
                 "BTC-USD",
@@ -324,7 +276,6 @@ fn rest_payloads_and_cursor_header() {
 #[test]
 fn garbage_never_panics() {
     let v = venue();
-    let headers = HeaderMap::new();
     let inputs: [&[u8]; 10] = [
         b"",
         b"null",
@@ -344,14 +295,7 @@ fn garbage_never_panics() {
             "{}",
             String::from_utf8_lossy(input)
         );
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: input,
-        };
-        assert!(v
-            .parse_trades(&sym("BTC-USD"), &resp, RECEIVED, &mut out)
-            .is_err());
+        assert!(parse_rest(&v, "BTC-USD", input, &mut out).is_err());
         assert!(out.is_empty());
     }
 }

@@ -1,34 +1,12 @@
-use feeder_core::exchange::{
-    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
-};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::exchange::{Cursor, Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, Timestamp, TradeId};
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> GeminiVenue {
     GeminiVenue::new(&config("gemini", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -123,27 +101,7 @@ fn websocket_payloads() {
         ("ws_no_type.json", Err(is_json)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("gemini", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "gemini", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "gemini", cases);
 }
 
 #[test]
@@ -251,26 +209,14 @@ fn requests_continue_after_the_last_seen_trade() {
     );
 }
 
-fn parse_rest(v: &GeminiVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    v.parse_trades(&sym("BTC-USD"), &resp, RECEIVED, out)
-}
-
 #[test]
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(&v, &payload("gemini", "rest_trades.json"), &mut out).unwrap();
+    let page = parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "gemini", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "gemini"),
         vec![
             want(
                 "BTC-USD",
@@ -300,23 +246,24 @@ fn rest_payloads() {
     );
     // A reversed trade is not a trade.
     let mut out = Vec::new();
-    parse_rest(&v, &payload("gemini", "rest_broken.json"), &mut out).unwrap();
+    parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_broken.json", &mut out).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].trade_id.as_str(), "2840140800042677");
 
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(&v, &payload("gemini", "rest_empty.json"), &mut out)
+        parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_empty.json", &mut out)
             .unwrap()
             .older,
         None
     );
-    let e = parse_rest(&v, &payload("gemini", "rest_error.json"), &mut out).unwrap_err();
+    let e = parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "InvalidSymbol: Supplied value 'btcxyz' is not a valid symbol"),
         "{e}"
     );
-    let e = parse_rest(&v, &payload("gemini", "rest_bad_amount.json"), &mut out).unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "gemini", "BTC-USD", "rest_bad_amount.json", &mut out).unwrap_err();
     assert!(
         matches!(
             &e,
@@ -343,7 +290,13 @@ fn a_full_page_continues_after_its_newest_trade() {
         })
         .collect();
     let mut out = Vec::new();
-    let page = parse_rest(&v, format!("[{}]", rows.join(",")).as_bytes(), &mut out).unwrap();
+    let page = parse_rest(
+        &v,
+        "BTC-USD",
+        format!("[{}]", rows.join(",")).as_bytes(),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(page.older.as_deref(), Some("1499"));
 }
 
@@ -370,7 +323,7 @@ fn garbage_never_panics() {
             String::from_utf8_lossy(input)
         );
         assert!(out.is_empty());
-        let _ = parse_rest(&v, input, &mut out);
+        let _ = parse_rest(&v, "BTC-USD", input, &mut out);
         assert!(out.is_empty());
     }
 }

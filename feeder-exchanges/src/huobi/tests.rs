@@ -1,21 +1,14 @@
 use std::io::Write;
 
-use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
-use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::Side;
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> HuobiVenue {
     HuobiVenue::new(&config("huobi", &["BTC-USDT", "SHIB-USDT"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -27,19 +20,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// A stored payload as Huobi sends it: gzip-compressed.
 fn frame(file: &str) -> Vec<u8> {
     gzip(&payload("huobi", file))
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -130,27 +110,7 @@ fn websocket_payloads() {
         ("ws_unknown.json", Control(Frame::Ignored)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&frame(file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "huobi", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table_with(&venue(), "huobi", cases, frame);
 }
 
 #[test]
@@ -270,26 +230,14 @@ fn requests_ask_for_the_most_recent_trades() {
     );
 }
 
-fn parse_rest(v: &HuobiVenue, body: &[u8], out: &mut Vec<Trade>) -> Result<Page, ParseError> {
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
-}
-
 #[test]
 fn rest_payloads() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(&v, &payload("huobi", "rest_trades.json"), &mut out).unwrap();
+    let page = parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "huobi", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "huobi"),
         vec![
             want(
                 "BTC-USDT",
@@ -318,14 +266,15 @@ fn rest_payloads() {
         ]
     );
     let mut out = Vec::new();
-    parse_rest(&v, &payload("huobi", "rest_empty.json"), &mut out).unwrap();
+    parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_empty.json", &mut out).unwrap();
     assert!(out.is_empty());
-    let e = parse_rest(&v, &payload("huobi", "rest_error.json"), &mut out).unwrap_err();
+    let e = parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "invalid-parameter: invalid symbol"),
         "{e}"
     );
-    let e = parse_rest(&v, &payload("huobi", "rest_bad_price.json"), &mut out).unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "huobi", "BTC-USDT", "rest_bad_price.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Field { field: "price", .. }),
         "{e}"
@@ -351,7 +300,7 @@ fn garbage_never_panics() {
         let mut out = Vec::new();
         let _ = v.parse(input, RECEIVED, &mut out);
         let _ = v.parse(&gzip(input), RECEIVED, &mut out);
-        let _ = parse_rest(&v, input, &mut out);
+        let _ = parse_rest(&v, "BTC-USDT", input, &mut out);
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(input));
     }
 }

@@ -1,34 +1,12 @@
-use feeder_core::exchange::{
-    Cursor, Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage,
-};
-use feeder_core::model::{Side, Symbol, Timestamp, TradeId};
+use feeder_core::exchange::{Cursor, Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::{Side, TradeId};
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> KrakenVenue {
     KrakenVenue::new(&config("kraken", &["BTC-USD", "ETH-USD"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -113,27 +91,7 @@ fn websocket_payloads() {
         ("ws_v1_trade.json", Err(is_json)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("kraken", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "kraken", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "kraken", cases);
 }
 
 #[test]
@@ -151,21 +109,6 @@ fn subscribe_to_v2_with_a_snapshot_and_ping() {
         v.ping().unwrap().message,
         WsMessage::Text(r#"{"method":"ping"}"#.into())
     );
-}
-
-fn parse_rest(
-    v: &KrakenVenue,
-    symbol: &str,
-    body: &[u8],
-    out: &mut Vec<Trade>,
-) -> Result<Page, ParseError> {
-    let headers = HeaderMap::new();
-    let resp = HttpResponse {
-        status: 200,
-        headers: &headers,
-        body,
-    };
-    v.parse_trades(&sym(symbol), &resp, RECEIVED, out)
 }
 
 #[test]
@@ -189,19 +132,11 @@ fn rest_times_keep_all_seven_digits() {
 fn rest_payloads_map_the_canonical_pair_name_back() {
     let v = venue();
     let mut out = Vec::new();
-    let page = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_trades.json"),
-        &mut out,
-    )
-    .unwrap();
+    let page = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_trades.json", &mut out).unwrap();
     // Short of a full page: the newest trades, no page after it.
     assert_eq!(page.older, None);
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "kraken", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "kraken"),
         vec![
             want(
                 "BTC-USD",
@@ -231,71 +166,33 @@ fn rest_payloads_map_the_canonical_pair_name_back() {
     );
     let mut out = Vec::new();
     assert_eq!(
-        parse_rest(
-            &v,
-            "BTC-USD",
-            &payload("kraken", "rest_empty.json"),
-            &mut out
-        )
-        .unwrap()
-        .older,
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_empty.json", &mut out)
+            .unwrap()
+            .older,
         None
     );
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_error.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_error.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::Venue(m) if m == "EQuery:Unknown asset pair"),
         "{e}"
     );
     // XETHZUSD is a configured symbol, but not the one asked for.
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_other_pair.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_other_pair.json", &mut out).unwrap_err();
     assert!(
         matches!(&e, ParseError::UnknownSymbol(p) if p == "XETHZUSD"),
         "{e}"
     );
-    assert!(parse_rest(
-        &v,
-        "ETH-USD",
-        &payload("kraken", "rest_other_pair.json"),
-        &mut out
-    )
-    .is_ok());
+    assert!(parse_rest_fixture(&v, "kraken", "ETH-USD", "rest_other_pair.json", &mut out).is_ok());
     out.clear();
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_no_trade_id.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e =
+        parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_no_trade_id.json", &mut out).unwrap_err();
     assert!(is_json(&e), "{e}");
-    let e = parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_exponent_time.json"),
-        &mut out,
-    )
-    .unwrap_err();
+    let e = parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_exponent_time.json", &mut out)
+        .unwrap_err();
     assert!(is_field(&e), "{e}");
     assert!(out.is_empty(), "a rejected page appends nothing");
-    parse_rest(
-        &v,
-        "BTC-USD",
-        &payload("kraken", "rest_extra_element.json"),
-        &mut out,
-    )
-    .unwrap();
+    parse_rest_fixture(&v, "kraken", "BTC-USD", "rest_extra_element.json", &mut out).unwrap();
     assert_eq!(out.len(), 1);
 }
 

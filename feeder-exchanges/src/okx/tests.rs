@@ -1,32 +1,12 @@
-use feeder_core::exchange::{Frame, HttpResponse, PollRequest, PollVenue, StreamVenue, WsMessage};
-use feeder_core::model::{Side, Symbol, Timestamp};
+use feeder_core::exchange::{Frame, PollRequest, PollVenue, StreamVenue, WsMessage};
+use feeder_core::model::Side;
 use feeder_core::ParseError;
-use http::HeaderMap;
 
 use super::*;
-use crate::common::test_util::{config, payload, seen, want, Seen};
-
-const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+use crate::test_support::*;
 
 fn venue() -> OkxVenue {
     OkxVenue::new(&config("okx", &["BTC-USDT", "ETH-USDT"], None, None)).unwrap()
-}
-
-fn sym(s: &str) -> Symbol {
-    Symbol::parse(s).unwrap()
-}
-
-enum Expect {
-    Data(Vec<Seen>),
-    Control(Frame),
-    Err(fn(&ParseError) -> bool),
-}
-
-fn is_json(e: &ParseError) -> bool {
-    matches!(e, ParseError::Json(_))
-}
-fn is_field(e: &ParseError) -> bool {
-    matches!(e, ParseError::Field { .. })
 }
 
 #[test]
@@ -96,27 +76,7 @@ fn websocket_payloads() {
         ("ws_not_json.txt", Err(is_json)),
         ("ws_truncated.json", Err(is_json)),
     ];
-    let v = venue();
-    for (file, expect) in cases {
-        let mut out = Vec::new();
-        let got = v.parse(&payload("okx", file), RECEIVED, &mut out);
-        match expect {
-            Data(want) => {
-                assert_eq!(got.unwrap(), Frame::Data, "{file}");
-                let got: Vec<_> = out.iter().map(|t| seen(t, "okx", RECEIVED)).collect();
-                assert_eq!(got, want, "{file}");
-            }
-            Control(f) => {
-                assert_eq!(got.unwrap(), f, "{file}");
-                assert!(out.is_empty(), "{file}");
-            }
-            Err(check) => {
-                let e = got.expect_err(file);
-                assert!(check(&e), "{file}: {e}");
-                assert!(out.is_empty(), "{file}");
-            }
-        }
-    }
+    stream_table(&venue(), "okx", cases);
 }
 
 #[test]
@@ -166,23 +126,12 @@ fn requests_page_back_by_trade_id() {
 #[test]
 fn rest_payloads() {
     let v = venue();
-    let headers = HeaderMap::new();
-    let parse = |file: &str, out: &mut Vec<_>| {
-        let body = payload("okx", file);
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: &body,
-        };
-        v.parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, out)
-    };
+    let parse = |file: &str, out: &mut Vec<_>| parse_rest_fixture(&v, "okx", "BTC-USDT", file, out);
     let mut out = Vec::new();
     let page = parse("rest_trades.json", &mut out).unwrap();
     assert_eq!(page.older.as_deref(), Some("557713200"));
     assert_eq!(
-        out.iter()
-            .map(|t| seen(t, "okx", RECEIVED))
-            .collect::<Vec<_>>(),
+        seen_all(&out, "okx"),
         vec![
             want(
                 "BTC-USDT",
@@ -217,7 +166,6 @@ fn rest_payloads() {
 #[test]
 fn garbage_never_panics() {
     let v = venue();
-    let headers = HeaderMap::new();
     let inputs: [&[u8]; 8] = [
         b"",
         b"null",
@@ -236,14 +184,7 @@ fn garbage_never_panics() {
             "{}: {got:?}",
             String::from_utf8_lossy(input)
         );
-        let resp = HttpResponse {
-            status: 200,
-            headers: &headers,
-            body: input,
-        };
-        assert!(v
-            .parse_trades(&sym("BTC-USDT"), &resp, RECEIVED, &mut out)
-            .is_err());
+        assert!(parse_rest(&v, "BTC-USDT", input, &mut out).is_err());
         assert!(out.is_empty());
     }
 }

@@ -1,0 +1,167 @@
+//! Plumbing shared by the venues' unit tests: fixtures, configs, symbols, and the table
+//! runner every venue's websocket payload test goes through, so that a venue's tests hold
+//! only what is particular to that venue.
+
+use std::time::Duration;
+
+use feeder_core::config::ExchangeConfig;
+use feeder_core::exchange::{Frame, HttpResponse, Page, PollVenue, StreamVenue, Transport};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade};
+use feeder_core::ParseError;
+use http::HeaderMap;
+use url::Url;
+
+/// The receive time every venue test hands the parsers, and checks on each trade.
+pub const RECEIVED: Timestamp = Timestamp::from_unix_micros(1_727_791_100_000_001);
+
+/// A config entry for `name` with `symbols` and optional endpoint overrides.
+pub fn config(
+    name: &str,
+    symbols: &[&str],
+    rest_url: Option<&str>,
+    ws_url: Option<&str>,
+) -> ExchangeConfig {
+    ExchangeConfig {
+        transport: Transport::Websocket,
+        poll_interval: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(10),
+        rest_url: rest_url.map(|u| Url::parse(u).unwrap()),
+        ws_url: ws_url.map(|u| Url::parse(u).unwrap()),
+        ..ExchangeConfig::new(name, symbols.iter().map(|s| sym(s)).collect())
+    }
+}
+
+/// A stored payload, `test_data/<venue>/<file>`.
+pub fn payload(venue: &str, file: &str) -> Vec<u8> {
+    let path = format!("{}/test_data/{venue}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A canonical symbol from its text.
+pub fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+/// The error of a payload that does not match the wire shape.
+pub fn is_json(e: &ParseError) -> bool {
+    matches!(e, ParseError::Json(_))
+}
+
+/// The error of a payload whose shape fits but one of whose values does not.
+pub fn is_field(e: &ParseError) -> bool {
+    matches!(e, ParseError::Field { .. })
+}
+
+/// A REST body for `symbol` served with status 200 and no headers, parsed by `v`.
+pub fn parse_rest<V: PollVenue>(
+    v: &V,
+    symbol: &str,
+    body: &[u8],
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let headers = HeaderMap::new();
+    let resp = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    v.parse_trades(&sym(symbol), &resp, RECEIVED, out)
+}
+
+/// The fields of a trade a test pins, in wire-independent form.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub symbol: String,
+    pub id: String,
+    pub price: String,
+    pub amount: String,
+    pub side: Side,
+    pub time: String,
+}
+
+/// A trade as [`Seen`], with `received_at` checked to be the one passed in.
+pub fn seen(t: &Trade, exchange: &str, received_at: Timestamp) -> Seen {
+    assert_eq!(&*t.exchange, exchange);
+    assert_eq!(t.received_at, received_at);
+    Seen {
+        symbol: t.symbol.to_string(),
+        id: t.trade_id.to_string(),
+        price: t.price.to_string(),
+        amount: t.amount.to_string(),
+        side: t.side,
+        time: t.timestamp.to_string(),
+    }
+}
+
+/// Every trade of `out` as [`Seen`], each checked to come from `exchange` at [`RECEIVED`].
+pub fn seen_all(out: &[Trade], exchange: &str) -> Vec<Seen> {
+    out.iter().map(|t| seen(t, exchange, RECEIVED)).collect()
+}
+
+/// The stored REST payload `test_data/<exchange>/<file>` for `symbol`, parsed by `v`.
+pub fn parse_rest_fixture<V: PollVenue>(
+    v: &V,
+    exchange: &str,
+    symbol: &str,
+    file: &str,
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    parse_rest(v, symbol, &payload(exchange, file), out)
+}
+
+/// Shorthand for an expected trade.
+pub fn want(symbol: &str, id: &str, price: &str, amount: &str, side: Side, time: &str) -> Seen {
+    Seen {
+        symbol: symbol.to_owned(),
+        id: id.to_owned(),
+        price: price.to_owned(),
+        amount: amount.to_owned(),
+        side,
+        time: time.to_owned(),
+    }
+}
+
+/// What one row of a websocket payload table must produce.
+pub enum Expect {
+    /// A data frame carrying exactly these trades.
+    Data(Vec<Seen>),
+    /// This control frame, and no trade.
+    Control(Frame),
+    /// An error the check accepts, and no trade.
+    Err(fn(&ParseError) -> bool),
+}
+
+/// Runs each (file, expectation) row through `v.parse`, the file read from
+/// `test_data/<exchange>/`.
+pub fn stream_table<V: StreamVenue>(v: &V, exchange: &str, cases: Vec<(&str, Expect)>) {
+    stream_table_with(v, exchange, cases, |file| payload(exchange, file));
+}
+
+/// [`stream_table`] with the frame of each row made by `frame` from its file name.
+pub fn stream_table_with<V: StreamVenue>(
+    v: &V,
+    exchange: &str,
+    cases: Vec<(&str, Expect)>,
+    frame: impl Fn(&str) -> Vec<u8>,
+) {
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = v.parse(&frame(file), RECEIVED, &mut out);
+        match expect {
+            Expect::Data(want) => {
+                assert_eq!(got.unwrap(), Frame::Data, "{file}");
+                let got = seen_all(&out, exchange);
+                assert_eq!(got, want, "{file}");
+            }
+            Expect::Control(f) => {
+                assert_eq!(got.unwrap(), f, "{file}");
+                assert!(out.is_empty(), "{file}");
+            }
+            Expect::Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}

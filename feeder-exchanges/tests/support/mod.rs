@@ -1,0 +1,146 @@
+//! Plumbing shared by the driver tests: an exchange run in a task against a mock venue, its
+//! trades collected by id until every expected one arrived or a deadline passed.
+
+// Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats};
+use feeder_core::model::Trade;
+use feeder_testkit::venues::{MockTrade, MockVenue};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long any one wait of a driver test may take.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A trade's identity: (symbol, trade id).
+pub type Key = (String, String);
+
+/// The identity of a published trade.
+pub fn key(t: &MockTrade) -> Key {
+    (t.symbol.to_string(), t.trade_id.to_string())
+}
+
+/// An exchange running in a task, with the receiving end of its sink.
+pub struct Running {
+    rx: mpsc::Receiver<Vec<Trade>>,
+    ctx: ExchangeContext,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), feeder_core::ExchangeError>>,
+    /// Every trade received, by (symbol, id); later copies replace earlier ones.
+    seen: HashMap<Key, Trade>,
+    /// How many trades arrived in all, repeats included.
+    received: usize,
+    /// Whether a repeat must carry the same price, amount, side and time as the first copy.
+    /// Off where a copy recovered over REST is legitimately coarser than the streamed one.
+    same_repeats: bool,
+}
+
+impl Running {
+    /// Runs `exchange` on the symbols of `mock`.
+    pub fn start(exchange: Arc<dyn Exchange>, mock: &MockVenue) -> Self {
+        let (tx, rx) = mpsc::channel(1_024);
+        let shutdown = CancellationToken::new();
+        let ctx = ExchangeContext::new(mock.symbols().to_vec(), tx, shutdown.clone());
+        let task = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { exchange.run(ctx).await }
+        });
+        Self {
+            rx,
+            ctx,
+            shutdown,
+            task,
+            seen: HashMap::new(),
+            received: 0,
+            same_repeats: false,
+        }
+    }
+
+    /// [`Running::start`], with every repeat of a trade checked to equal its first copy.
+    pub fn start_with_same_repeats(exchange: Arc<dyn Exchange>, mock: &MockVenue) -> Self {
+        Self {
+            same_repeats: true,
+            ..Self::start(exchange, mock)
+        }
+    }
+
+    /// Receives until every trade of `want` was seen, or panics at the deadline.
+    pub async fn until_all(&mut self, want: &[MockTrade]) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let missing = want
+                .iter()
+                .filter(|p| !self.seen.contains_key(&key(p)))
+                .count();
+            if missing == 0 {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(batch)) => {
+                    for t in batch {
+                        self.received += 1;
+                        let key = (t.symbol.to_string(), t.trade_id.to_string());
+                        if self.same_repeats {
+                            if let Some(first) = self.seen.get(&key) {
+                                // A repeat is the same trade, not a different one with the
+                                // same id.
+                                assert_eq!(
+                                    (first.price, first.amount, first.side, first.timestamp),
+                                    (t.price, t.amount, t.side, t.timestamp),
+                                    "{key:?}"
+                                );
+                            }
+                        }
+                        self.seen.insert(key, t);
+                    }
+                }
+                Ok(None) => panic!("the exchange stopped with {missing} trades missing"),
+                Err(_) => panic!("{missing} of {} trades missing after {WAIT:?}", want.len()),
+            }
+        }
+    }
+
+    /// The last copy received of `p`.
+    pub fn get(&self, p: &MockTrade) -> &Trade {
+        &self.seen[&key(p)]
+    }
+
+    /// Checks that what arrived is exactly `published` (after deduplication by id), each
+    /// trade equal to its ground truth, and nothing else.
+    pub fn assert_exactly(&self, published: &[MockTrade]) {
+        let want: HashMap<Key, &MockTrade> = published.iter().map(|p| (key(p), p)).collect();
+        assert_eq!(want.len(), published.len(), "published ids are unique");
+        for p in published {
+            let t = &self.seen[&key(p)];
+            assert!(p.matches(t), "{t:?} != {p:?}");
+        }
+        for (k, t) in &self.seen {
+            let p = want
+                .get(k)
+                .unwrap_or_else(|| panic!("{k:?} was never published"));
+            assert!(p.matches(t), "{t:?} != {p:?}");
+        }
+        assert_eq!(
+            self.seen.len(),
+            want.len(),
+            "trades that were never published"
+        );
+    }
+
+    /// Cancels the run, checks it ended cleanly, and hands back its counters.
+    pub async fn stop(self) -> Arc<ExchangeStats> {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("run did not return")
+            .unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        self.ctx.stats
+    }
+}
