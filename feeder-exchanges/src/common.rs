@@ -10,7 +10,7 @@ use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
     Exchange, PollExchange, PollVenue, StreamExchange, StreamVenue, Transport,
 };
-use feeder_core::model::{parse_decimal, Side, Timestamp};
+use feeder_core::model::{parse_decimal, Side, Timestamp, Trade};
 use feeder_core::ParseError;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -243,6 +243,27 @@ pub(crate) fn require_symbols(cfg: &ExchangeConfig) -> Result<(), ConfigError> {
             format!("exchanges[{}].symbols", cfg.name),
             "at least one symbol is required",
         ));
+    }
+    Ok(())
+}
+
+/// Appends one trade per item, all or nothing: on the first item that cannot be read, what
+/// this call appended is removed and the error returned, so a page or a push is either
+/// understood whole or reported, never half-appended.
+pub(crate) fn append_all<'a, T: 'a>(
+    out: &mut Vec<Trade>,
+    items: impl IntoIterator<Item = &'a T>,
+    mut trade: impl FnMut(&'a T) -> Result<Trade, ParseError>,
+) -> Result<(), ParseError> {
+    let start = out.len();
+    for item in items {
+        match trade(item) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

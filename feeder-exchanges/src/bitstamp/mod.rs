@@ -30,7 +30,7 @@ use feeder_core::{ExchangeError, ParseError};
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate, Uint};
+use crate::common::{self, append_all, decimal, missing, truncate, Uint};
 
 pub use symbols::{to_venue, SymbolMap};
 
@@ -299,17 +299,7 @@ impl PollVenue for BitstampVenue {
         }
         let txs: Vec<wire::RestTransaction<'_>> = serde_json::from_slice(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
-        let start = out.len();
-        out.reserve(txs.len());
-        for t in &txs {
-            match self.rest_trade(symbol, t, received_at) {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
+        append_all(out, &txs, |t| self.rest_trade(symbol, t, received_at))?;
         Ok(Page::default())
     }
 

@@ -30,7 +30,7 @@ use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate, SymbolTable};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
 
 /// The registry name.
 pub const NAME: &str = "bybit";
@@ -262,17 +262,7 @@ impl PollVenue for BybitVenue {
         }
         let list = answer.result.map(|r| r.list).unwrap_or_default();
         // All or nothing: a page is either understood or reported, never half-appended.
-        let start = out.len();
-        out.reserve(list.len());
-        for t in &list {
-            match self.rest_trade(symbol, t, received_at) {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
+        append_all(out, &list, |t| self.rest_trade(symbol, t, received_at))?;
         Ok(Page::default())
     }
 

@@ -28,7 +28,7 @@ use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate};
+use crate::common::{self, append_all, decimal, missing, truncate};
 
 /// The registry name.
 pub const NAME: &str = "coinbase";
@@ -248,17 +248,7 @@ impl PollVenue for CoinbaseVenue {
         }
         let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
-        let start = out.len();
-        out.reserve(trades.len());
-        for t in &trades {
-            match self.rest_trade(symbol, t, received_at) {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
+        append_all(out, &trades, |t| self.rest_trade(symbol, t, received_at))?;
         // An empty page is the end of the history, whatever the header says.
         let older = if trades.is_empty() {
             None

@@ -32,7 +32,7 @@ use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate, Uint};
+use crate::common::{self, append_all, decimal, missing, truncate, Uint};
 
 /// The registry name.
 pub const NAME: &str = "gemini";
@@ -306,10 +306,8 @@ impl PollVenue for GeminiVenue {
         }
         let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
-        let start = out.len();
-        out.reserve(trades.len());
-        for t in trades.iter().filter(|t| !t.broken) {
-            match self.trade(
+        append_all(out, trades.iter().filter(|t| !t.broken), |t| {
+            self.trade(
                 symbol,
                 t.tid,
                 t.timestampms,
@@ -317,14 +315,8 @@ impl PollVenue for GeminiVenue {
                 t.amount,
                 t.kind,
                 received_at,
-            ) {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
+            )
+        })?;
         let older = (trades.len() >= PAGE_LIMIT)
             .then(|| trades.iter().map(|t| t.tid.0).max())
             .flatten()

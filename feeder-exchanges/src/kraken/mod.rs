@@ -43,7 +43,7 @@ use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate, SymbolTable};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
 
 /// The registry name.
 pub const NAME: &str = "kraken";
@@ -287,16 +287,9 @@ impl PollVenue for KrakenVenue {
         }
         // All or nothing: a page is either understood or reported, never half-appended.
         let start = out.len();
-        out.reserve(result.trades.len());
-        for t in &result.trades {
-            match self.rest_trade(symbol, t, received_at) {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
+        append_all(out, &result.trades, |t| {
+            self.rest_trade(symbol, t, received_at)
+        })?;
         // A full page may have more after it: `last` is where they start.
         let older = match result.last {
             Some(last) if result.trades.len() >= PAGE_LIMIT => {

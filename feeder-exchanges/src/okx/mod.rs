@@ -31,7 +31,7 @@ use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, decimal, missing, truncate, SymbolTable};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
 
 /// The registry name.
 pub const NAME: &str = "okx";
@@ -243,21 +243,13 @@ impl PollVenue for OkxVenue {
         }
         // All or nothing: a page is either understood or reported, never half-appended.
         let start = out.len();
-        out.reserve(answer.data.len());
-        for t in &answer.data {
-            let trade = if t.inst_id == to_venue(symbol) {
+        append_all(out, &answer.data, |t| {
+            if t.inst_id == to_venue(symbol) {
                 self.trade(symbol.clone(), t, received_at)
             } else {
                 Err(ParseError::UnknownSymbol(truncate(t.inst_id).to_owned()))
-            };
-            match trade {
-                Ok(trade) => out.push(trade),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(e);
-                }
             }
-        }
+        })?;
         // The next older page starts below the smallest trade id of this one.
         let older = out
             .get(start..)
