@@ -1132,3 +1132,64 @@ async fn file_postgres_and_kafka_agree_record_for_record() {
         ))
         .await;
 }
+
+#[test]
+fn validate_names_the_bad_key_and_its_line_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "exchanges:\n  - name: bitstamp\n    symbols: [BTC-USD]\n    tranport: rest\nwriters:\n  - type: log\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: loading "), "{stderr}");
+    assert!(
+        stderr.contains("unknown field `tranport`") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("unknown field").count(),
+        1,
+        "said once: {stderr}"
+    );
+
+    std::fs::write(
+        &path,
+        "exchanges:\n  - name: nowhere\n    symbols: [BTC-USD]\nwriters:\n  - type: log\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown exchange \"nowhere\""), "{stderr}");
+}
+
+#[test]
+fn exchanges_lists_the_nine_venues_with_their_transports() {
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .arg("exchanges")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for venue in [
+        "binance", "bitfinex", "bitstamp", "bybit", "coinbase", "gemini", "huobi", "kraken", "okx",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(venue))
+            .unwrap_or_else(|| panic!("{venue} missing:\n{stdout}"));
+        assert!(line.contains("websocket, rest"), "{line}");
+    }
+}

@@ -34,8 +34,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The YAML is malformed, has an unknown key or a bad value; the message has the line.
+    /// (The parser's error is the message itself, not a separate cause, so that a cause
+    /// chain does not print it twice.)
     #[error("invalid config: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    Yaml(serde_yaml_ng::Error),
     /// A `${VAR}` names a variable that is not set.
     #[error("environment variable {name} is not set (line {line})")]
     MissingEnv {
@@ -72,6 +74,12 @@ pub enum ConfigError {
         /// The line of the offending key, when it can be found.
         line: Option<usize>,
     },
+}
+
+impl From<serde_yaml_ng::Error> for ConfigError {
+    fn from(e: serde_yaml_ng::Error) -> Self {
+        ConfigError::Yaml(e)
+    }
 }
 
 impl ConfigError {
