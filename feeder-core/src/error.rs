@@ -43,7 +43,7 @@ impl ParseError {
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     /// The WebSocket connection failed or dropped.
-    #[error("websocket: {0}")]
+    #[error("websocket connection failed")]
     WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
     /// An HTTP request failed before an answer came back.
     #[error("http request to {url} failed")]

@@ -10,6 +10,7 @@ use super::{Backoff, Cursor, ExchangeContext, ExchangeStats, HttpRequest, HttpRe
 use super::{PollRequest, PollVenue};
 use crate::error::ExchangeError;
 use crate::model::{Symbol, Timestamp, Trade};
+use crate::writer::ErrorChain;
 
 /// The longest `Retry-After` honoured as given; longer asks are capped so that a typo on the
 /// venue's side cannot park the feed for hours.
@@ -174,7 +175,7 @@ impl Fetcher {
                     };
                     tracing::warn!(
                         exchange = name,
-                        error = %error_chain(&err),
+                        error = %ErrorChain(&err),
                         attempt,
                         ?wait,
                         "request failed, will retry"
@@ -312,18 +313,6 @@ pub(crate) fn sort_unique(mut trades: Vec<Trade>) -> Vec<Trade> {
     }
     trades.dedup_by(|a, b| a.trade_id == b.trade_id);
     trades
-}
-
-/// An error and its causes on one line, for logs.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -14,11 +14,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::rest::{default_client, error_chain, send_batch, sleep_or_cancel, Fetched, Fetcher};
+use super::rest::{default_client, send_batch, sleep_or_cancel, Fetched, Fetcher};
 use super::WsMessage;
 use super::{Backoff, Exchange, ExchangeContext, ExchangeStats, Frame, PollVenue, StreamVenue};
 use crate::error::ExchangeError;
 use crate::model::{Symbol, Timestamp, Trade};
+use crate::writer::ErrorChain;
 
 /// The largest message or frame accepted; venues' snapshots stay far below it, and a bound
 /// keeps a broken peer from exhausting memory.
@@ -505,7 +506,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                 Err(e) => {
                     ExchangeStats::incr(&ctx.stats.errors);
                     let wait = backoff.next_delay();
-                    tracing::warn!(exchange = name, %url, error = %error_chain(&e), ?wait, "connect failed");
+                    tracing::warn!(exchange = name, %url, error = %ErrorChain(&e), ?wait, "connect failed");
                     if !sleep_or_cancel(wait, &ctx.shutdown).await {
                         return Ok(());
                     }
@@ -542,7 +543,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                     ExchangeStats::incr(&ctx.stats.reconnects);
                     asked_without_data = false;
                     let wait = backoff.next_delay();
-                    tracing::warn!(exchange = name, error = %error_chain(&e), ?wait, "connection lost, reconnecting");
+                    tracing::warn!(exchange = name, error = %ErrorChain(&e), ?wait, "connection lost, reconnecting");
                     if !sleep_or_cancel(wait, &ctx.shutdown).await {
                         return Ok(());
                     }

@@ -323,17 +323,13 @@ impl Task {
     /// arriving when nothing is pending is written straight from the shared allocation.
     async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
         let size = self.settings.batch_size;
-        if !self.resume.is_empty() {
+        let batch = if self.resume.is_empty() {
+            batch
+        } else {
             let mut events = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
             self.skip_stored(&mut events);
-            pending.append(&mut events);
-            while pending.len() >= size {
-                let rest = pending.split_off(size);
-                self.write_pending(pending).await;
-                *pending = rest;
-            }
-            return;
-        }
+            Arc::new(events)
+        };
         if pending.is_empty() && batch.len() >= size {
             let mut chunks = batch.chunks(size);
             let last = chunks.next_back();
