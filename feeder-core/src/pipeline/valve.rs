@@ -13,7 +13,8 @@ use super::Streams;
 /// backfill after a gap. The valve remembers, per stream (exchange and symbol), enough to
 /// recognise those repeats without growing with time:
 ///
-/// - a window of the `window` most recently admitted ids (a ring buffer plus a set);
+/// - a window of the `window` most recently admitted ids (a ring buffer; while its ids are
+///   numeric and increasing they are looked up by binary search, else through a set);
 /// - for numeric ids (all digits; compared by value, as the resume cursors do, so `007` and `7`
 ///   are the same id), the high-water mark (the greatest id admitted) and the floor (the
 ///   greatest id that has left the window).
@@ -49,8 +50,14 @@ pub struct Valve {
 struct StreamIds {
     /// Admitted ids, oldest first; never longer than the valve's window.
     ring: VecDeque<IdKey>,
-    /// The same ids as `ring`, for lookup.
+    /// The same ids as `ring`, for lookup, while the ring is not [`sorted`](Self::breaks);
+    /// empty otherwise.
     set: HashSet<IdKey>,
+    /// Positions in `ring` that keep it from being numeric and strictly increasing: a text id,
+    /// or a numeric id not greater than the one before it. At 0 (what every venue with
+    /// increasing ids gives) ids are looked up by binary search in `ring` and `set` is not
+    /// kept, so admitting an id costs no hashing.
+    breaks: usize,
     /// Greatest numeric id admitted or seeded.
     high: Option<u128>,
     /// Greatest numeric id that left the window, or was seeded: this one and all below it are
@@ -84,7 +91,7 @@ impl StreamIds {
                 let above_high = self.high.is_none_or(|h| n > h);
                 if !above_high {
                     let key = IdKey::Num(n);
-                    if self.set.contains(&key) || self.floor.is_some_and(|f| n <= f) {
+                    if self.floor.is_some_and(|f| n <= f) || self.contains(&key) {
                         return false;
                     }
                 }
@@ -95,7 +102,7 @@ impl StreamIds {
                 // Ids of up to 24 bytes are inline, so this clone does not allocate; longer
                 // ids (UUIDs) cost an allocation.
                 let key = IdKey::Text(id.clone());
-                if self.set.contains(&key) {
+                if self.contains(&key) {
                     return false;
                 }
                 key
@@ -105,7 +112,32 @@ impl StreamIds {
         true
     }
 
-    /// Adds `key` to the window, evicting the oldest id when it is full.
+    /// Whether `key` is in the window.
+    fn contains(&self, key: &IdKey) -> bool {
+        if self.breaks > 0 {
+            return self.set.contains(key);
+        }
+        // Sorted and all numeric: a text key cannot be there.
+        let IdKey::Num(n) = key else { return false };
+        self.ring
+            .binary_search_by(|k| match k {
+                IdKey::Num(m) => m.cmp(n),
+                IdKey::Text(_) => std::cmp::Ordering::Less,
+            })
+            .is_ok()
+    }
+
+    /// Whether `key` appended after `prev` would be a break (see [`StreamIds::breaks`]).
+    fn is_break(prev: Option<&IdKey>, key: &IdKey) -> bool {
+        match (prev, key) {
+            (_, IdKey::Text(_)) | (Some(IdKey::Text(_)), _) => true,
+            (Some(IdKey::Num(p)), IdKey::Num(n)) => n <= p,
+            (None, IdKey::Num(_)) => false,
+        }
+    }
+
+    /// Adds `key` to the window, evicting the oldest id when it is full. The caller has checked
+    /// that `key` is not in the window.
     fn remember(&mut self, key: IdKey, window: usize) {
         if window == 0 {
             if let IdKey::Num(n) = key {
@@ -114,19 +146,40 @@ impl StreamIds {
             return;
         }
         while self.ring.len() >= window {
-            match self.ring.pop_front() {
-                Some(old) => {
-                    self.set.remove(&old);
-                    if let IdKey::Num(n) = old {
-                        self.raise_floor(n);
-                    }
+            let Some(old) = self.ring.pop_front() else {
+                break;
+            };
+            // `old` was at position 0, and the new front moves there: neither is compared
+            // with a predecessor any more.
+            if matches!(old, IdKey::Text(_)) {
+                self.breaks -= 1;
+            }
+            if let Some(front) = self.ring.front() {
+                if Self::is_break(Some(&old), front) && !matches!(front, IdKey::Text(_)) {
+                    self.breaks -= 1;
                 }
-                None => break,
+            }
+            if self.breaks > 0 || !self.set.is_empty() {
+                self.set.remove(&old);
+            }
+            if let IdKey::Num(n) = old {
+                self.raise_floor(n);
             }
         }
-        if self.set.insert(key.clone()) {
-            self.ring.push_back(key);
+        if Self::is_break(self.ring.back(), &key) {
+            if self.breaks == 0 {
+                // Leaving the sorted state: index what the window holds.
+                self.set.extend(self.ring.iter().cloned());
+            }
+            self.breaks += 1;
         }
+        if self.breaks > 0 {
+            self.set.insert(key.clone());
+        } else if !self.set.is_empty() {
+            // Sorted again: the binary search takes over from the set.
+            self.set = HashSet::new();
+        }
+        self.ring.push_back(key);
     }
 
     fn raise_floor(&mut self, n: u128) {
@@ -211,7 +264,7 @@ impl Valve {
                 st.high = Some(st.high.map_or(n, |h| h.max(n)));
             }
             key @ IdKey::Text(_) => {
-                if !st.set.contains(&key) {
+                if !st.contains(&key) {
                     st.remember(key, window);
                 }
             }
@@ -382,5 +435,83 @@ mod tests {
             assert!(v.remembered() <= 2 * 64);
         }
         assert_eq!(v.remembered(), 128);
+    }
+
+    /// The rules of [`Valve`] written as plainly as possible: a list searched end to end.
+    struct Reference {
+        window: usize,
+        ring: VecDeque<IdKey>,
+        high: Option<u128>,
+        floor: Option<u128>,
+    }
+
+    impl Reference {
+        fn admit(&mut self, id: &TradeId) -> bool {
+            let key = IdKey::of(id);
+            if let IdKey::Num(n) = key {
+                if self.high.is_some_and(|h| n <= h)
+                    && (self.ring.contains(&key) || self.floor.is_some_and(|f| n <= f))
+                {
+                    return false;
+                }
+                self.high = Some(self.high.map_or(n, |h| h.max(n)));
+            } else if self.ring.contains(&key) {
+                return false;
+            }
+            if self.window == 0 {
+                if let IdKey::Num(n) = key {
+                    self.floor = Some(self.floor.map_or(n, |f| f.max(n)));
+                }
+                return true;
+            }
+            if self.ring.len() >= self.window {
+                if let Some(IdKey::Num(n)) = self.ring.pop_front() {
+                    self.floor = Some(self.floor.map_or(n, |f| f.max(n)));
+                }
+            }
+            self.ring.push_back(key);
+            true
+        }
+    }
+
+    fn recount_breaks(ids: &StreamIds) -> usize {
+        let mut prev = None;
+        let mut n = 0;
+        for k in &ids.ring {
+            n += usize::from(StreamIds::is_break(prev, k));
+            prev = Some(k);
+        }
+        n
+    }
+
+    proptest::proptest! {
+        /// Mostly increasing numeric ids with repeats, late arrivals and text ids mixed in, so
+        /// that each stream goes in and out of the sorted state: the decisions are those of the
+        /// plain rules, and the count of breaks stays exact.
+        #[test]
+        fn sorted_lookup_decides_like_the_plain_rules(
+            window in 0usize..12,
+            steps in proptest::collection::vec((0u8..10, 0u64..6), 1..300),
+        ) {
+            let mut valve = Valve::new(window);
+            let mut reference = Reference { window, ring: VecDeque::new(), high: None, floor: None };
+            let mut next = 100u64;
+            for (kind, delta) in steps {
+                let id = match kind {
+                    0..=5 => { next += delta; next.to_string() }
+                    6 | 7 => next.saturating_sub(delta * 2).to_string(),
+                    8 => format!("t{delta}"),
+                    _ => format!("00{}", next.saturating_sub(delta)),
+                };
+                let t = trade("x", "BTC-USD", &id);
+                proptest::prop_assert_eq!(valve.admit(&t), reference.admit(&t.trade_id), "id {}", id);
+                let st = &valve.streams.iter().next().unwrap().state;
+                proptest::prop_assert_eq!(st.breaks, recount_breaks(st));
+                proptest::prop_assert!(st.breaks > 0 || st.set.is_empty());
+                if st.breaks > 0 {
+                    proptest::prop_assert_eq!(st.set.len(), st.ring.len());
+                }
+            }
+        }
     }
 }
