@@ -60,6 +60,18 @@ impl Visitor<'_> for UintVisitor {
     }
 }
 
+/// Reads a JSON payload into a borrowed wire type.
+///
+/// The payload is checked to be UTF-8 once, as a whole, and then read as text: reading bytes
+/// would check every string again on its own, which costs more than the rest of the parse of
+/// a small trade message. A payload that is not UTF-8 is read as bytes, so the error says where.
+pub(crate) fn from_json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(payload),
+    }
+}
+
 /// An exact decimal from a wire field, plain or in exponent form.
 pub(crate) fn decimal(field: &'static str, s: &str) -> Result<Decimal, ParseError> {
     parse_decimal(s).map_err(|e| ParseError::field(field, e))

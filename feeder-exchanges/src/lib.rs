@@ -27,6 +27,7 @@
     feature = "kraken",
 ))]
 mod common;
+mod scan;
 #[cfg(test)]
 pub(crate) mod test_support;
 

@@ -165,3 +165,38 @@ pub fn stream_table_with<V: StreamVenue>(
         }
     }
 }
+
+/// Checks a venue's fast path (see `crate::scan`) against serde on every stored WebSocket
+/// payload of `venue` (`test_data/<venue>/ws_*`): where `scan` reads a payload, `serde` reads
+/// it the same, and `scan` reads at least each of `fast` (so the fast path is exercised).
+pub fn fast_path_agrees<T, E>(
+    venue: &str,
+    scan: impl Fn(&str) -> Option<T>,
+    serde: impl Fn(&str) -> Result<T, E>,
+    fast: &[&str],
+) where
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    let dir = format!("{}/test_data/{venue}", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with("ws_") {
+            continue;
+        }
+        let text = String::from_utf8(payload(venue, &name)).unwrap();
+        if let Some(got) = scan(&text) {
+            let by_serde = serde(&text)
+                .unwrap_or_else(|e| panic!("{name}: the fast path read what serde refuses: {e}"));
+            assert_eq!(format!("{got:?}"), format!("{by_serde:?}"), "{name}");
+            seen.push(name);
+        }
+    }
+    for f in fast {
+        assert!(
+            seen.iter().any(|s| s == f),
+            "{f} was not read by the fast path"
+        );
+    }
+}

@@ -134,22 +134,31 @@ impl BinanceVenue {
         match kind.event {
             "trade" => {
                 let t: wire::WsTrade<'_> = serde_json::from_str(payload)?;
-                let symbol = self.symbols.resolve(t.symbol)?;
-                let fill = Fill {
-                    id: t.id,
-                    price: t.price,
-                    qty: t.qty,
-                    time: t.time,
-                    buyer_is_maker: t.buyer_is_maker,
-                };
-                out.push(self.trade(symbol, fill, received_at)?);
-                Ok(Frame::Data)
+                self.push_trade(&t, received_at, out)
             }
             // Sent before Binance closes the connection for maintenance: reconnect now, to
             // another server, rather than lose the trades in between.
             "serverShutdown" => Ok(Frame::Reconnect),
             _ => Ok(Frame::Ignored),
         }
+    }
+
+    fn push_trade(
+        &self,
+        t: &wire::WsTrade<'_>,
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let symbol = self.symbols.resolve(t.symbol)?;
+        let fill = Fill {
+            id: t.id,
+            price: t.price,
+            qty: t.qty,
+            time: t.time,
+            buyer_is_maker: t.buyer_is_maker,
+        };
+        out.push(self.trade(symbol, fill, received_at)?);
+        Ok(Frame::Data)
     }
 }
 
@@ -197,7 +206,13 @@ impl StreamVenue for BinanceVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let env: wire::Envelope<'_> = serde_json::from_slice(frame)?;
+        if let Some(t) = std::str::from_utf8(frame)
+            .ok()
+            .and_then(wire::WsTrade::scan)
+        {
+            return self.push_trade(&t, received_at, out);
+        }
+        let env: wire::Envelope<'_> = common::from_json(frame)?;
         if let Some(data) = env.data {
             return self.ws_event(data.get(), received_at, out);
         }
@@ -265,7 +280,7 @@ impl PollVenue for BinanceVenue {
     ) -> Result<Page, ParseError> {
         let body = resp.body.trim_ascii_start();
         if body.first() == Some(&b'{') {
-            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            let e: wire::RestError<'_> = common::from_json(body)?;
             let msg = e
                 .msg
                 .as_deref()
@@ -276,7 +291,7 @@ impl PollVenue for BinanceVenue {
                 None => msg.to_owned(),
             }));
         }
-        let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
+        let trades: Vec<wire::RestTrade<'_>> = common::from_json(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
         let start = out.len();
         out.reserve(trades.len());

@@ -294,3 +294,24 @@ fn factory_offers_both_transports() {
         assert_eq!(BinanceFactory.build(&cfg).unwrap().name(), "binance");
     }
 }
+
+#[test]
+fn fast_path_reads_trades_as_serde_does() {
+    fast_path_agrees(
+        "binance",
+        |t| wire::WsTrade::scan(t).map(|trade| format!("{trade:?}")),
+        |t| {
+            let env: wire::Envelope<'_> = serde_json::from_str(t)?;
+            let event = env.data.map_or(t, |d| d.get());
+            let trade: wire::WsTrade<'_> = serde_json::from_str(event)?;
+            Ok::<_, serde_json::Error>(format!("{trade:?}"))
+        },
+        &[
+            "ws_trade.json",
+            "ws_trade_raw.json",
+            "ws_trade_exponent.json",
+            "ws_trade_taker_buy.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}

@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+
+use crate::scan;
 use serde_json::value::RawValue;
 
 /// Every frame of a combined-stream connection: an event wrapped with its stream name, or the
@@ -131,4 +133,62 @@ pub(crate) struct RestError<'a> {
     /// What went wrong.
     #[serde(borrow, default)]
     pub msg: Option<Cow<'a, str>>,
+}
+
+impl<'a> WsTrade<'a> {
+    /// The fast path for trade events, in a combined-stream envelope or raw (see
+    /// [`crate::scan`]). `None` leaves the message to serde: any other event, an envelope with
+    /// other known fields, a field of an unexpected JSON type or named twice, an escape.
+    pub(crate) fn scan(text: &'a str) -> Option<Self> {
+        let mut data = None;
+        // Top-level fields of the envelope that send a message down another path.
+        let mut other = false;
+        scan::members(text, |key, value| {
+            match key {
+                "data" => scan::once(&mut data, value.object())?,
+                "stream" => {
+                    value.str()?;
+                }
+                "id" | "code" | "msg" | "event" => other = true,
+                _ => {}
+            }
+            Some(())
+        })?;
+        if other {
+            return None;
+        }
+        match data {
+            Some(data) => {
+                // In an envelope, a top-level `e` is for serde too.
+                scan::members(text, |key, _| (key != "e").then_some(()))?;
+                Self::scan_event(data)
+            }
+            // A raw event.
+            None => Self::scan_event(text),
+        }
+    }
+
+    fn scan_event(text: &'a str) -> Option<Self> {
+        let (mut event, mut symbol, mut id, mut price, mut qty, mut time, mut maker) =
+            (None, None, None, None, None, None, None);
+        scan::members(text, |key, value| match key {
+            "e" => scan::once(&mut event, value.str()),
+            "s" => scan::once(&mut symbol, value.str()),
+            "t" => scan::once(&mut id, value.u64()),
+            "p" => scan::once(&mut price, value.str()),
+            "q" => scan::once(&mut qty, value.str()),
+            "T" => scan::once(&mut time, value.u64()),
+            "m" => scan::once(&mut maker, value.bool()),
+            _ => Some(()),
+        })?;
+        (event? == "trade").then_some(())?;
+        Some(WsTrade {
+            symbol: symbol?,
+            id: id?,
+            price: price?,
+            qty: qty?,
+            time: time?,
+            buyer_is_maker: maker?,
+        })
+    }
 }

@@ -274,10 +274,10 @@ impl StreamVenue for BitfinexVenue {
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
         if frame.trim_ascii_start().first() == Some(&b'{') {
-            let e: wire::Event<'_> = serde_json::from_slice(frame)?;
+            let e: wire::Event<'_> = common::from_json(frame)?;
             return self.event(&e);
         }
-        let m: wire::ChannelMessage<'_> = serde_json::from_slice(frame)?;
+        let m: wire::ChannelMessage<'_> = common::from_json(frame)?;
         let body = m.body.get();
         if body.starts_with('"') {
             let kind: &str = serde_json::from_str(body)?;
@@ -355,7 +355,7 @@ impl PollVenue for BitfinexVenue {
     ) -> Result<Page, ParseError> {
         let body = resp.body.trim_ascii_start();
         if body.first() == Some(&b'{') {
-            let e: wire::RestErrorObject<'_> = serde_json::from_slice(body)?;
+            let e: wire::RestErrorObject<'_> = common::from_json(body)?;
             let m = e.error.or(e.message);
             return Err(ParseError::Venue(
                 m.as_deref()
@@ -369,11 +369,11 @@ impl PollVenue for BitfinexVenue {
             .is_some_and(|rest| rest.trim_ascii_start().first() == Some(&b'"'));
         if error_array {
             // ["error", CODE, "message"]
-            let parts: Vec<&RawValue> = serde_json::from_slice(body)?;
+            let parts: Vec<&RawValue> = common::from_json(body)?;
             let text: Vec<&str> = parts.iter().skip(1).map(|p| p.get()).collect();
             return Err(ParseError::Venue(truncate(&text.join(" ")).to_owned()));
         }
-        let rows: Vec<wire::TradeRow<'_>> = serde_json::from_slice(body)?;
+        let rows: Vec<wire::TradeRow<'_>> = common::from_json(body)?;
         push_all(self, symbol, &rows, received_at, out)?;
         // A full page may have older neighbours: the next page ends where this one ends
         // (`end` is inclusive; repeats are dropped by the driver). A page all within one

@@ -150,11 +150,9 @@ impl BitstampVenue {
     fn ws_trade(
         &self,
         symbol: &Symbol,
-        data: Option<&RawValue>,
+        t: &wire::WsTrade<'_>,
         received_at: Timestamp,
     ) -> Result<Trade, ParseError> {
-        let data = data.ok_or_else(|| missing("data"))?;
-        let t: wire::WsTrade<'_> = serde_json::from_str(data.get())?;
         let timestamp = match t.microtimestamp {
             Some(Uint(us)) => common::unix_micros("microtimestamp", us)?,
             None => common::unix_secs("timestamp", t.timestamp.0)?,
@@ -233,7 +231,16 @@ impl StreamVenue for BitstampVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let env: wire::Envelope<'_> = serde_json::from_slice(frame)?;
+        let fast = std::str::from_utf8(frame).ok().and_then(wire::scan_trade);
+        let env = match fast {
+            Some((channel, trade)) => wire::Envelope {
+                event: "trade",
+                channel,
+                data: None,
+                trade: Some(trade),
+            },
+            None => common::from_json(frame)?,
+        };
         match env.event {
             "trade" => {
                 // Trades of private channels have the same event name; they are not ours.
@@ -244,7 +251,14 @@ impl StreamVenue for BitstampVenue {
                     .symbols
                     .from_venue(pair)
                     .ok_or_else(|| ParseError::UnknownSymbol(truncate(pair).to_owned()))?;
-                out.push(self.ws_trade(symbol, env.data, received_at)?);
+                let trade = match env.trade {
+                    Some(t) => t,
+                    None => {
+                        let data = env.data.ok_or_else(|| missing("data"))?;
+                        serde_json::from_str(data.get())?
+                    }
+                };
+                out.push(self.ws_trade(symbol, &trade, received_at)?);
                 Ok(Frame::Data)
             }
             "bts:subscription_succeeded" | "bts:unsubscription_succeeded" => Ok(Frame::Ack),
@@ -289,7 +303,7 @@ impl PollVenue for BitstampVenue {
     ) -> Result<Page, ParseError> {
         let body = resp.body.trim_ascii_start();
         if body.first() == Some(&b'{') {
-            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            let e: wire::RestError<'_> = common::from_json(body)?;
             let reason = e
                 .reason
                 .or(e.error)
@@ -297,7 +311,7 @@ impl PollVenue for BitstampVenue {
                 .unwrap_or_else(|| "an object instead of a list of transactions".to_owned());
             return Err(ParseError::Venue(reason));
         }
-        let txs: Vec<wire::RestTransaction<'_>> = serde_json::from_slice(body)?;
+        let txs: Vec<wire::RestTransaction<'_>> = common::from_json(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
         append_all(out, &txs, |t| self.rest_trade(symbol, t, received_at))?;
         Ok(Page::default())

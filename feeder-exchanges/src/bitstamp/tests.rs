@@ -373,3 +373,23 @@ fn factory_builds_either_driver() {
         assert!(BitstampFactory.build(&cfg).is_ok());
     }
 }
+
+#[test]
+fn fast_path_reads_trades_as_serde_does() {
+    fast_path_agrees(
+        "bitstamp",
+        |t| wire::scan_trade(t).map(|(channel, trade)| format!("{channel} {trade:?}")),
+        |t| {
+            let env: wire::Envelope<'_> = serde_json::from_str(t)?;
+            let data = env.data.map_or("null", |d| d.get());
+            let trade: wire::WsTrade<'_> = serde_json::from_str(data)?;
+            Ok::<_, serde_json::Error>(format!("{} {trade:?}", env.channel))
+        },
+        &[
+            "ws_trade.json",
+            "ws_trade_buy_seconds_only.json",
+            "ws_trade_exponent.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::common::Uint;
+use crate::scan;
 
 /// Every WebSocket v2 message: an event name, a channel and a `data` whose shape depends on
 /// the event, kept raw until the event is known.
@@ -29,6 +30,9 @@ pub(crate) struct Envelope<'a> {
     /// The event's payload.
     #[serde(borrow, default)]
     pub data: Option<&'a RawValue>,
+    /// The trade of a `trade` message, when the fast path read it ([`scan_trade`]).
+    #[serde(skip)]
+    pub trade: Option<WsTrade<'a>>,
 }
 
 /// The `data` of a `trade` event on a `live_trades_[pair]` channel.
@@ -111,4 +115,43 @@ pub(crate) struct RestError<'a> {
     /// The message, on some older endpoints.
     #[serde(borrow, default)]
     pub error: Option<&'a RawValue>,
+}
+
+/// The fast path for `trade` messages of the public trade channels (see [`crate::scan`]):
+/// the envelope's channel and the trade. `None` leaves the message to serde.
+pub(crate) fn scan_trade(text: &str) -> Option<(&str, WsTrade<'_>)> {
+    let (mut event, mut channel, mut data) = (None, None, None);
+    scan::members(text, |key, value| match key {
+        "event" => scan::once(&mut event, value.str()),
+        "channel" => scan::once(&mut channel, value.str()),
+        "data" => scan::once(&mut data, value.object()),
+        _ => Some(()),
+    })?;
+    if event? != "trade" {
+        return None;
+    }
+    let mut t = WsTrade {
+        id: Uint(0),
+        price_str: "",
+        amount_str: "",
+        side: Uint(0),
+        timestamp: Uint(0),
+        microtimestamp: None,
+    };
+    let (mut id, mut price, mut amount, mut side, mut timestamp) = (None, None, None, None, None);
+    scan::members(data?, |key, value| match key {
+        "id" => scan::once(&mut id, value.uint()),
+        "price_str" => scan::once(&mut price, value.str()),
+        "amount_str" => scan::once(&mut amount, value.str()),
+        "type" => scan::once(&mut side, value.uint()),
+        "timestamp" => scan::once(&mut timestamp, value.uint()),
+        "microtimestamp" => scan::once(&mut t.microtimestamp, value.uint().map(Uint)),
+        _ => Some(()),
+    })?;
+    t.id = Uint(id?);
+    t.price_str = price?;
+    t.amount_str = amount?;
+    t.side = Uint(side?);
+    t.timestamp = Uint(timestamp?);
+    Some((channel?, t))
 }

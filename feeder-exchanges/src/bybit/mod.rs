@@ -188,7 +188,7 @@ impl StreamVenue for BybitVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        let m: wire::WsMessage<'_> = common::from_json(frame)?;
         if let Some(topic) = m.topic {
             if !topic.starts_with(TOPIC_PREFIX) {
                 return Ok(Frame::Ignored);
@@ -251,7 +251,7 @@ impl PollVenue for BybitVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Page, ParseError> {
-        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        let answer: wire::RestAnswer<'_> = common::from_json(resp.body)?;
         if answer.ret_code != 0 {
             let msg = answer
                 .ret_msg

@@ -176,7 +176,13 @@ impl StreamVenue for CoinbaseVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        let m = match std::str::from_utf8(frame)
+            .ok()
+            .and_then(wire::WsMessage::scan)
+        {
+            Some(m) => m,
+            None => common::from_json(frame)?,
+        };
         match m.kind {
             "match" | "last_match" => {
                 out.push(self.ws_trade(&m, received_at)?);
@@ -237,7 +243,7 @@ impl PollVenue for CoinbaseVenue {
     ) -> Result<Page, ParseError> {
         let body = resp.body.trim_ascii_start();
         if body.first() == Some(&b'{') {
-            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            let e: wire::RestError<'_> = common::from_json(body)?;
             return Err(ParseError::Venue(
                 e.message
                     .as_deref()
@@ -246,7 +252,7 @@ impl PollVenue for CoinbaseVenue {
                     .to_owned(),
             ));
         }
-        let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
+        let trades: Vec<wire::RestTrade<'_>> = common::from_json(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
         append_all(out, &trades, |t| self.rest_trade(symbol, t, received_at))?;
         // An empty page is the end of the history, whatever the header says.

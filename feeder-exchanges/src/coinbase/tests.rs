@@ -329,3 +329,17 @@ fn factory_builds_either_driver() {
         assert!(CoinbaseFactory.build(&cfg).is_ok());
     }
 }
+
+#[test]
+fn fast_path_reads_matches_as_serde_does() {
+    fast_path_agrees(
+        "coinbase",
+        |t| wire::WsMessage::scan(t).map(|m| format!("{m:?}")),
+        |t| serde_json::from_str::<wire::WsMessage<'_>>(t).map(|m| format!("{m:?}")),
+        &[
+            "ws_match.json",
+            "ws_last_match.json",
+            "ws_match_unknown_fields.json",
+        ],
+    );
+}

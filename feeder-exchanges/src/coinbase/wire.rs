@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::scan;
+
 /// Any WebSocket feed message.
 ///
 /// A `match` (a `last_match` has the same fields and comes once, right after subscribing):
@@ -63,6 +65,40 @@ pub(crate) struct WsMessage<'a> {
     /// More on what went wrong (`error`).
     #[serde(borrow, default)]
     pub reason: Option<Cow<'a, str>>,
+}
+
+impl<'a> WsMessage<'a> {
+    /// The fast path for `match` messages (see [`crate::scan`]); `None` leaves the message to
+    /// serde: any other type, a field of an unexpected JSON type or named twice, an escape.
+    pub(crate) fn scan(text: &'a str) -> Option<Self> {
+        let mut m = WsMessage {
+            kind: "",
+            trade_id: None,
+            product_id: None,
+            price: None,
+            size: None,
+            side: None,
+            time: None,
+            last_trade_id: None,
+            message: None,
+            reason: None,
+        };
+        let mut kind = None;
+        scan::members(text, |key, value| match key {
+            "type" => scan::once(&mut kind, value.str()),
+            "trade_id" => scan::once(&mut m.trade_id, value.u64()),
+            "product_id" => scan::once(&mut m.product_id, value.str()),
+            "price" => scan::once(&mut m.price, value.str()),
+            "size" => scan::once(&mut m.size, value.str()),
+            "side" => scan::once(&mut m.side, value.str()),
+            "time" => scan::once(&mut m.time, value.str()),
+            // Fields only other types have: not the fast path's business.
+            "last_trade_id" | "message" | "reason" => None,
+            _ => Some(()),
+        })?;
+        m.kind = kind.filter(|k| matches!(*k, "match" | "last_match"))?;
+        Some(m)
+    }
 }
 
 /// One trade of `GET /products/{product_id}/trades`, newest first.

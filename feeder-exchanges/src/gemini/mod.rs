@@ -188,7 +188,7 @@ impl StreamVenue for GeminiVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        let m: wire::WsMessage<'_> = common::from_json(frame)?;
         match m.kind {
             "trade" => {
                 let symbol = self.symbol(m.symbol.ok_or_else(|| missing("symbol"))?)?;
@@ -291,7 +291,7 @@ impl PollVenue for GeminiVenue {
     ) -> Result<Page, ParseError> {
         let body = resp.body.trim_ascii_start();
         if body.first() == Some(&b'{') {
-            let e: wire::RestError<'_> = serde_json::from_slice(body)?;
+            let e: wire::RestError<'_> = common::from_json(body)?;
             let mut text = e
                 .reason
                 .as_deref()
@@ -304,7 +304,7 @@ impl PollVenue for GeminiVenue {
             }
             return Err(ParseError::Venue(text));
         }
-        let trades: Vec<wire::RestTrade<'_>> = serde_json::from_slice(body)?;
+        let trades: Vec<wire::RestTrade<'_>> = common::from_json(body)?;
         // All or nothing: a page is either understood or reported, never half-appended.
         append_all(out, trades.iter().filter(|t| !t.broken), |t| {
             self.trade(

@@ -175,7 +175,7 @@ impl HuobiVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = serde_json::from_slice(json)?;
+        let m: wire::WsMessage<'_> = common::from_json(json)?;
         if let Some(ping) = m.ping {
             let n = ping.get();
             if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
@@ -339,7 +339,7 @@ impl PollVenue for HuobiVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Page, ParseError> {
-        let a: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        let a: wire::RestAnswer<'_> = common::from_json(resp.body)?;
         if a.status != "ok" {
             return Err(venue_error(a.err_code.as_deref(), a.err_msg.as_deref()));
         }

@@ -205,7 +205,7 @@ impl StreamVenue for KrakenVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        let m: wire::WsMessage<'_> = common::from_json(frame)?;
         if let Some(method) = m.method {
             if m.success == Some(false) || m.error.is_some() {
                 let error = m.error.as_deref().map(truncate).unwrap_or("no message");
@@ -273,7 +273,7 @@ impl PollVenue for KrakenVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Page, ParseError> {
-        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        let answer: wire::RestAnswer<'_> = common::from_json(resp.body)?;
         if let Some(first) = answer.error.first() {
             return Err(ParseError::Venue(truncate(first).to_owned()));
         }

@@ -167,7 +167,7 @@ impl StreamVenue for OkxVenue {
         if frame.trim_ascii() == PONG.as_bytes() {
             return Ok(Frame::Heartbeat);
         }
-        let m: wire::WsMessage<'_> = serde_json::from_slice(frame)?;
+        let m: wire::WsMessage<'_> = common::from_json(frame)?;
         match m.event {
             None => {}
             Some("subscribe" | "unsubscribe") => return Ok(Frame::Ack),
@@ -237,7 +237,7 @@ impl PollVenue for OkxVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Page, ParseError> {
-        let answer: wire::RestAnswer<'_> = serde_json::from_slice(resp.body)?;
+        let answer: wire::RestAnswer<'_> = common::from_json(resp.body)?;
         if answer.code != "0" {
             return Err(venue_error(Some(&answer.code), answer.msg.as_deref()));
         }

@@ -1,0 +1,378 @@
+//! A fast path for the hot WebSocket messages: reads the members of a JSON object in place,
+//! without building anything.
+//!
+//! A trade message is a small flat object, and a general deserializer spends most of its time
+//! on the members a parser ignores (Coinbase's two order UUIDs, for example). [`members`] walks
+//! the object once, hands each member to the caller as a key and a raw value, and checks the
+//! grammar of everything it passes over.
+//!
+//! It gives up (returns `None`) on anything outside the common case: escapes in strings,
+//! nesting deeper than [`MAX_DEPTH`], or any text that is not well-formed JSON. A parser that
+//! gets `None` reads the message with serde instead, which then decides, so the fast path
+//! changes no outcome: it accepts only what serde accepts the same way, and whatever is
+//! unusual, including every malformed message, gets serde's error message.
+
+/// Objects and arrays nested deeper than this inside a member's value are left to serde.
+pub(crate) const MAX_DEPTH: usize = 8;
+
+/// A member's value, borrowed from the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Raw<'a> {
+    /// A string without escapes, between its quotes.
+    Str(&'a str),
+    /// A number, as written.
+    Num(&'a str),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// An object, braces included; its grammar has been checked.
+    Object(&'a str),
+    /// An array, brackets included; its grammar has been checked.
+    Array(&'a str),
+}
+
+impl<'a> Raw<'a> {
+    /// The string, if this is one.
+    pub(crate) fn str(self) -> Option<&'a str> {
+        match self {
+            Raw::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as a `u64`, if it is a whole number that fits (what serde reads into `u64`).
+    pub(crate) fn u64(self) -> Option<u64> {
+        match self {
+            Raw::Num(n) if n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A `u64` written as a whole number or as a string of digits (what
+    /// [`Uint`](crate::common::Uint) reads).
+    pub(crate) fn uint(self) -> Option<u64> {
+        match self {
+            Raw::Str(s) if !s.is_empty() && s.len() <= 20 => Raw::Num(s).u64(),
+            Raw::Num(_) => self.u64(),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub(crate) fn bool(self) -> Option<bool> {
+        match self {
+            Raw::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The object's text, if this is an object.
+    pub(crate) fn object(self) -> Option<&'a str> {
+        match self {
+            Raw::Object(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Sets `slot` to `value` unless it is already set: a member named twice is left to serde
+/// (which refuses it), so this returns `None` then.
+pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
+/// Calls `member` with each member of the JSON object `text` (surrounding whitespace allowed),
+/// in order. Returns `None` when `text` is not such an object or uses what the fast path leaves
+/// to serde (see the module docs), or when `member` returns `None`.
+pub(crate) fn members<'a>(
+    text: &'a str,
+    mut member: impl FnMut(&'a str, Raw<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.at += 1;
+    } else {
+        loop {
+            s.ws();
+            let key = s.string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            let value = s.value(0)?;
+            member(key, value)?;
+            s.ws();
+            match s.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.at == s.bytes.len()).then_some(())
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A string without escapes or control characters; the cursor is on its opening quote.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let rest = self.bytes.get(start..)?;
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // Both ends are ASCII quotes, so these are character boundaries.
+        self.text.get(start..start + len)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Raw<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(Raw::Str),
+            b'{' | b'[' => {
+                let start = self.at;
+                let open = self.peek()?;
+                self.nested(depth + 1)?;
+                let raw = self.text.get(start..self.at)?;
+                Some(if open == b'{' {
+                    Raw::Object(raw)
+                } else {
+                    Raw::Array(raw)
+                })
+            }
+            b't' => self.word("true").map(|()| Raw::Bool(true)),
+            b'f' => self.word("false").map(|()| Raw::Bool(false)),
+            b'n' => self.word("null").map(|()| Raw::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Raw::Num),
+            _ => None,
+        }
+    }
+
+    /// An object or array, checked member by member; the cursor is on its opening bracket.
+    fn nested(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let close = match self.next()? {
+            b'{' => b'}',
+            _ => b']',
+        };
+        self.ws();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            if close == b'}' {
+                self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+            }
+            self.value(depth)?;
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b if b == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn word(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word.as_bytes()).then_some(())?;
+        self.at = end;
+        Some(())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.digit()?;
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.digit()?;
+            self.digits();
+        }
+        self.text.get(start..self.at)
+    }
+
+    fn digit(&mut self) -> Option<()> {
+        self.next()?.is_ascii_digit().then_some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(text: &str) -> Option<Vec<(&str, Raw<'_>)>> {
+        let mut out = Vec::new();
+        members(text, |k, v| {
+            out.push((k, v));
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    #[test]
+    fn reads_the_members_of_a_flat_object() {
+        let got = collect(
+            r#" {"type":"match","trade_id":10,"x":-1.5e+3,"ok":true,"no":false,"n":null,"o":{"a":[1,{"b":"c"}]},"l":[] } "#,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("type", Raw::Str("match")),
+                ("trade_id", Raw::Num("10")),
+                ("x", Raw::Num("-1.5e+3")),
+                ("ok", Raw::Bool(true)),
+                ("no", Raw::Bool(false)),
+                ("n", Raw::Null),
+                ("o", Raw::Object(r#"{"a":[1,{"b":"c"}]}"#)),
+                ("l", Raw::Array("[]")),
+            ]
+        );
+        assert_eq!(collect("{}").unwrap(), vec![]);
+        assert_eq!(Raw::Num("10").u64(), Some(10));
+        assert_eq!(Raw::Num("1.0").u64(), None);
+        assert_eq!(Raw::Num("-1").u64(), None);
+        assert_eq!(Raw::Num("18446744073709551616").u64(), None);
+    }
+
+    /// Everything serde refuses is refused here too, and escapes are left to serde.
+    #[test]
+    fn gives_up_on_anything_unusual_or_malformed() {
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"x\"y"}"#,
+            r#"{"a\n":1}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":1} x"#,
+            r#"{"a":1}{}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":{"b"}}"#,
+            r#"{"a":{"b":1,}}"#,
+            r#"{a:1}"#,
+            r#"{"a":[[[[[[[[[[1]]]]]]]]]]}"#,
+        ] {
+            assert!(collect(bad).is_none(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_left_to_serde() {
+        let mut kind = None;
+        let r = members(r#"{"type":"a","type":"b"}"#, |k, v| match k {
+            "type" => once(&mut kind, v.str()),
+            _ => Some(()),
+        });
+        assert!(r.is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Whatever the fast path accepts, serde accepts as an object with the same members.
+        #[test]
+        fn accepts_only_what_serde_reads_the_same(text in r#"\{("[a-c]{0,2}":([0-9.eE+\-]{1,4}|"[a-c\\]{0,3}"|true|null|\[[0-9,{}\[\]]{0,6}\]|\{[" :a1,{}]{0,8}\})[ ,]{0,2}){0,4}\}?[ \]]?"#) {
+            if let Some(got) = collect(&text) {
+                let parsed: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&text).expect("serde refused what the fast path read");
+                proptest::prop_assert!(parsed.len() <= got.len());
+                for (k, v) in &got {
+                    // serde keeps the last of a key named twice; compare unique keys only.
+                    if got.iter().filter(|(k2, _)| k2 == k).count() > 1 {
+                        continue;
+                    }
+                    let expected = &parsed[*k];
+                    match v {
+                        Raw::Str(s) => proptest::prop_assert_eq!(expected.as_str(), Some(*s)),
+                        Raw::Bool(b) => proptest::prop_assert_eq!(expected.as_bool(), Some(*b)),
+                        Raw::Null => proptest::prop_assert!(expected.is_null()),
+                        Raw::Num(_) => proptest::prop_assert!(expected.is_number()),
+                        Raw::Object(o) | Raw::Array(o) => {
+                            let inner: serde_json::Value = serde_json::from_str(o).unwrap();
+                            proptest::prop_assert_eq!(&inner, expected);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
