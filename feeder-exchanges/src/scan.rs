@@ -156,10 +156,10 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = self.bytes.get(start..)?;
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
+        let len = memchr::memchr2(b'"', b'\\', rest)?;
+        // A control character is not allowed in a JSON string. This loop has no early exit,
+        // so it is vectorized.
+        if rest[len] != b'"' || rest[..len].iter().fold(false, |bad, &b| bad | (b < 0x20)) {
             return None;
         }
         self.at = start + len + 1;

@@ -220,21 +220,19 @@ impl Timestamp {
     fn encode(self, buf: &mut [u8; 30]) -> usize {
         let secs = self.nanos.div_euclid(NANOS_PER_SEC);
         let frac = self.nanos.rem_euclid(NANOS_PER_SEC);
-        let days = secs.div_euclid(SECS_PER_DAY);
-        let sod = secs.rem_euclid(SECS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        let year = year.clamp(0, 9999) as u32;
-        put_digits(&mut buf[0..4], year);
-        buf[4] = b'-';
-        put_digits(&mut buf[5..7], month as u32);
-        buf[7] = b'-';
-        put_digits(&mut buf[8..10], day as u32);
-        buf[10] = b'T';
-        put_digits(&mut buf[11..13], (sod / 3600) as u32);
-        buf[13] = b':';
-        put_digits(&mut buf[14..16], (sod / 60 % 60) as u32);
-        buf[16] = b':';
-        put_digits(&mut buf[17..19], (sod % 60) as u32);
+        // Trades come in time order, so the second is nearly always the one formatted last:
+        // its `YYYY-MM-DDTHH:MM:SS` is kept per thread and copied.
+        LAST_SECOND.with(|last| {
+            let (cached, prefix) = last.get();
+            if cached == Some(secs) {
+                buf[..19].copy_from_slice(&prefix);
+            } else {
+                let mut prefix = [0u8; 19];
+                format_second(secs, &mut prefix);
+                last.set((Some(secs), prefix));
+                buf[..19].copy_from_slice(&prefix);
+            }
+        });
         let mut n = 19;
         if self.digits > 0 {
             let d = usize::from(self.digits);
@@ -247,6 +245,31 @@ impl Timestamp {
         buf[n] = b'Z';
         n + 1
     }
+}
+
+thread_local! {
+    /// The second formatted last on this thread, and its text.
+    static LAST_SECOND: std::cell::Cell<(Option<i64>, [u8; 19])> =
+        const { std::cell::Cell::new((None, [0; 19])) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of the second `secs` since the epoch.
+fn format_second(secs: i64, buf: &mut [u8; 19]) {
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let sod = secs.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let year = year.clamp(0, 9999) as u32;
+    put_digits(&mut buf[0..4], year);
+    buf[4] = b'-';
+    put_digits(&mut buf[5..7], month as u32);
+    buf[7] = b'-';
+    put_digits(&mut buf[8..10], day as u32);
+    buf[10] = b'T';
+    put_digits(&mut buf[11..13], (sod / 3600) as u32);
+    buf[13] = b':';
+    put_digits(&mut buf[14..16], (sod / 60 % 60) as u32);
+    buf[16] = b':';
+    put_digits(&mut buf[17..19], (sod % 60) as u32);
 }
 
 fn put_digits(out: &mut [u8], mut v: u32) {
@@ -430,6 +453,21 @@ mod tests {
         for days in (-800_000..800_000).step_by(997) {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    /// The per-thread copy of the last second's text must never leak into another second:
+    /// repeats, neighbours, day and year boundaries and jumps back, each checked by parsing
+    /// the text back.
+    #[test]
+    fn cached_second_text_matches_every_second() {
+        let base = 1_704_067_199; // 2023-12-31T23:59:59
+        let mut secs = vec![base, base, base + 1, base + 1, base, base + 86_400, -1, 0, -1];
+        secs.extend((0..2_000).map(|i| base + (i * 7919) % 200_000 - 100_000));
+        for (i, s) in secs.into_iter().enumerate() {
+            let ts = Timestamp::from_unix_nanos(s * 1_000_000_000 + i as i64, 9);
+            let text = ts.to_string();
+            assert_eq!(Timestamp::parse_rfc3339(&text).unwrap(), ts, "{text}");
         }
     }
 }

@@ -75,7 +75,22 @@ impl TradeId {
     /// The id as a number, when it is one (all digits, fits in 128 bits).
     pub fn as_number(&self) -> Option<u128> {
         let s = self.0.as_bytes();
-        if s.is_empty() || s.len() > 38 || !s.iter().all(u8::is_ascii_digit) {
+        if s.is_empty() || s.len() > 38 {
+            return None;
+        }
+        if s.len() <= 19 {
+            // Cannot overflow a u64: the common case, without the general parser.
+            let mut n = 0u64;
+            for &b in s {
+                let d = b.wrapping_sub(b'0');
+                if d > 9 {
+                    return None;
+                }
+                n = n * 10 + u64::from(d);
+            }
+            return Some(u128::from(n));
+        }
+        if !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
         self.0.parse().ok()
