@@ -390,6 +390,32 @@ async fn fsync_mode_writes_the_same_bytes() {
     );
 }
 
+/// Small batches are written on the writer's task, large ones on a blocking thread: both
+/// append in order, whichever way each batch went.
+#[tokio::test]
+async fn small_and_large_batches_append_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    let mut all = Vec::new();
+    let mut id = 0;
+    for size in [3, 5_000, 1, 2_000, 7] {
+        let batch: Vec<Event> = (id..id + size)
+            .map(|i| trade("bitstamp", "BTC-USD", i, DAY2))
+            .collect();
+        id += size;
+        w.write(&batch).await.unwrap();
+        all.extend(batch);
+    }
+    w.close().await.unwrap();
+    let text = read(&file(
+        dir.path(),
+        "trades/bitstamp/BTC-USD/2024-01-02.jsonl",
+    ));
+    // The large batches are over the size written inline.
+    assert!(text.len() > 5_000 * 100);
+    assert_eq!(parse_lines(&text), all);
+}
+
 #[tokio::test]
 async fn a_directory_that_cannot_be_created_fails_at_build() {
     let dir = tempfile::tempdir().unwrap();

@@ -462,7 +462,17 @@ mod tests {
     #[test]
     fn cached_second_text_matches_every_second() {
         let base = 1_704_067_199; // 2023-12-31T23:59:59
-        let mut secs = vec![base, base, base + 1, base + 1, base, base + 86_400, -1, 0, -1];
+        let mut secs = vec![
+            base,
+            base,
+            base + 1,
+            base + 1,
+            base,
+            base + 86_400,
+            -1,
+            0,
+            -1,
+        ];
         secs.extend((0..2_000).map(|i| base + (i * 7919) % 200_000 - 100_000));
         for (i, s) in secs.into_iter().enumerate() {
             let ts = Timestamp::from_unix_nanos(s * 1_000_000_000 + i as i64, 9);
