@@ -44,8 +44,13 @@ use super::files::{path_component, repair_tail};
 pub const DECIMAL_SCALE: i8 = 18;
 /// Total digits of every decimal column.
 pub const DECIMAL_PRECISION: u8 = 38;
-/// Rows per row group (and per conversion step, which bounds memory).
+/// Rows per row group.
 const ROWS_PER_GROUP: usize = 64 * 1024;
+
+/// Events decoded from a journal and handed to the Parquet writer at a time. The writer keeps
+/// the row group's columns encoded until the group is full, so decoded events need only be
+/// held a few thousand at a time.
+const EVENTS_PER_CHUNK: usize = 4096;
 
 /// Why events could not be turned into Parquet, or Parquet into events.
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +294,7 @@ fn writer_properties() -> WriterProperties {
 }
 
 /// Writes events of one kind as a Parquet file into `out`, a row group per
-/// [`ROWS_PER_GROUP`] events at most, pulling events from `next` so that memory stays
+/// [`ROWS_PER_GROUP`] events at most, pulling events from `next` (a chunk at a time) so that memory stays
 /// bounded. `kind` decides the columns when there are no events.
 fn write_parquet<W: Write + Send>(
     out: W,
@@ -302,7 +307,7 @@ fn write_parquet<W: Write + Send>(
         trades_schema()
     };
     let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties()))?;
-    let mut chunk = Vec::with_capacity(ROWS_PER_GROUP.min(4096));
+    let mut chunk = Vec::with_capacity(EVENTS_PER_CHUNK);
     loop {
         chunk.clear();
         let more = next(&mut chunk)?;
@@ -474,7 +479,7 @@ pub(crate) fn convert_journal(
     let mut line = Vec::new();
     let out = File::create(&tmp)?;
     let out = write_parquet(out, candles, |chunk| {
-        while chunk.len() < ROWS_PER_GROUP {
+        while chunk.len() < EVENTS_PER_CHUNK {
             line.clear();
             if lines.read_until(b'\n', &mut line)? == 0 {
                 return Ok(false);
