@@ -15,6 +15,7 @@ use feeder_core::config::LateTradePolicy;
 use feeder_core::exchange::StreamVenue;
 use feeder_core::model::{write_json_line, Event, Interval, Timestamp, Trade, TradeId};
 use feeder_core::pipeline::{Aggregator, Valve};
+use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bitstamp::BitstampVenue;
 use feeder_exchanges::coinbase::CoinbaseVenue;
 use url::Url;
@@ -37,6 +38,10 @@ fn parsers() -> Vec<(Venue, Arc<dyn StreamVenue>)> {
         (
             Venue::Bitstamp,
             Arc::new(BitstampVenue::new(&cfg(Venue::Bitstamp)).expect("bitstamp venue")),
+        ),
+        (
+            Venue::Binance,
+            Arc::new(BinanceVenue::new(&cfg(Venue::Binance)).expect("binance venue")),
         ),
     ]
 }

@@ -44,7 +44,7 @@ impl<'a> Raw<'a> {
     /// The number as a `u64`, if it is a whole number that fits (what serde reads into `u64`).
     pub(crate) fn u64(self) -> Option<u64> {
         match self {
-            Raw::Num(n) if n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok(),
+            Raw::Num(n) => digits_u64(n),
             _ => None,
         }
     }
@@ -53,7 +53,7 @@ impl<'a> Raw<'a> {
     /// [`Uint`](crate::common::Uint) reads).
     pub(crate) fn uint(self) -> Option<u64> {
         match self {
-            Raw::Str(s) if !s.is_empty() && s.len() <= 20 => Raw::Num(s).u64(),
+            Raw::Str(s) => digits_u64(s),
             Raw::Num(_) => self.u64(),
             _ => None,
         }
@@ -76,6 +76,24 @@ impl<'a> Raw<'a> {
     }
 }
 
+/// A non-empty string of ASCII digits as a `u64`, if it fits.
+fn digits_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        // Only a 20-digit number can overflow.
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
 /// Sets `slot` to `value` unless it is already set: a member named twice is left to serde
 /// (which refuses it), so this returns `None` then.
 pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
@@ -93,33 +111,37 @@ pub(crate) fn members<'a>(
     text: &'a str,
     mut member: impl FnMut(&'a str, Raw<'a>) -> Option<()>,
 ) -> Option<()> {
+    members_nested(text, "", &mut |_, _| Some(()), &mut member)
+}
+
+/// Like [`members`], and also calls `inner` with each member of the object under the top-level
+/// key `nested`, in the same pass (an envelope around a trade is read once, not twice).
+/// `member` still gets that object whole, as [`Raw::Object`].
+pub(crate) fn members_nested<'a>(
+    text: &'a str,
+    nested: &str,
+    inner: &mut dyn FnMut(&'a str, Raw<'a>) -> Option<()>,
+    member: &mut dyn FnMut(&'a str, Raw<'a>) -> Option<()>,
+) -> Option<()> {
     let mut s = Scanner {
         text,
         bytes: text.as_bytes(),
         at: 0,
     };
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek() == Some(b'}') {
-        s.at += 1;
-    } else {
-        loop {
-            s.ws();
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            let value = s.value(0)?;
-            member(key, value)?;
-            s.ws();
-            match s.next()? {
-                b',' => {}
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    }
+    s.object(|s, key| {
+        let value = if !nested.is_empty() && key == nested && s.peek() == Some(b'{') {
+            let start = s.at;
+            s.object(|s, key| {
+                let value = s.value(1)?;
+                inner(key, value)
+            })?;
+            Raw::Object(s.text.get(start..s.at)?)
+        } else {
+            s.value(0)?
+        };
+        member(key, value)
+    })?;
     s.ws();
     (s.at == s.bytes.len()).then_some(())
 }
@@ -156,15 +178,38 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = self.bytes.get(start..)?;
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        // A control character is not allowed in a JSON string. This loop has no early exit,
-        // so it is vectorized.
-        if rest[len] != b'"' || rest[..len].iter().fold(false, |bad, &b| bad | (b < 0x20)) {
+        let len = string_end(rest)?;
+        if rest[len] != b'"' {
             return None;
         }
         self.at = start + len + 1;
         // Both ends are ASCII quotes, so these are character boundaries.
         self.text.get(start..start + len)
+    }
+
+    /// An object whose members' values `member` reads (the cursor on each value when it is
+    /// called, and past it when it returns); the cursor is on the opening brace.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
     }
 
     fn value(&mut self, depth: usize) -> Option<Raw<'a>> {
@@ -266,6 +311,36 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The position of the first byte of `bytes` that ends or interrupts a JSON string: a quote, a
+/// backslash or a control character. Eight bytes at a time: the strings of trade messages are
+/// short, too short for the set-up of a vector search to pay off.
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Sets the high bit of each byte of `x` below `n` (n <= 128); the lowest flagged byte is
+    // always a true match, which is all that is read from the mask.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        let mask = below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20);
+        if mask != 0 {
+            return Some(at + (mask.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +377,12 @@ mod tests {
         assert_eq!(Raw::Num("10").u64(), Some(10));
         assert_eq!(Raw::Num("1.0").u64(), None);
         assert_eq!(Raw::Num("-1").u64(), None);
+        assert_eq!(Raw::Num("18446744073709551615").u64(), Some(u64::MAX));
         assert_eq!(Raw::Num("18446744073709551616").u64(), None);
+        assert_eq!(Raw::Num("00018446744073709551615").u64(), None);
+        assert_eq!(Raw::Str("42").uint(), Some(42));
+        assert_eq!(Raw::Str("").uint(), None);
+        assert_eq!(Raw::Str("4 2").uint(), None);
     }
 
     /// Everything serde refuses is refused here too, and escapes are left to serde.
@@ -333,6 +413,84 @@ mod tests {
             r#"{"a":[[[[[[[[[[1]]]]]]]]]]}"#,
         ] {
             assert!(collect(bad).is_none(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn string_end_finds_the_first_stop_byte_wherever_it_is() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..=len {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| b' ' + (i % 90) as u8).collect();
+                    // Bytes that must not stop it: DEL, UTF-8, just above the controls.
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        if *b == b'"' || *b == b'\\' {
+                            *b = [0x7f, 0xc3, 0x20][i % 3];
+                        }
+                    }
+                    if at < len {
+                        bytes[at] = stop;
+                        // A later stop byte does not matter.
+                        if at + 1 < len {
+                            bytes[at + 1] = b'"';
+                        }
+                        assert_eq!(string_end(&bytes), Some(at), "{bytes:?}");
+                    } else {
+                        assert_eq!(string_end(&bytes), None, "{bytes:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_nested_object_is_read_in_the_same_pass() {
+        let text = r#"{"data":{"id":7,"x":[1]},"channel":"c"}"#;
+        let (mut inner, mut outer) = (Vec::new(), Vec::new());
+        members_nested(
+            text,
+            "data",
+            &mut |k, v| {
+                inner.push((k, v));
+                Some(())
+            },
+            &mut |k, v| {
+                outer.push((k, v));
+                Some(())
+            },
+        )
+        .unwrap();
+        assert_eq!(inner, vec![("id", Raw::Num("7")), ("x", Raw::Array("[1]"))]);
+        assert_eq!(
+            outer,
+            vec![
+                ("data", Raw::Object(r#"{"id":7,"x":[1]}"#)),
+                ("channel", Raw::Str("c"))
+            ]
+        );
+        // Not an object: read as any value, `inner` not called.
+        let mut called = false;
+        members_nested(
+            r#"{"data":[{"id":1}]}"#,
+            "data",
+            &mut |_, _| {
+                called = true;
+                Some(())
+            },
+            &mut |_, _| Some(()),
+        )
+        .unwrap();
+        assert!(!called);
+        // Malformed inside: refused as a whole.
+        for bad in [
+            r#"{"data":{"id":01}}"#,
+            r#"{"data":{"id":1,}}"#,
+            r#"{"data":{"id":1}"#,
+        ] {
+            assert!(
+                members_nested(bad, "data", &mut |_, _| Some(()), &mut |_, _| Some(())).is_none(),
+                "{bad}"
+            );
         }
     }
 

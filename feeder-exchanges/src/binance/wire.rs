@@ -137,58 +137,79 @@ pub(crate) struct RestError<'a> {
 
 impl<'a> WsTrade<'a> {
     /// The fast path for trade events, in a combined-stream envelope or raw (see
-    /// [`crate::scan`]). `None` leaves the message to serde: any other event, an envelope with
-    /// other known fields, a field of an unexpected JSON type or named twice, an escape.
+    /// [`crate::scan`]), in one pass. `None` leaves the message to serde: any other event, an
+    /// envelope with other known fields, a field of an unexpected JSON type or named twice, an
+    /// escape.
     pub(crate) fn scan(text: &'a str) -> Option<Self> {
+        let mut nested = Fields::default();
+        // The top level's own trade fields, for a raw event.
+        let mut raw = Fields::default();
         let mut data = None;
         // Top-level fields of the envelope that send a message down another path.
         let mut other = false;
-        scan::members(text, |key, value| {
-            match key {
-                "data" => scan::once(&mut data, value.object())?,
-                "stream" => {
-                    value.str()?;
+        scan::members_nested(
+            text,
+            "data",
+            &mut |key, value| nested.take(key, value),
+            &mut |key, value| {
+                match key {
+                    "data" => scan::once(&mut data, value.object())?,
+                    "stream" => {
+                        value.str()?;
+                    }
+                    "id" | "code" | "msg" | "event" => other = true,
+                    _ => raw.take(key, value)?,
                 }
-                "id" | "code" | "msg" | "event" => other = true,
-                _ => {}
-            }
-            Some(())
-        })?;
+                Some(())
+            },
+        )?;
         if other {
             return None;
         }
         match data {
-            Some(data) => {
-                // In an envelope, a top-level `e` is for serde too.
-                scan::members(text, |key, _| (key != "e").then_some(()))?;
-                Self::scan_event(data)
-            }
-            // A raw event.
-            None => Self::scan_event(text),
+            // In an envelope, a top-level `e` is for serde.
+            Some(_) if raw.event.is_some() => None,
+            Some(_) => nested.trade(),
+            None => raw.trade(),
+        }
+    }
+}
+
+/// The fields of a trade event, as the fast path finds them.
+#[derive(Default)]
+struct Fields<'a> {
+    event: Option<&'a str>,
+    symbol: Option<&'a str>,
+    id: Option<u64>,
+    price: Option<&'a str>,
+    qty: Option<&'a str>,
+    time: Option<u64>,
+    maker: Option<bool>,
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, key: &str, value: scan::Raw<'a>) -> Option<()> {
+        match key {
+            "e" => scan::once(&mut self.event, value.str()),
+            "s" => scan::once(&mut self.symbol, value.str()),
+            "t" => scan::once(&mut self.id, value.u64()),
+            "p" => scan::once(&mut self.price, value.str()),
+            "q" => scan::once(&mut self.qty, value.str()),
+            "T" => scan::once(&mut self.time, value.u64()),
+            "m" => scan::once(&mut self.maker, value.bool()),
+            _ => Some(()),
         }
     }
 
-    fn scan_event(text: &'a str) -> Option<Self> {
-        let (mut event, mut symbol, mut id, mut price, mut qty, mut time, mut maker) =
-            (None, None, None, None, None, None, None);
-        scan::members(text, |key, value| match key {
-            "e" => scan::once(&mut event, value.str()),
-            "s" => scan::once(&mut symbol, value.str()),
-            "t" => scan::once(&mut id, value.u64()),
-            "p" => scan::once(&mut price, value.str()),
-            "q" => scan::once(&mut qty, value.str()),
-            "T" => scan::once(&mut time, value.u64()),
-            "m" => scan::once(&mut maker, value.bool()),
-            _ => Some(()),
-        })?;
-        (event? == "trade").then_some(())?;
+    fn trade(self) -> Option<WsTrade<'a>> {
+        (self.event? == "trade").then_some(())?;
         Some(WsTrade {
-            symbol: symbol?,
-            id: id?,
-            price: price?,
-            qty: qty?,
-            time: time?,
-            buyer_is_maker: maker?,
+            symbol: self.symbol?,
+            id: self.id?,
+            price: self.price?,
+            qty: self.qty?,
+            time: self.time?,
+            buyer_is_maker: self.maker?,
         })
     }
 }

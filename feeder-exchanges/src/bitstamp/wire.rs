@@ -121,15 +121,6 @@ pub(crate) struct RestError<'a> {
 /// the envelope's channel and the trade. `None` leaves the message to serde.
 pub(crate) fn scan_trade(text: &str) -> Option<(&str, WsTrade<'_>)> {
     let (mut event, mut channel, mut data) = (None, None, None);
-    scan::members(text, |key, value| match key {
-        "event" => scan::once(&mut event, value.str()),
-        "channel" => scan::once(&mut channel, value.str()),
-        "data" => scan::once(&mut data, value.object()),
-        _ => Some(()),
-    })?;
-    if event? != "trade" {
-        return None;
-    }
     let mut t = WsTrade {
         id: Uint(0),
         price_str: "",
@@ -139,15 +130,30 @@ pub(crate) fn scan_trade(text: &str) -> Option<(&str, WsTrade<'_>)> {
         microtimestamp: None,
     };
     let (mut id, mut price, mut amount, mut side, mut timestamp) = (None, None, None, None, None);
-    scan::members(data?, |key, value| match key {
-        "id" => scan::once(&mut id, value.uint()),
-        "price_str" => scan::once(&mut price, value.str()),
-        "amount_str" => scan::once(&mut amount, value.str()),
-        "type" => scan::once(&mut side, value.uint()),
-        "timestamp" => scan::once(&mut timestamp, value.uint()),
-        "microtimestamp" => scan::once(&mut t.microtimestamp, value.uint().map(Uint)),
-        _ => Some(()),
-    })?;
+    scan::members_nested(
+        text,
+        "data",
+        &mut |key, value| match key {
+            "id" => scan::once(&mut id, value.uint()),
+            "price_str" => scan::once(&mut price, value.str()),
+            "amount_str" => scan::once(&mut amount, value.str()),
+            "type" => scan::once(&mut side, value.uint()),
+            "timestamp" => scan::once(&mut timestamp, value.uint()),
+            "microtimestamp" => scan::once(&mut t.microtimestamp, value.uint().map(Uint)),
+            _ => Some(()),
+        },
+        &mut |key, value| match key {
+            "event" => scan::once(&mut event, value.str()),
+            "channel" => scan::once(&mut channel, value.str()),
+            "data" => scan::once(&mut data, value.object()),
+            _ => Some(()),
+        },
+    )?;
+    if event? != "trade" {
+        return None;
+    }
+    // Read above, in the same pass.
+    data?;
     t.id = Uint(id?);
     t.price_str = price?;
     t.amount_str = amount?;
