@@ -285,10 +285,14 @@ impl<V: StreamVenue> StreamExchange<V> {
         let mut batch: Vec<Trade> = Vec::new();
         // For venues with consecutive ids: the last trade seen per symbol, to spot a jump.
         let consecutive = self.venue.ids_are_consecutive();
-        let mut last_seen: std::collections::HashMap<Symbol, super::Cursor> = ctx
+        let mut last_seen: LastSeen = ctx
             .symbols
             .iter()
-            .filter_map(|s| Some((s.clone(), ctx.cursors.get(s)?)))
+            .filter_map(|s| {
+                let c = ctx.cursors.get(s)?;
+                let id = c.trade_id.as_number().unwrap_or(0);
+                Some((s.clone(), (c, id)))
+            })
             .collect();
 
         // Sends what `batch` holds; on the first data of a connection, resets the backoff.
@@ -554,36 +558,42 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
     }
 }
 
+/// Per symbol, the last trade seen and its id as a number.
+type LastSeen = std::collections::HashMap<Symbol, (super::Cursor, u128)>;
+
 /// Records in `gaps` every symbol whose ids jump over missing trades in `batch` (from the
 /// trade before the jump), and moves `last_seen` on. True when a new gap was found.
-fn find_jumps(
-    batch: &[Trade],
-    last_seen: &mut std::collections::HashMap<Symbol, super::Cursor>,
-    gaps: &mut Gaps,
-) -> bool {
+fn find_jumps(batch: &[Trade], last_seen: &mut LastSeen, gaps: &mut Gaps) -> bool {
     let mut found = false;
+    // The entry of the symbol looked up last: a batch is mostly one symbol's run of trades.
+    let mut current: Option<(&Symbol, &mut (super::Cursor, u128))> = None;
     for t in batch {
         let Some(id) = t.trade_id.as_number() else {
             continue;
         };
-        let cursor = super::Cursor {
-            trade_id: t.trade_id.clone(),
-            timestamp: t.timestamp,
+        if current.as_ref().is_none_or(|(s, _)| **s != t.symbol) {
+            current = None;
+            if !last_seen.contains_key(&t.symbol) {
+                let cursor = super::Cursor {
+                    trade_id: t.trade_id.clone(),
+                    timestamp: t.timestamp,
+                };
+                last_seen.insert(t.symbol.clone(), (cursor, id));
+                continue;
+            }
+            current = last_seen.get_mut(&t.symbol).map(|e| (&t.symbol, e));
+        }
+        let Some((_, (prev, prev_id))) = current.as_mut() else {
+            continue;
         };
-        match last_seen.get_mut(&t.symbol) {
-            Some(prev) => {
-                let prev_id = prev.trade_id.as_number().unwrap_or(0);
-                if id > prev_id + 1 && !gaps.contains_key(&t.symbol) {
-                    gaps.insert(t.symbol.clone(), prev.clone());
-                    found = true;
-                }
-                if id > prev_id {
-                    *prev = cursor;
-                }
-            }
-            None => {
-                last_seen.insert(t.symbol.clone(), cursor);
-            }
+        if id > *prev_id + 1 && !gaps.contains_key(&t.symbol) {
+            gaps.insert(t.symbol.clone(), prev.clone());
+            found = true;
+        }
+        if id > *prev_id {
+            prev.trade_id = t.trade_id.clone();
+            prev.timestamp = t.timestamp;
+            *prev_id = id;
         }
     }
     found
@@ -630,4 +640,58 @@ async fn send(ws: &mut Ws, msg: WsMessage, shutdown: &CancellationToken) -> Resu
 async fn close(mut ws: Ws) -> End {
     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
     End::Shutdown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{parse_decimal, Side, TradeId};
+
+    fn trade(symbol: &str, id: u64) -> Trade {
+        Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse(symbol).unwrap(),
+            trade_id: TradeId::from_u64(id),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(id as i64),
+            received_at: Timestamp::from_unix_secs(id as i64),
+        }
+    }
+
+    #[test]
+    fn jumps_are_found_per_symbol_in_interleaved_batches() {
+        let mut last = LastSeen::new();
+        let mut gaps = Gaps::new();
+        // First sight of each symbol sets its start; consecutive ids are no jump.
+        let b1 = [
+            trade("BTC-USD", 10),
+            trade("ETH-USD", 50),
+            trade("BTC-USD", 11),
+        ];
+        assert!(!find_jumps(&b1, &mut last, &mut gaps));
+        // ETH jumps from 50 to 53; BTC goes on; an older BTC id (a repeat) changes nothing.
+        let b2 = [
+            trade("BTC-USD", 12),
+            trade("ETH-USD", 53),
+            trade("BTC-USD", 12),
+            trade("BTC-USD", 13),
+        ];
+        assert!(find_jumps(&b2, &mut last, &mut gaps));
+        assert_eq!(gaps.len(), 1);
+        let eth = Symbol::parse("ETH-USD").unwrap();
+        assert_eq!(gaps[&eth].trade_id.as_str(), "50");
+        assert_eq!(last[&eth].1, 53);
+        assert_eq!(last[&Symbol::parse("BTC-USD").unwrap()].1, 13);
+        // A second jump on a symbol already in `gaps` keeps the older gap start.
+        assert!(!find_jumps(&[trade("ETH-USD", 60)], &mut last, &mut gaps));
+        assert_eq!(gaps[&eth].trade_id.as_str(), "50");
+        // A jump on the other symbol is a new gap.
+        assert!(find_jumps(&[trade("BTC-USD", 15)], &mut last, &mut gaps));
+        assert_eq!(
+            gaps[&Symbol::parse("BTC-USD").unwrap()].trade_id.as_str(),
+            "13"
+        );
+    }
 }

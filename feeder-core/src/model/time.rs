@@ -220,18 +220,24 @@ impl Timestamp {
     fn encode(self, buf: &mut [u8; 30]) -> usize {
         let secs = self.nanos.div_euclid(NANOS_PER_SEC);
         let frac = self.nanos.rem_euclid(NANOS_PER_SEC);
-        // Trades come in time order, so the second is nearly always the one formatted last:
-        // its `YYYY-MM-DDTHH:MM:SS` is kept per thread and copied.
-        LAST_SECOND.with(|last| {
-            let (cached, prefix) = last.get();
-            if cached == Some(secs) {
-                buf[..19].copy_from_slice(&prefix);
-            } else {
-                let mut prefix = [0u8; 19];
-                format_second(secs, &mut prefix);
-                last.set((Some(secs), prefix));
-                buf[..19].copy_from_slice(&prefix);
-            }
+        // Trades come in time order, so the second is nearly always one formatted just before:
+        // the text of the last two (a trade's time and its receive time, usually) is kept per
+        // thread and copied.
+        LAST_SECONDS.with(|last| {
+            let mut cache = last.get();
+            let hit = cache.seconds.iter().position(|s| *s == Some(secs));
+            let slot = match hit {
+                Some(i) => i,
+                None => {
+                    let i = cache.next;
+                    cache.next = 1 - i;
+                    cache.seconds[i] = Some(secs);
+                    format_second(secs, &mut cache.text[i]);
+                    last.set(cache);
+                    i
+                }
+            };
+            buf[..19].copy_from_slice(&cache.text[slot]);
         });
         let mut n = 19;
         if self.digits > 0 {
@@ -247,10 +253,23 @@ impl Timestamp {
     }
 }
 
+/// The seconds formatted last on a thread, and their text.
+#[derive(Clone, Copy)]
+struct SecondsCache {
+    seconds: [Option<i64>; 2],
+    text: [[u8; 19]; 2],
+    /// The entry replaced next.
+    next: usize,
+}
+
 thread_local! {
-    /// The second formatted last on this thread, and its text.
-    static LAST_SECOND: std::cell::Cell<(Option<i64>, [u8; 19])> =
-        const { std::cell::Cell::new((None, [0; 19])) };
+    static LAST_SECONDS: std::cell::Cell<SecondsCache> = const {
+        std::cell::Cell::new(SecondsCache {
+            seconds: [None; 2],
+            text: [[0; 19]; 2],
+            next: 0,
+        })
+    };
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of the second `secs` since the epoch.
