@@ -19,8 +19,8 @@ use super::parquet::{check_event, ParquetFiles};
 /// How many spare encode buffers are kept between batches.
 const POOL_SIZE: usize = 8;
 
-/// Most bytes of lines written without a blocking thread (see `FileWriter::writes_inline`).
-const INLINE_BYTES: usize = 64 << 10;
+/// Most events of a batch written without a blocking thread (see `FileWriter::writes_inline`).
+const INLINE_EVENTS: usize = 256;
 
 /// Writes events to JSON lines or CSV files under a directory, one file per stream and UTC
 /// day: `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`.
@@ -107,14 +107,14 @@ impl FileWriter {
         self.options.format
     }
 
-    /// Whether a batch is written on the calling task rather than on a blocking thread: line
-    /// files without `fsync`, for up to [`INLINE_BYTES`] of lines. Such a write only copies
-    /// into the operating system's page cache, which takes less time than handing the batch
-    /// to another thread and waking the task again.
-    fn writes_inline(&self, chunks: &[Chunk]) -> bool {
+    /// Whether a batch is encoded and written on the calling task rather than on a blocking
+    /// thread: line files without `fsync`, batches of up to [`INLINE_EVENTS`] events. Such a
+    /// write only copies a few kilobytes into the operating system's page cache, which takes
+    /// less time than handing the batch to another thread and waking the task again.
+    fn writes_inline(&self, batch: &[Event]) -> bool {
         !self.options.fsync
             && matches!(self.options.format, FileFormat::Jsonl | FileFormat::Csv)
-            && chunks.iter().map(|c| c.bytes.len()).sum::<usize>() <= INLINE_BYTES
+            && batch.len() <= INLINE_EVENTS
     }
 
     fn lock_files(&self) -> Result<std::sync::MutexGuard<'_, Backend>, WriteError> {
@@ -179,20 +179,27 @@ impl Writer for FileWriter {
             }
         }
         let mut chunks = std::mem::take(&mut self.chunks);
-        group(batch, self.options.format, &mut chunks, &mut self.pool);
-        if self.writes_inline(&chunks) {
+        let format = self.options.format;
+        if self.writes_inline(batch) {
+            group(batch, format, &mut chunks, &mut self.pool);
             let result = self
                 .lock_files()
                 .and_then(|mut files| files.write(&chunks).map_err(WriteError::Io));
             self.recycle(chunks);
             return result;
         }
-        let (chunks, result) = self
+        // Encoded on the blocking thread too: the encoding of a large batch then runs beside
+        // the tasks that read and parse the next one, rather than on their worker thread.
+        let events = batch.to_vec();
+        let mut pool = std::mem::take(&mut self.pool);
+        let (chunks, pool, result) = self
             .with_files(move |files| {
+                group(&events, format, &mut chunks, &mut pool);
                 let result = files.write(&chunks);
-                (chunks, result)
+                (chunks, pool, result)
             })
             .await?;
+        self.pool = pool;
         self.recycle(chunks);
         result.map_err(WriteError::Io)
     }
