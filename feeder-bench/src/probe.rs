@@ -39,7 +39,7 @@ pub struct Progress {
     /// When the write that reached the target returned.
     done_at: OnceLock<Timestamp>,
     done: Notify,
-    /// Frame-read to write-call latency of every trade, in nanoseconds; `None` when not
+    /// Frame-read to write-acknowledged latency of every trade, in nanoseconds; `None` when not
     /// measured.
     latency: Option<Mutex<Histogram<u64>>>,
 }
@@ -121,7 +121,7 @@ impl Progress {
         ))
     }
 
-    fn record(&self, batch: &[Event], called: Timestamp) -> u64 {
+    fn record(&self, batch: &[Event], acked: Timestamp) -> u64 {
         let mut trades = 0;
         let mut earliest: Option<Timestamp> = None;
         let mut hist = self
@@ -135,7 +135,7 @@ impl Progress {
                     earliest = Some(t.received_at);
                 }
                 if let Some(h) = hist.as_mut() {
-                    let ns = called
+                    let ns = acked
                         .unix_nanos()
                         .saturating_sub(t.received_at.unix_nanos());
                     h.saturating_record(u64::try_from(ns).unwrap_or(0).max(1));
@@ -149,8 +149,8 @@ impl Progress {
     }
 }
 
-/// Wraps a writer: stamps each `write` call, and after the inner writer acknowledged the
-/// batch, counts its trades and candles and signals when the target is reached.
+/// Wraps a writer: once the inner writer acknowledged a batch, records the latency of its
+/// trades, counts its trades and candles and signals when the target is reached.
 pub struct Counting<W> {
     inner: W,
     progress: Arc<Progress>,
@@ -178,10 +178,9 @@ impl<W: Writer> Writer for Counting<W> {
     }
 
     async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
-        let called = Timestamp::now();
-        // Latency is taken when the write is called; the counts only once it succeeded.
-        let trades = self.progress.record(batch, called);
         self.inner.write(batch).await?;
+        // Latency runs to the writer's acknowledgement: the batch is stored when it returns.
+        let trades = self.progress.record(batch, Timestamp::now());
         let candles = batch.len() as u64 - trades;
         self.progress.candles.fetch_add(candles, Ordering::Relaxed);
         let total = self.progress.trades.fetch_add(trades, Ordering::Relaxed) + trades;

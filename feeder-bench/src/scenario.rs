@@ -106,7 +106,7 @@ pub struct ScenarioResult {
     pub cpu_seconds: f64,
     /// Peak resident memory of this process, KiB.
     pub peak_rss_kib: u64,
-    /// Latency percentiles in µs (frame read to writer call), when measured.
+    /// Latency percentiles in µs (frame read to the writer's acknowledgement), when measured.
     pub latency_us: Option<(f64, f64, f64)>,
     /// Candles the writer acknowledged.
     pub candles: u64,

@@ -155,13 +155,13 @@ fn print_table(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> writer call); writer batch size {}",
+        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> write acknowledged); writer batch size {}",
         opts.trades,
         opts.symbols,
         latency_trades,
         opts.rate,
         opts.batch_size
-            .map_or_else(|| "default (1000, or 100 ms)".to_owned(), |n| n.to_string())
+            .map_or_else(|| "default (1000, written as soon as the queue is empty)".to_owned(), |n| n.to_string())
     )?;
     let header = format!(
         "{:<9} {:<8} {:>11} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9}",
