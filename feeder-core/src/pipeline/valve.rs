@@ -45,6 +45,9 @@ pub struct Valve {
     streams: Streams<StreamIds>,
 }
 
+/// Windows up to this many ids get a ring of exactly their size.
+const EXACT_RING: usize = 1 << 16;
+
 /// What the valve remembers of one stream.
 #[derive(Debug, Default)]
 struct StreamIds {
@@ -144,6 +147,12 @@ impl StreamIds {
                 self.raise_floor(n);
             }
             return;
+        }
+        if self.ring.capacity() < window.min(EXACT_RING) {
+            // The ring is full most of its life: sized once, exactly, rather than doubled past
+            // the window (a ring buffer touches all of its capacity as it turns).
+            self.ring
+                .reserve_exact(window.min(EXACT_RING) - self.ring.len());
         }
         while self.ring.len() >= window {
             let Some(old) = self.ring.pop_front() else {
