@@ -117,7 +117,13 @@ pub(crate) fn unix_millis(field: &'static str, millis: u64) -> Result<Timestamp,
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SymbolTable {
     by_venue: std::collections::HashMap<Box<str>, feeder_core::Symbol>,
+    /// The same entries while there are at most [`SCAN_NAMES`]: comparing a few short names
+    /// costs less than hashing one, and this lookup runs for every trade.
+    few: Vec<(Box<str>, feeder_core::Symbol)>,
 }
+
+/// Most names looked up by comparing them one by one (see [`SymbolTable`]).
+const SCAN_NAMES: usize = 8;
 
 impl SymbolTable {
     /// The table of `cfg`'s symbols, each under every name `names` gives for it.
@@ -142,11 +148,26 @@ impl SymbolTable {
                 }
             }
         }
-        Ok(Self { by_venue })
+        let few = if by_venue.len() <= SCAN_NAMES {
+            by_venue
+                .iter()
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self { by_venue, few })
     }
 
     /// The configured symbol the venue calls `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&feeder_core::Symbol> {
+        if self.by_venue.len() <= SCAN_NAMES {
+            return self
+                .few
+                .iter()
+                .find(|(n, _)| n.as_bytes() == name.as_bytes())
+                .map(|(_, s)| s);
+        }
         self.by_venue.get(name)
     }
 
@@ -283,6 +304,23 @@ pub(crate) fn append_all<'a, T: 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Few names are compared one by one, many are hashed: both find the same symbols.
+    #[test]
+    fn symbol_tables_small_and_large_find_every_name() {
+        for n in [1usize, 3, SCAN_NAMES, SCAN_NAMES + 1, 40] {
+            let names: Vec<String> = (0..n).map(|i| format!("C{i:02}-USD")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let cfg = crate::test_support::config("x", &refs, None, None);
+            let table = SymbolTable::new(&cfg, |s| vec![s.as_str().replace('-', "")]).unwrap();
+            for name in &names {
+                let venue = name.replace('-', "");
+                assert_eq!(table.get(&venue).map(|s| s.as_str()), Some(name.as_str()));
+            }
+            assert!(table.get("C99USD").is_none());
+            assert!(matches!(table.resolve("nope"), Err(ParseError::UnknownSymbol(_))));
+        }
+    }
 
     #[test]
     fn uint_reads_numbers_and_digit_strings_only() {

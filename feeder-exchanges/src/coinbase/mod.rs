@@ -15,7 +15,6 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
@@ -28,7 +27,7 @@ use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, append_all, decimal, missing, truncate};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
 
 /// The registry name.
 pub const NAME: &str = "coinbase";
@@ -55,7 +54,7 @@ pub struct CoinbaseVenue {
     rest_url: Url,
     /// The configured symbols by product id, so a trade's symbol is a shared clone rather
     /// than a fresh allocation.
-    symbols: HashMap<Box<str>, Symbol>,
+    symbols: SymbolTable,
 }
 
 impl CoinbaseVenue {
@@ -78,11 +77,7 @@ impl CoinbaseVenue {
                 &at("rest_url"),
                 &["https", "http"],
             )?,
-            symbols: cfg
-                .symbols
-                .iter()
-                .map(|s| (Box::from(to_venue(s)), s.clone()))
-                .collect(),
+            symbols: SymbolTable::new(cfg, |s| vec![to_venue(s).to_owned()])?,
         })
     }
 
