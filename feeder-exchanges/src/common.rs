@@ -318,7 +318,10 @@ mod tests {
                 assert_eq!(table.get(&venue).map(|s| s.as_str()), Some(name.as_str()));
             }
             assert!(table.get("C99USD").is_none());
-            assert!(matches!(table.resolve("nope"), Err(ParseError::UnknownSymbol(_))));
+            assert!(matches!(
+                table.resolve("nope"),
+                Err(ParseError::UnknownSymbol(_))
+            ));
         }
     }
 
