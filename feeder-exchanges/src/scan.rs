@@ -1,7 +1,7 @@
 //! A fast path for the hot WebSocket messages: reads the members of a JSON object in place,
 //! without building anything.
 //!
-//! A trade message is a small flat object, and a general deserializer spends most of its time
+//! A trade message is a small flat object, and a general deserializer spends much of its time
 //! on the members a parser ignores (Coinbase's two order UUIDs, for example). [`members`] walks
 //! the object once, hands each member to the caller as a key and a raw value, and checks the
 //! grammar of everything it passes over.
@@ -120,8 +120,8 @@ pub(crate) fn members<'a>(
 pub(crate) fn members_nested<'a>(
     text: &'a str,
     nested: &str,
-    inner: &mut dyn FnMut(&'a str, Raw<'a>) -> Option<()>,
-    member: &mut dyn FnMut(&'a str, Raw<'a>) -> Option<()>,
+    inner: &mut impl FnMut(&'a str, Raw<'a>) -> Option<()>,
+    member: &mut impl FnMut(&'a str, Raw<'a>) -> Option<()>,
 ) -> Option<()> {
     let mut s = Scanner {
         text,
