@@ -200,3 +200,76 @@ pub fn fast_path_agrees<T, E>(
         );
     }
 }
+
+/// The differential form of [`fast_path_agrees`]: every stored WebSocket payload of `venue`,
+/// mutated at random (bytes replaced by JSON punctuation, digits or letters, removed or
+/// repeated): whenever `scan` reads the result, `serde` reads it too and the same way.
+pub fn fast_path_agrees_on_mutations<T, E>(
+    venue: &str,
+    scan: impl Fn(&str) -> Option<T>,
+    serde: impl Fn(&str) -> Result<T, E>,
+) where
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let dir = format!("{}/test_data/{venue}", env!("CARGO_MANIFEST_DIR"));
+    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("ws_"))
+        .map(|n| payload(venue, &n))
+        .collect();
+    corpus.sort();
+    let alphabet: &[u8] = b"\"\\{}[],:-.0123456789eEtrufalsn x\t";
+    let edits = prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0u8..3,
+            any::<prop::sample::Index>(),
+        ),
+        1..4,
+    );
+    let mut runner = TestRunner::new(Config::with_cases(
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(4096),
+    ));
+    runner
+        .run(&(any::<prop::sample::Index>(), edits), |(which, edits)| {
+            let mut bytes = which.get(&corpus).clone();
+            for (at, kind, with) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match kind {
+                    0 => bytes[i] = *with.get(alphabet),
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    _ => {
+                        let end = (i + 1 + with.index(8)).min(bytes.len());
+                        let piece = bytes[i..end].to_vec();
+                        bytes.splice(i..i, piece);
+                    }
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else {
+                return Ok(());
+            };
+            if let Some(got) = scan(&text) {
+                match serde(&text) {
+                    Ok(by_serde) => prop_assert_eq!(format!("{got:?}"), format!("{by_serde:?}")),
+                    Err(e) => {
+                        prop_assert!(false, "fast path read what serde refuses ({e}): {text}")
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
