@@ -61,6 +61,10 @@ struct SuiteArgs {
     /// its batch delay for a batch to fill, which dominates latency at modest rates.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Runs of each scenario; the table shows the median run (this machine's figures vary
+    /// from run to run).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// A smoke run with few trades, for CI (well under 30 s; no timing assertions).
     #[arg(long)]
     quick: bool,
@@ -179,11 +183,13 @@ fn run_suite(args: SuiteArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         symbols: args.symbols.max(1),
         batch_size: args.batch_size,
+        repeat: args.repeat.max(1),
     };
     if args.quick {
         opts.trades = opts.trades.min(50_000);
         opts.rate = opts.rate.min(20_000);
         opts.latency_seconds = opts.latency_seconds.min(1.0);
+        opts.repeat = 1;
     }
     suite::run(&opts)
 }

@@ -27,6 +27,9 @@ pub struct SuiteOptions {
     pub symbols: usize,
     /// Events per writer batch; `None` keeps the writer default.
     pub batch_size: Option<usize>,
+    /// Runs of each scenario; the table shows the median one (by trades/s for throughput, by
+    /// p99 for latency).
+    pub repeat: usize,
 }
 
 /// One line of the table.
@@ -52,7 +55,9 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
         rows.push(Row {
             venue,
             sink: Sink::Bare,
-            throughput: child(opts, venue, Sink::Bare, opts.trades, 0),
+            throughput: median(opts.repeat, by_rate, || {
+                child(opts, venue, Sink::Bare, opts.trades, 0)
+            }),
             latency: None,
         });
         for &sink in opts.sinks.iter().filter(|s| **s != Sink::Bare) {
@@ -60,8 +65,12 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
                 skipped.push(format!("{venue} / {}: {why}", sink.name()));
                 continue;
             }
-            let throughput = child(opts, venue, sink, opts.trades, 0);
-            let latency = child(opts, venue, sink, latency_trades, opts.rate);
+            let throughput = median(opts.repeat, by_rate, || {
+                child(opts, venue, sink, opts.trades, 0)
+            });
+            let latency = median(opts.repeat, by_p99, || {
+                child(opts, venue, sink, latency_trades, opts.rate)
+            });
             rows.push(Row {
                 venue,
                 sink,
@@ -82,6 +91,28 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
         bail!("nothing to run");
     }
     Ok(())
+}
+
+/// Runs a scenario `times` times and keeps the median run by `key`; the first failure, if any.
+fn median(
+    times: usize,
+    key: fn(&ScenarioResult) -> f64,
+    mut run: impl FnMut() -> Result<ScenarioResult, String>,
+) -> Result<ScenarioResult, String> {
+    let mut results = Vec::with_capacity(times.max(1));
+    for _ in 0..times.max(1) {
+        results.push(run()?);
+    }
+    results.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    Ok(results.swap_remove(results.len() / 2))
+}
+
+fn by_rate(r: &ScenarioResult) -> f64 {
+    r.rate()
+}
+
+fn by_p99(r: &ScenarioResult) -> f64 {
+    r.latency_us.map_or(0.0, |(_, p99, _)| p99)
 }
 
 /// Runs one scenario in a fresh process and reads its result line.
@@ -155,13 +186,14 @@ fn print_table(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> write acknowledged); writer batch size {}",
+        "\nthroughput: {} trades per run, {} symbol(s); latency: {} trades offered at {}/s (frame read -> write acknowledged); writer batch size {}; median of {} run(s) each",
         opts.trades,
         opts.symbols,
         latency_trades,
         opts.rate,
         opts.batch_size
-            .map_or_else(|| "default (1000, written as soon as the queue is empty)".to_owned(), |n| n.to_string())
+            .map_or_else(|| "default (1000, written as soon as the queue is empty)".to_owned(), |n| n.to_string()),
+        opts.repeat
     )?;
     let header = format!(
         "{:<9} {:<8} {:>11} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9}",
