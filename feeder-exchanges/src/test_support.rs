@@ -168,7 +168,8 @@ pub fn stream_table_with<V: StreamVenue>(
 
 /// Checks a venue's fast path (see `crate::scan`) against serde on every stored WebSocket
 /// payload of `venue` (`test_data/<venue>/ws_*`): where `scan` reads a payload, `serde` reads
-/// it the same, and `scan` reads at least each of `fast` (so the fast path is exercised).
+/// it the same, and `scan` reads at least each of `fast` (so the fast path is exercised). Then
+/// the same on randomly mutated copies of those payloads.
 pub fn fast_path_agrees<T, E>(
     venue: &str,
     scan: impl Fn(&str) -> Option<T>,
@@ -199,12 +200,13 @@ pub fn fast_path_agrees<T, E>(
             "{f} was not read by the fast path"
         );
     }
+    agrees_on_mutations(venue, scan, serde);
 }
 
-/// The differential form of [`fast_path_agrees`]: every stored WebSocket payload of `venue`,
+/// The differential half of [`fast_path_agrees`]: every stored WebSocket payload of `venue`,
 /// mutated at random (bytes replaced by JSON punctuation, digits or letters, removed or
 /// repeated): whenever `scan` reads the result, `serde` reads it too and the same way.
-pub fn fast_path_agrees_on_mutations<T, E>(
+fn agrees_on_mutations<T, E>(
     venue: &str,
     scan: impl Fn(&str) -> Option<T>,
     serde: impl Fn(&str) -> Result<T, E>,

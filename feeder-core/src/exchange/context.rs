@@ -198,11 +198,12 @@ impl ExchangeContext {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{parse_decimal, Side};
 
-    fn trade(symbol: &str, id: u64) -> Trade {
+    /// A trade of exchange `x` with id `id`, at `id` seconds.
+    pub(crate) fn trade(symbol: &str, id: u64) -> Trade {
         Trade {
             exchange: Arc::from("x"),
             symbol: Symbol::parse(symbol).unwrap(),

@@ -645,20 +645,7 @@ async fn close(mut ws: Ws) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{parse_decimal, Side, TradeId};
-
-    fn trade(symbol: &str, id: u64) -> Trade {
-        Trade {
-            exchange: Arc::from("x"),
-            symbol: Symbol::parse(symbol).unwrap(),
-            trade_id: TradeId::from_u64(id),
-            price: parse_decimal("1").unwrap(),
-            amount: parse_decimal("1").unwrap(),
-            side: Side::Buy,
-            timestamp: Timestamp::from_unix_secs(id as i64),
-            received_at: Timestamp::from_unix_secs(id as i64),
-        }
-    }
+    use crate::exchange::context::tests::trade;
 
     #[test]
     fn jumps_are_found_per_symbol_in_interleaved_batches() {

@@ -315,17 +315,3 @@ fn fast_path_reads_trades_as_serde_does() {
         ],
     );
 }
-
-#[test]
-fn fast_path_agrees_with_serde_on_mutated_payloads() {
-    fast_path_agrees_on_mutations(
-        "binance",
-        |t| wire::WsTrade::scan(t).map(|trade| format!("{trade:?}")),
-        |t| {
-            let env: wire::Envelope<'_> = serde_json::from_str(t)?;
-            let event = env.data.map_or(t, |d| d.get());
-            let trade: wire::WsTrade<'_> = serde_json::from_str(event)?;
-            Ok::<_, serde_json::Error>(format!("{trade:?}"))
-        },
-    );
-}

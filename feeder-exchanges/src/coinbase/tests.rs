@@ -343,12 +343,3 @@ fn fast_path_reads_matches_as_serde_does() {
         ],
     );
 }
-
-#[test]
-fn fast_path_agrees_with_serde_on_mutated_payloads() {
-    fast_path_agrees_on_mutations(
-        "coinbase",
-        |t| wire::WsMessage::scan(t).map(|m| format!("{m:?}")),
-        |t| serde_json::from_str::<wire::WsMessage<'_>>(t).map(|m| format!("{m:?}")),
-    );
-}
