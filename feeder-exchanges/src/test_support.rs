@@ -166,6 +166,43 @@ pub fn stream_table_with<V: StreamVenue>(
     }
 }
 
+/// Checks what every bundled venue's factory promises: it is registered as `name`, offers
+/// both transports, and builds an exchange called `name` for `symbol` over either.
+pub fn assert_factory_builds_both_transports(
+    factory: &dyn feeder_core::feeder::ExchangeFactory,
+    name: &str,
+    symbol: &str,
+) {
+    assert_eq!(
+        factory.transports(),
+        vec![Transport::Websocket, Transport::Rest]
+    );
+    let mut r = feeder_core::feeder::Registry::new();
+    crate::register(&mut r);
+    assert!(r.exchange(name).is_some(), "{name} is not registered");
+    for transport in [Transport::Websocket, Transport::Rest] {
+        let mut cfg = config(name, &[symbol], None, None);
+        cfg.transport = transport;
+        assert_eq!(factory.build(&cfg).unwrap().name(), name);
+    }
+}
+
+/// Each of `inputs` is refused by both parsers of `v` (or, on the stream, skipped as a message
+/// of no known kind), and nothing is appended.
+pub fn assert_garbage_refused<V: StreamVenue + PollVenue>(v: &V, symbol: &str, inputs: &[&[u8]]) {
+    for input in inputs {
+        let mut out = Vec::new();
+        let got = v.parse(input, RECEIVED, &mut out);
+        assert!(
+            matches!(got, Err(_) | Ok(Frame::Ignored)),
+            "{}: {got:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(parse_rest(v, symbol, input, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+}
+
 /// Checks a venue's fast path (see `crate::scan`) against serde on every stored WebSocket
 /// payload of `venue` (`test_data/<venue>/ws_*`): where `scan` reads a payload, `serde` reads
 /// it the same, and `scan` reads at least each of `fast` (so the fast path is exercised). Then

@@ -277,22 +277,10 @@ fn garbage_never_panics() {
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    assert_eq!(
-        BinanceFactory.transports(),
-        vec![Transport::Websocket, Transport::Rest]
-    );
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("binance").is_some());
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&BinanceFactory, "binance", "BTC-USDT");
     let bad = config("binance", &["BTC-USDT"], None, Some("http://h/"));
     assert!(BinanceFactory.build(&bad).is_err());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("binance", &["BTC-USDT"], None, None);
-        cfg.transport = transport;
-        assert_eq!(BinanceFactory.build(&cfg).unwrap().name(), "binance");
-    }
 }
 
 #[test]

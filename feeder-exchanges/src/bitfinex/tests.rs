@@ -388,20 +388,8 @@ fn garbage_never_panics() {
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    assert_eq!(
-        BitfinexFactory.transports(),
-        vec![Transport::Websocket, Transport::Rest]
-    );
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("bitfinex").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("bitfinex", &["BTC-USD"], None, None);
-        cfg.transport = transport;
-        assert_eq!(BitfinexFactory.build(&cfg).unwrap().name(), "bitfinex");
-    }
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&BitfinexFactory, "bitfinex", "BTC-USD");
     let bad = config("bitfinex", &["BTC-USD"], Some("ftp://h/"), None);
     assert!(BitfinexFactory.build(&bad).is_err());
     assert!(BitfinexFactory

@@ -211,36 +211,13 @@ fn garbage_never_panics() {
         b"{\"retCode\":\"0\"}",
         b"{\"topic\":5}",
     ];
-    for input in inputs {
-        let mut out = Vec::new();
-        // Either an error or, for a message of no known kind, a skip.
-        let got = v.parse(input, RECEIVED, &mut out);
-        assert!(
-            matches!(got, Err(_) | Ok(Frame::Ignored)),
-            "{}: {got:?}",
-            String::from_utf8_lossy(input)
-        );
-        assert!(parse_rest(&v, "BTC-USDT", input, &mut out).is_err());
-        assert!(out.is_empty());
-    }
+    assert_garbage_refused(&v, "BTC-USDT", &inputs);
 }
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    assert_eq!(
-        BybitFactory.transports(),
-        vec![Transport::Websocket, Transport::Rest]
-    );
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("bybit").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("bybit", &["BTC-USDT"], None, None);
-        cfg.transport = transport;
-        assert_eq!(BybitFactory.build(&cfg).unwrap().name(), "bybit");
-    }
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&BybitFactory, "bybit", "BTC-USDT");
     assert!(BybitFactory
         .build(&config("bybit", &["BTC-USDT", "BTCU-SDT"], None, None))
         .is_err());

@@ -330,16 +330,8 @@ fn garbage_never_panics() {
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("gemini").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("gemini", &["BTC-USD"], None, None);
-        cfg.transport = transport;
-        assert_eq!(GeminiFactory.build(&cfg).unwrap().name(), "gemini");
-    }
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&GeminiFactory, "gemini", "BTC-USD");
     assert!(GeminiFactory
         .build(&config("gemini", &["BTC-USD"], Some("ftp://h/"), None))
         .is_err());

@@ -307,16 +307,8 @@ fn garbage_never_panics() {
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("huobi").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("huobi", &["BTC-USDT"], None, None);
-        cfg.transport = transport;
-        assert_eq!(HuobiFactory.build(&cfg).unwrap().name(), "huobi");
-    }
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&HuobiFactory, "huobi", "BTC-USDT");
     assert!(HuobiFactory
         .build(&config("huobi", &["BTC-USDT"], None, Some("http://h/")))
         .is_err());

@@ -273,35 +273,13 @@ fn garbage_never_panics() {
         b"{\"error\":[],\"result\":{\"XXBTZUSD\":[[1,2,3,4,5,6,7]]}}",
         b"{\"error\":[],\"result\":{\"XXBTZUSD\":[[\"1\",\"1\",[],\"b\",\"l\",\"\",1]]}}",
     ];
-    for input in inputs {
-        let mut out = Vec::new();
-        let got = v.parse(input, RECEIVED, &mut out);
-        assert!(
-            matches!(got, Err(_) | Ok(Frame::Ignored)),
-            "{}: {got:?}",
-            String::from_utf8_lossy(input)
-        );
-        assert!(parse_rest(&v, "BTC-USD", input, &mut out).is_err());
-        assert!(out.is_empty());
-    }
+    assert_garbage_refused(&v, "BTC-USD", &inputs);
 }
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    assert_eq!(
-        KrakenFactory.transports(),
-        vec![Transport::Websocket, Transport::Rest]
-    );
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("kraken").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("kraken", &["BTC-USD"], None, None);
-        cfg.transport = transport;
-        assert_eq!(KrakenFactory.build(&cfg).unwrap().name(), "kraken");
-    }
+    use feeder_core::feeder::ExchangeFactory;
+    assert_factory_builds_both_transports(&KrakenFactory, "kraken", "BTC-USD");
     // Both are BTC/USD on the stream.
     assert!(KrakenFactory
         .build(&config("kraken", &["BTC-USD", "XBT-USD"], None, None))

@@ -176,33 +176,10 @@ fn garbage_never_panics() {
         b"{\"code\":0}",
         b"{\"event\":5}",
     ];
-    for input in inputs {
-        let mut out = Vec::new();
-        let got = v.parse(input, RECEIVED, &mut out);
-        assert!(
-            matches!(got, Err(_) | Ok(Frame::Ignored)),
-            "{}: {got:?}",
-            String::from_utf8_lossy(input)
-        );
-        assert!(parse_rest(&v, "BTC-USDT", input, &mut out).is_err());
-        assert!(out.is_empty());
-    }
+    assert_garbage_refused(&v, "BTC-USDT", &inputs);
 }
 
 #[test]
 fn factory_offers_both_transports() {
-    use feeder_core::exchange::Transport;
-    use feeder_core::feeder::{ExchangeFactory, Registry};
-    assert_eq!(
-        OkxFactory.transports(),
-        vec![Transport::Websocket, Transport::Rest]
-    );
-    let mut r = Registry::new();
-    crate::register(&mut r);
-    assert!(r.exchange("okx").is_some());
-    for transport in [Transport::Websocket, Transport::Rest] {
-        let mut cfg = config("okx", &["BTC-USDT"], None, None);
-        cfg.transport = transport;
-        assert_eq!(OkxFactory.build(&cfg).unwrap().name(), "okx");
-    }
+    assert_factory_builds_both_transports(&OkxFactory, "okx", "BTC-USDT");
 }
