@@ -175,3 +175,19 @@ pub fn truncate_for_log(payload: &[u8], max: usize) -> String {
     }
     format!("{}... ({} bytes)", &s[..end], payload.len())
 }
+
+/// Displays an error with its whole chain of causes: `outer: cause: root cause`.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

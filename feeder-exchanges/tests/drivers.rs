@@ -60,6 +60,74 @@ async fn coinbase_heartbeat_gap_is_backfilled_without_reconnecting() {
     run.stop().await;
 }
 
+/// A Coinbase server whose matching engine hangs while its WebSocket library keeps pinging
+/// and answering pings: the feed is judged by its messages, so the silence is caught within
+/// the stale timeout, and what was published meanwhile is filled over REST.
+#[tokio::test]
+async fn coinbase_stall_that_keeps_pinging_is_detected_and_filled() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_millis(200),
+        ..MockConfig::default()
+    };
+    let mock = MockCoinbase::start_with(cfg).await.unwrap();
+    mock.fault_next_connection(WsFault::HangAfter {
+        after: 5,
+        ping_every: Duration::from_millis(100),
+    });
+    let mut cfg = mock.exchange_config("coinbase", Transport::Websocket);
+    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let mut run = Running::start(CoinbaseFactory.build(&cfg).unwrap(), &mock);
+
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let mut published = mock.publish(40);
+    run.until_all(&published).await;
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    published.extend(mock.publish(10));
+    run.until_all(&published).await;
+    for p in &published {
+        assert!(p.matches(run.get(p)), "{:?} != {p:?}", run.get(p));
+    }
+    assert_eq!(mock.ws_server().connections(), 2);
+    let stats = run.stop().await;
+    assert_eq!(ExchangeStats::get(&stats.reconnects), 1, "{stats:?}");
+    assert!(ExchangeStats::get(&stats.backfilled) >= 35, "{stats:?}");
+}
+
+/// An outage far longer than any page limit: 31 of Coinbase's largest pages are published
+/// while the feed hangs, and every one of those trades is filled, oldest first.
+#[tokio::test]
+async fn coinbase_outage_of_thousands_of_trades_is_filled_to_the_last() {
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_millis(200),
+        symbols: vec![feeder_core::model::Symbol::parse("BTC-USD").unwrap()],
+        exponent_every: 0,
+        ..MockConfig::default()
+    };
+    let mock = MockCoinbase::start_with(cfg).await.unwrap();
+    mock.fault_next_connection(WsFault::HangAfter {
+        after: 3,
+        ping_every: Duration::from_millis(100),
+    });
+    let mut cfg = mock.exchange_config("coinbase", Transport::Websocket);
+    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let mut run = Running::start(CoinbaseFactory.build(&cfg).unwrap(), &mock);
+
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let pages = 31 * feeder_exchanges::coinbase::FORWARD_PAGE_LIMIT as usize;
+    let mut published = mock.publish(3 + pages);
+    run.until_all(&published).await;
+    published.extend(mock.publish(10));
+    run.until_all(&published).await;
+    for p in &published {
+        assert!(p.matches(run.get(p)), "{:?} != {p:?}", run.get(p));
+    }
+    let stats = run.stop().await;
+    assert!(
+        ExchangeStats::get(&stats.backfilled) >= pages as u64,
+        "{stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn bitstamp_stream_recovers_drops_and_reconnect_requests() {
     let mock = MockBitstamp::start().await.unwrap();

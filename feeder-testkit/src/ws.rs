@@ -202,6 +202,19 @@ impl WsConn {
         while self.recv_frame().await.is_some() {}
     }
 
+    /// Holds the connection open as a server whose application hung while its WebSocket
+    /// library goes on: a protocol Ping every `every`, and a Pong to each Ping of the client.
+    /// Nothing else is sent. Returns when the client leaves.
+    pub async fn hang_pinging(&mut self, every: Duration) {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                msg = self.recv_frame() => if msg.is_none() { return },
+                _ = ticks.tick() => if self.send_ping(b"lib".to_vec()).await.is_err() { return },
+            }
+        }
+    }
+
     /// Holds the connection open and reads nothing at all, not even pings: a peer that hung.
     /// Returns only when the server is dropped.
     pub async fn freeze(&mut self) {

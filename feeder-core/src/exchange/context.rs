@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{truncate_for_log, ExchangeError, ParseError};
+
+/// How long a batch may still take to enter the pipeline once shutdown began.
+const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::model::{Symbol, Timestamp, Trade, TradeId};
 
 /// The newest trade seen for one symbol: where to resume and backfill from.
@@ -104,12 +107,22 @@ pub struct ExchangeStats {
     pub backfilled: AtomicU64,
     /// Restarts by the supervisor.
     pub restarts: AtomicU64,
+    /// Trades read but dropped, because the pipeline stayed full after shutdown began.
+    pub dropped: AtomicU64,
+    /// Holes the venue could not fill (it cannot reach back that far, or a backfill was
+    /// given up).
+    pub gaps: AtomicU64,
 }
 
 impl ExchangeStats {
     /// Adds one to a counter.
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Reads a counter.
@@ -182,6 +195,29 @@ impl ExchangeContext {
             shutdown,
             cursors,
             stats,
+        }
+    }
+
+    /// Sends a batch into the pipeline, for exchange `name`. If shutdown begins while the
+    /// pipeline is full, the batch still gets a short grace to go in, so that trades already
+    /// read are not thrown away; one that cannot go in even then is counted as dropped.
+    pub async fn deliver(&self, name: &str, trades: Vec<Trade>) -> Result<(), ExchangeError> {
+        if trades.is_empty() {
+            return Ok(());
+        }
+        let n = trades.len() as u64;
+        let send = self.sink.send(trades);
+        tokio::pin!(send);
+        tokio::select! {
+            r = &mut send => r,
+            _ = self.shutdown.cancelled() => match tokio::time::timeout(SEND_GRACE, send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                    tracing::error!(exchange = name, trades = n, "pipeline full at shutdown: dropped a batch");
+                    Ok(())
+                }
+            },
         }
     }
 

@@ -11,6 +11,7 @@ mod backoff;
 mod context;
 mod poll;
 mod rest;
+mod session;
 mod stream;
 
 use std::time::Duration;
@@ -25,6 +26,17 @@ pub use backoff::Backoff;
 pub use context::{Cursor, Cursors, ExchangeContext, ExchangeStats, TradeSink};
 pub use poll::PollExchange;
 pub use stream::StreamExchange;
+
+/// Waits `delay` unless shutdown begins first; false when it did.
+pub(crate) async fn sleep_or_cancel(
+    delay: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
 
 /// A source of trades, run by the orchestrator in a task of its own.
 ///
@@ -137,11 +149,16 @@ pub trait StreamVenue: Send + Sync + 'static {
         Duration::from_secs(30)
     }
 
-    /// Whether a pong (the answer to a protocol ping) proves the feed alive. True by default;
-    /// a venue with application-level heartbeats (Coinbase's `heartbeat` channel) says false,
-    /// so that a feed that went silent while its socket still answers pings is caught.
+    /// Whether a Pong (the answer to our protocol ping) proves the feed alive. False by
+    /// default: a WebSocket library answers pings while the application behind it is hung,
+    /// so only the venue's own messages (data, heartbeats, answers) prove life, and a feed
+    /// silent for the [`stale_timeout`](Self::stale_timeout) is reconnected and backfilled.
+    /// Protocol Pings from the server never prove life. A venue whose quiet symbols send
+    /// nothing for long stretches and which has no heartbeat of its own either says true here
+    /// (and accepts that a hung feed is not detected) or sets a stale timeout longer than its
+    /// quietest symbol's silences.
     fn pong_is_proof_of_life(&self) -> bool {
-        true
+        false
     }
 
     /// Whether a symbol's trade ids are consecutive integers (Coinbase's are). The driver then
@@ -216,8 +233,33 @@ pub trait PollVenue: Send + Sync + 'static {
         out: &mut Vec<Trade>,
     ) -> Result<Page, ParseError>;
 
-    /// How many pages one poll may walk back to reach the last seen trade.
+    /// The request for the page of `symbol`'s trades that follows `after`: the oldest trades
+    /// newer than it, in any order. `None` (the default) when the venue cannot page forward
+    /// from a trade.
+    ///
+    /// A venue that can (Coinbase's `before`, Binance's `fromId`, ...) is filled from the last
+    /// trade seen to its newest, page by page, however long the outage was. One that cannot
+    /// is walked back from its newest trades, up to [`max_pages`](Self::max_pages), and
+    /// whatever it cannot reach is reported as a gap.
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let _ = (symbol, after);
+        None
+    }
+
+    /// How many pages one poll may walk back to reach the last seen trade (venues without
+    /// [`forward_request`](Self::forward_request)).
     fn max_pages(&self) -> usize {
         10
+    }
+
+    /// The least time between two requests of one walk through pages, from the venue's
+    /// documented rate limit; none by default. `429` answers and `Retry-After` are honoured
+    /// in any case.
+    fn request_spacing(&self) -> Duration {
+        Duration::ZERO
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::MissedTickBehavior;
 
-use super::rest::{default_client, send_batch, Fetched, Fetcher};
+use super::rest::{default_client, Fetcher, Filled};
 use super::{Backoff, Exchange, ExchangeContext, PollVenue};
 use crate::error::ExchangeError;
 
@@ -14,7 +14,8 @@ use crate::error::ExchangeError;
 pub(crate) const DEFAULT_ATTEMPTS: usize = 5;
 
 /// Runs a [`PollVenue`]: polls every symbol at a fixed interval, walks back through pages to
-/// the last seen trade, retries rate limits and server errors, and sends only new trades.
+/// the last seen trade (or forward from it, where the venue can), retries rate limits and
+/// server errors, and sends only new trades.
 ///
 /// ```no_run
 /// # use std::{sync::Arc, time::Duration};
@@ -115,15 +116,16 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
             }
             for symbol in &ctx.symbols {
                 let cursor = ctx.cursors.get(symbol);
-                match fetcher
-                    .fetch_since(&*self.venue, symbol, cursor.as_ref(), &ctx)
-                    .await?
-                {
-                    Fetched::Cancelled => return Ok(()),
-                    Fetched::Skipped => {}
-                    Fetched::Trades(trades) => {
-                        tracing::debug!(exchange = name, %symbol, n = trades.len(), "polled");
-                        send_batch(&ctx, name, trades).await?;
+                let filled = fetcher
+                    .fill(&*self.venue, symbol, cursor.as_ref(), None, &ctx)
+                    .await?;
+                match filled {
+                    Filled::Cancelled => return Ok(()),
+                    // The next tick goes on from the cursor, which never passes a trade that
+                    // was not delivered.
+                    Filled::Stopped { .. } => {}
+                    Filled::Done { delivered } => {
+                        tracing::debug!(exchange = name, %symbol, n = delivered, "polled");
                     }
                 }
                 if ctx.shutdown.is_cancelled() {

@@ -1,31 +1,32 @@
-//! GET requests with retries, and the walk back through a venue's pages to the last seen
-//! trade. Shared by the poll driver and the stream driver's backfill.
+//! GET requests with retries, and the walks through a venue's pages that fill a symbol from
+//! its last seen trade. Shared by the poll driver and the stream driver's backfill.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Cursor, ExchangeContext, ExchangeStats, HttpRequest, HttpResponse};
+use super::HttpResponse;
+use super::{sleep_or_cancel, Backoff, Cursor, ExchangeContext, ExchangeStats, HttpRequest};
 use super::{PollRequest, PollVenue};
+use crate::error::ErrorChain;
 use crate::error::ExchangeError;
-use crate::model::{Symbol, Timestamp, Trade};
-use crate::writer::ErrorChain;
+use crate::model::{Symbol, Timestamp, Trade, TradeId};
 
 /// The longest `Retry-After` honoured as given; longer asks are capped so that a typo on the
 /// venue's side cannot park the feed for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// How long a batch may still take to enter the pipeline once shutdown began.
-const SEND_GRACE: Duration = Duration::from_secs(2);
-
-/// What a fetch came to.
+/// What a fill came to.
 #[derive(Debug)]
-pub(crate) enum Fetched {
-    /// The trades newer than the cursor, ascending, without repeats (possibly none).
-    Trades(Vec<Trade>),
-    /// Nothing usable this time (the failure was logged and counted).
-    Skipped,
+pub(crate) enum Filled {
+    /// Caught up, after delivering this many trades.
+    Done { delivered: u64 },
+    /// A request kept failing: trades up to `resume` were delivered, and the rest must be
+    /// fetched from there later (`None`: there was no starting point).
+    Stopped {
+        delivered: u64,
+        resume: Option<Cursor>,
+    },
     /// Shutdown began.
     Cancelled,
 }
@@ -68,38 +69,6 @@ pub(crate) fn default_client() -> Result<reqwest::Client, ExchangeError> {
             context: "building the HTTP client".into(),
             source: Box::new(e),
         })
-}
-
-/// Waits `delay` unless shutdown begins first; false when it did.
-pub(crate) async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
-    }
-}
-
-/// Sends a batch into the pipeline. If shutdown begins while the pipeline is full, the batch
-/// still gets a short grace to go in, so trades already read are not thrown away.
-pub(crate) async fn send_batch(
-    ctx: &ExchangeContext,
-    name: &str,
-    trades: Vec<Trade>,
-) -> Result<(), ExchangeError> {
-    if trades.is_empty() {
-        return Ok(());
-    }
-    let send = ctx.sink.send(trades);
-    tokio::pin!(send);
-    tokio::select! {
-        r = &mut send => r,
-        _ = ctx.shutdown.cancelled() => match tokio::time::timeout(SEND_GRACE, send).await {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::warn!(exchange = name, "pipeline full at shutdown: dropped a batch");
-                Ok(())
-            }
-        },
-    }
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -199,66 +168,119 @@ impl Fetcher {
         Got::Skipped
     }
 
-    /// The trades of `symbol` newer than `cursor`, ascending and without repeats.
+    /// Delivers every trade of `symbol` newer than `from` into the pipeline, oldest first,
+    /// until the venue's newest trade or `until` is reached.
     ///
-    /// Without a cursor only the newest page is read. With one, older pages are read while a
-    /// whole page is newer than the cursor, up to the venue's `max_pages`; what was collected
-    /// is returned even when the walk stops early (a warning says a gap may remain).
-    pub(crate) async fn fetch_since<P: PollVenue + ?Sized>(
+    /// Where the venue pages forward ([`PollVenue::forward_request`]), pages are walked from
+    /// `from` and each is delivered as it arrives: no page limit, memory bounded by one page,
+    /// and the cursor (and so a restart) never passes a trade not yet delivered. Otherwise
+    /// the venue's newest pages are walked back towards `from` (up to
+    /// [`PollVenue::max_pages`]); a hole it cannot reach is counted and reported as a gap.
+    /// Without `from`, only the newest page is read.
+    pub(crate) async fn fill<P: PollVenue + ?Sized>(
         &self,
         venue: &P,
         symbol: &Symbol,
-        cursor: Option<&Cursor>,
+        from: Option<&Cursor>,
+        until: Option<&TradeId>,
         ctx: &ExchangeContext,
-    ) -> Result<Fetched, ExchangeError> {
+    ) -> Result<Filled, ExchangeError> {
+        match from {
+            Some(from) if venue.forward_request(symbol, from).is_some() => {
+                self.walk_forward(venue, symbol, from, until, ctx).await
+            }
+            _ => self.walk_back(venue, symbol, from, ctx).await,
+        }
+    }
+
+    async fn walk_forward<P: PollVenue + ?Sized>(
+        &self,
+        venue: &P,
+        symbol: &Symbol,
+        from: &Cursor,
+        until: Option<&TradeId>,
+        ctx: &ExchangeContext,
+    ) -> Result<Filled, ExchangeError> {
+        let mut cursor = from.clone();
+        let mut delivered = 0u64;
+        let stopped = |delivered, resume: &Cursor| Filled::Stopped {
+            delivered,
+            resume: Some(resume.clone()),
+        };
+        for n in 0.. {
+            if n > 0 && !sleep_or_cancel(venue.request_spacing(), &ctx.shutdown).await {
+                return Ok(Filled::Cancelled);
+            }
+            let req = venue
+                .forward_request(symbol, &cursor)
+                .unwrap_or_else(|| Err(ExchangeError::Config("forward paging ended".into())));
+            let mut trades = match self.page(venue, symbol, req, ctx).await? {
+                Paged::Trades { trades, .. } => trades,
+                Paged::Failed => return Ok(stopped(delivered, &cursor)),
+                Paged::Cancelled => return Ok(Filled::Cancelled),
+            };
+            trades.retain(|t| cursor.is_older_than(t) && t.trade_id != cursor.trade_id);
+            let trades = sort_unique(trades);
+            let Some(last) = trades.last() else {
+                return Ok(Filled::Done { delivered });
+            };
+            let reached =
+                until.is_some_and(|u| last.trade_id.cmp_numeric(u).is_some_and(|o| o.is_ge()));
+            cursor = Cursor {
+                trade_id: last.trade_id.clone(),
+                timestamp: last.timestamp,
+            };
+            delivered += trades.len() as u64;
+            ExchangeStats::add(&ctx.stats.backfilled, trades.len() as u64);
+            ctx.deliver(&self.name, trades).await?;
+            if reached || ctx.shutdown.is_cancelled() {
+                break;
+            }
+        }
+        Ok(Filled::Done { delivered })
+    }
+
+    /// Walks back from the newest page towards `from`, then delivers what it collected.
+    async fn walk_back<P: PollVenue + ?Sized>(
+        &self,
+        venue: &P,
+        symbol: &Symbol,
+        from: Option<&Cursor>,
+        ctx: &ExchangeContext,
+    ) -> Result<Filled, ExchangeError> {
         let name = &*self.name;
         let mut collected: Vec<Trade> = Vec::new();
         let mut page: Option<String> = None;
-        let mut pages = 0usize;
         let max_pages = venue.max_pages().max(1);
-        loop {
-            pages += 1;
-            let req = match venue.trades_request(
+        let mut reached = from.is_none();
+        for pages in 1..=max_pages {
+            if pages > 1 && !sleep_or_cancel(venue.request_spacing(), &ctx.shutdown).await {
+                return Ok(Filled::Cancelled);
+            }
+            let req = venue.trades_request(
                 symbol,
                 PollRequest {
-                    last_seen: cursor,
+                    last_seen: from,
                     page: page.as_deref(),
                 },
-            ) {
-                Ok(r) => r,
-                Err(e) if e.is_terminal() => return Err(e),
-                Err(e) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    tracing::warn!(exchange = name, %symbol, error = %e, "could not build a request");
-                    return Ok(partial(collected, pages));
-                }
-            };
-            let answer = match self.get(&req, ctx).await {
-                Got::Answer(a) => a,
-                Got::Cancelled => return Ok(Fetched::Cancelled),
-                Got::Skipped if pages == 1 => return Ok(Fetched::Skipped),
-                Got::Skipped => return Ok(partial(collected, pages)),
-            };
-            let resp = HttpResponse {
-                status: answer.status,
-                headers: &answer.headers,
-                body: &answer.body,
-            };
+            );
             let start = collected.len();
-            let parsed = venue.parse_trades(symbol, &resp, Timestamp::now(), &mut collected);
-            let next = match parsed {
-                Ok(p) => p,
-                Err(e) => {
-                    ctx.parse_error(name, &e, &answer.body);
-                    collected.truncate(start);
-                    if pages == 1 {
-                        return Ok(Fetched::Skipped);
-                    }
-                    return Ok(partial(collected, pages));
+            let older = match self.page(venue, symbol, req, ctx).await? {
+                Paged::Trades { trades, older } => {
+                    collected.extend(trades);
+                    older
                 }
+                Paged::Cancelled => return Ok(Filled::Cancelled),
+                Paged::Failed if pages == 1 => {
+                    return Ok(Filled::Stopped {
+                        delivered: 0,
+                        resume: from.cloned(),
+                    })
+                }
+                Paged::Failed => break,
             };
             let on_page = collected.len() - start;
-            if let Some(c) = cursor {
+            if let Some(c) = from {
                 let mut i = start;
                 // Keep only what is newer than the cursor, in place.
                 collected.retain(|t| {
@@ -267,34 +289,87 @@ impl Fetcher {
                     keep
                 });
             }
-            let all_newer = collected.len() - start == on_page;
-            let Some(older) = next.older else { break };
-            if cursor.is_none() || !all_newer || on_page == 0 {
-                break;
+            // A page that reaches the cursor (or an empty one) ends the walk.
+            if collected.len() - start < on_page || on_page == 0 {
+                reached = true;
             }
-            if pages >= max_pages {
-                tracing::warn!(
-                    exchange = name,
-                    %symbol,
-                    pages,
-                    "last seen trade not reached within max_pages: a gap may remain"
-                );
-                break;
+            match older {
+                Some(older) if !reached => page = Some(older),
+                _ => break,
             }
-            page = Some(older);
         }
-        Ok(Fetched::Trades(sort_unique(collected)))
+        let trades = sort_unique(collected);
+        if let (Some(from), Some(first), false) = (from, trades.first(), reached) {
+            ExchangeStats::incr(&ctx.stats.gaps);
+            tracing::warn!(
+                exchange = name,
+                %symbol,
+                after_trade_id = %from.trade_id,
+                before_trade_id = %first.trade_id,
+                from = %from.timestamp,
+                to = %first.timestamp,
+                "the venue cannot reach back to the last trade seen: trades between these two are missing"
+            );
+        }
+        let delivered = trades.len() as u64;
+        if from.is_some() {
+            ExchangeStats::add(&ctx.stats.backfilled, delivered);
+        }
+        ctx.deliver(name, trades).await?;
+        Ok(Filled::Done { delivered })
+    }
+
+    /// Gets and parses one page.
+    async fn page<P: PollVenue + ?Sized>(
+        &self,
+        venue: &P,
+        symbol: &Symbol,
+        req: Result<HttpRequest, ExchangeError>,
+        ctx: &ExchangeContext,
+    ) -> Result<Paged, ExchangeError> {
+        let name = &*self.name;
+        let req = match req {
+            Ok(r) => r,
+            Err(e) if e.is_terminal() => return Err(e),
+            Err(e) => {
+                ExchangeStats::incr(&ctx.stats.errors);
+                tracing::warn!(exchange = name, %symbol, error = %e, "could not build a request");
+                return Ok(Paged::Failed);
+            }
+        };
+        let answer = match self.get(&req, ctx).await {
+            Got::Answer(a) => a,
+            Got::Cancelled => return Ok(Paged::Cancelled),
+            Got::Skipped => return Ok(Paged::Failed),
+        };
+        let resp = HttpResponse {
+            status: answer.status,
+            headers: &answer.headers,
+            body: &answer.body,
+        };
+        let mut trades = Vec::new();
+        match venue.parse_trades(symbol, &resp, Timestamp::now(), &mut trades) {
+            Ok(p) => Ok(Paged::Trades {
+                trades,
+                older: p.older,
+            }),
+            Err(e) => {
+                ctx.parse_error(name, &e, &answer.body);
+                Ok(Paged::Failed)
+            }
+        }
     }
 }
 
-fn partial(collected: Vec<Trade>, pages: usize) -> Fetched {
-    if !collected.is_empty() {
-        tracing::warn!(
-            pages,
-            "paging stopped early: a gap may remain before these trades"
-        );
-    }
-    Fetched::Trades(sort_unique(collected))
+/// One page, parsed.
+enum Paged {
+    Trades {
+        trades: Vec<Trade>,
+        older: Option<String>,
+    },
+    /// Nothing usable (the failure was logged and counted).
+    Failed,
+    Cancelled,
 }
 
 /// Orders the trades of one symbol oldest first (by numeric id when every id is a number,

@@ -9,7 +9,8 @@ use crate::error::WriteError;
 use crate::exchange::Cursor;
 use crate::model::{Event, Symbol};
 
-pub use runner::{ErrorChain, RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+pub use crate::error::ErrorChain;
+pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
 pub use spill::SpillSettings;
 
 /// A store of events.

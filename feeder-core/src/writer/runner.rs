@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
 use crate::config::WriterConfig;
+use crate::error::ErrorChain;
 use crate::exchange::{Backoff, Cursor};
 use crate::model::{Event, Symbol};
 
@@ -498,21 +499,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Displays an error with its whole chain of causes: `outer: cause: root cause`.
-#[derive(Debug)]
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
     }
 }

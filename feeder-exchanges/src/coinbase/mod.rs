@@ -16,10 +16,11 @@ mod wire;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
     Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
@@ -37,6 +38,11 @@ pub const DEFAULT_WS_URL: &str = "wss://ws-feed.exchange.coinbase.com";
 pub const DEFAULT_REST_URL: &str = "https://api.exchange.coinbase.com";
 /// Trades per REST page.
 pub const PAGE_LIMIT: u32 = 100;
+/// Trades per REST page when filling forward from a trade: Coinbase's largest page, since
+/// an outage may need thousands of them.
+pub const FORWARD_PAGE_LIMIT: u32 = 1_000;
+/// Coinbase's public REST limit is 10 requests per second per IP.
+pub const REQUEST_SPACING: Duration = Duration::from_millis(100);
 /// The response header that names the next older page.
 pub const CURSOR_HEADER: &str = "cb-after";
 
@@ -135,12 +141,6 @@ impl CoinbaseVenue {
 }
 
 impl StreamVenue for CoinbaseVenue {
-    /// The `heartbeat` channel (subscribed with `matches`) speaks every second per product:
-    /// a feed that stops while its socket still answers pings is dead.
-    fn pong_is_proof_of_life(&self) -> bool {
-        false
-    }
-
     /// A product's trade ids count up by one, so a jump means trades were missed.
     fn ids_are_consecutive(&self) -> bool {
         true
@@ -227,6 +227,26 @@ impl PollVenue for CoinbaseVenue {
             url,
             headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
         })
+    }
+
+    /// `before=ID` asks for the page right after trade `ID` (Coinbase's "newer" page).
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let mut url = common::join_path(&self.rest_url, &["products", to_venue(symbol), "trades"]);
+        url.query_pairs_mut()
+            .append_pair("limit", &FORWARD_PAGE_LIMIT.to_string())
+            .append_pair("before", after.trade_id.as_str());
+        Some(Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }))
+    }
+
+    fn request_spacing(&self) -> Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

@@ -1,6 +1,7 @@
 //! A mock Coinbase Exchange: the WebSocket feed's `matches` and `heartbeat` channels
 //! (`subscriptions`, `last_match`, `match`, `heartbeat`, `error`) and
-//! `GET /products/{id}/trades` paginated with `after` and the `cb-after` header.
+//! `GET /products/{id}/trades` paginated with `after`/`before` and the `cb-after`/`cb-before`
+//! headers.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -245,8 +246,8 @@ impl Wire for CoinbaseWire {
     }
 }
 
-/// `GET /products/{id}/trades?limit=N&after=ID`: newest first; `after` pages to older trades
-/// (ids below it). `cb-before` and `cb-after` name the newest and oldest id of the page.
+/// `GET /products/{id}/trades?limit=N&after=ID&before=ID`: newest first; `after` pages to
+/// older trades (ids below it), `before` to the newer page right after an id (ids above it). `cb-before` and `cb-after` name the newest and oldest id of the page.
 fn product_trades(shared: &Shared, req: &Request) -> Response {
     let not_found = || {
         Response::status(404)
@@ -278,14 +279,35 @@ fn product_trades(shared: &Shared, req: &Request) -> Response {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return bad("Invalid after"),
     };
+    let before = match req.query_param("before").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return bad("Invalid before"),
+    };
     let page: Vec<MockTrade> = shared.with_history(|h| {
-        h.iter()
-            .rev()
-            .map(|e| &e.trade)
-            .filter(|t| t.symbol == symbol && after.is_none_or(|a| t.trade_id < a))
-            .take(limit)
-            .cloned()
-            .collect()
+        let of_product = h.iter().map(|e| &e.trade).filter(|t| t.symbol == symbol);
+        match before {
+            // The page right after `before` (the oldest trades newer than it), newest first
+            // as every page is.
+            Some(b) => {
+                let mut page: Vec<MockTrade> = of_product
+                    .filter(|t| t.trade_id > b && after.is_none_or(|a| t.trade_id < a))
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                page.reverse();
+                page
+            }
+            None => {
+                let mut page: Vec<MockTrade> = of_product
+                    .filter(|t| after.is_none_or(|a| t.trade_id < a))
+                    .cloned()
+                    .collect();
+                page.reverse();
+                page.truncate(limit);
+                page
+            }
+        }
     });
     let body: Vec<String> = page
         .iter()

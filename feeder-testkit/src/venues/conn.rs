@@ -132,7 +132,7 @@ impl FaultState {
                 | WsFault::MalformedAfter(n)
                 | WsFault::RequestReconnectAfter(n),
             ) => n,
-            Some(WsFault::SkipAfter { after, .. }) => after,
+            Some(WsFault::SkipAfter { after, .. } | WsFault::HangAfter { after, .. }) => after,
         };
         at.saturating_sub(self.sent).max(1)
     }
@@ -375,7 +375,7 @@ async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultStat
         | WsFault::StallAfter(n)
         | WsFault::MalformedAfter(n)
         | WsFault::RequestReconnectAfter(n) => fs.sent >= n,
-        WsFault::SkipAfter { after, .. } => fs.sent >= after,
+        WsFault::SkipAfter { after, .. } | WsFault::HangAfter { after, .. } => fs.sent >= after,
     };
     if !due {
         return Act::Continue;
@@ -390,6 +390,10 @@ async fn apply_due<W: Wire>(conn: &mut WsConn, wire: &Arc<W>, fs: &mut FaultStat
         WsFault::StallAfter(_) => {
             // A hung venue: no data, no heartbeats, no answers, not even to protocol pings.
             conn.freeze().await;
+            Act::End
+        }
+        WsFault::HangAfter { ping_every, .. } => {
+            conn.hang_pinging(ping_every).await;
             Act::End
         }
         WsFault::MalformedAfter(_) => {

@@ -143,6 +143,15 @@ pub enum WsFault {
     CloseAfter(usize),
     /// Go silent after `n` trades (no trades, no heartbeats, no answers), socket left open.
     StallAfter(usize),
+    /// After `after` trades the venue's application hangs (no trades, no heartbeats, no
+    /// answers to its own protocol) while its WebSocket library carries on as real servers'
+    /// do: a protocol Ping every `ping_every`, and a Pong to every Ping of the client.
+    HangAfter {
+        /// Trades sent before the hang.
+        after: usize,
+        /// How often the library pings while the application is hung.
+        ping_every: Duration,
+    },
     /// Send one malformed frame after `n` trades, then carry on.
     MalformedAfter(usize),
     /// After `after` trades, leave out the next `skip` trades on this connection (they are
