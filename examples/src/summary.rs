@@ -23,6 +23,8 @@ pub struct Totals {
     pub notional: Decimal,
     /// Candles seen.
     pub candles: u64,
+    /// Gaps (holes the feeder could not fill) seen.
+    pub gaps: u64,
 }
 
 impl Totals {
@@ -72,6 +74,7 @@ impl Writer for SummaryWriter {
                     t.notional += trade.price * trade.amount;
                 }
                 Event::Candle(_) => t.candles += 1,
+                Event::Gap(_) => t.gaps += 1,
             }
         }
         Ok(())
@@ -91,6 +94,7 @@ impl Writer for SummaryWriter {
                 volume = %t.volume,
                 vwap = %t.vwap().unwrap_or_default(),
                 candles = t.candles,
+                gaps = t.gaps,
                 "totals"
             );
         }

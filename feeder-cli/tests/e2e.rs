@@ -264,7 +264,7 @@ fn trades(events: &[Event]) -> Vec<Trade> {
         .iter()
         .filter_map(|e| match e {
             Event::Trade(t) => Some(t.clone()),
-            Event::Candle(_) => None,
+            Event::Candle(_) | Event::Gap(_) => None,
         })
         .collect()
 }
@@ -547,7 +547,7 @@ async fn candles_written_match_the_trades_in_the_same_output() {
         .iter()
         .filter_map(|e| match e {
             Event::Candle(c) => Some(c.clone()),
-            Event::Trade(_) => None,
+            Event::Trade(_) | Event::Gap(_) => None,
         })
         .collect();
     // Per symbol, the last 30m and 1h intervals are still open at shutdown: not emitted.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use feeder_core::exchange::{
     Backoff, Cursor, Exchange, ExchangeContext, ExchangeStats, Frame, HttpRequest, HttpResponse,
-    Page, Ping, PollExchange, PollRequest, PollVenue, StreamExchange, StreamVenue, WsMessage,
+    Input, Page, Ping, PollExchange, PollRequest, PollVenue, StreamExchange, StreamVenue,
+    WsMessage,
 };
-use feeder_core::model::{parse_decimal, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{parse_decimal, Gap, Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use feeder_testkit::http::{HttpServer, Request, Response};
 use feeder_testkit::ws::{Incoming, Step, WsServer};
@@ -319,10 +320,12 @@ fn fast_backoff() -> Backoff {
 
 struct Run {
     ctx: ExchangeContext,
-    rx: mpsc::Receiver<Vec<Trade>>,
+    rx: mpsc::Receiver<Input>,
     task: JoinHandle<Result<(), ExchangeError>>,
     /// Every trade received so far, in arrival order.
     seen: Vec<Trade>,
+    /// Every gap recorded so far.
+    gaps: Vec<Gap>,
 }
 
 impl Run {
@@ -339,17 +342,36 @@ impl Run {
             rx,
             task,
             seen: Vec::new(),
+            gaps: Vec::new(),
         }
     }
 
-    /// The next batch.
+    /// Takes in one input: trades are added to `seen` and returned, gaps to `gaps`.
+    fn take(&mut self, input: Input) -> Vec<Trade> {
+        match input {
+            Input::Trades(b) => {
+                self.seen.extend(b.iter().cloned());
+                b
+            }
+            Input::Gap(g) => {
+                self.gaps.push(g);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The next batch of trades.
     async fn batch(&mut self) -> Vec<Trade> {
-        let b = tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("no batch in time")
-            .expect("the exchange stopped");
-        self.seen.extend(b.iter().cloned());
-        b
+        loop {
+            let input = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .expect("no batch in time")
+                .expect("the exchange stopped");
+            let b = self.take(input);
+            if !b.is_empty() {
+                return b;
+            }
+        }
     }
 
     /// Receives batches until every id in `ids` was seen.
@@ -359,7 +381,9 @@ impl Run {
         while !want.is_subset(&self.seen_ids()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(b)) => self.seen.extend(b),
+                Ok(Some(input)) => {
+                    self.take(input);
+                }
                 Ok(None) => panic!("the exchange stopped; saw {:?}", self.seen_ids()),
                 Err(_) => panic!("wanted {want:?}, saw {:?}", self.seen_ids()),
             }

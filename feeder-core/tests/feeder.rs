@@ -124,7 +124,7 @@ fn trade_ids(events: &[Event]) -> Vec<String> {
         .iter()
         .filter_map(|e| match e {
             Event::Trade(t) => Some(t.trade_id.to_string()),
-            Event::Candle(_) => None,
+            Event::Candle(_) | Event::Gap(_) => None,
         })
         .collect()
 }

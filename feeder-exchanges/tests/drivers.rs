@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use feeder_core::exchange::{ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
+use feeder_core::model::{GapReason, Symbol};
 use feeder_exchanges::bitstamp::BitstampFactory;
+use feeder_exchanges::bybit::BybitFactory;
 use feeder_exchanges::coinbase::CoinbaseFactory;
-use feeder_testkit::venues::{MockBitstamp, MockCoinbase, MockConfig, WsFault};
+use feeder_testkit::venues::{MockBitstamp, MockBybit, MockCoinbase, MockConfig, WsFault};
 
 use support::{Running, WAIT};
 
@@ -126,6 +128,50 @@ async fn coinbase_outage_of_thousands_of_trades_is_filled_to_the_last() {
         ExchangeStats::get(&stats.backfilled) >= pages as u64,
         "{stats:?}"
     );
+}
+
+/// Bybit's REST API gives only its newest trades. Down for longer than that, the feeder
+/// recovers the newest ones and records exactly one gap whose bounds are the last trade
+/// before the outage and the first one recovered after it.
+#[tokio::test]
+async fn bybit_outage_beyond_its_newest_trades_is_one_gap_with_exact_bounds() {
+    let cfg = MockConfig {
+        symbols: vec![Symbol::parse("BTC-USDT").unwrap()],
+        ..MockConfig::default()
+    };
+    let mock = MockBybit::start_with(cfg).await.unwrap();
+    mock.fault_next_connection(WsFault::HangAfter {
+        after: 3,
+        ping_every: Duration::from_millis(100),
+    });
+    let mut cfg = mock.exchange_config("bybit", Transport::Websocket);
+    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let mut run = Running::start(BybitFactory.build(&cfg).unwrap(), &mock);
+
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let newest = feeder_exchanges::bybit::PAGE_LIMIT as usize;
+    let published = mock.publish(3 + 200);
+    let (before, lost) = published.split_at(3);
+    let recovered = &lost[lost.len() - newest..];
+    run.until_all(before).await;
+    run.until_all(recovered).await;
+    let after = mock.publish(5);
+    run.until_all(&after).await;
+
+    assert_eq!(run.gaps.len(), 1, "{:?}", run.gaps);
+    let gap = &run.gaps[0];
+    assert_eq!(gap.reason, GapReason::VenueLimit);
+    assert_eq!(gap.after_trade_id.as_str(), before[2].trade_id.to_string());
+    assert_eq!(gap.from, before[2].time);
+    let first = &recovered[0];
+    let bound = gap.before_trade_id.as_ref().map(|id| id.to_string());
+    assert_eq!(bound, Some(first.trade_id.to_string()));
+    assert_eq!(gap.to, Some(first.time));
+    // Exactly the trades inside the bounds are missing.
+    let missing = lost.len() - newest;
+    assert_eq!(run.seen_count(), published.len() + after.len() - missing);
+    let stats = run.stop().await;
+    assert_eq!(ExchangeStats::get(&stats.gaps), 1, "{stats:?}");
 }
 
 #[tokio::test]

@@ -175,7 +175,7 @@ impl ConformanceTarget for KafkaTarget {
         for (topic, key, event) in messages {
             assert_eq!(key, format!("{}:{}", event.exchange(), event.symbol()));
             let want = match event {
-                Event::Trade(_) => &trades,
+                Event::Trade(_) | Event::Gap(_) => &trades,
                 Event::Candle(_) => &candles,
             };
             assert_eq!(&topic, want);

@@ -11,7 +11,7 @@ use crate::error::{truncate_for_log, ExchangeError, ParseError};
 
 /// How long a batch may still take to enter the pipeline once shutdown began.
 const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-use crate::model::{Symbol, Timestamp, Trade, TradeId};
+use crate::model::{Gap, Symbol, Timestamp, Trade, TradeId};
 
 /// The newest trade seen for one symbol: where to resume and backfill from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,20 +131,40 @@ impl ExchangeStats {
     }
 }
 
+/// What an exchange sends into the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Trades, each symbol's in the order the venue published them where the exchange can
+    /// keep it.
+    Trades(Vec<Trade>),
+    /// A hole the exchange could not fill, written to every writer as a `gap` event.
+    Gap(Gap),
+}
+
+impl Input {
+    /// The trades, if this is a batch of trades.
+    pub fn trades(&self) -> &[Trade] {
+        match self {
+            Input::Trades(t) => t,
+            Input::Gap(_) => &[],
+        }
+    }
+}
+
 /// Where an exchange sends its trades: a bounded channel of batches into the pipeline.
 ///
 /// Sending waits when the pipeline is behind (backpressure), and fails only when the
 /// pipeline is gone.
 #[derive(Clone, Debug)]
 pub struct TradeSink {
-    tx: mpsc::Sender<Vec<Trade>>,
+    tx: mpsc::Sender<Input>,
     cursors: Cursors,
     stats: Arc<ExchangeStats>,
 }
 
 impl TradeSink {
     /// A sink over `tx` that advances `cursors` and counts into `stats`.
-    pub fn new(tx: mpsc::Sender<Vec<Trade>>, cursors: Cursors, stats: Arc<ExchangeStats>) -> Self {
+    pub fn new(tx: mpsc::Sender<Input>, cursors: Cursors, stats: Arc<ExchangeStats>) -> Self {
         Self { tx, cursors, stats }
     }
 
@@ -156,11 +176,29 @@ impl TradeSink {
         self.cursors.advance(&trades);
         let n = trades.len() as u64;
         self.tx
-            .send(trades)
+            .send(Input::Trades(trades))
             .await
             .map_err(|_| ExchangeError::PipelineClosed)?;
         self.stats.trades.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Records a hole that could not be filled: counted, logged, and sent on to every writer.
+    pub async fn send_gap(&self, gap: Gap) -> Result<(), ExchangeError> {
+        ExchangeStats::incr(&self.stats.gaps);
+        tracing::warn!(
+            exchange = %gap.exchange,
+            symbol = %gap.symbol,
+            after_trade_id = %gap.after_trade_id,
+            before_trade_id = gap.before_trade_id.as_ref().map(|id| id.as_str()),
+            from = %gap.from,
+            reason = %gap.reason,
+            "trades may be missing: a gap is recorded"
+        );
+        self.tx
+            .send(Input::Gap(gap))
+            .await
+            .map_err(|_| ExchangeError::PipelineClosed)
     }
 }
 
@@ -182,11 +220,7 @@ pub struct ExchangeContext {
 impl ExchangeContext {
     /// A context whose sink feeds `tx`; for tests and for programs that drive an exchange
     /// without the orchestrator.
-    pub fn new(
-        symbols: Vec<Symbol>,
-        tx: mpsc::Sender<Vec<Trade>>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(symbols: Vec<Symbol>, tx: mpsc::Sender<Input>, shutdown: CancellationToken) -> Self {
         let cursors = Cursors::default();
         let stats = Arc::new(ExchangeStats::default());
         Self {

@@ -23,7 +23,7 @@ use crate::error::{ExchangeError, ParseError};
 use crate::model::{Symbol, Timestamp, Trade};
 
 pub use backoff::Backoff;
-pub use context::{Cursor, Cursors, ExchangeContext, ExchangeStats, TradeSink};
+pub use context::{Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink};
 pub use poll::PollExchange;
 pub use stream::StreamExchange;
 

@@ -10,7 +10,7 @@ use super::{sleep_or_cancel, Backoff, Cursor, ExchangeContext, ExchangeStats, Ht
 use super::{PollRequest, PollVenue};
 use crate::error::ErrorChain;
 use crate::error::ExchangeError;
-use crate::model::{Symbol, Timestamp, Trade, TradeId};
+use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
 
 /// The longest `Retry-After` honoured as given; longer asks are capped so that a typo on the
 /// venue's side cannot park the feed for hours.
@@ -300,16 +300,16 @@ impl Fetcher {
         }
         let trades = sort_unique(collected);
         if let (Some(from), Some(first), false) = (from, trades.first(), reached) {
-            ExchangeStats::incr(&ctx.stats.gaps);
-            tracing::warn!(
-                exchange = name,
-                %symbol,
-                after_trade_id = %from.trade_id,
-                before_trade_id = %first.trade_id,
-                from = %from.timestamp,
-                to = %first.timestamp,
-                "the venue cannot reach back to the last trade seen: trades between these two are missing"
-            );
+            let gap = Gap {
+                exchange: first.exchange.clone(),
+                symbol: symbol.clone(),
+                after_trade_id: from.trade_id.clone(),
+                before_trade_id: Some(first.trade_id.clone()),
+                from: from.timestamp,
+                to: Some(first.timestamp),
+                reason: GapReason::VenueLimit,
+            };
+            ctx.sink.send_gap(gap).await?;
         }
         let delivered = trades.len() as u64;
         if from.is_some() {

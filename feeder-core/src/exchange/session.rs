@@ -17,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::rest::{Fetcher, Filled};
 use super::{Backoff, Cursor, ExchangeContext, Frame, PollVenue, StreamVenue, WsMessage};
 use crate::error::ExchangeError;
-use crate::model::{Symbol, Timestamp, Trade, TradeId};
+use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
 
 /// The socket of one connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -82,6 +82,9 @@ pub(crate) struct Session<'a, V> {
     last_seen: LastSeen,
     /// Whether this connection has delivered trades (its first delivery resets the backoff).
     delivered: bool,
+    /// Without backfill, after a reconnect: per symbol, the last trade before the connection
+    /// was lost, until this connection's first newer trade of that symbol bounds the hole.
+    unfilled: HashMap<Symbol, Cursor>,
 }
 
 impl<'a, V: StreamVenue> Session<'a, V> {
@@ -107,6 +110,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             batch: Vec::new(),
             last_seen,
             delivered: false,
+            unfilled: HashMap::new(),
         }
     }
 
@@ -134,6 +138,12 @@ impl<'a, V: StreamVenue> Session<'a, V> {
 
     async fn drive(&mut self, backfill_due: bool) -> Result<std::convert::Infallible, End> {
         self.subscribe().await?;
+        if backfill_due && self.setup.rest.is_none() {
+            let ctx = self.setup.ctx;
+            self.unfilled = (ctx.symbols.iter())
+                .filter_map(|s| Some((s.clone(), ctx.cursors.get(s)?)))
+                .collect();
+        }
         // Subscribed first, so that nothing falls between the REST answer and the stream.
         if backfill_due {
             let symbols = self.setup.ctx.symbols.clone();
@@ -287,12 +297,53 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             self.delivered = true;
             self.setup.backoff.reset();
         }
+        if !self.unfilled.is_empty() {
+            self.record_unfilled().await?;
+        }
         let trades = std::mem::take(&mut self.batch);
         self.setup
             .ctx
             .deliver(self.setup.name, trades)
             .await
             .map_err(End::Fatal)
+    }
+
+    /// Without backfill, a reconnect may have lost trades: the first newer trade of each
+    /// symbol bounds the hole, recorded as a gap unless ids show nothing was missed.
+    async fn record_unfilled(&mut self) -> Result<(), End> {
+        let consecutive = self.setup.venue.ids_are_consecutive();
+        let mut found = Vec::new();
+        for t in &self.batch {
+            let Some(after) = self.unfilled.get(&t.symbol) else {
+                continue;
+            };
+            if !after.is_older_than(t) || after.trade_id == t.trade_id {
+                continue;
+            }
+            let next = after.trade_id.as_number().map(|n| n + 1);
+            let missed = !(consecutive && t.trade_id.as_number() == next);
+            if missed {
+                found.push(Gap {
+                    exchange: t.exchange.clone(),
+                    symbol: t.symbol.clone(),
+                    after_trade_id: after.trade_id.clone(),
+                    before_trade_id: Some(t.trade_id.clone()),
+                    from: after.timestamp,
+                    to: Some(t.timestamp),
+                    reason: GapReason::NoBackfill,
+                });
+            }
+            self.unfilled.remove(&t.symbol);
+        }
+        for gap in found {
+            self.setup
+                .ctx
+                .sink
+                .send_gap(gap)
+                .await
+                .map_err(End::Fatal)?;
+        }
+        Ok(())
     }
 
     /// Fills `symbols` over REST from where each was left (an unfinished backfill, or the

@@ -14,6 +14,7 @@ use super::session::{End, Gaps, Session, Setup, Ws};
 use super::StreamVenue;
 use super::{sleep_or_cancel, Backoff, Exchange, ExchangeContext, ExchangeStats, PollVenue};
 use crate::error::{ErrorChain, ExchangeError};
+use crate::model::{Gap, GapReason};
 
 /// The largest message or frame accepted; venues' snapshots stay far below it, and a bound
 /// keeps a broken peer from exhausting memory.
@@ -195,8 +196,11 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             };
             let (end, delivered) = Session::new(setup, ws).run(backfill_due).await;
             let wait = match end {
-                End::Shutdown => return Ok(()),
-                End::Fatal(e) => return Err(e),
+                End::Shutdown => return record_unfilled(&ctx, &self.name, gaps).await,
+                End::Fatal(e) => {
+                    let _ = record_unfilled(&ctx, &self.name, gaps).await;
+                    return Err(e);
+                }
                 End::Reconnect => {
                     ExchangeStats::incr(&ctx.stats.reconnects);
                     tracing::info!(exchange = name, "the venue asked to reconnect");
@@ -240,4 +244,35 @@ impl<V: StreamVenue> StreamExchange<V> {
         }
         Ok(url)
     }
+}
+
+/// How long the gaps left at the end of a run may take to enter the pipeline.
+const GAP_GRACE: Duration = Duration::from_secs(2);
+
+/// Records as gaps the backfills that never completed: the stream went on past them, so a
+/// restart would not fill them either.
+async fn record_unfilled(
+    ctx: &ExchangeContext,
+    exchange: &Arc<str>,
+    gaps: Gaps,
+) -> Result<(), ExchangeError> {
+    for (symbol, after) in gaps {
+        let exchange = exchange.clone();
+        let gap = Gap {
+            exchange,
+            symbol,
+            after_trade_id: after.trade_id,
+            before_trade_id: None,
+            from: after.timestamp,
+            to: None,
+            reason: GapReason::BackfillFailed,
+        };
+        match tokio::time::timeout(GAP_GRACE, ctx.sink.send_gap(gap)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::error!("pipeline full at the end of the run: a gap could not be recorded")
+            }
+        }
+    }
+    Ok(())
 }

@@ -363,7 +363,7 @@ async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
 /// Runs one exchange, restarting it with backoff after a failure, until shutdown.
 async fn supervise(
     slot: ExchangeSlot,
-    tx: mpsc::Sender<Vec<crate::model::Trade>>,
+    tx: mpsc::Sender<crate::exchange::Input>,
     shutdown: CancellationToken,
     mut backoff: Backoff,
 ) {

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::PipelineConfig;
-use crate::exchange::Cursor;
+use crate::exchange::{Cursor, Input};
 use crate::model::{Candle, Event, Symbol, Timestamp, Trade};
 use crate::pipeline::{Aggregator, Valve};
 use crate::writer::WriterHandle;
@@ -121,7 +121,7 @@ impl Clock {
 /// Runs until every exchange sender is gone, then drops the writer handles so the writers
 /// drain and close.
 pub(crate) async fn run(
-    mut rx: mpsc::Receiver<Vec<Trade>>,
+    mut rx: mpsc::Receiver<Input>,
     mut stages: Stages,
     writers: Vec<WriterHandle>,
     clock: Clock,
@@ -132,7 +132,8 @@ pub(crate) async fn run(
         let events = tokio::select! {
             biased;
             batch = rx.recv() => match batch {
-                Some(trades) => stages.process(trades, &mut totals),
+                Some(Input::Trades(trades)) => stages.process(trades, &mut totals),
+                Some(Input::Gap(gap)) => vec![Event::Gap(gap)],
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),

@@ -12,7 +12,7 @@ use std::io::Write as _;
 
 use rust_decimal::Decimal;
 
-use super::{Candle, Event, Interval, Timestamp, Trade};
+use super::{Candle, Event, Gap, Interval, Timestamp, Trade};
 
 /// Appends the JSON form of `event` and a `'\n'` to `out`.
 ///
@@ -22,8 +22,33 @@ pub fn write_json_line(event: &Event, out: &mut Vec<u8>) {
     match event {
         Event::Trade(t) => write_trade(t, out),
         Event::Candle(c) => write_candle(c, out),
+        Event::Gap(g) => write_gap(g, out),
     }
     out.push(b'\n');
+}
+
+fn write_gap(g: &Gap, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"gap","exchange":"#);
+    write_json_str(&g.exchange, out);
+    out.extend_from_slice(br#","symbol":"#);
+    write_json_str(g.symbol.as_str(), out);
+    out.extend_from_slice(br#","after_trade_id":"#);
+    write_json_str(g.after_trade_id.as_str(), out);
+    out.extend_from_slice(br#","before_trade_id":"#);
+    match &g.before_trade_id {
+        Some(id) => write_json_str(id.as_str(), out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","from":"#);
+    write_time(g.from, out);
+    out.extend_from_slice(br#","to":"#);
+    match g.to {
+        Some(t) => write_time(t, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","reason":""#);
+    out.extend_from_slice(g.reason.as_str().as_bytes());
+    out.extend_from_slice(br#""}"#);
 }
 
 fn write_trade(t: &Trade, out: &mut Vec<u8>) {
@@ -200,7 +225,7 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::model::{Side, Symbol, TradeId};
+    use crate::model::{GapReason, Side, Symbol, TradeId};
 
     fn encode(event: &Event) -> String {
         let mut out = Vec::new();
@@ -355,11 +380,34 @@ mod tests {
         }
     }
 
+    prop_compose! {
+        fn any_gap()(
+            exchange in text(), symbol in symbol(), after in text(),
+            before in proptest::option::of(text()), from in timestamp(),
+            to in proptest::option::of(timestamp()),
+            reason in prop::sample::select(vec![
+                GapReason::VenueLimit, GapReason::BackfillFailed, GapReason::NoBackfill,
+            ]),
+        ) -> Event {
+            Event::Gap(Gap {
+                exchange: Arc::from(exchange.as_str()),
+                symbol,
+                after_trade_id: TradeId::new(&after),
+                before_trade_id: before.map(|b| TradeId::new(&b)),
+                from,
+                to,
+                reason,
+            })
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
         #[test]
-        fn equals_serde_json_for_any_event(ev in prop_oneof![any_trade(), any_candle()]) {
+        fn equals_serde_json_for_any_event(
+            ev in prop_oneof![any_trade(), any_candle(), any_gap()],
+        ) {
             prop_assert_eq!(encode(&ev), expected(&ev));
         }
 

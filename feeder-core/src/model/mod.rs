@@ -14,7 +14,7 @@ pub use interval::{format_duration, parse_duration, serde_duration, DurationErro
 pub use json::{write_json_line, write_json_str};
 pub use symbol::{Symbol, SymbolError};
 pub use time::{utc_date, Timestamp, TimestampError};
-pub use trade::{parse_decimal, Candle, DecimalError, Event, Side, Trade, TradeId};
+pub use trade::{parse_decimal, Candle, DecimalError, Event, Gap, GapReason, Side, Trade, TradeId};
 
 #[cfg(test)]
 mod contract_tests {

@@ -205,6 +205,60 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A hole in a stream that the feeder could not fill: trades published after
+/// `after_trade_id` and before `before_trade_id` may be missing from the store.
+///
+/// Written to every writer like trades and candles, so that the holes in a store can always
+/// be listed from the store itself. Where a bound is not known (the stream has not resumed
+/// yet when the hole is recorded), it is `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gap {
+    /// Registry name of the venue.
+    pub exchange: Arc<str>,
+    /// Normalized symbol.
+    pub symbol: Symbol,
+    /// The last trade stored before the hole.
+    pub after_trade_id: TradeId,
+    /// The first trade stored after the hole, where known.
+    pub before_trade_id: Option<TradeId>,
+    /// The time of `after_trade_id`.
+    pub from: Timestamp,
+    /// The time of `before_trade_id`, where known.
+    pub to: Option<Timestamp>,
+    /// Why the hole could not be filled.
+    pub reason: GapReason,
+}
+
+/// Why a [`Gap`] could not be filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The venue's REST API cannot reach back that far (it serves only its newest trades).
+    VenueLimit,
+    /// The backfill kept failing and was given up.
+    BackfillFailed,
+    /// The exchange runs without backfill (no REST API, or `backfill: false`).
+    NoBackfill,
+}
+
+impl GapReason {
+    /// The name used in the JSON contract (`venue_limit`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::VenueLimit => "venue_limit",
+            GapReason::BackfillFailed => "backfill_failed",
+            GapReason::NoBackfill => "no_backfill",
+        }
+    }
+}
+
+impl std::fmt::Display for GapReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What flows from the pipeline to the writers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -213,6 +267,8 @@ pub enum Event {
     Trade(Trade),
     /// A closed candle.
     Candle(Candle),
+    /// A hole the feeder could not fill.
+    Gap(Gap),
 }
 
 impl Event {
@@ -221,6 +277,7 @@ impl Event {
         match self {
             Event::Trade(t) => &t.exchange,
             Event::Candle(c) => &c.exchange,
+            Event::Gap(g) => &g.exchange,
         }
     }
 
@@ -229,22 +286,26 @@ impl Event {
         match self {
             Event::Trade(t) => &t.symbol,
             Event::Candle(c) => &c.symbol,
+            Event::Gap(g) => &g.symbol,
         }
     }
 
-    /// The time the event is filed under: the trade time, or a candle's open time.
+    /// The time the event is filed under: the trade time, a candle's open time, or the
+    /// start of a gap.
     pub fn time(&self) -> Timestamp {
         match self {
             Event::Trade(t) => t.timestamp,
             Event::Candle(c) => c.open_time,
+            Event::Gap(g) => g.from,
         }
     }
 
-    /// `trade` or `candle`.
+    /// `trade`, `candle` or `gap`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Trade(_) => "trade",
             Event::Candle(_) => "candle",
+            Event::Gap(_) => "gap",
         }
     }
 }

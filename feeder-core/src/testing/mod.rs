@@ -265,6 +265,7 @@ pub fn event_key(event: &Event) -> String {
             c.interval,
             c.open_time.unix_nanos()
         ),
+        Event::Gap(g) => format!("gap|{}|{}|{}", g.exchange, g.symbol, g.after_trade_id),
     }
 }
 
@@ -674,7 +675,7 @@ mod tests {
                     let key = event_key(e);
                     let rev = |e: &Event| match e {
                         Event::Candle(c) => c.revision,
-                        Event::Trade(_) => 0,
+                        Event::Trade(_) | Event::Gap(_) => 0,
                     };
                     match store.iter_mut().find(|x| event_key(x) == key) {
                         Some(x) if rev(e) > rev(x) => *x = e.clone(),

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats};
-use feeder_core::model::Trade;
+use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Input};
+use feeder_core::model::{Gap, Trade};
 use feeder_testkit::venues::{MockTrade, MockVenue};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,12 +28,14 @@ pub fn key(t: &MockTrade) -> Key {
 
 /// An exchange running in a task, with the receiving end of its sink.
 pub struct Running {
-    rx: mpsc::Receiver<Vec<Trade>>,
+    rx: mpsc::Receiver<Input>,
     ctx: ExchangeContext,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), feeder_core::ExchangeError>>,
     /// Every trade received, by (symbol, id); later copies replace earlier ones.
     seen: HashMap<Key, Trade>,
+    /// Every gap recorded, in arrival order.
+    pub gaps: Vec<Gap>,
     /// How many trades arrived in all, repeats included.
     received: usize,
     /// Whether a repeat must carry the same price, amount, side and time as the first copy.
@@ -57,6 +59,7 @@ impl Running {
             shutdown,
             task,
             seen: HashMap::new(),
+            gaps: Vec::new(),
             received: 0,
             same_repeats: false,
         }
@@ -82,7 +85,8 @@ impl Running {
                 return;
             }
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => {
+                Ok(Some(Input::Gap(g))) => self.gaps.push(g),
+                Ok(Some(Input::Trades(batch))) => {
                     for t in batch {
                         self.received += 1;
                         let key = (t.symbol.to_string(), t.trade_id.to_string());
@@ -109,6 +113,11 @@ impl Running {
     /// The last copy received of `p`.
     pub fn get(&self, p: &MockTrade) -> &Trade {
         &self.seen[&key(p)]
+    }
+
+    /// How many distinct trades arrived.
+    pub fn seen_count(&self) -> usize {
+        self.seen.len()
     }
 
     /// Checks that what arrived is exactly `published` (after deduplication by id), each

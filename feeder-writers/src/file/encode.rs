@@ -3,18 +3,19 @@
 use std::io::Write as _;
 use std::sync::Arc;
 
-use feeder_core::model::{write_json_line, Candle, Event, Symbol, Trade};
+use feeder_core::model::{write_json_line, Candle, Event, Gap, Symbol, Trade};
 
 use super::config::FileFormat;
 
 /// Seconds in a UTC day: files are split on these boundaries.
 const SECS_PER_DAY: i64 = 86_400;
 
-/// Trades and candles are kept in separate trees.
+/// Trades, candles and gaps are kept in separate trees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Trades,
     Candles,
+    Gaps,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
         match event {
             Event::Trade(_) => Kind::Trades,
             Event::Candle(_) => Kind::Candles,
+            Event::Gap(_) => Kind::Gaps,
         }
     }
 
@@ -30,6 +32,7 @@ impl Kind {
         match self {
             Kind::Trades => "trades",
             Kind::Candles => "candles",
+            Kind::Gaps => "gaps",
         }
     }
 
@@ -40,6 +43,9 @@ impl Kind {
                 b"exchange,symbol,trade_id,price,amount,side,timestamp,received_at\n"
             }
             Kind::Candles => b"exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,trades,revision\n",
+            Kind::Gaps => {
+                b"exchange,symbol,after_trade_id,before_trade_id,from,to,reason\n"
+            }
         }
     }
 }
@@ -127,6 +133,7 @@ fn exchange_arc(event: &Event) -> Arc<str> {
     match event {
         Event::Trade(t) => Arc::clone(&t.exchange),
         Event::Candle(c) => Arc::clone(&c.exchange),
+        Event::Gap(g) => Arc::clone(&g.exchange),
     }
 }
 
@@ -140,8 +147,26 @@ pub(super) fn encode(event: &Event, format: FileFormat, out: &mut Vec<u8>) {
         FileFormat::Csv => match event {
             Event::Trade(t) => csv_trade(t, out),
             Event::Candle(c) => csv_candle(c, out),
+            Event::Gap(g) => csv_gap(g, out),
         },
     }
+}
+
+fn csv_gap(g: &Gap, out: &mut Vec<u8>) {
+    csv_field(&g.exchange, out);
+    out.push(b',');
+    csv_field(g.symbol.as_str(), out);
+    out.push(b',');
+    csv_field(g.after_trade_id.as_str(), out);
+    out.push(b',');
+    if let Some(id) = &g.before_trade_id {
+        csv_field(id.as_str(), out);
+    }
+    let _ = write!(out, ",{},", g.from);
+    if let Some(to) = g.to {
+        let _ = write!(out, "{to}");
+    }
+    let _ = writeln!(out, ",{}", g.reason);
 }
 
 fn csv_trade(t: &Trade, out: &mut Vec<u8>) {

@@ -165,6 +165,7 @@ pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
                 dec(f, v)?;
             }
         }
+        Event::Gap(_) => {}
     }
     Ok(())
 }
@@ -268,7 +269,7 @@ fn record_batch(events: &[Event]) -> Result<RecordBatch, ParquetCodecError> {
                 .iter()
                 .map(|e| match e {
                     Event::Trade(t) => Ok(t),
-                    Event::Candle(_) => Err(ParquetCodecError::MixedKinds),
+                    _ => Err(ParquetCodecError::MixedKinds),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             trades_batch(&trades)
@@ -278,11 +279,12 @@ fn record_batch(events: &[Event]) -> Result<RecordBatch, ParquetCodecError> {
                 .iter()
                 .map(|e| match e {
                     Event::Candle(c) => Ok(c),
-                    Event::Trade(_) => Err(ParquetCodecError::MixedKinds),
+                    _ => Err(ParquetCodecError::MixedKinds),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             candles_batch(&candles)
         }
+        Some(Event::Gap(_)) => Err(ParquetCodecError::MixedKinds),
     }
 }
 

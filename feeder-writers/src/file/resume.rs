@@ -101,7 +101,7 @@ fn parse(line: &str, format: FileFormat) -> Option<Cursor> {
                 trade_id: t.trade_id,
                 timestamp: t.timestamp,
             }),
-            Event::Candle(_) => None,
+            Event::Candle(_) | Event::Gap(_) => None,
         },
         FileFormat::Csv => {
             // exchange,symbol,trade_id,price,amount,side,timestamp,received_at

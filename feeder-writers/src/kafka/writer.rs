@@ -106,7 +106,9 @@ impl KafkaWriter {
         first_error: &mut Failure,
     ) -> Result<(), WriteError> {
         let topic = match event {
-            Event::Trade(_) => &self.options.topic,
+            // A gap goes with its stream's trades, under the same key, so that a consumer
+            // reads it in order with them.
+            Event::Trade(_) | Event::Gap(_) => &self.options.topic,
             Event::Candle(_) => &self.options.candles_topic,
         };
         self.key.clear();

@@ -14,6 +14,7 @@ use serde::Deserialize;
 ///     url: postgres://feeder:${PG_PASSWORD}@db.internal:5432/market   # required
 ///     table: trades            # default trades
 ///     candles_table: candles   # default candles
+///     gaps_table: gaps         # default gaps
 ///     schema: public           # optional; created if missing
 ///     connect_timeout: 10s
 ///     write_timeout: 30s
@@ -33,7 +34,10 @@ pub struct PostgresOptions {
     /// Table of candles; created if absent.
     #[serde(default = "default_candles_table")]
     pub candles_table: String,
-    /// Schema of both tables; created if absent. Without it the server's search path
+    /// Table of gaps (holes in a stream the feeder could not fill); created if absent.
+    #[serde(default = "default_gaps_table")]
+    pub gaps_table: String,
+    /// Schema of the tables; created if absent. Without it the server's search path
     /// decides (normally `public`).
     #[serde(default)]
     pub schema: Option<String>,
@@ -52,6 +56,9 @@ fn default_table() -> String {
 fn default_candles_table() -> String {
     "candles".into()
 }
+fn default_gaps_table() -> String {
+    "gaps".into()
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -65,6 +72,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("url", &redact(&self.url))
             .field("table", &self.table)
             .field("candles_table", &self.candles_table)
+            .field("gaps_table", &self.gaps_table)
             .field("schema", &self.schema)
             .field("connect_timeout", &self.connect_timeout)
             .field("write_timeout", &self.write_timeout)
@@ -79,16 +87,18 @@ impl PostgresOptions {
             url: url.into(),
             table: default_table(),
             candles_table: default_candles_table(),
+            gaps_table: default_gaps_table(),
             schema: None,
             connect_timeout: default_connect_timeout(),
             write_timeout: default_write_timeout(),
         }
     }
 
-    /// The same options with other table names.
+    /// The same options with other table names; gaps go to `<trades>_gaps`.
     pub fn with_tables(mut self, trades: impl Into<String>, candles: impl Into<String>) -> Self {
         self.table = trades.into();
         self.candles_table = candles.into();
+        self.gaps_table = format!("{}_gaps", self.table);
         self
     }
 
@@ -119,11 +129,18 @@ impl PostgresOptions {
         self.connection_config()?;
         check_ident("table", &self.table)?;
         check_ident("candles_table", &self.candles_table)?;
+        check_ident("gaps_table", &self.gaps_table)?;
         if let Some(schema) = &self.schema {
             check_ident("schema", schema)?;
         }
         if self.table == self.candles_table {
             return Err(("candles_table", "must differ from table".into()));
+        }
+        if self.gaps_table == self.table || self.gaps_table == self.candles_table {
+            return Err((
+                "gaps_table",
+                "must differ from table and candles_table".into(),
+            ));
         }
         if self.connect_timeout.is_zero() {
             return Err(("connect_timeout", "must be more than 0".into()));

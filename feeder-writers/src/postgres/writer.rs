@@ -46,6 +46,7 @@ struct Conn {
     _driver: AbortOnDrop,
     insert_trades: Statement,
     upsert_candles: Statement,
+    insert_gap: Statement,
 }
 
 /// The SQL text of a writer, built once from its table names.
@@ -53,6 +54,7 @@ struct Sql {
     create: Vec<String>,
     insert_trades: String,
     upsert_candles: String,
+    insert_gap: String,
     /// The newest stored trade of one stream, for resuming after a restart.
     last_trade: String,
 }
@@ -109,6 +111,28 @@ impl Sql {
                 PRIMARY KEY (exchange, symbol, \"interval\", open_time)
             )"
         ));
+        let gaps = qualify(&o.gaps_table);
+        create.push(format!(
+            "CREATE TABLE IF NOT EXISTS {gaps} (
+                exchange text NOT NULL,
+                symbol text NOT NULL,
+                after_trade_id text NOT NULL,
+                before_trade_id text,
+                from_ts timestamptz NOT NULL,
+                to_ts timestamptz,
+                reason text NOT NULL,
+                from_ns bigint NOT NULL,
+                to_ns bigint,
+                PRIMARY KEY (exchange, symbol, after_trade_id)
+            )"
+        ));
+        let insert_gap = format!(
+            "INSERT INTO {gaps}
+                (exchange, symbol, after_trade_id, before_trade_id, from_ts, to_ts, reason,
+                 from_ns, to_ns)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT DO NOTHING"
+        );
         let insert_trades = format!(
             "INSERT INTO {trades}
                 (exchange, symbol, trade_id, price, amount, side, ts, received_at, timestamp_ns)
@@ -135,6 +159,7 @@ impl Sql {
             create,
             insert_trades,
             upsert_candles,
+            insert_gap,
             last_trade,
         }
     }
@@ -211,11 +236,13 @@ impl PostgresWriter {
             }
             let insert_trades = client.prepare(&self.sql.insert_trades).await?;
             let upsert_candles = client.prepare(&self.sql.upsert_candles).await?;
+            let insert_gap = client.prepare(&self.sql.insert_gap).await?;
             Ok::<_, tokio_postgres::Error>(Conn {
                 client,
                 _driver: driver,
                 insert_trades,
                 upsert_candles,
+                insert_gap,
             })
         };
         match tokio::time::timeout(limit, setup).await {
@@ -266,6 +293,27 @@ impl PostgresWriter {
                     &candles.volume,
                     &candles.trades,
                     &candles.revision,
+                ],
+            )
+            .await?;
+        }
+        for gap in batch.iter().filter_map(|e| match e {
+            Event::Gap(g) => Some(g),
+            _ => None,
+        }) {
+            let to_ns = gap.to.map(|t| t.unix_nanos());
+            tx.execute(
+                &conn.insert_gap,
+                &[
+                    &&*gap.exchange,
+                    &gap.symbol.as_str(),
+                    &gap.after_trade_id.as_str(),
+                    &gap.before_trade_id.as_ref().map(|id| id.as_str()),
+                    &system_time(gap.from),
+                    &gap.to.map(system_time),
+                    &gap.reason.as_str(),
+                    &gap.from.unix_nanos(),
+                    &to_ns,
                 ],
             )
             .await?;
@@ -453,7 +501,7 @@ impl<'a> TradeColumns<'a> {
         let mut c = Self::default();
         for t in batch.iter().filter_map(|e| match e {
             Event::Trade(t) => Some(t),
-            Event::Candle(_) => None,
+            Event::Candle(_) | Event::Gap(_) => None,
         }) {
             c.push(t);
         }
@@ -479,7 +527,7 @@ fn latest_revisions(batch: &[Event], out: &mut Vec<Candle>) {
     out.clear();
     for c in batch.iter().filter_map(|e| match e {
         Event::Candle(c) => Some(c),
-        Event::Trade(_) => None,
+        Event::Trade(_) | Event::Gap(_) => None,
     }) {
         let same = |x: &Candle| {
             x.open_time == c.open_time
