@@ -357,6 +357,7 @@ impl Run {
                 self.gaps.push(g);
                 Vec::new()
             }
+            Input::Progress { .. } => Vec::new(),
         }
     }
 
@@ -424,8 +425,12 @@ impl Run {
     }
 
     fn assert_nothing_pending(&mut self) {
+        let mut next = self.rx.try_recv();
+        while let Ok(Input::Progress { .. }) = next {
+            next = self.rx.try_recv();
+        }
         assert!(
-            self.rx.try_recv().is_err(),
+            next.is_err(),
             "an unexpected batch was sent; seen so far {:?}",
             self.seen_ids()
         );

@@ -139,6 +139,35 @@ pub enum Input {
     Trades(Vec<Trade>),
     /// A hole the exchange could not fill, written to every writer as a `gap` event.
     Gap(Gap),
+    /// How far a stream is known complete, which decides when its candles close.
+    Progress {
+        /// The exchange's name, as in its trades.
+        exchange: Arc<str>,
+        /// The stream.
+        symbol: Symbol,
+        /// Where it stands.
+        completeness: Completeness,
+    },
+}
+
+/// How far a stream is known complete: its completeness watermark.
+///
+/// A stream's trades reach the pipeline in order (the drivers keep each symbol's order, and
+/// backfill walks forward from the cursor), so a stream is complete up to its newest trade
+/// unless a hole is open. Its candles close when the watermark passes their close time plus
+/// the grace; the wall clock alone never closes a candle of a stream that is behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completeness {
+    /// Connected and caught up: complete up to the newest trade, and between trades the
+    /// venue's clock is taken to run on at the wall clock's pace, so that a quiet market
+    /// still gets its candles on time.
+    Live,
+    /// A hole is open (the connection was lost, a backfill runs or failed): complete only up
+    /// to the newest trade before the hole and the backfilled trades that follow it in order.
+    Behind,
+    /// Complete up to this time (a poll answered with every trade until then). The stream is
+    /// otherwise treated as [`Behind`](Completeness::Behind).
+    UpTo(Timestamp),
 }
 
 impl Input {
@@ -146,7 +175,7 @@ impl Input {
     pub fn trades(&self) -> &[Trade] {
         match self {
             Input::Trades(t) => t,
-            Input::Gap(_) => &[],
+            Input::Gap(_) | Input::Progress { .. } => &[],
         }
     }
 }
@@ -181,6 +210,23 @@ impl TradeSink {
             .map_err(|_| ExchangeError::PipelineClosed)?;
         self.stats.trades.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Says how far the stream of `symbol` is complete.
+    pub async fn progress(
+        &self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        completeness: Completeness,
+    ) -> Result<(), ExchangeError> {
+        self.tx
+            .send(Input::Progress {
+                exchange: exchange.clone(),
+                symbol: symbol.clone(),
+                completeness,
+            })
+            .await
+            .map_err(|_| ExchangeError::PipelineClosed)
     }
 
     /// Records a hole that could not be filled: counted, logged, and sent on to every writer.

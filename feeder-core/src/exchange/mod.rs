@@ -23,7 +23,9 @@ use crate::error::{ExchangeError, ParseError};
 use crate::model::{Symbol, Timestamp, Trade};
 
 pub use backoff::Backoff;
-pub use context::{Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink};
+pub use context::{
+    Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
+};
 pub use poll::PollExchange;
 pub use stream::StreamExchange;
 

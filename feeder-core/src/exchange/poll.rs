@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use tokio::time::MissedTickBehavior;
 
 use super::rest::{default_client, Fetcher, Filled};
-use super::{Backoff, Exchange, ExchangeContext, PollVenue};
+use super::{Backoff, Completeness, Exchange, ExchangeContext, PollVenue};
 use crate::error::ExchangeError;
+use crate::model::Timestamp;
 
 /// Tries per request by default (the first included) before a symbol is skipped for a tick.
 pub(crate) const DEFAULT_ATTEMPTS: usize = 5;
@@ -109,6 +110,12 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
         // After a slow poll, wait a whole interval again rather than firing a burst.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(exchange = name, interval = ?self.interval, symbols = ctx.symbols.len(), "polling");
+        // A polled stream is complete only up to its last answered poll.
+        for symbol in &ctx.symbols {
+            ctx.sink
+                .progress(&self.name, symbol, Completeness::Behind)
+                .await?;
+        }
         loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -116,6 +123,7 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
             }
             for symbol in &ctx.symbols {
                 let cursor = ctx.cursors.get(symbol);
+                let asked = Timestamp::now();
                 let filled = fetcher
                     .fill(&*self.venue, symbol, cursor.as_ref(), None, &ctx)
                     .await?;
@@ -126,6 +134,8 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
                     Filled::Stopped { .. } => {}
                     Filled::Done { delivered } => {
                         tracing::debug!(exchange = name, %symbol, n = delivered, "polled");
+                        let upto = Completeness::UpTo(asked);
+                        ctx.sink.progress(&self.name, symbol, upto).await?;
                     }
                 }
                 if ctx.shutdown.is_cancelled() {

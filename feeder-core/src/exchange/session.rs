@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -15,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::rest::{Fetcher, Filled};
-use super::{Backoff, Cursor, ExchangeContext, Frame, PollVenue, StreamVenue, WsMessage};
+use super::WsMessage;
+use super::{Backoff, Completeness, Cursor, ExchangeContext, Frame, PollVenue, StreamVenue};
 use crate::error::ExchangeError;
 use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
 
@@ -58,7 +60,7 @@ pub(crate) enum End {
 
 /// What a session is given by its driver, and keeps across connections.
 pub(crate) struct Setup<'a, V> {
-    pub(crate) name: &'a str,
+    pub(crate) name: &'a Arc<str>,
     pub(crate) venue: &'a V,
     pub(crate) rest: Option<(&'a dyn PollVenue, &'a Fetcher)>,
     pub(crate) stale: Duration,
@@ -145,9 +147,15 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 .collect();
         }
         // Subscribed first, so that nothing falls between the REST answer and the stream.
-        if backfill_due {
-            let symbols = self.setup.ctx.symbols.clone();
+        let symbols = self.setup.ctx.symbols.clone();
+        if backfill_due && self.setup.rest.is_some() {
             self.backfill(&symbols, None).await?;
+        } else {
+            // Nothing to fill (a first connection), or nothing to fill it with (a hole is
+            // recorded as a gap instead): the stream is live.
+            for symbol in &symbols {
+                self.progress(symbol, Completeness::Live).await?;
+            }
         }
         let mut gap_timer = tokio::time::interval_at(Instant::now() + GAP_RETRY, GAP_RETRY);
         gap_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -220,7 +228,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             }
             Message::Pong(_) | Message::Frame(_) => None,
         };
-        let name = self.setup.name;
+        let name: &str = self.setup.name;
         match frame {
             None | Some(Frame::Data) => Ok(()),
             Some(Frame::Reply(reply)) => self.send(reply).await,
@@ -242,7 +250,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
     /// only once it has caught up to it.
     async fn on_reported_gap(&mut self, symbol: Symbol, last_trade_id: TradeId) -> Result<(), End> {
         self.flush_checking_ids().await?;
-        let name = self.setup.name;
+        let name: &str = self.setup.name;
         // Everything read before the report was just delivered, so the cursor is what this
         // connection has read.
         let read = self.setup.ctx.cursors.get(&symbol);
@@ -252,6 +260,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 .is_some_and(|o| o.is_lt())
         });
         if behind && self.setup.rest.is_some() {
+            self.progress(&symbol, Completeness::Behind).await?;
             tracing::info!(exchange = name, %symbol, %last_trade_id, "the venue reports trades not received, backfilling");
             self.backfill(std::slice::from_ref(&symbol), Some(&last_trade_id))
                 .await?;
@@ -279,7 +288,8 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 .gaps
                 .entry(jump.symbol.clone())
                 .or_insert(jump.after);
-            tracing::info!(exchange = self.setup.name, symbol = %jump.symbol, until = %jump.until, "trade ids jumped, backfilling");
+            self.progress(&jump.symbol, Completeness::Behind).await?;
+            tracing::info!(exchange = &**self.setup.name, symbol = %jump.symbol, until = %jump.until, "trade ids jumped, backfilling");
             self.backfill(std::slice::from_ref(&jump.symbol), Some(&jump.until))
                 .await?;
         }
@@ -354,7 +364,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             return Ok(());
         };
         let ctx = self.setup.ctx;
-        let name = self.setup.name;
+        let name: &str = self.setup.name;
         for symbol in symbols {
             let from = self
                 .setup
@@ -375,6 +385,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 Filled::Done { delivered } => {
                     self.setup.gaps.remove(symbol);
                     tracing::info!(exchange = name, %symbol, from = %start, n = delivered, "backfilled");
+                    self.progress(symbol, Completeness::Live).await?;
                 }
                 Filled::Stopped {
                     delivered,
@@ -391,6 +402,16 @@ impl<'a, V: StreamVenue> Session<'a, V> {
         // Frames waited while the REST calls ran; not a sign of a dead connection.
         self.liveness.alive();
         Ok(())
+    }
+
+    /// Says how far a stream is complete.
+    async fn progress(&self, symbol: &Symbol, completeness: Completeness) -> Result<(), End> {
+        self.setup
+            .ctx
+            .sink
+            .progress(self.setup.name, symbol, completeness)
+            .await
+            .map_err(End::Fatal)
     }
 
     /// Sends one message to the venue.

@@ -11,8 +11,9 @@ use url::Url;
 
 use super::rest::{default_client, Fetcher};
 use super::session::{End, Gaps, Session, Setup, Ws};
+use super::PollVenue;
 use super::StreamVenue;
-use super::{sleep_or_cancel, Backoff, Exchange, ExchangeContext, ExchangeStats, PollVenue};
+use super::{sleep_or_cancel, Backoff, Completeness, Exchange, ExchangeContext, ExchangeStats};
 use crate::error::{ErrorChain, ExchangeError};
 use crate::model::{Gap, GapReason};
 
@@ -186,7 +187,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             };
             tracing::info!(exchange = name, %url, "connected");
             let setup = Setup {
-                name,
+                name: &self.name,
                 venue: &*self.venue,
                 rest: self.backfill.as_deref().zip(fetcher.as_ref()),
                 stale,
@@ -217,6 +218,12 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                     Some(wait)
                 }
             };
+            // Until the next connection has filled the hole, the streams are behind.
+            for symbol in &ctx.symbols {
+                ctx.sink
+                    .progress(&self.name, symbol, Completeness::Behind)
+                    .await?;
+            }
             if let Some(wait) = wait {
                 if !sleep_or_cancel(wait, &ctx.shutdown).await {
                     return Ok(());

@@ -134,6 +134,8 @@ pub(crate) async fn run(
             batch = rx.recv() => match batch {
                 Some(Input::Trades(trades)) => stages.process(trades, &mut totals),
                 Some(Input::Gap(gap)) => vec![Event::Gap(gap)],
+                // Candles still close by the wall clock here.
+                Some(Input::Progress { .. }) => Vec::new(),
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),

@@ -86,6 +86,7 @@ impl Running {
             }
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(Input::Gap(g))) => self.gaps.push(g),
+                Ok(Some(Input::Progress { .. })) => {}
                 Ok(Some(Input::Trades(batch))) => {
                     for t in batch {
                         self.received += 1;
