@@ -21,7 +21,10 @@ pub(crate) const USER_AGENT: &str = concat!("crypto-feeder/", env!("CARGO_PKG_VE
 
 /// An unsigned integer that a venue writes either as a JSON number (`1727791043`) or as a
 /// string of digits (`"1727791043"`). Bitstamp does both, sometimes for the same field on
-/// different endpoints; reading either without allocating keeps the parsers simple.
+/// different endpoints, and venues change the type of ids and times over the years: every
+/// numeric trade id and time is read with this, so a change of type loses nothing. Reading
+/// either without allocating keeps the parsers simple. Negative numbers, fractions, numbers
+/// beyond 64 bits and anything but digits in a string are refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Uint(pub u64);
 
@@ -338,7 +341,13 @@ mod tests {
             "\"12a\"",
             "\"-3\"",
             "\"18446744073709551616\"",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "1e3",
+            "\" 5\"",
+            "\"+5\"",
             "null",
+            "true",
         ] {
             assert_eq!(ok(bad), None, "{bad}");
         }
