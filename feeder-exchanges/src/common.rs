@@ -10,7 +10,7 @@ use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
     Exchange, PollExchange, PollVenue, StreamExchange, StreamVenue, Transport,
 };
-use feeder_core::model::{parse_decimal, Side, Timestamp, Trade};
+use feeder_core::model::{parse_decimal, Side, Timestamp, Trade, TradeId};
 use feeder_core::ParseError;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -60,6 +60,61 @@ impl Visitor<'_> for UintVisitor {
         v.parse()
             .map(Uint)
             .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// A trade id that a venue keeps as text (`"2290000000412342771"`) and may also write as a
+/// JSON number (`2290000000412342771`). Venues switch between the two over the years; either
+/// is read without allocating. A number must be whole and fit 64 bits, as with [`Uint`]; a
+/// string is kept verbatim, so ids that are not numbers still pass through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TextId<'a> {
+    /// Written as a string.
+    Text(&'a str),
+    /// Written as a number.
+    Number(u64),
+}
+
+impl TextId<'_> {
+    /// The trade id, refusing an empty or overlong string.
+    pub(crate) fn trade_id(self, field: &'static str) -> Result<TradeId, ParseError> {
+        match self {
+            TextId::Number(n) => Ok(TradeId::from_u64(n)),
+            TextId::Text(s) if s.is_empty() || s.len() > 64 => {
+                Err(ParseError::field(field, "empty or too long"))
+            }
+            TextId::Text(s) => Ok(TradeId::new(s)),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TextId<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextIdVisitor(std::marker::PhantomData))
+    }
+}
+
+struct TextIdVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextIdVisitor<'a> {
+    type Value = TextId<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id, as a string or an unsigned integer")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<TextId<'a>, E> {
+        Ok(TextId::Number(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<TextId<'a>, E> {
+        u64::try_from(v)
+            .map(TextId::Number)
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<TextId<'a>, E> {
+        Ok(TextId::Text(v))
     }
 }
 
@@ -351,6 +406,43 @@ mod tests {
         ] {
             assert_eq!(ok(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn text_ids_read_strings_and_whole_numbers_only() {
+        let id = |s: &str| {
+            serde_json::from_str::<TextId<'_>>(s)
+                .ok()
+                .and_then(|t| t.trade_id("id").ok())
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(
+            id("\"2290000000412342771\"").as_deref(),
+            Some("2290000000412342771")
+        );
+        assert_eq!(
+            id("2290000000412342771").as_deref(),
+            Some("2290000000412342771")
+        );
+        assert_eq!(id("\"a1-b2\"").as_deref(), Some("a1-b2"));
+        assert_eq!(
+            id("18446744073709551615").as_deref(),
+            Some("18446744073709551615")
+        );
+        for bad in [
+            "-1",
+            "1.5",
+            "1e3",
+            "18446744073709551616",
+            "\"\"",
+            "null",
+            "true",
+            "[1]",
+        ] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+        let long = format!("\"{}\"", "9".repeat(65));
+        assert_eq!(id(&long), None);
     }
 
     #[test]
