@@ -18,7 +18,8 @@
 //!     page short of 1000 is the newest, and ends the walk.
 //!
 //!   REST times are seconds with up to 7 fractional digits (`1688669597.8277369`), a JSON
-//!   number that `f64` would round; it is read exactly from its text.
+//!   number that `f64` would round; it is read exactly from its text. Trade ids and REST
+//!   times are read as JSON numbers or strings alike.
 //!
 //! Side: `side` (`buy` / `sell`, REST `b` / `s`) is the taker's side.
 //! Symbols: see [`symbols`] (`BTC-USD` is `BTC/USD` on the stream, `XBTUSD` in requests and
@@ -129,7 +130,7 @@ impl KrakenVenue {
             out.push(Trade {
                 exchange: self.name.clone(),
                 symbol: self.ws_symbols.resolve(t.symbol)?,
-                trade_id: TradeId::from_u64(t.trade_id),
+                trade_id: TradeId::from_u64(t.trade_id.0),
                 price: decimal("price", t.price.get())?,
                 amount: decimal("qty", t.qty.get())?,
                 side: common::side_word("side", t.side)?,
@@ -149,7 +150,7 @@ impl KrakenVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: TradeId::from_u64(t.trade_id),
+            trade_id: TradeId::from_u64(t.trade_id.0),
             price: decimal("price", t.price)?,
             amount: decimal("volume", t.volume)?,
             side: match t.side {

@@ -94,6 +94,64 @@ fn websocket_payloads() {
     stream_table(&venue(), "kraken", cases);
 }
 
+/// Trade ids and REST times are numbers on Kraken today; written as strings they mean the
+/// same, on the stream and over REST. What is not an unsigned 64-bit integer is refused,
+/// without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "kraken",
+        vec![
+            (
+                "ws_trade_string_id.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "74506126",
+                    "60944.3",
+                    "0.25",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.600000Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "kraken",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "61044957",
+                        "30243.50000",
+                        "0.10000000",
+                        Side::Buy,
+                        "2023-07-06T18:53:23.1234567Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "61044958",
+                        "30243.60000",
+                        "0.20000000",
+                        Side::Sell,
+                        "2023-07-06T18:53:24.5Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_id.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn subscribe_to_v2_with_a_snapshot_and_ping() {
     let v = venue();
