@@ -16,7 +16,8 @@
 //! by seconds under load. Taking one of the two keeps every trade once in the output.
 //!
 //! Side: the sign of the amount says what the taker did (positive: bought). The amount
-//! written is its absolute value.
+//! written is its absolute value. Ids and times are JSON numbers; strings of digits are read
+//! the same.
 
 mod symbols;
 mod wire;
@@ -127,11 +128,11 @@ impl BitfinexVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: TradeId::from_u64(row.id),
+            trade_id: TradeId::from_u64(row.id.0),
             price,
             amount,
             side,
-            timestamp: millis("MTS", row.mts)?,
+            timestamp: millis("MTS", row.mts.0)?,
             received_at,
         })
     }
@@ -381,8 +382,8 @@ impl PollVenue for BitfinexVenue {
         let older = if rows.len() < PAGE_LIMIT {
             None
         } else {
-            let oldest = rows.iter().map(|r| r.mts).min();
-            let newest = rows.iter().map(|r| r.mts).max();
+            let oldest = rows.iter().map(|r| r.mts.0).min();
+            let newest = rows.iter().map(|r| r.mts.0).max();
             match (oldest, newest) {
                 (Some(o), Some(n)) if o == n => o.checked_sub(1),
                 (Some(o), _) => Some(o),

@@ -137,6 +137,85 @@ fn websocket_payloads() {
     stream_table(&subscribed(), "bitfinex", cases);
 }
 
+/// Ids and times are numbers on Bitfinex today; strings of digits mean the same, in
+/// updates, snapshots and REST rows. What is not an unsigned 64-bit integer is refused,
+/// without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = subscribed();
+    stream_table(
+        &v,
+        "bitfinex",
+        vec![
+            (
+                "ws_te_string_id.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "401597410",
+                    "7246.1",
+                    "0.25",
+                    Side::Buy,
+                    "2019-11-25T15:07:58.830Z",
+                )]),
+            ),
+            (
+                "ws_snapshot_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "401597412",
+                        "7246.2",
+                        "0.1",
+                        Side::Buy,
+                        "2019-11-25T15:07:58.840Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "401597411",
+                        "7246.3",
+                        "0.2",
+                        Side::Sell,
+                        "2019-11-25T15:07:58.835Z",
+                    ),
+                ]),
+            ),
+            ("ws_te_id_too_large.json", Err(is_json)),
+            ("ws_te_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "bitfinex",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "401597415",
+                        "7246.5",
+                        "0.3",
+                        Side::Buy,
+                        "2019-11-25T15:07:58.860Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "401597414",
+                        "7246.4",
+                        "0.4",
+                        Side::Sell,
+                        "2019-11-25T15:07:58.850Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_mts.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn te_and_tu_of_one_trade_emit_it_once() {
     let v = subscribed();
