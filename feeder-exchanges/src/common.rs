@@ -1,5 +1,5 @@
-//! Small pieces every venue uses: lenient integer fields, exact decimals, endpoint overrides and
-//! the choice of driver.
+//! Small pieces every venue uses: lenient integer fields, exact decimals, venues' own asset
+//! names, endpoint overrides and the choice of driver.
 // With one venue compiled out, some helpers go unused; that is expected.
 #![cfg_attr(not(all(feature = "bitstamp", feature = "coinbase")), allow(dead_code))]
 
@@ -237,6 +237,81 @@ impl SymbolTable {
     }
 }
 
+/// One venue's own names for assets it does not call by their usual code: Bitfinex's `UST`
+/// for Tether (`USDT`), Kraken's `XBT` for bitcoin (`BTC`).
+///
+/// A normalized symbol always uses the usual code, on every venue: `BTC-USDT` is bitcoin
+/// against Tether everywhere, and it is what the configuration names and what trades carry.
+/// A venue's own name is only ever on the wire: it is put in by [`AssetAliases::to_venue`]
+/// when a name is built and never comes back out, because incoming names are looked up in
+/// tables built from the configured symbols. A configured symbol spelled with a venue's own
+/// name is refused ([`AssetAliases::check`]): it would write that venue's trades under a name
+/// no other venue uses, or under another asset's code (`UST` is also TerraUSD's).
+#[cfg(any(feature = "bitfinex", feature = "kraken"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AssetAliases {
+    /// The venue, as error messages name it.
+    venue: &'static str,
+    /// (usual code, the venue's name) pairs; each code and each name once.
+    pairs: &'static [(&'static str, &'static str)],
+}
+
+/// Bitfinex's asset names, as its pair names use them (`tBTCUST`, `tLINK:UST`, `tDSHUSD`).
+/// Source: Bitfinex REST v2, "Configs" (`GET /v2/conf/pub:map:currency:sym`, the currencies
+/// whose names differ from their usual codes), <https://docs.bitfinex.com/reference/rest-public-conf>.
+#[cfg(feature = "bitfinex")]
+pub(crate) const BITFINEX_ASSETS: AssetAliases = AssetAliases {
+    venue: "Bitfinex",
+    pairs: &[
+        ("USDT", "UST"),
+        ("USDC", "UDC"),
+        ("DASH", "DSH"),
+        ("IOTA", "IOT"),
+        ("QTUM", "QTM"),
+        ("MANA", "MNA"),
+        ("DATA", "DAT"),
+    ],
+};
+
+#[cfg(any(feature = "bitfinex", feature = "kraken"))]
+impl AssetAliases {
+    /// The venue's name for the asset `code` (`USDT` is `UST` on Bitfinex); other codes are
+    /// their own name.
+    pub(crate) fn to_venue<'a>(&self, code: &'a str) -> &'a str {
+        self.pairs
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(code, |(_, v)| v)
+    }
+
+    /// The usual code of the asset the venue calls `name` (`UST` is `USDT` on Bitfinex).
+    pub(crate) fn to_code<'a>(&self, name: &'a str) -> &'a str {
+        self.pairs
+            .iter()
+            .find(|(_, v)| *v == name)
+            .map_or(name, |(c, _)| c)
+    }
+
+    /// Refuses configured symbols that name an asset the venue's way instead of by its code,
+    /// saying which symbol to configure instead.
+    pub(crate) fn check(&self, cfg: &ExchangeConfig) -> Result<(), ConfigError> {
+        for s in &cfg.symbols {
+            let (base, quote) = (self.to_code(s.base()), self.to_code(s.quote()));
+            if base != s.base() || quote != s.quote() {
+                return Err(ConfigError::invalid(
+                    format!("exchanges[{}].symbols", cfg.name),
+                    format!(
+                        "{s} names an asset as {venue} does; configure {base}-{quote} \
+                         (symbols use the usual codes, {venue}'s names are for the wire)",
+                        venue = self.venue,
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An RFC 3339 time, keeping the venue's precision.
 pub(crate) fn rfc3339(field: &'static str, s: &str) -> Result<Timestamp, ParseError> {
     Timestamp::parse_rfc3339(s).map_err(|e| ParseError::field(field, e))
@@ -381,6 +456,39 @@ mod tests {
                 Err(ParseError::UnknownSymbol(_))
             ));
         }
+    }
+
+    /// Each table maps one way and back, and a venue name is never also a code in the same
+    /// table (or `to_code` would turn a configured code into another asset).
+    #[test]
+    #[cfg(feature = "bitfinex")]
+    fn asset_aliases_are_one_to_one() {
+        for table in [BITFINEX_ASSETS] {
+            for (i, (code, name)) in table.pairs.iter().enumerate() {
+                assert_eq!(table.to_venue(code), *name);
+                assert_eq!(table.to_code(name), *code);
+                for (j, (c2, n2)) in table.pairs.iter().enumerate() {
+                    if i != j {
+                        assert!(c2 != code && n2 != name, "{code} {name}");
+                    }
+                    assert!(c2 != name, "{name} is also a code");
+                }
+            }
+            assert_eq!(table.to_venue("ETH"), "ETH");
+            assert_eq!(table.to_code("ETH"), "ETH");
+        }
+        assert_eq!(BITFINEX_ASSETS.to_venue("USDT"), "UST");
+        assert_eq!(BITFINEX_ASSETS.to_code("UST"), "USDT");
+    }
+
+    #[test]
+    #[cfg(feature = "bitfinex")]
+    fn symbols_in_a_venues_own_asset_names_are_refused() {
+        let ok = crate::test_support::config("bitfinex", &["BTC-USDT", "ETH-USD"], None, None);
+        assert!(BITFINEX_ASSETS.check(&ok).is_ok());
+        let bad = crate::test_support::config("bitfinex", &["ETH-USD", "BTC-UST"], None, None);
+        let e = BITFINEX_ASSETS.check(&bad).unwrap_err().to_string();
+        assert!(e.contains("BTC-USDT"), "{e}");
     }
 
     #[test]
