@@ -273,6 +273,17 @@ pub(crate) const BITFINEX_ASSETS: AssetAliases = AssetAliases {
     ],
 };
 
+/// Kraken's asset names as its REST pairs (`XBTUSD`) and WebSocket v1 names (`XBT/USD`) use
+/// them; WebSocket v2 uses the usual codes. The `X` / `Z` prefixes of its canonical names
+/// (`XXBTZUSD`) are added on top of these by the Kraken module.
+/// Source: Kraken REST API, "Get Asset Info" (`XXBT` has the altname `XBT`, `XXDG` has
+/// `XDG`), <https://docs.kraken.com/api/docs/rest-api/get-asset-info>.
+#[cfg(feature = "kraken")]
+pub(crate) const KRAKEN_ASSETS: AssetAliases = AssetAliases {
+    venue: "Kraken",
+    pairs: &[("BTC", "XBT"), ("DOGE", "XDG")],
+};
+
 #[cfg(any(feature = "bitfinex", feature = "kraken"))]
 impl AssetAliases {
     /// The venue's name for the asset `code` (`USDT` is `UST` on Bitfinex); other codes are
@@ -461,9 +472,9 @@ mod tests {
     /// Each table maps one way and back, and a venue name is never also a code in the same
     /// table (or `to_code` would turn a configured code into another asset).
     #[test]
-    #[cfg(feature = "bitfinex")]
+    #[cfg(all(feature = "bitfinex", feature = "kraken"))]
     fn asset_aliases_are_one_to_one() {
-        for table in [BITFINEX_ASSETS] {
+        for table in [BITFINEX_ASSETS, KRAKEN_ASSETS] {
             for (i, (code, name)) in table.pairs.iter().enumerate() {
                 assert_eq!(table.to_venue(code), *name);
                 assert_eq!(table.to_code(name), *code);
@@ -479,16 +490,29 @@ mod tests {
         }
         assert_eq!(BITFINEX_ASSETS.to_venue("USDT"), "UST");
         assert_eq!(BITFINEX_ASSETS.to_code("UST"), "USDT");
+        assert_eq!(KRAKEN_ASSETS.to_venue("BTC"), "XBT");
+        assert_eq!(KRAKEN_ASSETS.to_code("XDG"), "DOGE");
     }
 
     #[test]
-    #[cfg(feature = "bitfinex")]
+    #[cfg(all(feature = "bitfinex", feature = "kraken"))]
     fn symbols_in_a_venues_own_asset_names_are_refused() {
         let ok = crate::test_support::config("bitfinex", &["BTC-USDT", "ETH-USD"], None, None);
         assert!(BITFINEX_ASSETS.check(&ok).is_ok());
         let bad = crate::test_support::config("bitfinex", &["ETH-USD", "BTC-UST"], None, None);
         let e = BITFINEX_ASSETS.check(&bad).unwrap_err().to_string();
         assert!(e.contains("BTC-USDT"), "{e}");
+        let bad = crate::test_support::config("kraken", &["XBT-EUR"], None, None);
+        let e = KRAKEN_ASSETS.check(&bad).unwrap_err().to_string();
+        assert!(e.contains("BTC-EUR"), "{e}");
+        assert!(KRAKEN_ASSETS
+            .check(&crate::test_support::config(
+                "kraken",
+                &["ETH-XDG"],
+                None,
+                None
+            ))
+            .is_err());
     }
 
     #[test]

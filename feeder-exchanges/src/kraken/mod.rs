@@ -23,7 +23,7 @@
 //!
 //! Side: `side` (`buy` / `sell`, REST `b` / `s`) is the taker's side.
 //! Symbols: see [`symbols`] (`BTC-USD` is `BTC/USD` on the stream, `XBTUSD` in requests and
-//! `XXBTZUSD` in REST answers).
+//! `XXBTZUSD` in REST answers; trades are always written as `BTC-USD`).
 
 pub mod symbols;
 mod wire;
@@ -44,7 +44,7 @@ use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable, KRAKEN_ASSETS};
 
 /// The registry name.
 pub const NAME: &str = "kraken";
@@ -72,9 +72,10 @@ pub struct KrakenVenue {
 
 impl KrakenVenue {
     /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
-    /// otherwise).
+    /// otherwise). Symbols use the usual codes (`BTC-USD`, not Kraken's `XBT-USD`).
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
+        KRAKEN_ASSETS.check(cfg)?;
         let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
