@@ -227,6 +227,25 @@ fn symbols_map_only_from_the_configuration() {
     ));
 }
 
+/// Tether is `USDT` in Binance's names too: `BTC-USDT` is `btcusdt@trade` and `BTCUSDT` in
+/// requests, and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BinanceVenue::new(&config("binance", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.url(&[sym("BTC-USDT")]).unwrap().query(),
+        Some("streams=btcusdt@trade")
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("symbol=BTCUSDT&limit=1000"));
+    let mut out = Vec::new();
+    v.parse(&payload("binance", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn one_combined_stream_url_and_no_subscribe_message() {
     let v = venue();

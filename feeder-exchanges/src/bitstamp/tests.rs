@@ -180,6 +180,31 @@ fn taker_side_follows_type() {
     assert_eq!(out[1].side, Side::Sell);
 }
 
+/// Tether is `usdt` in Bitstamp's pair names too: `BTC-USDT` is `btcusdt` in channels and
+/// requests, and `live_trades_btcusdt` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BitstampVenue::new(&config("bitstamp", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"event":"bts:subscribe","data":{"channel":"live_trades_btcusdt"}}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/api/v2/transactions/btcusdt/");
+    let mut out = Vec::new();
+    v.parse(
+        &payload("bitstamp", "ws_trade_usdt.json"),
+        RECEIVED,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn subscribe_and_heartbeat_messages() {
     let v = venue();

@@ -158,6 +158,30 @@ fn ids_and_times_as_numbers_or_strings() {
     );
 }
 
+/// Tether is `USDT` in Bybit's names too: `BTC-USDT` is `BTCUSDT` in topics and requests,
+/// and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BybitVenue::new(&config("bybit", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":["publicTrade.BTCUSDT"]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.query(),
+        Some("category=spot&symbol=BTCUSDT&limit=60")
+    );
+    let mut out = Vec::new();
+    v.parse(&payload("bybit", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn nineteen_digit_ids_are_kept_exactly_and_compare_numerically() {
     let v = venue();

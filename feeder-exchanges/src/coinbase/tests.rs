@@ -187,6 +187,32 @@ fn taker_side_is_the_opposite_of_the_makers() {
     assert_eq!(out[0].side, Side::Buy);
 }
 
+/// Tether is `USDT` in Coinbase's product ids too: `BTC-USDT` is subscribed, requested and
+/// read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = CoinbaseVenue::new(&config("coinbase", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"type":"subscribe","product_ids":["BTC-USDT"],"channels":["matches","heartbeat"]}"#
+                .into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/products/BTC-USDT/trades");
+    let mut out = Vec::new();
+    v.parse(
+        &payload("coinbase", "ws_match_usdt.json"),
+        RECEIVED,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn products_outside_the_config_keep_their_symbol() {
     let v = venue();

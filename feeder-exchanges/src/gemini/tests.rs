@@ -237,6 +237,27 @@ fn symbols_map_both_ways_and_clashes_are_rejected() {
     assert!(GeminiVenue::new(&config("gemini", &["BTC-USD", "BTC-USD"], None, None)).is_ok());
 }
 
+/// Tether is `USDT` in Gemini's names too: `BTC-USDT` is `BTCUSDT` on the stream and
+/// `btcusdt` in REST paths, and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = GeminiVenue::new(&config("gemini", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["BTCUSDT"]}]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/v1/trades/btcusdt");
+    let mut out = Vec::new();
+    v.parse(&payload("gemini", "ws_trade_usdt.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn one_subscribe_for_all_symbols() {
     let v = venue();

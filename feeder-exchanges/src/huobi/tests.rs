@@ -272,6 +272,27 @@ fn subscribe_and_symbols() {
     assert!(HuobiVenue::new(&config("huobi", &["AB-CD", "ABC-D"], None, None)).is_err());
 }
 
+/// Tether is `usdt` in Huobi's names too: `BTC-USDT` is `btcusdt` in topics and requests,
+/// and `market.btcusdt.trade.detail` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = HuobiVenue::new(&config("huobi", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"sub":"market.btcusdt.trade.detail","id":"btcusdt"}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("symbol=btcusdt&size=2000"));
+    let mut out = Vec::new();
+    v.parse(&frame("ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn requests_ask_for_the_most_recent_trades() {
     let v = venue();

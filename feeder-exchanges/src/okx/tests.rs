@@ -140,6 +140,27 @@ fn ids_and_times_as_numbers_or_strings() {
     assert_eq!(page.unwrap().older.as_deref(), Some("557713203"));
 }
 
+/// Tether is `USDT` in OKX's instrument ids too: `BTC-USDT` is subscribed, requested and
+/// read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = OkxVenue::new(&config("okx", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"}]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("instId=BTC-USDT&limit=100"));
+    let mut out = Vec::new();
+    v.parse(&payload("okx", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn one_subscribe_and_a_text_ping() {
     let v = venue();
