@@ -10,7 +10,7 @@ use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
     Exchange, PollExchange, PollVenue, StreamExchange, StreamVenue, Transport,
 };
-use feeder_core::model::{parse_decimal, Side, Timestamp, Trade, TradeId};
+use feeder_core::model::{parse_decimal, Side, Timestamp, Trade};
 use feeder_core::ParseError;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -67,6 +67,7 @@ impl Visitor<'_> for UintVisitor {
 /// JSON number (`2290000000412342771`). Venues switch between the two over the years; either
 /// is read without allocating. A number must be whole and fit 64 bits, as with [`Uint`]; a
 /// string is kept verbatim, so ids that are not numbers still pass through.
+#[cfg(any(feature = "bybit", feature = "okx"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TextId<'a> {
     /// Written as a string.
@@ -75,27 +76,34 @@ pub(crate) enum TextId<'a> {
     Number(u64),
 }
 
+#[cfg(any(feature = "bybit", feature = "okx"))]
 impl TextId<'_> {
     /// The trade id, refusing an empty or overlong string.
-    pub(crate) fn trade_id(self, field: &'static str) -> Result<TradeId, ParseError> {
+    pub(crate) fn trade_id(
+        self,
+        field: &'static str,
+    ) -> Result<feeder_core::model::TradeId, ParseError> {
         match self {
-            TextId::Number(n) => Ok(TradeId::from_u64(n)),
+            TextId::Number(n) => Ok(feeder_core::model::TradeId::from_u64(n)),
             TextId::Text(s) if s.is_empty() || s.len() > 64 => {
                 Err(ParseError::field(field, "empty or too long"))
             }
-            TextId::Text(s) => Ok(TradeId::new(s)),
+            TextId::Text(s) => Ok(feeder_core::model::TradeId::new(s)),
         }
     }
 }
 
+#[cfg(any(feature = "bybit", feature = "okx"))]
 impl<'de: 'a, 'a> Deserialize<'de> for TextId<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(TextIdVisitor(std::marker::PhantomData))
     }
 }
 
+#[cfg(any(feature = "bybit", feature = "okx"))]
 struct TextIdVisitor<'a>(std::marker::PhantomData<&'a ()>);
 
+#[cfg(any(feature = "bybit", feature = "okx"))]
 impl<'de: 'a, 'a> Visitor<'de> for TextIdVisitor<'a> {
     type Value = TextId<'a>;
 
@@ -242,7 +250,7 @@ impl SymbolTable {
 ///
 /// A normalized symbol always uses the usual code, on every venue: `BTC-USDT` is bitcoin
 /// against Tether everywhere, and it is what the configuration names and what trades carry.
-/// A venue's own name is only ever on the wire: it is put in by [`AssetAliases::to_venue`]
+/// A venue's own name is only ever on the wire: it is put in by [`AssetAliases::venue_name`]
 /// when a name is built and never comes back out, because incoming names are looked up in
 /// tables built from the configured symbols. A configured symbol spelled with a venue's own
 /// name is refused ([`AssetAliases::check`]): it would write that venue's trades under a name
@@ -288,7 +296,7 @@ pub(crate) const KRAKEN_ASSETS: AssetAliases = AssetAliases {
 impl AssetAliases {
     /// The venue's name for the asset `code` (`USDT` is `UST` on Bitfinex); other codes are
     /// their own name.
-    pub(crate) fn to_venue<'a>(&self, code: &'a str) -> &'a str {
+    pub(crate) fn venue_name(self, code: &str) -> &str {
         self.pairs
             .iter()
             .find(|(c, _)| *c == code)
@@ -296,7 +304,7 @@ impl AssetAliases {
     }
 
     /// The usual code of the asset the venue calls `name` (`UST` is `USDT` on Bitfinex).
-    pub(crate) fn to_code<'a>(&self, name: &'a str) -> &'a str {
+    pub(crate) fn code_of(self, name: &str) -> &str {
         self.pairs
             .iter()
             .find(|(_, v)| *v == name)
@@ -305,9 +313,9 @@ impl AssetAliases {
 
     /// Refuses configured symbols that name an asset the venue's way instead of by its code,
     /// saying which symbol to configure instead.
-    pub(crate) fn check(&self, cfg: &ExchangeConfig) -> Result<(), ConfigError> {
+    pub(crate) fn check(self, cfg: &ExchangeConfig) -> Result<(), ConfigError> {
         for s in &cfg.symbols {
-            let (base, quote) = (self.to_code(s.base()), self.to_code(s.quote()));
+            let (base, quote) = (self.code_of(s.base()), self.code_of(s.quote()));
             if base != s.base() || quote != s.quote() {
                 return Err(ConfigError::invalid(
                     format!("exchanges[{}].symbols", cfg.name),
@@ -470,14 +478,14 @@ mod tests {
     }
 
     /// Each table maps one way and back, and a venue name is never also a code in the same
-    /// table (or `to_code` would turn a configured code into another asset).
+    /// table (or `code_of` would turn a configured code into another asset).
     #[test]
     #[cfg(all(feature = "bitfinex", feature = "kraken"))]
     fn asset_aliases_are_one_to_one() {
         for table in [BITFINEX_ASSETS, KRAKEN_ASSETS] {
             for (i, (code, name)) in table.pairs.iter().enumerate() {
-                assert_eq!(table.to_venue(code), *name);
-                assert_eq!(table.to_code(name), *code);
+                assert_eq!(table.venue_name(code), *name);
+                assert_eq!(table.code_of(name), *code);
                 for (j, (c2, n2)) in table.pairs.iter().enumerate() {
                     if i != j {
                         assert!(c2 != code && n2 != name, "{code} {name}");
@@ -485,13 +493,13 @@ mod tests {
                     assert!(c2 != name, "{name} is also a code");
                 }
             }
-            assert_eq!(table.to_venue("ETH"), "ETH");
-            assert_eq!(table.to_code("ETH"), "ETH");
+            assert_eq!(table.venue_name("ETH"), "ETH");
+            assert_eq!(table.code_of("ETH"), "ETH");
         }
-        assert_eq!(BITFINEX_ASSETS.to_venue("USDT"), "UST");
-        assert_eq!(BITFINEX_ASSETS.to_code("UST"), "USDT");
-        assert_eq!(KRAKEN_ASSETS.to_venue("BTC"), "XBT");
-        assert_eq!(KRAKEN_ASSETS.to_code("XDG"), "DOGE");
+        assert_eq!(BITFINEX_ASSETS.venue_name("USDT"), "UST");
+        assert_eq!(BITFINEX_ASSETS.code_of("UST"), "USDT");
+        assert_eq!(KRAKEN_ASSETS.venue_name("BTC"), "XBT");
+        assert_eq!(KRAKEN_ASSETS.code_of("XDG"), "DOGE");
     }
 
     #[test]
@@ -541,6 +549,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "bybit", feature = "okx"))]
     fn text_ids_read_strings_and_whole_numbers_only() {
         let id = |s: &str| {
             serde_json::from_str::<TextId<'_>>(s)

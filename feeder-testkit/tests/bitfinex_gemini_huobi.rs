@@ -112,7 +112,7 @@ async fn bitfinex_btc_usdt_is_subscribed_as_tbtcust_and_written_as_btc_usdt() {
     };
     let mock = MockBitfinex::start_with(cfg).await.unwrap();
     let cfg = mock.exchange_config("bitfinex", Transport::Websocket);
-    assert_eq!(cfg.symbols, [btc_usdt.clone()]);
+    assert_eq!(cfg.symbols, std::slice::from_ref(&btc_usdt));
     let venue = BitfinexVenue::new(&cfg).unwrap();
     assert_eq!(
         venue.subscribe(&cfg.symbols),

@@ -14,8 +14,8 @@ use crate::common::BITFINEX_ASSETS;
 /// Bitfinex's name for a normalized symbol: `BTC-USD` is `tBTCUSD`, `BTC-USDT` is `tBTCUST`,
 /// `TESTBTC-TESTUSD` is `tTESTBTC:TESTUSD`.
 pub fn to_venue(symbol: &Symbol) -> String {
-    let base = BITFINEX_ASSETS.to_venue(symbol.base());
-    let quote = BITFINEX_ASSETS.to_venue(symbol.quote());
+    let base = BITFINEX_ASSETS.venue_name(symbol.base());
+    let quote = BITFINEX_ASSETS.venue_name(symbol.quote());
     let mut s = String::with_capacity(base.len() + quote.len() + 2);
     s.push('t');
     s.push_str(base);

@@ -30,14 +30,14 @@ pub fn to_ws(symbol: &Symbol) -> String {
 pub fn to_rest(symbol: &Symbol) -> String {
     format!(
         "{}{}",
-        KRAKEN_ASSETS.to_venue(symbol.base()),
-        KRAKEN_ASSETS.to_venue(symbol.quote())
+        KRAKEN_ASSETS.venue_name(symbol.base()),
+        KRAKEN_ASSETS.venue_name(symbol.quote())
     )
 }
 
 /// The spellings of an asset inside a canonical pair name.
 fn canonical_forms(code: &str) -> Vec<String> {
-    let name = KRAKEN_ASSETS.to_venue(code);
+    let name = KRAKEN_ASSETS.venue_name(code);
     let mut forms = vec![name.to_owned()];
     if LEGACY_CRYPTO.contains(&name) {
         forms.push(format!("X{name}"));
@@ -66,8 +66,8 @@ pub fn ws_names(symbol: &Symbol) -> Vec<String> {
     let mut names = vec![to_ws(symbol)];
     let v1 = format!(
         "{}/{}",
-        KRAKEN_ASSETS.to_venue(symbol.base()),
-        KRAKEN_ASSETS.to_venue(symbol.quote())
+        KRAKEN_ASSETS.venue_name(symbol.base()),
+        KRAKEN_ASSETS.venue_name(symbol.quote())
     );
     if !names.contains(&v1) {
         names.push(v1);
