@@ -2,7 +2,7 @@
 //!
 //! - WebSocket v2 writes `BTC/USD`: the usual codes, a slash.
 //! - REST requests take the pair's alternative name, `XBTUSD`, in Kraken's own asset names
-//!   (bitcoin is `XBT`, dogecoin `XDG`: see [`KRAKEN_ASSETS`]).
+//!   (bitcoin is `XBT`, dogecoin `XDG`, from the alias table the venues share).
 //! - REST answers key the trades by the pair's canonical name, which for assets listed
 //!   before 2018 carries an `X` (crypto) or `Z` (fiat) prefix: `XXBTZUSD`, `XETHXXBT`,
 //!   `USDTZUSD`; newer pairs have none (`SOLUSD`, `XBTUSDT`, `XDGUSD`).
