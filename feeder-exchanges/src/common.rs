@@ -1,5 +1,5 @@
-//! Small pieces every venue uses: lenient integer fields, exact decimals, endpoint overrides and
-//! the choice of driver.
+//! Small pieces every venue uses: lenient integer fields, exact decimals, venues' own asset
+//! names, endpoint overrides and the choice of driver.
 // With one venue compiled out, some helpers go unused; that is expected.
 #![cfg_attr(not(all(feature = "bitstamp", feature = "coinbase")), allow(dead_code))]
 
@@ -21,7 +21,10 @@ pub(crate) const USER_AGENT: &str = concat!("crypto-feeder/", env!("CARGO_PKG_VE
 
 /// An unsigned integer that a venue writes either as a JSON number (`1727791043`) or as a
 /// string of digits (`"1727791043"`). Bitstamp does both, sometimes for the same field on
-/// different endpoints; reading either without allocating keeps the parsers simple.
+/// different endpoints, and venues change the type of ids and times over the years: every
+/// numeric trade id and time is read with this, so a change of type loses nothing. Reading
+/// either without allocating keeps the parsers simple. Negative numbers, fractions, numbers
+/// beyond 64 bits and anything but digits in a string are refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Uint(pub u64);
 
@@ -57,6 +60,69 @@ impl Visitor<'_> for UintVisitor {
         v.parse()
             .map(Uint)
             .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// A trade id that a venue keeps as text (`"2290000000412342771"`) and may also write as a
+/// JSON number (`2290000000412342771`). Venues switch between the two over the years; either
+/// is read without allocating. A number must be whole and fit 64 bits, as with [`Uint`]; a
+/// string is kept verbatim, so ids that are not numbers still pass through.
+#[cfg(any(feature = "bybit", feature = "okx"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TextId<'a> {
+    /// Written as a string.
+    Text(&'a str),
+    /// Written as a number.
+    Number(u64),
+}
+
+#[cfg(any(feature = "bybit", feature = "okx"))]
+impl TextId<'_> {
+    /// The trade id, refusing an empty or overlong string.
+    pub(crate) fn trade_id(
+        self,
+        field: &'static str,
+    ) -> Result<feeder_core::model::TradeId, ParseError> {
+        match self {
+            TextId::Number(n) => Ok(feeder_core::model::TradeId::from_u64(n)),
+            TextId::Text(s) if s.is_empty() || s.len() > 64 => {
+                Err(ParseError::field(field, "empty or too long"))
+            }
+            TextId::Text(s) => Ok(feeder_core::model::TradeId::new(s)),
+        }
+    }
+}
+
+#[cfg(any(feature = "bybit", feature = "okx"))]
+impl<'de: 'a, 'a> Deserialize<'de> for TextId<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextIdVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(any(feature = "bybit", feature = "okx"))]
+struct TextIdVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+#[cfg(any(feature = "bybit", feature = "okx"))]
+impl<'de: 'a, 'a> Visitor<'de> for TextIdVisitor<'a> {
+    type Value = TextId<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id, as a string or an unsigned integer")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<TextId<'a>, E> {
+        Ok(TextId::Number(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<TextId<'a>, E> {
+        u64::try_from(v)
+            .map(TextId::Number)
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<TextId<'a>, E> {
+        Ok(TextId::Text(v))
     }
 }
 
@@ -176,6 +242,92 @@ impl SymbolTable {
         self.get(name)
             .cloned()
             .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))
+    }
+}
+
+/// One venue's own names for assets it does not call by their usual code: Bitfinex's `UST`
+/// for Tether (`USDT`), Kraken's `XBT` for bitcoin (`BTC`).
+///
+/// A normalized symbol always uses the usual code, on every venue: `BTC-USDT` is bitcoin
+/// against Tether everywhere, and it is what the configuration names and what trades carry.
+/// A venue's own name is only ever on the wire: it is put in by [`AssetAliases::venue_name`]
+/// when a name is built and never comes back out, because incoming names are looked up in
+/// tables built from the configured symbols. A configured symbol spelled with a venue's own
+/// name is refused ([`AssetAliases::check`]): it would write that venue's trades under a name
+/// no other venue uses, or under another asset's code (`UST` is also TerraUSD's).
+#[cfg(any(feature = "bitfinex", feature = "kraken"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AssetAliases {
+    /// The venue, as error messages name it.
+    venue: &'static str,
+    /// (usual code, the venue's name) pairs; each code and each name once.
+    pairs: &'static [(&'static str, &'static str)],
+}
+
+/// Bitfinex's asset names, as its pair names use them (`tBTCUST`, `tLINK:UST`, `tDSHUSD`).
+/// Source: Bitfinex REST v2, "Configs" (`GET /v2/conf/pub:map:currency:sym`, the currencies
+/// whose names differ from their usual codes), <https://docs.bitfinex.com/reference/rest-public-conf>.
+#[cfg(feature = "bitfinex")]
+pub(crate) const BITFINEX_ASSETS: AssetAliases = AssetAliases {
+    venue: "Bitfinex",
+    pairs: &[
+        ("USDT", "UST"),
+        ("USDC", "UDC"),
+        ("DASH", "DSH"),
+        ("IOTA", "IOT"),
+        ("QTUM", "QTM"),
+        ("MANA", "MNA"),
+        ("DATA", "DAT"),
+    ],
+};
+
+/// Kraken's asset names as its REST pairs (`XBTUSD`) and WebSocket v1 names (`XBT/USD`) use
+/// them; WebSocket v2 uses the usual codes. The `X` / `Z` prefixes of its canonical names
+/// (`XXBTZUSD`) are added on top of these by the Kraken module.
+/// Source: Kraken REST API, "Get Asset Info" (`XXBT` has the altname `XBT`, `XXDG` has
+/// `XDG`), <https://docs.kraken.com/api/docs/rest-api/get-asset-info>.
+#[cfg(feature = "kraken")]
+pub(crate) const KRAKEN_ASSETS: AssetAliases = AssetAliases {
+    venue: "Kraken",
+    pairs: &[("BTC", "XBT"), ("DOGE", "XDG")],
+};
+
+#[cfg(any(feature = "bitfinex", feature = "kraken"))]
+impl AssetAliases {
+    /// The venue's name for the asset `code` (`USDT` is `UST` on Bitfinex); other codes are
+    /// their own name.
+    pub(crate) fn venue_name(self, code: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(code, |(_, v)| v)
+    }
+
+    /// The usual code of the asset the venue calls `name` (`UST` is `USDT` on Bitfinex).
+    pub(crate) fn code_of(self, name: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(_, v)| *v == name)
+            .map_or(name, |(c, _)| c)
+    }
+
+    /// Refuses configured symbols that name an asset the venue's way instead of by its code,
+    /// saying which symbol to configure instead.
+    pub(crate) fn check(self, cfg: &ExchangeConfig) -> Result<(), ConfigError> {
+        for s in &cfg.symbols {
+            let (base, quote) = (self.code_of(s.base()), self.code_of(s.quote()));
+            if base != s.base() || quote != s.quote() {
+                return Err(ConfigError::invalid(
+                    format!("exchanges[{}].symbols", cfg.name),
+                    format!(
+                        "{s} names an asset as {venue} does; configure {base}-{quote} \
+                         (symbols use the usual codes, {venue}'s names are for the wire)",
+                        venue = self.venue,
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -325,6 +477,52 @@ mod tests {
         }
     }
 
+    /// Each table maps one way and back, and a venue name is never also a code in the same
+    /// table (or `code_of` would turn a configured code into another asset).
+    #[test]
+    #[cfg(all(feature = "bitfinex", feature = "kraken"))]
+    fn asset_aliases_are_one_to_one() {
+        for table in [BITFINEX_ASSETS, KRAKEN_ASSETS] {
+            for (i, (code, name)) in table.pairs.iter().enumerate() {
+                assert_eq!(table.venue_name(code), *name);
+                assert_eq!(table.code_of(name), *code);
+                for (j, (c2, n2)) in table.pairs.iter().enumerate() {
+                    if i != j {
+                        assert!(c2 != code && n2 != name, "{code} {name}");
+                    }
+                    assert!(c2 != name, "{name} is also a code");
+                }
+            }
+            assert_eq!(table.venue_name("ETH"), "ETH");
+            assert_eq!(table.code_of("ETH"), "ETH");
+        }
+        assert_eq!(BITFINEX_ASSETS.venue_name("USDT"), "UST");
+        assert_eq!(BITFINEX_ASSETS.code_of("UST"), "USDT");
+        assert_eq!(KRAKEN_ASSETS.venue_name("BTC"), "XBT");
+        assert_eq!(KRAKEN_ASSETS.code_of("XDG"), "DOGE");
+    }
+
+    #[test]
+    #[cfg(all(feature = "bitfinex", feature = "kraken"))]
+    fn symbols_in_a_venues_own_asset_names_are_refused() {
+        let ok = crate::test_support::config("bitfinex", &["BTC-USDT", "ETH-USD"], None, None);
+        assert!(BITFINEX_ASSETS.check(&ok).is_ok());
+        let bad = crate::test_support::config("bitfinex", &["ETH-USD", "BTC-UST"], None, None);
+        let e = BITFINEX_ASSETS.check(&bad).unwrap_err().to_string();
+        assert!(e.contains("BTC-USDT"), "{e}");
+        let bad = crate::test_support::config("kraken", &["XBT-EUR"], None, None);
+        let e = KRAKEN_ASSETS.check(&bad).unwrap_err().to_string();
+        assert!(e.contains("BTC-EUR"), "{e}");
+        assert!(KRAKEN_ASSETS
+            .check(&crate::test_support::config(
+                "kraken",
+                &["ETH-XDG"],
+                None,
+                None
+            ))
+            .is_err());
+    }
+
     #[test]
     fn uint_reads_numbers_and_digit_strings_only() {
         let ok = |s: &str| serde_json::from_str::<Uint>(s).map(|u| u.0).ok();
@@ -338,10 +536,54 @@ mod tests {
             "\"12a\"",
             "\"-3\"",
             "\"18446744073709551616\"",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "1e3",
+            "\" 5\"",
+            "\"+5\"",
             "null",
+            "true",
         ] {
             assert_eq!(ok(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    #[cfg(any(feature = "bybit", feature = "okx"))]
+    fn text_ids_read_strings_and_whole_numbers_only() {
+        let id = |s: &str| {
+            serde_json::from_str::<TextId<'_>>(s)
+                .ok()
+                .and_then(|t| t.trade_id("id").ok())
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(
+            id("\"2290000000412342771\"").as_deref(),
+            Some("2290000000412342771")
+        );
+        assert_eq!(
+            id("2290000000412342771").as_deref(),
+            Some("2290000000412342771")
+        );
+        assert_eq!(id("\"a1-b2\"").as_deref(), Some("a1-b2"));
+        assert_eq!(
+            id("18446744073709551615").as_deref(),
+            Some("18446744073709551615")
+        );
+        for bad in [
+            "-1",
+            "1.5",
+            "1e3",
+            "18446744073709551616",
+            "\"\"",
+            "null",
+            "true",
+            "[1]",
+        ] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+        let long = format!("\"{}\"", "9".repeat(65));
+        assert_eq!(id(&long), None);
     }
 
     #[test]

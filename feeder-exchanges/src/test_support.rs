@@ -166,6 +166,28 @@ pub fn stream_table_with<V: StreamVenue>(
     }
 }
 
+/// Runs each (file, expectation) row through `v.parse_trades` for `symbol`, the body read
+/// from `test_data/<exchange>/`. A REST answer has no control frames: a row expecting one
+/// is a mistake in the table.
+pub fn rest_table<V: PollVenue>(v: &V, exchange: &str, symbol: &str, cases: Vec<(&str, Expect)>) {
+    for (file, expect) in cases {
+        let mut out = Vec::new();
+        let got = parse_rest_fixture(v, exchange, symbol, file, &mut out);
+        match expect {
+            Expect::Data(want) => {
+                got.unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert_eq!(seen_all(&out, exchange), want, "{file}");
+            }
+            Expect::Control(f) => panic!("{file}: a REST answer is never {f:?}"),
+            Expect::Err(check) => {
+                let e = got.expect_err(file);
+                assert!(check(&e), "{file}: {e}");
+                assert!(out.is_empty(), "{file}");
+            }
+        }
+    }
+}
+
 /// Checks what every bundled venue's factory promises: it is registered as `name`, offers
 /// both transports, and builds an exchange called `name` for `symbol` over either.
 pub fn assert_factory_builds_both_transports(

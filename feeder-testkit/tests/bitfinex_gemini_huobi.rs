@@ -98,6 +98,73 @@ async fn bitfinex_stream_round_trip_is_exact_and_tu_repeats_are_dropped() {
     ));
 }
 
+/// `BTC-USDT` is Tether on Bitfinex as everywhere: configured as `BTC-USDT`, it is
+/// subscribed and requested as `tBTCUST` (Bitfinex calls Tether `UST`) and its trades come
+/// out as `BTC-USDT`, on the stream and over REST. The mock lists Bitfinex's names only, so
+/// `tBTC:USDT` is refused as Bitfinex refuses it.
+#[tokio::test]
+async fn bitfinex_btc_usdt_is_subscribed_as_tbtcust_and_written_as_btc_usdt() {
+    let btc_usdt: feeder_core::model::Symbol = "BTC-USDT".parse().unwrap();
+    let cfg = MockConfig {
+        heartbeat_every: Duration::from_secs(3_600),
+        symbols: vec![btc_usdt.clone()],
+        ..MockConfig::default()
+    };
+    let mock = MockBitfinex::start_with(cfg).await.unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Websocket);
+    assert_eq!(cfg.symbols, std::slice::from_ref(&btc_usdt));
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    assert_eq!(
+        venue.subscribe(&cfg.symbols),
+        [WsMessage::Text(
+            r#"{"event":"subscribe","channel":"trades","symbol":"tBTCUST"}"#.into()
+        )]
+    );
+    let mut ws = connect(&venue, &cfg).await;
+    assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Ack);
+    let ack = next_text(&mut ws).await.expect("no acknowledgement");
+    assert!(ack.contains(r#""symbol":"tBTCUST""#), "{ack}");
+    let mut out = Vec::new();
+    assert_eq!(
+        venue
+            .parse(ack.as_bytes(), Timestamp::now(), &mut out)
+            .unwrap(),
+        Frame::Ack
+    );
+    // The snapshot, empty: nothing was published yet.
+    assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Data);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+
+    let published = mock.publish(10);
+    assert!(published.iter().all(|t| t.symbol == btc_usdt));
+    let (trades, _, _) = read_frames(&venue, &mut ws, 10).await;
+    assert_exact(&trades, &published);
+    assert!(trades.iter().all(|t| t.symbol.as_str() == "BTC-USDT"));
+    // The `tu` of the last trade.
+    assert_eq!(next_control(&venue, &mut ws).await.unwrap(), Frame::Ignored);
+
+    let mut page = Vec::new();
+    fetch_page(&venue, &cfg, PollRequest::default(), &mut page)
+        .await
+        .unwrap();
+    assert_eq!(
+        mock.http_server().requests()[0].path,
+        "/v2/trades/tBTCUST/hist"
+    );
+    let newest_first: Vec<_> = published.iter().rev().cloned().collect();
+    assert_exact(&page, &newest_first);
+
+    send(
+        &mut ws,
+        WsMessage::Text(r#"{"event":"subscribe","channel":"trades","symbol":"tBTC:USDT"}"#.into()),
+    )
+    .await;
+    assert!(matches!(
+        next_control(&venue, &mut ws).await,
+        Err(ParseError::Venue(m)) if m == "10300: symbol: invalid"
+    ));
+}
+
 #[tokio::test]
 async fn bitfinex_channel_ids_change_with_the_connection_and_snapshots_replay() {
     let mock = MockBitfinex::start().await.unwrap();

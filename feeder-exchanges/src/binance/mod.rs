@@ -151,10 +151,10 @@ impl BinanceVenue {
     ) -> Result<Frame, ParseError> {
         let symbol = self.symbols.resolve(t.symbol)?;
         let fill = Fill {
-            id: t.id,
+            id: t.id.0,
             price: t.price,
             qty: t.qty,
-            time: t.time,
+            time: t.time.0,
             buyer_is_maker: t.buyer_is_maker,
         };
         out.push(self.trade(symbol, fill, received_at)?);
@@ -298,10 +298,10 @@ impl PollVenue for BinanceVenue {
         let mut oldest: Option<u64> = None;
         for t in &trades {
             let fill = Fill {
-                id: t.id,
+                id: t.id.0,
                 price: t.price,
                 qty: t.qty,
-                time: t.time,
+                time: t.time.0,
                 buyer_is_maker: t.buyer_is_maker,
             };
             match self.trade(symbol.clone(), fill, received_at) {
@@ -311,7 +311,7 @@ impl PollVenue for BinanceVenue {
                     return Err(e);
                 }
             }
-            oldest = Some(oldest.map_or(t.id, |o| o.min(t.id)));
+            oldest = Some(oldest.map_or(t.id.0, |o| o.min(t.id.0)));
         }
         // Ids are consecutive per symbol: the page before starts a page's length earlier.
         let older = match oldest {

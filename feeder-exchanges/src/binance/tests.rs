@@ -83,7 +83,6 @@ fn websocket_payloads() {
             Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "LTCUSDT")),
         ),
         ("ws_trade_bad_price.json", Err(is_field)),
-        ("ws_trade_string_id.json", Err(is_json)),
         ("ws_trade_missing_maker_flag.json", Err(is_json)),
         ("ws_trade_bad_time.json", Err(is_json)),
         ("ws_data_without_event.json", Err(is_json)),
@@ -91,6 +90,97 @@ fn websocket_payloads() {
         ("ws_not_an_object.json", Err(is_json)),
     ];
     stream_table(&venue(), "binance", cases);
+}
+
+/// Ids and times are numbers on Binance today; written as strings of digits they mean the
+/// same, on the stream and over REST. What is not an unsigned 64-bit integer either way is
+/// refused, without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "binance",
+        vec![
+            (
+                "ws_trade_string_id.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "3866013817",
+                    "60944.01000000",
+                    "0.00010000",
+                    Side::Sell,
+                    "2024-10-01T13:57:23.385Z",
+                )]),
+            ),
+            (
+                "ws_trade_string_time.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "3866013818",
+                    "60944.05000000",
+                    "0.00300000",
+                    Side::Sell,
+                    "2024-10-01T13:57:23.440Z",
+                )]),
+            ),
+            (
+                "ws_trade_raw_strings.json",
+                Data(vec![want(
+                    "ETH-USDT",
+                    "1597458322",
+                    "2650.51000000",
+                    "0.10000000",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.430Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+            ("ws_trade_bad_time.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "binance",
+        "BTC-USDT",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USDT",
+                        "3866013813",
+                        "60944.02000000",
+                        "0.50000000",
+                        Side::Buy,
+                        "2024-10-01T13:57:23.400Z",
+                    ),
+                    want(
+                        "BTC-USDT",
+                        "3866013814",
+                        "60944.03000000",
+                        "0.00000001",
+                        Side::Sell,
+                        "2024-10-01T13:57:23.410Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_id.json", Err(is_json)),
+        ],
+    );
+    // Paging reads the ids whatever their type.
+    let mut out = Vec::new();
+    let page = parse_rest_fixture(
+        &v,
+        "binance",
+        "BTC-USDT",
+        "rest_trades_strings.json",
+        &mut out,
+    );
+    assert_eq!(page.unwrap().older.as_deref(), Some("3866012813"));
 }
 
 #[test]
@@ -135,6 +225,25 @@ fn symbols_map_only_from_the_configuration() {
         v.parse(&payload("binance", "ws_trade.json"), RECEIVED, &mut out),
         Err(ParseError::UnknownSymbol(_))
     ));
+}
+
+/// Tether is `USDT` in Binance's names too: `BTC-USDT` is `btcusdt@trade` and `BTCUSDT` in
+/// requests, and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BinanceVenue::new(&config("binance", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.url(&[sym("BTC-USDT")]).unwrap().query(),
+        Some("streams=btcusdt@trade")
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("symbol=BTCUSDT&limit=1000"));
+    let mut out = Vec::new();
+    v.parse(&payload("binance", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]
@@ -300,6 +409,8 @@ fn fast_path_reads_trades_as_serde_does() {
             "ws_trade_exponent.json",
             "ws_trade_taker_buy.json",
             "ws_trade_unknown_fields.json",
+            "ws_trade_string_id.json",
+            "ws_trade_raw_strings.json",
         ],
     );
 }

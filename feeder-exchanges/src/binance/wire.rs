@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::common::Uint;
 use crate::scan;
 use serde_json::value::RawValue;
 
@@ -77,18 +78,18 @@ pub(crate) struct WsTrade<'a> {
     /// Symbol, `BTCUSDT`.
     #[serde(rename = "s", borrow)]
     pub symbol: &'a str,
-    /// Trade id, increasing per symbol.
+    /// Trade id, increasing per symbol (a number; a string of digits is read too).
     #[serde(rename = "t")]
-    pub id: u64,
+    pub id: Uint,
     /// Price, exact text.
     #[serde(rename = "p", borrow)]
     pub price: &'a str,
     /// Quantity of the base asset, exact text.
     #[serde(rename = "q", borrow)]
     pub qty: &'a str,
-    /// Trade time, milliseconds.
+    /// Trade time, milliseconds (a number; a string of digits is read too).
     #[serde(rename = "T")]
-    pub time: u64,
+    pub time: Uint,
     /// The buyer was the maker (the taker sold).
     #[serde(rename = "m")]
     pub buyer_is_maker: bool,
@@ -103,16 +104,16 @@ pub(crate) struct WsTrade<'a> {
 /// trade lookup", <https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints>.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RestTrade<'a> {
-    /// Trade id (the same id as `t` on the stream).
-    pub id: u64,
+    /// Trade id (the same id as `t` on the stream), a number or a string of digits.
+    pub id: Uint,
     /// Price, exact text.
     #[serde(borrow)]
     pub price: &'a str,
     /// Quantity of the base asset, exact text.
     #[serde(borrow)]
     pub qty: &'a str,
-    /// Trade time, milliseconds.
-    pub time: u64,
+    /// Trade time, milliseconds, a number or a string of digits.
+    pub time: Uint,
     /// The buyer was the maker (the taker sold).
     #[serde(rename = "isBuyerMaker")]
     pub buyer_is_maker: bool,
@@ -180,10 +181,10 @@ impl<'a> WsTrade<'a> {
 struct Fields<'a> {
     event: Option<&'a str>,
     symbol: Option<&'a str>,
-    id: Option<u64>,
+    id: Option<Uint>,
     price: Option<&'a str>,
     qty: Option<&'a str>,
-    time: Option<u64>,
+    time: Option<Uint>,
     maker: Option<bool>,
 }
 
@@ -192,10 +193,10 @@ impl<'a> Fields<'a> {
         match key {
             "e" => scan::once(&mut self.event, value.str()),
             "s" => scan::once(&mut self.symbol, value.str()),
-            "t" => scan::once(&mut self.id, value.u64()),
+            "t" => scan::once(&mut self.id, value.uint().map(Uint)),
             "p" => scan::once(&mut self.price, value.str()),
             "q" => scan::once(&mut self.qty, value.str()),
-            "T" => scan::once(&mut self.time, value.u64()),
+            "T" => scan::once(&mut self.time, value.uint().map(Uint)),
             "m" => scan::once(&mut self.maker, value.bool()),
             _ => Some(()),
         }

@@ -15,8 +15,11 @@
 //! used: it is sent at execution, while `tu` follows once the trade is written and can lag
 //! by seconds under load. Taking one of the two keeps every trade once in the output.
 //!
+//! Symbols: Bitfinex names some assets its own way (Tether is `UST`): `BTC-USDT` is
+//! subscribed as `tBTCUST` and its trades are written as `BTC-USDT` (see [`to_venue`]).
 //! Side: the sign of the amount says what the taker did (positive: bought). The amount
-//! written is its absolute value.
+//! written is its absolute value. Ids and times are JSON numbers; strings of digits are read
+//! the same.
 
 mod symbols;
 mod wire;
@@ -40,9 +43,9 @@ use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::common::{self, decimal, truncate};
+use crate::common::{self, decimal, truncate, SymbolTable, BITFINEX_ASSETS};
 
-pub use symbols::{to_venue, SymbolMap};
+pub use symbols::to_venue;
 
 /// The registry name.
 pub const NAME: &str = "bitfinex";
@@ -70,7 +73,8 @@ pub struct BitfinexVenue {
     name: Arc<str>,
     ws_url: Url,
     rest_url: Url,
-    symbols: SymbolMap,
+    /// The configured symbols by Bitfinex's pair names (`tBTCUST` for `BTC-USDT`).
+    symbols: SymbolTable,
     /// Channel id to symbol, from the `subscribed` answers of the current connection.
     /// Cleared by [`StreamVenue::subscribe`], which the driver calls once per new connection;
     /// filled by `parse` (hence the lock: parsing takes `&self`). Never contended: one
@@ -80,9 +84,10 @@ pub struct BitfinexVenue {
 
 impl BitfinexVenue {
     /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
-    /// otherwise).
+    /// otherwise). Symbols are normalized (`BTC-USDT`, not Bitfinex's `BTC-UST`).
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
+        BITFINEX_ASSETS.check(cfg)?;
         let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
@@ -98,7 +103,7 @@ impl BitfinexVenue {
                 &at("rest_url"),
                 &["https", "http"],
             )?,
-            symbols: SymbolMap::new(&cfg.symbols),
+            symbols: SymbolTable::new(cfg, |s| vec![to_venue(s)])?,
             channels: Mutex::new(HashMap::new()),
         })
     }
@@ -127,11 +132,11 @@ impl BitfinexVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: TradeId::from_u64(row.id),
+            trade_id: TradeId::from_u64(row.id.0),
             price,
             amount,
             side,
-            timestamp: millis("MTS", row.mts)?,
+            timestamp: millis("MTS", row.mts.0)?,
             received_at,
         })
     }
@@ -144,11 +149,8 @@ impl BitfinexVenue {
                 }
                 let chan_id = e.chan_id.ok_or_else(|| common::missing("chanId"))?;
                 let name = e.symbol.ok_or_else(|| common::missing("symbol"))?;
-                let symbol = self
-                    .symbols
-                    .from_venue(name)
-                    .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))?;
-                self.channels().insert(chan_id, symbol.clone());
+                let symbol = self.symbols.resolve(name)?;
+                self.channels().insert(chan_id, symbol);
                 Ok(Frame::Ack)
             }
             "unsubscribed" => {
@@ -381,8 +383,8 @@ impl PollVenue for BitfinexVenue {
         let older = if rows.len() < PAGE_LIMIT {
             None
         } else {
-            let oldest = rows.iter().map(|r| r.mts).min();
-            let newest = rows.iter().map(|r| r.mts).max();
+            let oldest = rows.iter().map(|r| r.mts.0).min();
+            let newest = rows.iter().map(|r| r.mts.0).max();
             match (oldest, newest) {
                 (Some(o), Some(n)) if o == n => o.checked_sub(1),
                 (Some(o), _) => Some(o),

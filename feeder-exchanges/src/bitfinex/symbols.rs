@@ -1,17 +1,21 @@
 //! Bitfinex spells a trading pair `t` + base + quote when both are three letters
-//! (`tBTCUSD`), and `t` + base + `:` + quote otherwise (`tTESTBTC:TESTUSD`, `tBTC:CNHT`).
+//! (`tBTCUSD`), and `t` + base + `:` + quote otherwise (`tTESTBTC:TESTUSD`, `tLINK:UST`).
 //!
-//! Bitfinex has its own asset names (`UST` for Tether, `DSH`, ...): configure the symbol as
-//! Bitfinex names the assets (`BTC-UST` for `tBTCUST`).
-
-use std::collections::HashMap;
+//! The assets are in Bitfinex's own names, which for some differ from their usual codes:
+//! Tether is `UST`, so `BTC-USDT` is `tBTCUST` (see [`BITFINEX_ASSETS`]). The lengths that
+//! decide the colon are those of Bitfinex's names (`USDC-USDT` is `tUDCUST`). Names coming
+//! back are looked up among the configured symbols' names, so a trade always carries the
+//! configured, normalized symbol.
 
 use feeder_core::Symbol;
 
-/// Bitfinex's name for a normalized symbol: `BTC-USD` is `tBTCUSD`, `BTC-USDT` is
-/// `tBTC:USDT`.
+use crate::common::BITFINEX_ASSETS;
+
+/// Bitfinex's name for a normalized symbol: `BTC-USD` is `tBTCUSD`, `BTC-USDT` is `tBTCUST`,
+/// `TESTBTC-TESTUSD` is `tTESTBTC:TESTUSD`.
 pub fn to_venue(symbol: &Symbol) -> String {
-    let (base, quote) = (symbol.base(), symbol.quote());
+    let base = BITFINEX_ASSETS.venue_name(symbol.base());
+    let quote = BITFINEX_ASSETS.venue_name(symbol.quote());
     let mut s = String::with_capacity(base.len() + quote.len() + 2);
     s.push('t');
     s.push_str(base);
@@ -20,31 +24,6 @@ pub fn to_venue(symbol: &Symbol) -> String {
     }
     s.push_str(quote);
     s
-}
-
-/// The reverse map, from Bitfinex's names back to the configured symbols (so a trade's symbol
-/// is a shared clone, not a fresh allocation). The spelling rule is one-to-one: a name with
-/// a colon splits there, one without is three letters and three.
-#[derive(Clone, Debug, Default)]
-pub struct SymbolMap {
-    by_venue: HashMap<Box<str>, Symbol>,
-}
-
-impl SymbolMap {
-    /// The map for `symbols`.
-    pub fn new(symbols: &[Symbol]) -> Self {
-        Self {
-            by_venue: symbols
-                .iter()
-                .map(|s| (to_venue(s).into_boxed_str(), s.clone()))
-                .collect(),
-        }
-    }
-
-    /// The configured symbol Bitfinex calls `venue`.
-    pub fn from_venue(&self, venue: &str) -> Option<&Symbol> {
-        self.by_venue.get(venue)
-    }
 }
 
 #[cfg(test)]
@@ -56,28 +35,19 @@ mod tests {
     }
 
     #[test]
-    fn maps_both_ways() {
-        let symbols = [
-            sym("BTC-USD"),
-            sym("ETH-UST"),
-            sym("BTC-USDT"),
-            sym("TESTBTC-TESTUSD"),
-            sym("X-EUR"),
-        ];
-        let map = SymbolMap::new(&symbols);
-        let names = [
-            "tBTCUSD",
-            "tETHUST",
-            "tBTC:USDT",
-            "tTESTBTC:TESTUSD",
-            "tX:EUR",
-        ];
-        for (s, v) in symbols.iter().zip(names) {
-            assert_eq!(to_venue(s), v);
-            assert_eq!(map.from_venue(v), Some(s));
+    fn names_use_bitfinexs_asset_names_and_their_lengths() {
+        for (s, v) in [
+            ("BTC-USD", "tBTCUSD"),
+            ("BTC-USDT", "tBTCUST"),
+            ("ETH-USDT", "tETHUST"),
+            ("USDC-USDT", "tUDCUST"),
+            ("DASH-BTC", "tDSHBTC"),
+            ("LINK-USDT", "tLINK:UST"),
+            ("TESTBTC-TESTUSD", "tTESTBTC:TESTUSD"),
+            ("BTC-CNHT", "tBTC:CNHT"),
+            ("X-EUR", "tX:EUR"),
+        ] {
+            assert_eq!(to_venue(&sym(s)), v, "{s}");
         }
-        assert_eq!(map.from_venue("tLTCUSD"), None);
-        assert_eq!(map.from_venue("BTCUSD"), None);
-        assert_eq!(map.from_venue("tbtcusd"), None);
     }
 }

@@ -5,15 +5,22 @@ use feeder_core::ParseError;
 use super::*;
 use crate::test_support::*;
 
+const SYMBOLS: [&str; 3] = ["BTC-USD", "BTC-USDT", "TESTBTC-TESTUSD"];
+
 fn venue() -> BitfinexVenue {
-    BitfinexVenue::new(&config("bitfinex", &["BTC-USD", "BTC-USDT"], None, None)).unwrap()
+    BitfinexVenue::new(&config("bitfinex", &SYMBOLS, None, None)).unwrap()
 }
 
-/// A venue whose connection subscribed both symbols (channels 19111 and 19112).
+/// A venue whose connection subscribed all three symbols: `tBTCUSD` on channel 19111,
+/// `tBTCUST` (BTC-USDT) on 19112, `tTESTBTC:TESTUSD` on 19113.
 fn subscribed() -> BitfinexVenue {
     let v = venue();
-    v.subscribe(&[sym("BTC-USD"), sym("BTC-USDT")]);
-    for f in ["ws_subscribed.json", "ws_subscribed_colon.json"] {
+    v.subscribe(&SYMBOLS.map(sym));
+    for f in [
+        "ws_subscribed.json",
+        "ws_subscribed_ust.json",
+        "ws_subscribed_colon.json",
+    ] {
         assert_eq!(
             v.parse(&payload("bitfinex", f), RECEIVED, &mut Vec::new())
                 .unwrap(),
@@ -111,6 +118,17 @@ fn websocket_payloads() {
                 "2019-11-25T15:07:58.812Z",
             )]),
         ),
+        (
+            "ws_te_colon.json",
+            Data(vec![want(
+                "TESTBTC-TESTUSD",
+                "401597420",
+                "101.25",
+                "1.5",
+                Side::Sell,
+                "2019-11-25T15:07:58.900Z",
+            )]),
+        ),
         ("ws_hb.json", Control(Frame::Heartbeat)),
         ("ws_pong.json", Control(Frame::Heartbeat)),
         ("ws_fte.json", Control(Frame::Ignored)),
@@ -122,6 +140,11 @@ fn websocket_payloads() {
         (
             "ws_subscribed_unknown_symbol.json",
             Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "tLTCUSD")),
+        ),
+        // Not Bitfinex's name for BTC-USDT (that is tBTCUST): never guessed.
+        (
+            "ws_subscribed_tether_colon.json",
+            Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "tBTC:USDT")),
         ),
         (
             "ws_unsubscribed_channel.json",
@@ -135,6 +158,85 @@ fn websocket_payloads() {
         ("ws_not_an_array.json", Err(is_json)),
     ];
     stream_table(&subscribed(), "bitfinex", cases);
+}
+
+/// Ids and times are numbers on Bitfinex today; strings of digits mean the same, in
+/// updates, snapshots and REST rows. What is not an unsigned 64-bit integer is refused,
+/// without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = subscribed();
+    stream_table(
+        &v,
+        "bitfinex",
+        vec![
+            (
+                "ws_te_string_id.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "401597410",
+                    "7246.1",
+                    "0.25",
+                    Side::Buy,
+                    "2019-11-25T15:07:58.830Z",
+                )]),
+            ),
+            (
+                "ws_snapshot_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "401597412",
+                        "7246.2",
+                        "0.1",
+                        Side::Buy,
+                        "2019-11-25T15:07:58.840Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "401597411",
+                        "7246.3",
+                        "0.2",
+                        Side::Sell,
+                        "2019-11-25T15:07:58.835Z",
+                    ),
+                ]),
+            ),
+            ("ws_te_id_too_large.json", Err(is_json)),
+            ("ws_te_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "bitfinex",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "401597415",
+                        "7246.5",
+                        "0.3",
+                        Side::Buy,
+                        "2019-11-25T15:07:58.860Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "401597414",
+                        "7246.4",
+                        "0.4",
+                        Side::Sell,
+                        "2019-11-25T15:07:58.850Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_mts.json", Err(is_json)),
+        ],
+    );
 }
 
 #[test]
@@ -186,13 +288,13 @@ fn channel_ids_belong_to_one_connection() {
     assert_eq!(v.parse(&te, RECEIVED, &mut out).unwrap(), Frame::Data);
 
     // A new connection subscribes again: channel 19111 means nothing until it is acked anew.
-    v.subscribe(&[sym("BTC-USD"), sym("BTC-USDT")]);
+    v.subscribe(&SYMBOLS.map(sym));
     assert!(matches!(
         v.parse(&te, RECEIVED, &mut out),
         Err(ParseError::Other(_))
     ));
     // On the new connection, channel 19111 is BTC-USDT.
-    let ack = br#"{"event":"subscribed","channel":"trades","chanId":19111,"symbol":"tBTC:USDT","pair":"BTC:USDT"}"#;
+    let ack = br#"{"event":"subscribed","channel":"trades","chanId":19111,"symbol":"tBTCUST","pair":"BTCUST"}"#;
     assert_eq!(v.parse(ack, RECEIVED, &mut out).unwrap(), Frame::Ack);
     out.clear();
     v.parse(&te, RECEIVED, &mut out).unwrap();
@@ -202,6 +304,43 @@ fn channel_ids_belong_to_one_connection() {
     let unsub = br#"{"event":"unsubscribed","status":"OK","chanId":19111}"#;
     assert_eq!(v.parse(unsub, RECEIVED, &mut out).unwrap(), Frame::Ack);
     assert!(v.parse(&te, RECEIVED, &mut out).is_err());
+}
+
+/// BTC-USDT is Tether on Bitfinex as everywhere: subscribed and requested as `tBTCUST`, its
+/// trades written as BTC-USDT. A long name keeps its colon, in Bitfinex's asset names. A
+/// symbol configured in Bitfinex's own names is refused, naming the one to configure.
+#[test]
+fn tether_is_ust_on_the_wire_and_usdt_in_trades() {
+    let v = venue();
+    let subs = v.subscribe(&[sym("BTC-USDT"), sym("TESTBTC-TESTUSD")]);
+    assert_eq!(
+        subs,
+        vec![
+            WsMessage::Text(
+                r#"{"event":"subscribe","channel":"trades","symbol":"tBTCUST"}"#.into()
+            ),
+            WsMessage::Text(
+                r#"{"event":"subscribe","channel":"trades","symbol":"tTESTBTC:TESTUSD"}"#.into()
+            ),
+        ]
+    );
+    let mut out = Vec::new();
+    for f in ["ws_subscribed_ust.json", "ws_te_exponent.json"] {
+        v.parse(&payload("bitfinex", f), RECEIVED, &mut out)
+            .unwrap();
+    }
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/v2/trades/tBTCUST/hist");
+    let req = v
+        .trades_request(&sym("TESTBTC-TESTUSD"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/v2/trades/tTESTBTC:TESTUSD/hist");
+
+    let e = BitfinexVenue::new(&config("bitfinex", &["BTC-UST"], None, None)).unwrap_err();
+    assert!(e.to_string().contains("BTC-USDT"), "{e}");
 }
 
 #[test]
@@ -214,7 +353,7 @@ fn subscribe_per_symbol_and_ping() {
                 r#"{"event":"subscribe","channel":"trades","symbol":"tBTCUSD"}"#.into()
             ),
             WsMessage::Text(
-                r#"{"event":"subscribe","channel":"trades","symbol":"tBTC:USDT"}"#.into()
+                r#"{"event":"subscribe","channel":"trades","symbol":"tBTCUST"}"#.into()
             ),
         ]
     );
@@ -248,7 +387,7 @@ fn requests_page_back_with_end_from_the_last_seen_start() {
         .unwrap();
     assert_eq!(
         older.url.as_str(),
-        "https://api-pub.bitfinex.com/v2/trades/tBTC:USDT/hist?limit=1000&sort=-1&start=1574694478808&end=1574694470503"
+        "https://api-pub.bitfinex.com/v2/trades/tBTCUST/hist?limit=1000&sort=-1&start=1574694478808&end=1574694470503"
     );
     let cfg = config(
         "bitfinex",

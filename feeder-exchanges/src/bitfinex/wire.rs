@@ -12,6 +12,8 @@ use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::common::Uint;
+
 /// An event object: the connection's `info`, the `subscribed` acknowledgement, `pong`,
 /// `error`, ...
 ///
@@ -111,10 +113,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for ChannelMessage<'a> {
 /// milliseconds.
 #[derive(Debug)]
 pub(crate) struct TradeRow<'a> {
-    /// Trade id.
-    pub id: u64,
-    /// Trade time, milliseconds since the epoch.
-    pub mts: u64,
+    /// Trade id, a number (or a string of digits).
+    pub id: Uint,
+    /// Trade time, milliseconds since the epoch, a number (or a string of digits).
+    pub mts: Uint,
     /// Signed amount, raw JSON (a number, or a string when decimals-as-strings is on).
     pub amount: &'a RawValue,
     /// Price, raw JSON.

@@ -81,6 +81,66 @@ fn websocket_payloads() {
     stream_table(&venue(), "bitstamp", cases);
 }
 
+/// Bitstamp writes ids, sides and times as numbers in some places and strings of digits in
+/// others, and has switched before: every one of them is read either way, on the stream
+/// and over REST. What is not an unsigned 64-bit integer either way is refused, without a
+/// trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "bitstamp",
+        vec![
+            (
+                "ws_trade_strings_and_numbers.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "359839520",
+                    "60945.50",
+                    "0.20000000",
+                    Side::Buy,
+                    "2024-10-01T13:57:25.123456Z",
+                )]),
+            ),
+            (
+                "ws_trade_numeric_seconds_only.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "359839521",
+                    "60945.60",
+                    "0.30000000",
+                    Side::Sell,
+                    "2024-10-01T13:57:26Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "bitstamp",
+        "BTC-USD",
+        vec![
+            (
+                "rest_transactions_numbers.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "359839540",
+                    "60960.5",
+                    "0.00000025",
+                    Side::Buy,
+                    "2024-10-01T13:57:40Z",
+                )]),
+            ),
+            ("rest_negative_tid.json", Err(is_json)),
+            ("rest_tid_too_large.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn parse_appends_without_touching_earlier_trades() {
     let v = venue();
@@ -118,6 +178,31 @@ fn taker_side_follows_type() {
     v.parse(frame(1).as_bytes(), RECEIVED, &mut out).unwrap();
     assert_eq!(out[0].side, Side::Buy);
     assert_eq!(out[1].side, Side::Sell);
+}
+
+/// Tether is `usdt` in Bitstamp's pair names too: `BTC-USDT` is `btcusdt` in channels and
+/// requests, and `live_trades_btcusdt` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BitstampVenue::new(&config("bitstamp", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"event":"bts:subscribe","data":{"channel":"live_trades_btcusdt"}}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/api/v2/transactions/btcusdt/");
+    let mut out = Vec::new();
+    v.parse(
+        &payload("bitstamp", "ws_trade_usdt.json"),
+        RECEIVED,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]
@@ -390,6 +475,8 @@ fn fast_path_reads_trades_as_serde_does() {
             "ws_trade_buy_seconds_only.json",
             "ws_trade_exponent.json",
             "ws_trade_unknown_fields.json",
+            "ws_trade_strings_and_numbers.json",
+            "ws_trade_numeric_seconds_only.json",
         ],
     );
 }

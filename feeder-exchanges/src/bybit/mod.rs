@@ -10,7 +10,8 @@
 //!   60 trades of one symbol cannot be recovered.
 //!
 //! Side: `S` / `side` is the taker's side. Trade ids are strings (19 digits on spot), kept
-//! as written. Symbols: `BTCUSDT` is mapped only from the configured symbols.
+//! as written; an id or a time written as a JSON number is read the same. Symbols: `BTCUSDT`
+//! is mapped only from the configured symbols.
 
 mod wire;
 
@@ -26,7 +27,7 @@ use feeder_core::exchange::{
     Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
-use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
@@ -64,14 +65,6 @@ fn taker_side(field: &'static str, s: &str) -> Result<Side, ParseError> {
             format_args!("expected Buy or Sell, got {:?}", truncate(other)),
         )),
     }
-}
-
-/// A trade id as Bybit writes it: a non-empty string, kept verbatim.
-fn trade_id(field: &'static str, s: &str) -> Result<TradeId, ParseError> {
-    if s.is_empty() || s.len() > 64 {
-        return Err(ParseError::field(field, "empty or too long"));
-    }
-    Ok(TradeId::new(s))
 }
 
 /// The Bybit v5 spot venue: endpoints and symbol names for one configured exchange.
@@ -122,7 +115,7 @@ impl BybitVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: trade_id("execId", t.exec_id)?,
+            trade_id: t.exec_id.trade_id("execId")?,
             price: decimal("price", t.price)?,
             amount: decimal("size", t.size)?,
             side: taker_side("side", t.side)?,
@@ -144,7 +137,7 @@ impl BybitVenue {
             out.push(Trade {
                 exchange: self.name.clone(),
                 symbol: self.symbols.resolve(t.symbol)?,
-                trade_id: trade_id("i", t.id)?,
+                trade_id: t.id.trade_id("i")?,
                 price: decimal("p", t.price)?,
                 amount: decimal("v", t.size)?,
                 side: taker_side("S", t.side)?,

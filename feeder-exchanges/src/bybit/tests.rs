@@ -82,12 +82,104 @@ fn websocket_payloads() {
             "ws_trade_unknown_symbol.json",
             Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "SOLUSDT")),
         ),
-        ("ws_trade_numeric_id.json", Err(is_json)),
         ("ws_trade_missing_price.json", Err(is_json)),
         ("ws_trade_no_data.json", Err(is_field)),
         ("ws_truncated.json", Err(is_json)),
     ];
     stream_table(&venue(), "bybit", cases);
+}
+
+/// Ids are strings and stream times numbers on Bybit today, REST times strings; each is
+/// read in the other form too, on the stream and over REST. Ids that are no unsigned 64-bit
+/// number when written as one are refused, without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "bybit",
+        vec![
+            (
+                "ws_trade_numeric_id.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "2290000000412342775",
+                    "60944.01",
+                    "0.1",
+                    Side::Sell,
+                    "2024-10-01T13:57:23.385Z",
+                )]),
+            ),
+            (
+                "ws_trade_string_time.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "2290000000412342776",
+                    "60944.03",
+                    "0.002",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.430Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "bybit",
+        "BTC-USDT",
+        vec![
+            (
+                "rest_trades_numbers.json",
+                Data(vec![
+                    want(
+                        "BTC-USDT",
+                        "2290000000412342778",
+                        "60944.05",
+                        "0.25",
+                        Side::Buy,
+                        "2024-10-01T13:57:23.450Z",
+                    ),
+                    want(
+                        "BTC-USDT",
+                        "2290000000412342777",
+                        "60944.04",
+                        "0.1",
+                        Side::Sell,
+                        "2024-10-01T13:57:23.440Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_time.json", Err(is_json)),
+        ],
+    );
+}
+
+/// Tether is `USDT` in Bybit's names too: `BTC-USDT` is `BTCUSDT` in topics and requests,
+/// and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = BybitVenue::new(&config("bybit", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":["publicTrade.BTCUSDT"]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(
+        req.url.query(),
+        Some("category=spot&symbol=BTCUSDT&limit=60")
+    );
+    let mut out = Vec::new();
+    v.parse(&payload("bybit", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::Uint;
+use crate::common::{TextId, Uint};
 
 /// Every message of the public WebSocket: a topic push, or the answer to an operation
 /// (`subscribe`, `ping`) the client sent.
@@ -53,13 +53,13 @@ pub(crate) struct WsMessage<'a> {
 /// ```
 /// Source: Bybit v5 WebSocket public stream, "Trade",
 /// <https://bybit-exchange.github.io/docs/v5/websocket/public/trade>. `S` is the taker's
-/// side; spot trade ids `i` are strings of 19 digits.
+/// side; spot trade ids `i` are strings of 19 digits (read as numbers too).
 #[derive(Debug, Deserialize)]
 pub(crate) struct WsTrade<'a> {
-    /// Trade id.
+    /// Trade id, a string kept as written (or a number).
     #[serde(rename = "i", borrow)]
-    pub id: &'a str,
-    /// Trade time, milliseconds.
+    pub id: TextId<'a>,
+    /// Trade time, milliseconds, a number or a string of digits.
     #[serde(rename = "T")]
     pub time: Uint,
     /// Price, exact text.
@@ -108,9 +108,9 @@ pub(crate) struct RestResult<'a> {
 /// One trade of a recent-trade answer (see [`RestAnswer`]).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RestTrade<'a> {
-    /// Trade id (the same id as `i` on the stream).
+    /// Trade id (the same id as `i` on the stream), a string kept as written (or a number).
     #[serde(rename = "execId", borrow)]
-    pub exec_id: &'a str,
+    pub exec_id: TextId<'a>,
     /// Price, exact text.
     #[serde(borrow)]
     pub price: &'a str,
@@ -120,6 +120,6 @@ pub(crate) struct RestTrade<'a> {
     /// The taker's side, `Buy` or `Sell`.
     #[serde(borrow)]
     pub side: &'a str,
-    /// Trade time, milliseconds, as a string.
+    /// Trade time, milliseconds, a string of digits (or a number).
     pub time: Uint,
 }

@@ -111,7 +111,7 @@ impl CoinbaseVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: self.symbol(product_id)?,
-            trade_id: TradeId::from_u64(m.trade_id.ok_or_else(|| missing("trade_id"))?),
+            trade_id: TradeId::from_u64(m.trade_id.ok_or_else(|| missing("trade_id"))?.0),
             price: decimal("price", m.price.ok_or_else(|| missing("price"))?)?,
             amount: decimal("size", m.size.ok_or_else(|| missing("size"))?)?,
             side: common::side_word("side", m.side.ok_or_else(|| missing("side"))?)?.opposite(),
@@ -129,7 +129,7 @@ impl CoinbaseVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: TradeId::from_u64(t.trade_id),
+            trade_id: TradeId::from_u64(t.trade_id.0),
             price: decimal("price", t.price)?,
             amount: decimal("size", t.size)?,
             // The maker's side on the wire; the taker did the opposite.
@@ -186,7 +186,7 @@ impl StreamVenue for CoinbaseVenue {
             "heartbeat" => match (m.product_id, m.last_trade_id) {
                 (Some(product_id), Some(id)) => Ok(Frame::Gap {
                     symbol: self.symbol(product_id)?,
-                    last_trade_id: TradeId::from_u64(id),
+                    last_trade_id: TradeId::from_u64(id.0),
                 }),
                 _ => Ok(Frame::Heartbeat),
             },

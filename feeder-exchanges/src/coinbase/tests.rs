@@ -80,7 +80,6 @@ fn websocket_payloads() {
         ("ws_match_missing_price.json", Err(is_field)),
         ("ws_match_bad_side.json", Err(is_field)),
         ("ws_match_bad_time.json", Err(is_field)),
-        ("ws_match_string_trade_id.json", Err(is_json)),
         (
             "ws_match_bad_product.json",
             Err(|e| matches!(e, ParseError::UnknownSymbol(s) if s == "btc_usd")),
@@ -89,6 +88,79 @@ fn websocket_payloads() {
         ("ws_no_type.json", Err(is_json)),
     ];
     stream_table(&venue(), "coinbase", cases);
+}
+
+/// Trade ids are numbers on Coinbase today; written as strings of digits (as REST pages
+/// have been, `"trade_id":"18502034"`) they mean the same, on the stream, in heartbeats and
+/// over REST. What is not an unsigned 64-bit integer either way is refused, without a trade.
+#[test]
+fn trade_ids_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "coinbase",
+        vec![
+            (
+                "ws_match_string_trade_id.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "658232647",
+                    "60946",
+                    "0.5",
+                    Side::Sell,
+                    "2024-10-01T13:57:26.400000Z",
+                )]),
+            ),
+            (
+                "ws_heartbeat_string_trade_id.json",
+                Control(Frame::Gap {
+                    symbol: sym("BTC-USD"),
+                    last_trade_id: TradeId::from_u64(658_232_651),
+                }),
+            ),
+            ("ws_match_trade_id_too_large.json", Err(is_json)),
+            ("ws_match_negative_trade_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "coinbase",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_string_ids.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "18502035",
+                        "60950.01000000",
+                        "0.01000000",
+                        Side::Sell,
+                        "2024-10-01T13:57:30.000100Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "18502034",
+                        "60950.00000000",
+                        "0.25000000",
+                        Side::Buy,
+                        "2024-10-01T13:57:29.5Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "18502033",
+                        "60949.99000000",
+                        "0.00000001",
+                        Side::Buy,
+                        "2024-10-01T13:57:29.1Z",
+                    ),
+                ]),
+            ),
+            ("rest_trade_id_too_large.json", Err(is_json)),
+            ("rest_negative_trade_id.json", Err(is_json)),
+        ],
+    );
 }
 
 #[test]
@@ -113,6 +185,32 @@ fn taker_side_is_the_opposite_of_the_makers() {
     let mut out = Vec::new();
     parse_rest(&v, "BTC-USD", body, &mut out).unwrap();
     assert_eq!(out[0].side, Side::Buy);
+}
+
+/// Tether is `USDT` in Coinbase's product ids too: `BTC-USDT` is subscribed, requested and
+/// read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = CoinbaseVenue::new(&config("coinbase", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"type":"subscribe","product_ids":["BTC-USDT"],"channels":["matches","heartbeat"]}"#
+                .into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/products/BTC-USDT/trades");
+    let mut out = Vec::new();
+    v.parse(
+        &payload("coinbase", "ws_match_usdt.json"),
+        RECEIVED,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]
@@ -340,6 +438,7 @@ fn fast_path_reads_matches_as_serde_does() {
             "ws_match.json",
             "ws_last_match.json",
             "ws_match_unknown_fields.json",
+            "ws_match_string_trade_id.json",
         ],
     );
 }

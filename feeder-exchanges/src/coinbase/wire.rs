@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::common::Uint;
 use crate::scan;
 
 /// Any WebSocket feed message.
@@ -38,9 +39,9 @@ pub(crate) struct WsMessage<'a> {
     /// `match`, `last_match`, `heartbeat`, `subscriptions`, `error`, ...
     #[serde(rename = "type", borrow)]
     pub kind: &'a str,
-    /// Trade id (`match`, `last_match`).
+    /// Trade id (`match`, `last_match`), a number (or a string of digits).
     #[serde(default)]
-    pub trade_id: Option<u64>,
+    pub trade_id: Option<Uint>,
     /// Product (`match`, `last_match`, `heartbeat`).
     #[serde(borrow, default)]
     pub product_id: Option<&'a str>,
@@ -56,9 +57,9 @@ pub(crate) struct WsMessage<'a> {
     /// RFC 3339 with microseconds.
     #[serde(borrow, default)]
     pub time: Option<&'a str>,
-    /// The newest trade of the product (`heartbeat`).
+    /// The newest trade of the product (`heartbeat`), a number (or a string of digits).
     #[serde(default)]
-    pub last_trade_id: Option<u64>,
+    pub last_trade_id: Option<Uint>,
     /// What went wrong (`error`).
     #[serde(borrow, default)]
     pub message: Option<Cow<'a, str>>,
@@ -86,7 +87,7 @@ impl<'a> WsMessage<'a> {
         let mut kind = None;
         scan::members(text, |key, value| match key {
             "type" => scan::once(&mut kind, value.str()),
-            "trade_id" => scan::once(&mut m.trade_id, value.u64()),
+            "trade_id" => scan::once(&mut m.trade_id, value.uint().map(Uint)),
             "product_id" => scan::once(&mut m.product_id, value.str()),
             "price" => scan::once(&mut m.price, value.str()),
             "size" => scan::once(&mut m.size, value.str()),
@@ -115,8 +116,8 @@ pub(crate) struct RestTrade<'a> {
     /// Trade time.
     #[serde(borrow)]
     pub time: &'a str,
-    /// Trade id.
-    pub trade_id: u64,
+    /// Trade id, a number (or a string of digits).
+    pub trade_id: Uint,
     /// Price, exact text.
     #[serde(borrow)]
     pub price: &'a str,

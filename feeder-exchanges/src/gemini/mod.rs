@@ -10,6 +10,8 @@
 //!   the next request continues after its newest trade (paging forward, not back: the
 //!   driver's "older page" cursor is only a cursor here).
 //!
+//! Ids and times are read as numbers or strings of digits; a `trade` without `tid` takes
+//! its id from `event_id`.
 //! Side: `side` (stream) and `type` (REST) are the taker's side. Auction and block trades
 //! have no taker and are written as `unknown`.
 //! Symbols: `BTC-USD` is `BTCUSD` on the stream and `btcusd` in REST paths.
@@ -136,6 +138,11 @@ impl GeminiVenue {
     }
 }
 
+/// The id of a trade on the stream: `tid`, or `event_id` when a `trade` comes without it.
+fn trade_id(tid: Option<Uint>, event_id: Option<Uint>) -> Result<Uint, ParseError> {
+    tid.or(event_id).ok_or_else(|| missing("tid"))
+}
+
 /// The taker's side as Gemini writes it; trades without a taker are `unknown`.
 fn taker_side(s: &str) -> Result<Side, ParseError> {
     match s {
@@ -194,7 +201,7 @@ impl StreamVenue for GeminiVenue {
                 let symbol = self.symbol(m.symbol.ok_or_else(|| missing("symbol"))?)?;
                 out.push(self.trade(
                     symbol,
-                    m.tid.ok_or_else(|| missing("tid"))?,
+                    trade_id(m.tid, m.event_id)?,
                     m.timestamp.ok_or_else(|| missing("timestamp"))?,
                     m.price.ok_or_else(|| missing("price"))?,
                     m.quantity.ok_or_else(|| missing("quantity"))?,
@@ -220,7 +227,7 @@ impl StreamVenue for GeminiVenue {
                         .and_then(|symbol| {
                             self.trade(
                                 symbol,
-                                t.tid,
+                                trade_id(t.tid, t.event_id)?,
                                 t.timestamp,
                                 t.price,
                                 t.quantity,

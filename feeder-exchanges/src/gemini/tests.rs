@@ -104,6 +104,112 @@ fn websocket_payloads() {
     stream_table(&venue(), "gemini", cases);
 }
 
+/// Ids and times are numbers on Gemini today, and strings of digits mean the same, on the
+/// stream and over REST. A `trade` without `tid` takes its id from `event_id`; with
+/// neither it is refused. What is not an unsigned 64-bit integer is refused, without a
+/// trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "gemini",
+        vec![
+            (
+                "ws_trade_string_timestamp.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "2840140800042684",
+                    "9004.25",
+                    "0.125",
+                    Side::Sell,
+                    "2019-06-19T20:33:20.562Z",
+                )]),
+            ),
+            (
+                "ws_trade_event_id_only.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "2840140800042682",
+                    "9004.23",
+                    "0.25",
+                    Side::Buy,
+                    "2019-06-19T20:33:20.559Z",
+                )]),
+            ),
+            (
+                "ws_trade_event_id_string.json",
+                Data(vec![want(
+                    "ETH-USD",
+                    "2840140800042683",
+                    "230.6",
+                    "1.5",
+                    Side::Sell,
+                    "2019-06-19T20:33:20.560Z",
+                )]),
+            ),
+            (
+                "ws_l2_initial_event_id.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "2840140800042688",
+                        "9122.05",
+                        "0.01",
+                        Side::Sell,
+                        "2019-06-19T20:33:20.570Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "2840140800042687",
+                        "9122.06",
+                        "0.02",
+                        Side::Buy,
+                        "2019-06-19T20:33:20.569Z",
+                    ),
+                ]),
+            ),
+            (
+                "ws_trade_no_id.json",
+                Err(|e| matches!(e, ParseError::Field { field, .. } if *field == "tid")),
+            ),
+            ("ws_trade_tid_too_large.json", Err(is_json)),
+            ("ws_trade_negative_tid.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "gemini",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "2840140800042690",
+                        "9004.30",
+                        "0.5",
+                        Side::Sell,
+                        "2019-06-19T20:33:20.590Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "2840140800042689",
+                        "9004.29",
+                        "0.25",
+                        Side::Buy,
+                        "2019-06-19T20:33:20.580Z",
+                    ),
+                ]),
+            ),
+            ("rest_tid_too_large.json", Err(is_json)),
+            ("rest_negative_timestampms.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn side_is_the_takers() {
     let v = venue();
@@ -129,6 +235,27 @@ fn symbols_map_both_ways_and_clashes_are_rejected() {
     assert!(v.symbol("btcusd").is_err());
     assert!(GeminiVenue::new(&config("gemini", &["AB-CD", "ABC-D"], None, None)).is_err());
     assert!(GeminiVenue::new(&config("gemini", &["BTC-USD", "BTC-USD"], None, None)).is_ok());
+}
+
+/// Tether is `USDT` in Gemini's names too: `BTC-USDT` is `BTCUSDT` on the stream and
+/// `btcusdt` in REST paths, and `BTCUSDT` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = GeminiVenue::new(&config("gemini", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["BTCUSDT"]}]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.path(), "/v1/trades/btcusdt");
+    let mut out = Vec::new();
+    v.parse(&payload("gemini", "ws_trade_usdt.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]

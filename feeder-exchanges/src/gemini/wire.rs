@@ -24,7 +24,8 @@ use crate::common::Uint;
 /// ```
 /// Source: Gemini WebSocket market data v2, "Level 2 Data",
 /// <https://docs.gemini.com/websocket/market-data/v2/level-2-data>. `side` is the taker's
-/// side; `timestamp` is in milliseconds.
+/// side; `timestamp` is in milliseconds. Servers have sent `trade` messages with only
+/// `event_id`, carrying the trade's id, and no `tid`: the id is then read from there.
 #[derive(Debug, Deserialize)]
 pub(crate) struct WsMessage<'a> {
     /// `l2_updates`, `trade`, `heartbeat`, `candles_1m_updates`, `error`, ...
@@ -36,6 +37,9 @@ pub(crate) struct WsMessage<'a> {
     /// Trade id (`trade`).
     #[serde(default)]
     pub tid: Option<Uint>,
+    /// The event's id (`trade`): the trade id of a `trade` sent without `tid`.
+    #[serde(default)]
+    pub event_id: Option<Uint>,
     /// Trade time in milliseconds (`trade`, `heartbeat`).
     #[serde(default)]
     pub timestamp: Option<Uint>,
@@ -71,7 +75,12 @@ pub(crate) struct WsTrade<'a> {
     #[serde(borrow, default)]
     pub symbol: Option<&'a str>,
     /// Trade id.
-    pub tid: Uint,
+    #[serde(default)]
+    pub tid: Option<Uint>,
+    /// The event's id, standing in for a missing `tid` as on a `trade` message. Not
+    /// `eventid`, which numbers the `l2_updates` event rather than the trade.
+    #[serde(default)]
+    pub event_id: Option<Uint>,
     /// Trade time in milliseconds.
     pub timestamp: Uint,
     /// Price, exact text.

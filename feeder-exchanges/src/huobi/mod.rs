@@ -12,7 +12,8 @@
 //! Trade ids: `tradeId` (`trade-id` over REST) is Huobi's unique, increasing trade id and
 //! fits 64 bits; it is the id used. The legacy `id` is longer than 64 bits and is at times
 //! written as a float, so it is only a fallback for a trade without `tradeId`, kept as its
-//! exact text (digits only).
+//! exact text (digits only). Ids and times are JSON numbers; strings of digits are read the
+//! same.
 //! Side: `direction` is the taker's side.
 //! Symbols: `BTC-USDT` is `btcusdt`.
 
@@ -129,7 +130,7 @@ impl HuobiVenue {
         received_at: Timestamp,
     ) -> Result<Trade, ParseError> {
         let trade_id = match (t.trade_id, t.id) {
-            (Some(id), _) => TradeId::from_u64(id),
+            (Some(id), _) => TradeId::from_u64(id.0),
             (None, Some(raw)) => legacy_id(raw)?,
             (None, None) => return Err(common::missing("tradeId")),
         };
@@ -140,7 +141,7 @@ impl HuobiVenue {
             price: decimal("price", number_text("price", t.price)?)?,
             amount: decimal("amount", number_text("amount", t.amount)?)?,
             side: common::side_word("direction", t.direction)?,
-            timestamp: millis("ts", t.ts)?,
+            timestamp: millis("ts", t.ts.0)?,
             received_at,
         })
     }

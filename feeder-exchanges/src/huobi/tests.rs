@@ -113,6 +113,76 @@ fn websocket_payloads() {
     stream_table_with(&venue(), "huobi", cases, frame);
 }
 
+/// Ids and times are numbers on Huobi today; strings of digits mean the same, on the stream
+/// and over REST, and the legacy id is read from either. What is not an unsigned 64-bit
+/// integer is refused, without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table_with(
+        &v,
+        "huobi",
+        vec![
+            (
+                "ws_trade_string_ids.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "102523573700",
+                    "52652.5",
+                    "0.25",
+                    Side::Buy,
+                    "2021-09-07T06:09:23.500Z",
+                )]),
+            ),
+            (
+                "ws_trade_legacy_id_string.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "137005445401359286410323771",
+                    "52652.6",
+                    "0.5",
+                    Side::Sell,
+                    "2021-09-07T06:09:23.510Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+        frame,
+    );
+    rest_table(
+        &v,
+        "huobi",
+        "BTC-USDT",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USDT",
+                        "102523573800",
+                        "52653.5",
+                        "0.75",
+                        Side::Sell,
+                        "2021-09-07T06:09:23.600Z",
+                    ),
+                    want(
+                        "BTC-USDT",
+                        "102523573799",
+                        "52653.4",
+                        "0.1",
+                        Side::Buy,
+                        "2021-09-07T06:09:23.600Z",
+                    ),
+                ]),
+            ),
+            ("rest_trade_id_too_large.json", Err(is_json)),
+            ("rest_negative_ts.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn plain_json_is_read_too() {
     let v = venue();
@@ -200,6 +270,27 @@ fn subscribe_and_symbols() {
     assert_eq!(v.url(&[]).unwrap().as_str(), DEFAULT_WS_URL);
     assert_eq!(to_venue(&sym("ETH-BTC")), "ethbtc");
     assert!(HuobiVenue::new(&config("huobi", &["AB-CD", "ABC-D"], None, None)).is_err());
+}
+
+/// Tether is `usdt` in Huobi's names too: `BTC-USDT` is `btcusdt` in topics and requests,
+/// and `market.btcusdt.trade.detail` is read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = HuobiVenue::new(&config("huobi", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"sub":"market.btcusdt.trade.detail","id":"btcusdt"}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("symbol=btcusdt&size=2000"));
+    let mut out = Vec::new();
+    v.parse(&frame("ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
 }
 
 #[test]

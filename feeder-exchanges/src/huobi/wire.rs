@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::common::Uint;
+
 /// Any message of the market WebSocket: a server `ping`, a subscription answer, an error, or
 /// channel data.
 ///
@@ -73,11 +75,11 @@ pub(crate) struct TradeItem<'a> {
     /// The legacy id: over 64 bits, raw text.
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
-    /// The unique trade id.
+    /// The unique trade id, a number (or a string of digits).
     #[serde(rename = "tradeId", alias = "trade-id", default)]
-    pub trade_id: Option<u64>,
-    /// Trade time in milliseconds.
-    pub ts: u64,
+    pub trade_id: Option<Uint>,
+    /// Trade time in milliseconds, a number (or a string of digits).
+    pub ts: Uint,
     /// Amount of the base asset, raw JSON number.
     #[serde(borrow)]
     pub amount: &'a RawValue,

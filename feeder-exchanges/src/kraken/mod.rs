@@ -18,11 +18,12 @@
 //!     page short of 1000 is the newest, and ends the walk.
 //!
 //!   REST times are seconds with up to 7 fractional digits (`1688669597.8277369`), a JSON
-//!   number that `f64` would round; it is read exactly from its text.
+//!   number that `f64` would round; it is read exactly from its text. Trade ids and REST
+//!   times are read as JSON numbers or strings alike.
 //!
 //! Side: `side` (`buy` / `sell`, REST `b` / `s`) is the taker's side.
 //! Symbols: see [`symbols`] (`BTC-USD` is `BTC/USD` on the stream, `XBTUSD` in requests and
-//! `XXBTZUSD` in REST answers).
+//! `XXBTZUSD` in REST answers; trades are always written as `BTC-USD`).
 
 pub mod symbols;
 mod wire;
@@ -43,7 +44,7 @@ use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
-use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
+use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable, KRAKEN_ASSETS};
 
 /// The registry name.
 pub const NAME: &str = "kraken";
@@ -71,9 +72,10 @@ pub struct KrakenVenue {
 
 impl KrakenVenue {
     /// A venue for `cfg`: its name, symbols and endpoint overrides (production endpoints
-    /// otherwise).
+    /// otherwise). Symbols use the usual codes (`BTC-USD`, not Kraken's `XBT-USD`).
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
+        KRAKEN_ASSETS.check(cfg)?;
         let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
@@ -129,7 +131,7 @@ impl KrakenVenue {
             out.push(Trade {
                 exchange: self.name.clone(),
                 symbol: self.ws_symbols.resolve(t.symbol)?,
-                trade_id: TradeId::from_u64(t.trade_id),
+                trade_id: TradeId::from_u64(t.trade_id.0),
                 price: decimal("price", t.price.get())?,
                 amount: decimal("qty", t.qty.get())?,
                 side: common::side_word("side", t.side)?,
@@ -149,7 +151,7 @@ impl KrakenVenue {
         Ok(Trade {
             exchange: self.name.clone(),
             symbol: symbol.clone(),
-            trade_id: TradeId::from_u64(t.trade_id),
+            trade_id: TradeId::from_u64(t.trade_id.0),
             price: decimal("price", t.price)?,
             amount: decimal("volume", t.volume)?,
             side: match t.side {

@@ -94,6 +94,64 @@ fn websocket_payloads() {
     stream_table(&venue(), "kraken", cases);
 }
 
+/// Trade ids and REST times are numbers on Kraken today; written as strings they mean the
+/// same, on the stream and over REST. What is not an unsigned 64-bit integer is refused,
+/// without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "kraken",
+        vec![
+            (
+                "ws_trade_string_id.json",
+                Data(vec![want(
+                    "BTC-USD",
+                    "74506126",
+                    "60944.3",
+                    "0.25",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.600000Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "kraken",
+        "BTC-USD",
+        vec![
+            (
+                "rest_trades_strings.json",
+                Data(vec![
+                    want(
+                        "BTC-USD",
+                        "61044957",
+                        "30243.50000",
+                        "0.10000000",
+                        Side::Buy,
+                        "2023-07-06T18:53:23.1234567Z",
+                    ),
+                    want(
+                        "BTC-USD",
+                        "61044958",
+                        "30243.60000",
+                        "0.20000000",
+                        Side::Sell,
+                        "2023-07-06T18:53:24.5Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_id.json", Err(is_json)),
+        ],
+    );
+}
+
 #[test]
 fn subscribe_to_v2_with_a_snapshot_and_ping() {
     let v = venue();
@@ -196,6 +254,56 @@ fn rest_payloads_map_the_canonical_pair_name_back() {
     assert_eq!(out.len(), 1);
 }
 
+/// Symbols use the usual codes; Kraken's own names (`XBT`, `XDG`, the `X` / `Z` prefixes)
+/// are only on the wire. Out: `BTC/USD` on the stream, `XBTUSD` in requests. In: `BTC/USD`,
+/// `XBT/USD`, `XXBTZUSD`, `XDGUSD`, `XBTUSDT` all come back as the configured symbol.
+#[test]
+fn symbols_map_to_krakens_names_and_back() {
+    let v = KrakenVenue::new(&config(
+        "kraken",
+        &["BTC-USD", "DOGE-USD", "BTC-USDT"],
+        None,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USD"), sym("DOGE-USD"), sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","DOGE/USD","BTC/USDT"],"snapshot":true}}"#
+                .into()
+        )]
+    );
+    for (s, pair) in [
+        ("BTC-USD", "XBTUSD"),
+        ("DOGE-USD", "XDGUSD"),
+        ("BTC-USDT", "XBTUSDT"),
+    ] {
+        let req = v.trades_request(&sym(s), PollRequest::default()).unwrap();
+        assert_eq!(req.url.query(), Some(format!("pair={pair}").as_str()));
+    }
+    for (file, s) in [
+        ("ws_trade.json", "BTC-USD"),
+        ("ws_trade_v1_name.json", "BTC-USD"),
+        ("ws_trade_doge.json", "DOGE-USD"),
+    ] {
+        let mut out = Vec::new();
+        v.parse(&payload("kraken", file), RECEIVED, &mut out)
+            .unwrap();
+        assert_eq!(out[0].symbol, sym(s), "{file}");
+    }
+    for (file, s) in [
+        ("rest_trades.json", "BTC-USD"),
+        ("rest_xdgusd.json", "DOGE-USD"),
+        ("rest_xbtusdt.json", "BTC-USDT"),
+    ] {
+        let mut out = Vec::new();
+        parse_rest_fixture(&v, "kraken", s, file, &mut out).unwrap();
+        assert!(out.iter().all(|t| t.symbol == sym(s)), "{file}");
+    }
+    let e = KrakenVenue::new(&config("kraken", &["XBT-USD"], None, None)).unwrap_err();
+    assert!(e.to_string().contains("BTC-USD"), "{e}");
+}
+
 #[test]
 fn a_full_page_hands_on_the_last_cursor() {
     let v = venue();
@@ -280,7 +388,7 @@ fn garbage_never_panics() {
 fn factory_offers_both_transports() {
     use feeder_core::feeder::ExchangeFactory;
     assert_factory_builds_both_transports(&KrakenFactory, "kraken", "BTC-USD");
-    // Both are BTC/USD on the stream.
+    // Kraken's own name for bitcoin is refused in the configuration.
     assert!(KrakenFactory
         .build(&config("kraken", &["BTC-USD", "XBT-USD"], None, None))
         .is_err());

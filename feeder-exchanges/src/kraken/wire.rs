@@ -11,6 +11,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::common::Uint;
+
 /// Every WebSocket v2 message: a channel push (`trade`, `heartbeat`, `status`) or the answer
 /// to a method (`subscribe`, `pong`).
 ///
@@ -65,8 +67,8 @@ pub(crate) struct WsTrade<'a> {
     /// Quantity of the base asset: a JSON number, kept as its text.
     #[serde(borrow)]
     pub qty: &'a RawValue,
-    /// Trade id, increasing per pair.
-    pub trade_id: u64,
+    /// Trade id, increasing per pair: a number (or a string of digits).
+    pub trade_id: Uint,
     /// RFC 3339 with microseconds.
     #[serde(borrow)]
     pub timestamp: &'a str,
@@ -157,13 +159,13 @@ pub(crate) struct RestTrade<'a> {
     pub price: &'a str,
     /// Volume of the base asset, exact text.
     pub volume: &'a str,
-    /// Seconds since the epoch: a JSON number with up to 7 (or more) fractional digits,
-    /// kept as its text.
+    /// Seconds since the epoch: a JSON number with up to 7 (or more) fractional digits
+    /// (or the same in a string), kept as its text.
     pub time: &'a RawValue,
     /// `b` when the taker bought, `s` when the taker sold.
     pub side: &'a str,
-    /// Trade id, increasing per pair.
-    pub trade_id: u64,
+    /// Trade id, increasing per pair: a number (or a string of digits).
+    pub trade_id: Uint,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RestTrade<'a> {
@@ -189,7 +191,7 @@ impl<'de: 'a, 'a> Visitor<'de> for TradeVisitor<'a> {
         let side: &'de str = seq.next_element()?.ok_or_else(|| missing(3))?;
         let _order_type: IgnoredAny = seq.next_element()?.ok_or_else(|| missing(4))?;
         let _misc: IgnoredAny = seq.next_element()?.ok_or_else(|| missing(5))?;
-        let trade_id: u64 = seq.next_element()?.ok_or_else(|| missing(6))?;
+        let trade_id: Uint = seq.next_element()?.ok_or_else(|| missing(6))?;
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(RestTrade {
             price,

@@ -10,6 +10,7 @@
 //!   older pages from `GET /api/v5/market/history-trades?instId=..&type=1&after=<tradeId>`
 //!   (type 1 pages by trade id: trades older than `after`).
 //!
+//! Ids and times are strings of digits; written as JSON numbers they are read the same.
 //! Side: `side` is the taker's side. Symbols: OKX's instrument ids are already `BASE-QUOTE`;
 //! only configured ones are accepted.
 
@@ -27,7 +28,7 @@ use feeder_core::exchange::{
     Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
-use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{Symbol, Timestamp, Trade};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
@@ -98,13 +99,10 @@ impl OkxVenue {
         t: &wire::Trade<'_>,
         received_at: Timestamp,
     ) -> Result<Trade, ParseError> {
-        if t.trade_id.is_empty() || t.trade_id.len() > 64 {
-            return Err(ParseError::field("tradeId", "empty or too long"));
-        }
         Ok(Trade {
             exchange: self.name.clone(),
             symbol,
-            trade_id: TradeId::new(t.trade_id),
+            trade_id: t.trade_id.trade_id("tradeId")?,
             price: decimal("px", t.px)?,
             amount: decimal("sz", t.sz)?,
             side: common::side_word("side", t.side)?,

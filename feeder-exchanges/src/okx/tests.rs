@@ -79,6 +79,88 @@ fn websocket_payloads() {
     stream_table(&venue(), "okx", cases);
 }
 
+/// Ids and times are strings of digits on OKX today; written as JSON numbers they mean the
+/// same, on the stream and over REST, and paging still finds the oldest id. Numbers that are
+/// no unsigned 64-bit integer are refused, without a trade.
+#[test]
+fn ids_and_times_as_numbers_or_strings() {
+    use Expect::*;
+    let v = venue();
+    stream_table(
+        &v,
+        "okx",
+        vec![
+            (
+                "ws_trade_numbers.json",
+                Data(vec![want(
+                    "BTC-USDT",
+                    "557713202",
+                    "60944.3",
+                    "0.01",
+                    Side::Buy,
+                    "2024-10-01T13:57:23.430Z",
+                )]),
+            ),
+            ("ws_trade_id_too_large.json", Err(is_json)),
+            ("ws_trade_negative_id.json", Err(is_json)),
+        ],
+    );
+    rest_table(
+        &v,
+        "okx",
+        "BTC-USDT",
+        vec![
+            (
+                "rest_trades_numbers.json",
+                Data(vec![
+                    want(
+                        "BTC-USDT",
+                        "557713204",
+                        "60944.5",
+                        "0.2",
+                        Side::Sell,
+                        "2024-10-01T13:57:23.450Z",
+                    ),
+                    want(
+                        "BTC-USDT",
+                        "557713203",
+                        "60944.4",
+                        "0.1",
+                        Side::Buy,
+                        "2024-10-01T13:57:23.440Z",
+                    ),
+                ]),
+            ),
+            ("rest_id_too_large.json", Err(is_json)),
+            ("rest_negative_ts.json", Err(is_json)),
+        ],
+    );
+    let mut out = Vec::new();
+    let page = parse_rest_fixture(&v, "okx", "BTC-USDT", "rest_trades_numbers.json", &mut out);
+    assert_eq!(page.unwrap().older.as_deref(), Some("557713203"));
+}
+
+/// Tether is `USDT` in OKX's instrument ids too: `BTC-USDT` is subscribed, requested and
+/// read back as `BTC-USDT`.
+#[test]
+fn tether_is_usdt_both_ways() {
+    let v = OkxVenue::new(&config("okx", &["BTC-USDT"], None, None)).unwrap();
+    assert_eq!(
+        v.subscribe(&[sym("BTC-USDT")]),
+        vec![WsMessage::Text(
+            r#"{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"}]}"#.into()
+        )]
+    );
+    let req = v
+        .trades_request(&sym("BTC-USDT"), PollRequest::default())
+        .unwrap();
+    assert_eq!(req.url.query(), Some("instId=BTC-USDT&limit=100"));
+    let mut out = Vec::new();
+    v.parse(&payload("okx", "ws_trade.json"), RECEIVED, &mut out)
+        .unwrap();
+    assert_eq!(out[0].symbol, sym("BTC-USDT"));
+}
+
 #[test]
 fn one_subscribe_and_a_text_ping() {
     let v = venue();

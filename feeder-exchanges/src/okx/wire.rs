@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::Uint;
+use crate::common::{TextId, Uint};
 
 /// Every JSON message of the public WebSocket: a push (`arg` and `data`) or an event
 /// (`subscribe`, `error`, `notice`).
@@ -70,9 +70,9 @@ pub(crate) struct Trade<'a> {
     /// `BTC-USDT`.
     #[serde(rename = "instId", borrow)]
     pub inst_id: &'a str,
-    /// Trade id, digits in a string.
+    /// Trade id, digits in a string (or a number).
     #[serde(rename = "tradeId", borrow)]
-    pub trade_id: &'a str,
+    pub trade_id: TextId<'a>,
     /// Price, exact text.
     #[serde(borrow)]
     pub px: &'a str,
@@ -82,7 +82,7 @@ pub(crate) struct Trade<'a> {
     /// The taker's side, `buy` or `sell`.
     #[serde(borrow)]
     pub side: &'a str,
-    /// Trade time, milliseconds, as a string.
+    /// Trade time, milliseconds, as a string (or a number).
     pub ts: Uint,
 }
 

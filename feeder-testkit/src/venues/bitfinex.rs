@@ -25,10 +25,22 @@ const SNAPSHOT: usize = 30;
 const DEFAULT_LIMIT: usize = 125;
 const MAX_LIMIT: usize = 10_000;
 
-/// Bitfinex's name of a trading pair: `tBTCUSD`, or `tBTC:USDT` when an asset is not three
-/// letters long.
+/// Bitfinex's own name of an asset where it is not the usual code: Tether is `UST`, USD Coin
+/// `UDC`, Dash `DSH`.
+fn asset(code: &str) -> &str {
+    match code {
+        "USDT" => "UST",
+        "USDC" => "UDC",
+        "DASH" => "DSH",
+        other => other,
+    }
+}
+
+/// Bitfinex's name of a trading pair, in its asset names: `tBTCUSD`, `tBTCUST` for
+/// BTC-USDT, or `tLINK:UST` when a name is not three letters long. Only these names are
+/// listed: a client asking for `tBTC:USDT` gets Bitfinex's `symbol: invalid`.
 pub fn pair(symbol: &Symbol) -> String {
-    let (b, q) = (symbol.base(), symbol.quote());
+    let (b, q) = (asset(symbol.base()), asset(symbol.quote()));
     if b.len() == 3 && q.len() == 3 {
         format!("t{b}{q}")
     } else {

@@ -49,11 +49,12 @@ fn rest_name(s: &Symbol) -> String {
     format!("{}{}", rest_asset(s.base()), rest_asset(s.quote()))
 }
 
-/// The canonical name answers use: `XXBTZUSD` for pairs of pre-2018 assets, else as asked.
+/// The canonical name answers use: `XXBTZUSD` for pairs of pre-2018 assets, else as asked
+/// (`XDGUSD`: dogecoin's asset is `XXDG`, but its pairs came later and have no prefixes).
 fn canonical_name(s: &Symbol) -> String {
     let legacy = |a: &str| -> String {
         match a {
-            "XBT" | "XDG" | "ETH" | "LTC" | "XRP" | "XLM" | "XMR" | "ETC" | "ZEC" => {
+            "XBT" | "ETH" | "LTC" | "XRP" | "XLM" | "XMR" | "ETC" | "ZEC" => {
                 format!("X{a}")
             }
             "USD" | "EUR" | "GBP" | "JPY" | "CAD" | "AUD" => format!("Z{a}"),
