@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use feeder_core::config::LateTradePolicy;
 use feeder_core::model::Interval;
-use feeder_core::pipeline::{Aggregator, Valve};
+use feeder_core::pipeline::{Aggregator, Valve, ValveCounts, Verdict};
 use feeder_core::{Candle, Side, Symbol, Timestamp, Trade, TradeId};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -279,9 +279,12 @@ proptest! {
             }
         }
 
-        // The valve passed each key exactly once, in arrival order.
+        // The valve passed each key exactly once, in arrival order, and dropped only repeats.
         prop_assert_eq!(&passed, &unique);
-        prop_assert_eq!(valve.duplicates_total(), resends as u64);
+        prop_assert_eq!(
+            valve.totals(),
+            ValveCounts { duplicates: resends as u64, ..ValveCounts::default() }
+        );
 
         let far = Timestamp::from_unix_secs(4_000_000_000);
         if let Some(d) = agg.next_deadline() {
@@ -313,46 +316,60 @@ proptest! {
         prop_assert_eq!(emitted, brute_force(&unique, &s.intervals));
     }
 
-    /// However long the run, the valve never remembers more than `window` ids per stream, and
-    /// numeric repeats from any distance back are caught.
+    /// However long the run, the valve never remembers more than `window` ranges per stream;
+    /// a numeric repeat is caught from any distance back while its range is among the `window`
+    /// most recent, and one older than that passes as unverified, never as new. Ids are drawn
+    /// sparse (up to 600 of 5000) or dense (every id of a range but a few holes).
     #[test]
-    fn valve_memory_is_bounded_and_numeric_repeats_never_pass(
-        window in 0usize..32,
+    fn valve_memory_is_bounded_and_remembered_repeats_never_pass(
+        window in 1usize..32,
+        dense in any::<bool>(),
         ids in prop::collection::vec(0u64..5_000, 1..600),
     ) {
         let mut valve = Valve::new(window);
-        let mut increasing = ids.clone();
+        let mut increasing: Vec<u64> = if dense {
+            let holes: HashSet<u64> = ids.iter().map(|i| i % 700).take(window.saturating_sub(1)).collect();
+            (0..700).filter(|i| !holes.contains(i)).chain(ids.iter().take(50).map(|i| i % 700)).collect()
+        } else {
+            ids.clone()
+        };
         increasing.sort_unstable();
-        let symbol = Symbol::parse("BTC-USD").unwrap();
-        let mut admitted = HashSet::new();
+        let trade = |id: u64, secs: i64| Trade {
+            exchange: Arc::from("a"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::from_u64(id),
+            price: Decimal::ONE,
+            amount: Decimal::ONE,
+            side: Side::Unknown,
+            timestamp: Timestamp::from_unix_secs(secs),
+            received_at: Timestamp::from_unix_secs(secs),
+        };
+        let mut admitted = std::collections::BTreeSet::new();
         for (i, id) in increasing.iter().enumerate() {
-            let t = Trade {
-                exchange: Arc::from("a"),
-                symbol: symbol.clone(),
-                trade_id: TradeId::from_u64(*id),
-                price: Decimal::ONE,
-                amount: Decimal::ONE,
-                side: Side::Unknown,
-                timestamp: Timestamp::from_unix_secs(i as i64),
-                received_at: Timestamp::from_unix_secs(i as i64),
-            };
-            let new = valve.admit(&t);
+            let new = valve.admit(&trade(*id, i as i64));
             prop_assert_eq!(new, admitted.insert(*id), "id {}", id);
             prop_assert!(valve.remembered() <= window);
         }
-        // Replay everything, in any order: nothing passes again.
-        for id in ids.iter().rev() {
-            let t = Trade {
-                exchange: Arc::from("a"),
-                symbol: symbol.clone(),
-                trade_id: TradeId::from_u64(*id),
-                price: Decimal::ONE,
-                amount: Decimal::ONE,
-                side: Side::Unknown,
-                timestamp: Timestamp::EPOCH,
-                received_at: Timestamp::EPOCH,
-            };
-            prop_assert!(!valve.admit(&t), "id {} passed twice", id);
+        // The ranges of what was admitted; the valve keeps the `window` highest.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &n in &admitted {
+            match runs.last_mut() {
+                Some(last) if last.1 + 1 == n => last.1 = n,
+                _ => runs.push((n, n)),
+            }
+        }
+        let kept = &runs[runs.len().saturating_sub(window)..];
+        if dense {
+            prop_assert!(runs.len() <= window, "{} holes", runs.len() - 1);
+        }
+        // Replay everything admitted, in any order.
+        for id in ids.iter().rev().filter(|id| admitted.contains(id)).chain(&increasing) {
+            let verdict = valve.decide(&trade(*id, 0));
+            if kept.iter().any(|&(a, b)| (a..=b).contains(id)) {
+                prop_assert_eq!(verdict, Verdict::Duplicate, "id {} passed twice", id);
+            } else {
+                prop_assert_eq!(verdict, Verdict::Unverified, "id {}", id);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Pipeline stages between the exchanges and the writers.
 //!
 //! - [`Valve`]: drops trades already seen, keyed by (exchange, symbol, trade id), in bounded
-//!   memory.
+//!   memory, and only those.
 //! - [`Aggregator`]: builds OHLCV [`Candle`](crate::model::Candle)s from unique trades and
 //!   emits each one when its interval has closed.
 //!
@@ -9,6 +9,7 @@
 //! can be driven by the orchestrator, by an embedding program, or by a test, identically.
 
 mod aggregator;
+mod validate;
 mod valve;
 
 use std::collections::HashMap;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use crate::model::Symbol;
 
 pub use aggregator::Aggregator;
-pub use valve::Valve;
+pub use validate::{IdJumpLimit, CONFIRMATIONS};
+pub use valve::{Valve, ValveCounts, Verdict};
 
 /// Per-stream state keyed by (exchange, symbol), looked up without building a key.
 ///
