@@ -515,7 +515,8 @@ fn recompute(trades: &[&Trade], like: &Candle) -> Candle {
 async fn candles_written_match_the_trades_in_the_same_output() {
     // Trades 20 s apart from a whole hour a day ahead: 600 trades cover 3h20m of 30m and 1h
     // candles. Being ahead of the wall clock, candles close by the trades' own times only,
-    // and the last ones are still open at shutdown.
+    // and the last ones are still open at shutdown. That is further ahead than the default
+    // `max_clock_skew` lets a trade be.
     let hour = 3_600_000_000_000;
     let start = Timestamp::now().unix_nanos().div_euclid(hour) * hour + 24 * hour;
     let start = Timestamp::from_unix_micros(start / 1_000);
@@ -528,7 +529,8 @@ async fn candles_written_match_the_trades_in_the_same_output() {
     let out = dir.path().join("out");
     let mut feeder = Feeder::start(
         dir.path(),
-        &config(&mock, "coinbase", Transport::Websocket, &out, "[30m, 1h]"),
+        &config(&mock, "coinbase", Transport::Websocket, &out, "[30m, 1h]")
+            .replace("pipeline:\n", "pipeline:\n  max_clock_skew: 2d\n"),
     );
     mock.wait_subscriptions(1, WAIT).await.unwrap();
     mock.publish(600);

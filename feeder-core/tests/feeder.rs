@@ -164,6 +164,105 @@ async fn n_trades_in_give_n_events_out_after_a_graceful_shutdown() {
     assert!(summary.is_clean(), "{summary}");
 }
 
+/// Sends one batch, says so, then waits for shutdown.
+struct Once {
+    batch: Vec<Trade>,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Once {
+    fn name(&self) -> &str {
+        "x"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        ctx.sink.send(self.batch.clone()).await?;
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn bad_and_hostile_trades_are_not_stored_and_are_counted_under_their_reasons() {
+    let mut ahead = trade("x", 3);
+    ahead.timestamp = ahead
+        .received_at
+        .saturating_add(Duration::from_secs(2 * 3_600));
+    let mut negative = trade("x", 3);
+    negative.price = -negative.price;
+    let mut takes_the_id = trade("x", 4);
+    takes_the_id.price = parse_decimal("1").unwrap();
+    let batch = vec![
+        trade("x", 1),
+        trade("x", 2),
+        trade("x", u64::MAX),
+        ahead,
+        negative,
+        trade("x", 3),
+        takes_the_id,
+        trade("x", 4),
+        trade("x", 2),
+        trade("x", 5),
+    ];
+    let sent = Arc::new(Notify::new());
+    let (mem, events, _) = Memory::new("memory");
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            // Two hours ahead passes the default day, not this.
+            max_clock_skew: Duration::from_secs(3_600),
+            ..no_candles()
+        })
+        .exchange(
+            Arc::new(Once {
+                batch: batch.clone(),
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(mem), settings(100))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let events = events.lock().unwrap();
+    assert_eq!(trade_ids(&events), ["1", "2", "3", "4", "5"]);
+    let Some(Event::Trade(four)) = events.get(3) else {
+        panic!("not a trade")
+    };
+    assert_eq!(
+        four.price,
+        parse_decimal("1").unwrap(),
+        "the first copy stays"
+    );
+    let e = &summary.exchanges[0];
+    assert_eq!(
+        (
+            e.trades,
+            e.duplicates,
+            e.conflicts,
+            e.rejected,
+            e.quarantined
+        ),
+        (7, 1, 1, 2, 1),
+        "{summary}"
+    );
+    assert_eq!(
+        batch.len() as u64,
+        summary.writers[0].events + e.duplicates + e.conflicts + e.rejected + e.quarantined
+    );
+    let line = summary.to_string();
+    assert!(
+        line.contains("duplicates=1 conflicts=1 rejected=2 quarantined=1 unverified=0"),
+        "{line}"
+    );
+}
+
 /// Fails every run, recording when it was started.
 struct Flaky {
     starts: Arc<Mutex<Vec<tokio::time::Instant>>>,
@@ -378,6 +477,7 @@ impl Exchange for Quiet {
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
         let mut t = trade("quiet", 1);
         t.timestamp = Timestamp::now();
+        t.received_at = t.timestamp;
         *self.sent.lock().unwrap() = Some(t.clone());
         ctx.sink.send(vec![t]).await?;
         ctx.shutdown.cancelled().await;

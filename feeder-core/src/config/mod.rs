@@ -235,6 +235,11 @@ pub struct PipelineConfig {
     /// Capacity, in batches, of the channel from the exchanges into the pipeline.
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// How far, either way, a trade's time may be from the time it was received (`1d` by
+    /// default, at least `1s`). A trade outside is rejected before the pipeline: counted,
+    /// logged, never stored. Raise it to backfill trades older than this after a long outage.
+    #[serde(default = "default_max_clock_skew", with = "serde_duration")]
+    pub max_clock_skew: Duration,
 }
 
 fn default_dedup_window() -> usize {
@@ -249,6 +254,9 @@ fn default_candle_grace() -> Duration {
 fn default_channel_capacity() -> usize {
     1024
 }
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(86_400)
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -259,6 +267,7 @@ impl Default for PipelineConfig {
             candle_grace: default_candle_grace(),
             late_trades: LateTradePolicy::default(),
             channel_capacity: default_channel_capacity(),
+            max_clock_skew: default_max_clock_skew(),
         }
     }
 }
@@ -583,6 +592,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "pipeline.channel_capacity",
                 "must be at least 1",
+            ));
+        }
+        if p.max_clock_skew < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "pipeline.max_clock_skew",
+                "must be at least 1s",
             ));
         }
         if p.dedup && p.dedup_window == 0 {

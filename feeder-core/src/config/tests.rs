@@ -184,3 +184,26 @@ fn a_writer_spill_reads_its_settings() {
         "{err}"
     );
 }
+
+#[test]
+fn max_clock_skew_defaults_to_a_day_and_must_be_at_least_a_second() {
+    let c = Config::from_yaml_str_with_env(GOOD, &env).unwrap();
+    assert_eq!(c.pipeline.max_clock_skew, Duration::from_secs(86_400));
+    let c =
+        Config::from_yaml_str_with_env(&format!("{GOOD}pipeline:\n  max_clock_skew: 2h\n"), &env)
+            .unwrap();
+    assert_eq!(c.pipeline.max_clock_skew, Duration::from_secs(7_200));
+    for (value, needle) in [
+        ("500ms", "pipeline.max_clock_skew: must be at least 1s"),
+        ("0s", "pipeline.max_clock_skew: must be at least 1s"),
+        ("1 day", "unknown unit"),
+    ] {
+        let err = Config::from_yaml_str_with_env(
+            &format!("{GOOD}pipeline:\n  max_clock_skew: {value}\n"),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(needle), "{value}: {err}");
+    }
+}

@@ -12,6 +12,7 @@ use crate::error::{truncate_for_log, ExchangeError, ParseError};
 /// How long a batch may still take to enter the pipeline once shutdown began.
 const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::model::{Gap, Symbol, Timestamp, Trade, TradeId};
+use crate::pipeline::{Rejected, Screen, TradeRules};
 
 /// The newest trade seen for one symbol: where to resume and backfill from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +113,15 @@ pub struct ExchangeStats {
     /// Holes the venue could not fill (it cannot reach back that far, or a backfill was
     /// given up).
     pub gaps: AtomicU64,
+    /// Trades rejected before the pipeline: a price or amount that is not positive, or a time
+    /// too far from the receive time ([`TradeRules`]).
+    pub rejected: AtomicU64,
+    /// Trades quarantined before the pipeline: an id far above its stream's newest
+    /// ([`IdJumpLimit`](crate::pipeline::IdJumpLimit)).
+    pub quarantined: AtomicU64,
+    /// Rejected or quarantined trades whose copy could not be put on the dead-letter channel
+    /// (full or closed). They are counted above all the same.
+    pub dead_letters_dropped: AtomicU64,
 }
 
 impl ExchangeStats {
@@ -184,23 +194,75 @@ impl Input {
 ///
 /// Sending waits when the pipeline is behind (backpressure), and fails only when the
 /// pipeline is gone.
+///
+/// Every trade is checked first, once ([`TradeRules`]): one that is not positive in price and
+/// amount, too far in time from its receipt, or whose numeric id is far above its symbol's
+/// newest, is turned away. It is counted (in [`ExchangeStats::rejected`] or
+/// [`ExchangeStats::quarantined`]), logged at warn level with the trade (once per minute of
+/// receive time per reason, with how many were held back), put on the dead-letter channel if
+/// there is one, and goes no further: it does not move the resume cursors and never reaches
+/// the valve or a store.
 #[derive(Clone, Debug)]
 pub struct TradeSink {
     tx: mpsc::Sender<Input>,
     cursors: Cursors,
     stats: Arc<ExchangeStats>,
+    rules: TradeRules,
+    /// Shared by the clones of this sink, made new with it: the id check's state per symbol
+    /// (which starts again from the cursors each run) and the log gates. Locked only while a
+    /// batch is checked, never across an await.
+    screen: Arc<Mutex<Screen>>,
+    /// The dead-letter channel, if any.
+    rejected: Option<mpsc::Sender<Rejected>>,
 }
 
 impl TradeSink {
-    /// A sink over `tx` that advances `cursors` and counts into `stats`.
+    /// A sink over `tx` that advances `cursors` and counts into `stats`, checking trades with
+    /// [`TradeRules::BASIC`] (no time window) until given other rules.
     pub fn new(tx: mpsc::Sender<Input>, cursors: Cursors, stats: Arc<ExchangeStats>) -> Self {
-        Self { tx, cursors, stats }
+        Self {
+            tx,
+            cursors,
+            stats,
+            rules: TradeRules::BASIC,
+            screen: Arc::default(),
+            rejected: None,
+        }
     }
 
-    /// Sends a batch (an empty one is skipped).
-    pub async fn send(&self, trades: Vec<Trade>) -> Result<(), ExchangeError> {
+    /// Checks trades with `rules` (the orchestrator passes the configuration's).
+    pub fn with_rules(mut self, rules: TradeRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Puts a copy of each turned-away trade, with why, on `dead_letters`. When the channel is
+    /// full or closed the copy is dropped and counted in [`ExchangeStats::dead_letters_dropped`]:
+    /// a slow reader of rejects never holds up the trades.
+    pub fn with_rejected(mut self, dead_letters: mpsc::Sender<Rejected>) -> Self {
+        self.rejected = Some(dead_letters);
+        self
+    }
+
+    /// Checks a batch, then sends what passed (an empty batch is skipped).
+    pub async fn send(&self, mut trades: Vec<Trade>) -> Result<(), ExchangeError> {
         if trades.is_empty() {
             return Ok(());
+        }
+        let turned_away = self
+            .screen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .screen(&self.rules, &mut trades, |symbol| {
+                self.cursors
+                    .get(symbol)
+                    .and_then(|c| c.trade_id.as_number())
+            });
+        if !turned_away.is_empty() {
+            self.turn_away(turned_away);
+            if trades.is_empty() {
+                return Ok(());
+            }
         }
         self.cursors.advance(&trades);
         let n = trades.len() as u64;
@@ -245,6 +307,23 @@ impl TradeSink {
             .send(Input::Gap(gap))
             .await
             .map_err(|_| ExchangeError::PipelineClosed)
+    }
+
+    /// Counts turned-away trades and hands them to the dead-letter channel.
+    fn turn_away(&self, turned_away: Vec<Rejected>) {
+        for r in turned_away {
+            let counter = if r.reason.is_quarantine() {
+                &self.stats.quarantined
+            } else {
+                &self.stats.rejected
+            };
+            ExchangeStats::incr(counter);
+            if let Some(tx) = &self.rejected {
+                if tx.try_send(r).is_err() {
+                    ExchangeStats::incr(&self.stats.dead_letters_dropped);
+                }
+            }
+        }
     }
 }
 
@@ -317,6 +396,9 @@ impl ExchangeContext {
 pub(crate) mod tests {
     use super::*;
     use crate::model::{parse_decimal, Side};
+    use crate::pipeline::{IdJumpLimit, RejectReason};
+    use rust_decimal::Decimal;
+    use std::time::Duration;
 
     /// A trade of exchange `x` with id `id`, at `id` seconds.
     pub(crate) fn trade(symbol: &str, id: u64) -> Trade {
@@ -351,5 +433,183 @@ pub(crate) mod tests {
         c.advance(&[trade("ETH-USD", 9)]);
         assert_eq!(c.get(&eth).unwrap().trade_id.as_str(), "9");
         assert_eq!(c.get(&Symbol::parse("SOL-USD").unwrap()), None);
+    }
+
+    fn sink(
+        capacity: usize,
+    ) -> (
+        TradeSink,
+        mpsc::Receiver<Input>,
+        Cursors,
+        Arc<ExchangeStats>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let cursors = Cursors::default();
+        let stats = Arc::new(ExchangeStats::default());
+        let sink = TradeSink::new(tx, cursors.clone(), stats.clone());
+        (sink, rx, cursors, stats)
+    }
+
+    fn ids(input: &Input) -> Vec<&str> {
+        input.trades().iter().map(|t| t.trade_id.as_str()).collect()
+    }
+
+    fn btc() -> Symbol {
+        Symbol::parse("BTC-USD").unwrap()
+    }
+
+    /// The sink used to advance the resume cursor over any id, so a single hostile one moved
+    /// the point a restarted exchange backfills from beyond every real trade.
+    #[tokio::test]
+    async fn a_hostile_id_moves_no_cursor_and_does_not_reach_the_pipeline() {
+        let (sink, mut rx, cursors, stats) = sink(8);
+        sink.send(vec![trade("BTC-USD", 600_000_000)])
+            .await
+            .unwrap();
+        sink.send(vec![
+            trade("BTC-USD", 600_000_001),
+            trade("BTC-USD", u64::MAX),
+        ])
+        .await
+        .unwrap();
+        sink.send(vec![trade("BTC-USD", u64::MAX)]).await.unwrap();
+        assert_eq!(cursors.get(&btc()).unwrap().trade_id.as_str(), "600000001");
+        assert_eq!(ids(&rx.try_recv().unwrap()), ["600000000"]);
+        assert_eq!(ids(&rx.try_recv().unwrap()), ["600000001"]);
+        assert!(rx.try_recv().is_err(), "the all-hostile batch is not sent");
+        sink.send(vec![trade("BTC-USD", 600_000_002)])
+            .await
+            .unwrap();
+        assert_eq!(ids(&rx.try_recv().unwrap()), ["600000002"]);
+        assert_eq!(ExchangeStats::get(&stats.quarantined), 2);
+        assert_eq!(ExchangeStats::get(&stats.rejected), 0);
+        assert_eq!(ExchangeStats::get(&stats.trades), 3);
+    }
+
+    #[tokio::test]
+    async fn a_new_run_judges_ids_from_the_cursor_the_last_one_left() {
+        let (_, _, cursors, stats) = sink(1);
+        cursors.set(
+            btc(),
+            Cursor {
+                trade_id: TradeId::from_u64(600_000_000),
+                timestamp: Timestamp::EPOCH,
+            },
+        );
+        let (tx, mut rx) = mpsc::channel(4);
+        let sink = TradeSink::new(tx, cursors.clone(), stats.clone());
+        sink.send(vec![trade("BTC-USD", u64::MAX), trade("ETH-USD", u64::MAX)])
+            .await
+            .unwrap();
+        // BTC has a reference, ETH has none yet: its first id cannot be judged.
+        assert_eq!(ids(&rx.try_recv().unwrap()), ["18446744073709551615"]);
+        assert_eq!(rx.try_recv().unwrap_err(), mpsc::error::TryRecvError::Empty);
+        assert_eq!(ExchangeStats::get(&stats.quarantined), 1);
+        assert_eq!(cursors.get(&btc()).unwrap().trade_id.as_str(), "600000000");
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_ids_really_moved_is_followed_after_three() {
+        let (sink, mut rx, cursors, stats) = sink(8);
+        sink.send(vec![trade("BTC-USD", 1_000)]).await.unwrap();
+        let moved = 5_000_000_000_000u64;
+        sink.send((moved..moved + 5).map(|i| trade("BTC-USD", i)).collect())
+            .await
+            .unwrap();
+        rx.try_recv().unwrap();
+        let moved_on = rx.try_recv().unwrap();
+        let moved_on = moved_on.trades();
+        assert_eq!(moved_on.len(), 3);
+        assert_eq!(moved_on[0].trade_id, TradeId::from_u64(moved + 2));
+        assert_eq!(
+            cursors.get(&btc()).unwrap().trade_id,
+            TradeId::from_u64(moved + 4)
+        );
+        assert_eq!(ExchangeStats::get(&stats.quarantined), 2);
+    }
+
+    /// A negative price, a zero amount and a time 200 years ahead were once written as trades.
+    #[tokio::test]
+    async fn trades_that_cannot_have_happened_are_counted_sent_nowhere_and_move_no_cursor() {
+        let (sink, mut rx, cursors, stats) = sink(8);
+        let sink = sink.with_rules(TradeRules {
+            max_clock_skew: Some(Duration::from_secs(86_400)),
+            id_jump: Some(IdJumpLimit::DEFAULT),
+        });
+        let mut negative = trade("BTC-USD", 2);
+        negative.price = -negative.price;
+        let mut zero = trade("BTC-USD", 3);
+        zero.amount = Decimal::ZERO;
+        let mut ahead = trade("BTC-USD", 4);
+        ahead.timestamp = Timestamp::from_unix_secs(4 + 200 * 365 * 86_400);
+        sink.send(vec![
+            trade("BTC-USD", 1),
+            negative,
+            zero,
+            trade("ETH-USD", 5),
+            ahead,
+        ])
+        .await
+        .unwrap();
+        assert_eq!(ids(&rx.try_recv().unwrap()), ["1", "5"]);
+        assert_eq!(cursors.get(&btc()).unwrap().trade_id.as_str(), "1");
+        assert_eq!(ExchangeStats::get(&stats.rejected), 3);
+        assert_eq!(ExchangeStats::get(&stats.trades), 2);
+        // Without the configuration's rules, times are not held to a window.
+        let (bare, mut rx, _, _) = self::sink(1);
+        let mut far = trade("BTC-USD", 4);
+        far.timestamp = Timestamp::from_unix_secs(200 * 365 * 86_400);
+        bare.send(vec![far]).await.unwrap();
+        assert_eq!(rx.try_recv().unwrap().trades().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn turned_away_trades_reach_the_dead_letter_channel_with_their_reason() {
+        let (sink, _rx, _, stats) = sink(8);
+        let (dead_tx, mut dead_rx) = mpsc::channel(2);
+        let sink = sink.with_rejected(dead_tx);
+        let mut negative = trade("BTC-USD", 2);
+        negative.price = -negative.price;
+        let mut zero = trade("BTC-USD", 3);
+        zero.amount = Decimal::ZERO;
+        sink.send(vec![
+            trade("BTC-USD", 1),
+            trade("BTC-USD", u64::MAX),
+            negative.clone(),
+            zero,
+        ])
+        .await
+        .unwrap();
+        let first = dead_rx.try_recv().unwrap();
+        assert_eq!(first.reason, RejectReason::IdOutOfLine);
+        assert_eq!(first.trade.trade_id.as_str(), "18446744073709551615");
+        let second = dead_rx.try_recv().unwrap();
+        assert_eq!(
+            second,
+            Rejected {
+                trade: negative,
+                reason: RejectReason::NonPositivePrice
+            }
+        );
+        // The channel held two: the third copy was dropped, and counted; its trade is counted
+        // as rejected all the same.
+        assert!(dead_rx.try_recv().is_err());
+        assert_eq!(ExchangeStats::get(&stats.dead_letters_dropped), 1);
+        assert_eq!(ExchangeStats::get(&stats.rejected), 2);
+        assert_eq!(ExchangeStats::get(&stats.quarantined), 1);
+    }
+
+    #[tokio::test]
+    async fn a_valid_batch_goes_through_as_it_came() {
+        let (sink, mut rx, _, stats) = sink(1);
+        let batch: Vec<Trade> = (1..=100).map(|i| trade("BTC-USD", i)).collect();
+        let at = batch.as_ptr();
+        sink.send(batch).await.unwrap();
+        let got = rx.try_recv().unwrap();
+        let got = got.trades();
+        assert_eq!(got.as_ptr(), at, "not copied");
+        assert_eq!(got.len(), 100);
+        assert_eq!(ExchangeStats::get(&stats.rejected), 0);
+        assert_eq!(ExchangeStats::get(&stats.quarantined), 0);
     }
 }

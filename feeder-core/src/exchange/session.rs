@@ -20,6 +20,7 @@ use super::WsMessage;
 use super::{Backoff, Completeness, Cursor, ExchangeContext, Frame, PollVenue, StreamVenue};
 use crate::error::ExchangeError;
 use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
+use crate::pipeline::IdJumpLimit;
 
 /// The socket of one connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -571,6 +572,10 @@ fn find_jumps(batch: &[Trade], last_seen: &mut LastSeen) -> Vec<Jump> {
         let Some((_, (prev, prev_id))) = current.as_mut() else {
             continue;
         };
+        // An id far out of line is not a hole to fill: the sink quarantines it.
+        if !IdJumpLimit::DEFAULT.allows(*prev_id, id) {
+            continue;
+        }
         if id > *prev_id + 1 && !jumps.iter().any(|j| j.symbol == t.symbol) {
             jumps.push(Jump {
                 symbol: t.symbol.clone(),
@@ -625,6 +630,10 @@ mod tests {
         assert_eq!(jumps.len(), 1);
         assert_eq!(jumps[0].after.trade_id.as_str(), "13");
         assert_eq!(jumps[0].at, 1);
+        // A hostile id far out of line is no hole and does not become the last seen.
+        let hostile = trade("BTC-USD", u64::MAX);
+        assert!(find_jumps(&[hostile, trade("BTC-USD", 17)], &mut last)[0].at == 1);
+        assert_eq!(last[&Symbol::parse("BTC-USD").unwrap()].1, 17);
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use crate::exchange::{
     Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink,
 };
 use crate::model::Symbol;
+use crate::pipeline::TradeRules;
 use crate::writer::{ErrorChain, RunnerSettings, Writer, WriterRunner};
 
 pub use registry::{ExchangeFactory, Registry, WriterFactory};
@@ -248,6 +249,7 @@ impl Feeder {
             clock,
         ));
 
+        let rules = TradeRules::from_pipeline(&pipeline);
         let mut exchange_tasks = Vec::new();
         for slot in exchanges {
             let name = slot.exchange.name().to_owned();
@@ -255,6 +257,7 @@ impl Feeder {
             let task = tokio::spawn(supervise(
                 slot,
                 tx.clone(),
+                rules,
                 stop_exchanges.clone(),
                 restart.clone(),
             ));
@@ -307,7 +310,7 @@ impl Feeder {
             writer_tasks
                 .iter()
                 .map(|(n, s, _)| (n.as_str(), s.as_ref())),
-            totals.duplicates,
+            totals.valve,
             totals.candles,
             totals.late_trades,
             stragglers,
@@ -364,6 +367,7 @@ async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
 async fn supervise(
     slot: ExchangeSlot,
     tx: mpsc::Sender<crate::exchange::Input>,
+    rules: TradeRules,
     shutdown: CancellationToken,
     mut backoff: Backoff,
 ) {
@@ -371,7 +375,8 @@ async fn supervise(
     loop {
         let ctx = ExchangeContext {
             symbols: slot.symbols.clone(),
-            sink: TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone()),
+            sink: TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone())
+                .with_rules(rules),
             shutdown: shutdown.clone(),
             cursors: slot.cursors.clone(),
             stats: slot.stats.clone(),

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::config::PipelineConfig;
 use crate::exchange::{Cursor, Input};
 use crate::model::{Candle, Event, Symbol, Timestamp, Trade};
-use crate::pipeline::{Aggregator, Valve};
+use crate::pipeline::{Aggregator, Valve, ValveCounts};
 use crate::writer::WriterHandle;
 
 /// Valve and aggregator over one batch at a time.
@@ -21,7 +21,7 @@ pub(crate) struct Stages {
 /// What the pipeline task counted, for the summary.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StageTotals {
-    pub duplicates: Vec<(Arc<str>, u64)>,
+    pub valve: Vec<(Arc<str>, ValveCounts)>,
     pub candles: u64,
     pub late_trades: u64,
 }
@@ -81,7 +81,7 @@ impl Stages {
 
     pub(crate) fn finish(&self, totals: &mut StageTotals) {
         if let Some(v) = &self.valve {
-            totals.duplicates = v.duplicates();
+            totals.valve = v.counts();
         }
         if let Some(a) = &self.aggregator {
             totals.late_trades = a.late_trades();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::exchange::ExchangeStats;
+use crate::pipeline::ValveCounts;
 use crate::writer::WriterStats;
 
 /// Counters of one exchange over the run.
@@ -13,10 +14,23 @@ use crate::writer::WriterStats;
 pub struct ExchangeSummary {
     /// Registry name.
     pub name: String,
-    /// Trades sent into the pipeline (before dedup).
+    /// Trades sent into the pipeline (before dedup; not counting those rejected or
+    /// quarantined on the way in).
     pub trades: u64,
     /// Duplicates the valve dropped.
     pub duplicates: u64,
+    /// Repeats of an id with another price or amount, dropped by the valve (the first copy
+    /// was kept).
+    pub conflicts: u64,
+    /// Trades rejected before the pipeline: a price or amount that is not positive, or a
+    /// time too far from the receive time.
+    pub rejected: u64,
+    /// Trades whose id was far above their stream's, quarantined on the way in or by the
+    /// valve.
+    pub quarantined: u64,
+    /// Trades the valve passed although it could not tell whether it had seen them: older
+    /// than the ranges of ids it remembers.
+    pub unverified: u64,
     /// Messages that could not be parsed.
     pub parse_errors: u64,
     /// Connection and request failures.
@@ -69,7 +83,7 @@ impl Summary {
     pub(crate) fn collect<'a>(
         exchanges: impl Iterator<Item = (&'a str, &'a ExchangeStats)>,
         writers: impl Iterator<Item = (&'a str, &'a WriterStats)>,
-        duplicates: Vec<(Arc<str>, u64)>,
+        valve: Vec<(Arc<str>, ValveCounts)>,
         candles: u64,
         late_trades: u64,
         stragglers: Vec<String>,
@@ -82,21 +96,25 @@ impl Summary {
             ..Summary::default()
         };
         for (name, s) in exchanges {
-            let dups: u64 = duplicates
-                .iter()
-                .filter(|(n, _)| &**n == name)
-                .map(|(_, d)| *d)
-                .sum();
-            // The same venue may be configured twice; count its duplicates once.
-            let dups = if out.exchanges.iter().any(|e| e.name == name) {
-                0
+            // The valve counts by venue name, and the same venue may be configured twice: its
+            // counts go to the first entry.
+            let counts = if out.exchanges.iter().any(|e| e.name == name) {
+                ValveCounts::default()
             } else {
-                dups
+                valve
+                    .iter()
+                    .find(|(n, _)| &**n == name)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default()
             };
             out.exchanges.push(ExchangeSummary {
                 name: name.to_owned(),
                 trades: get(&s.trades),
-                duplicates: dups,
+                duplicates: counts.duplicates,
+                conflicts: counts.conflicts,
+                rejected: get(&s.rejected),
+                quarantined: get(&s.quarantined) + counts.quarantined,
+                unverified: counts.unverified,
                 parse_errors: get(&s.parse_errors),
                 errors: get(&s.errors),
                 reconnects: get(&s.reconnects),
@@ -130,8 +148,8 @@ impl fmt::Display for Summary {
         for e in &self.exchanges {
             writeln!(
                 f,
-                "exchange {:<12} trades={} duplicates={} parse_errors={} errors={} reconnects={} backfilled={} restarts={}",
-                e.name, e.trades, e.duplicates, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
+                "exchange {:<12} trades={} duplicates={} conflicts={} rejected={} quarantined={} unverified={} parse_errors={} errors={} reconnects={} backfilled={} restarts={}",
+                e.name, e.trades, e.duplicates, e.conflicts, e.rejected, e.quarantined, e.unverified, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
             )?;
         }
         for w in &self.writers {

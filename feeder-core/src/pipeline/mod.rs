@@ -1,7 +1,10 @@
 //! Pipeline stages between the exchanges and the writers.
 //!
+//! - [`TradeRules`]: what a trade must be to enter at all (positive price and amount, a time
+//!   near its receipt, an id in line with its stream); checked where exchanges hand trades
+//!   over, before the resume cursors move.
 //! - [`Valve`]: drops trades already seen, keyed by (exchange, symbol, trade id), in bounded
-//!   memory.
+//!   memory, and only those.
 //! - [`Aggregator`]: builds OHLCV [`Candle`](crate::model::Candle)s from unique trades and
 //!   emits each one when its interval has closed.
 //!
@@ -9,6 +12,7 @@
 //! can be driven by the orchestrator, by an embedding program, or by a test, identically.
 
 mod aggregator;
+mod validate;
 mod valve;
 
 use std::collections::HashMap;
@@ -17,7 +21,9 @@ use std::sync::Arc;
 use crate::model::Symbol;
 
 pub use aggregator::Aggregator;
-pub use valve::Valve;
+pub(crate) use validate::Screen;
+pub use validate::{IdJumpLimit, RejectReason, Rejected, TradeRules, CONFIRMATIONS};
+pub use valve::{Valve, ValveCounts, Verdict};
 
 /// Per-stream state keyed by (exchange, symbol), looked up without building a key.
 ///
