@@ -602,3 +602,86 @@ async fn the_resume_point_is_the_last_trade_of_the_newest_day_in_either_format()
         assert_eq!(at.trade_id.as_str(), "12", "{format:?}");
     }
 }
+
+/// 2226-12-04T00:00:00Z: a trade time no venue can mean.
+const YEAR_2226: i64 = 8_107_689_600;
+
+/// Feeds `replayed` through a runner that resumes where `w` says the store left off, as a
+/// restarted feeder does; returns the runner's counters.
+async fn restart_with(
+    mut w: FileWriter,
+    symbol: &str,
+    replayed: Vec<Event>,
+) -> Arc<feeder_core::writer::WriterStats> {
+    use feeder_core::writer::{RunnerSettings, WriterRunner};
+    let sym = Symbol::parse(symbol).unwrap();
+    let resume = w
+        .resume_point("bitstamp", &sym)
+        .await
+        .unwrap()
+        .map(|c| vec![(Arc::from("bitstamp"), sym, c)])
+        .unwrap_or_default();
+    let (handle, task) = WriterRunner::spawn_resuming(
+        Box::new(w),
+        RunnerSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+        resume,
+    );
+    assert!(handle.send(Arc::new(replayed)).await);
+    let stats = handle.stats().clone();
+    drop(handle);
+    task.await.unwrap();
+    stats
+}
+
+fn trade_ids_in(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join("trades/bitstamp/BTC-USD"))
+        .unwrap()
+        .flat_map(|e| parse_lines(&read(&e.unwrap().path())))
+        .map(|e| match e {
+            Event::Trade(t) => t.trade_id.to_string(),
+            _ => unreachable!("trades tree"),
+        })
+        .collect();
+    ids.sort_by_key(|id| id.parse::<u64>().unwrap());
+    ids
+}
+
+#[tokio::test]
+async fn a_trade_stamped_far_in_the_future_does_not_move_the_resume_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    // Trade 5 came with a time in 2226: it is filed under 2226-12-04, the newest file.
+    let stored: Vec<Event> = (1..=10)
+        .map(|i| {
+            let secs = if i == 5 { YEAR_2226 } else { DAY2 + i as i64 };
+            trade("bitstamp", "BTC-USD", i, secs)
+        })
+        .collect();
+    w.write(&stored).await.unwrap();
+    w.close().await.unwrap();
+    assert!(file(dir.path(), "trades/bitstamp/BTC-USD/2226-12-04.jsonl").exists());
+
+    let w = open(dir.path(), FileFormat::Jsonl);
+    let at = open(dir.path(), FileFormat::Jsonl)
+        .resume_point("bitstamp", &Symbol::parse("BTC-USD").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        at.trade_id.as_str(),
+        "10",
+        "the newest trade not in the future"
+    );
+
+    // After a restart the venue replays 1..=12; the store takes 11 and 12 only.
+    let replayed = (1..=12)
+        .map(|i| trade("bitstamp", "BTC-USD", i, DAY2 + i as i64))
+        .collect();
+    let stats = restart_with(w, "BTC-USD", replayed).await;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&stats.already_stored), 10);
+    assert_eq!(get(&stats.events), 2);
+    let want: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    assert_eq!(trade_ids_in(dir.path()), want, "every trade exactly once");
+}

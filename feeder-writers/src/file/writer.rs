@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use feeder_core::exchange::Cursor;
-use feeder_core::model::{Event, Symbol};
+use feeder_core::model::{Event, Symbol, Timestamp};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 
@@ -210,7 +210,8 @@ impl Writer for FileWriter {
             .map_err(WriteError::Io)
     }
 
-    /// The last trade line of the stream's newest file.
+    /// The newest trade in the tail of the stream's newest file, ignoring files and trades
+    /// dated more than a day past now (outliers that would move the resume point).
     async fn resume_point(
         &mut self,
         exchange: &str,
@@ -219,7 +220,7 @@ impl Writer for FileWriter {
         let (root, format) = (self.options.path.clone(), self.options.format);
         let (exchange, symbol) = (exchange.to_owned(), symbol.clone());
         tokio::task::spawn_blocking(move || {
-            super::resume::last_trade(&root, format, &exchange, &symbol)
+            super::resume::last_trade(&root, format, &exchange, &symbol, Timestamp::now())
         })
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
