@@ -685,3 +685,160 @@ async fn a_trade_stamped_far_in_the_future_does_not_move_the_resume_point() {
     let want: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
     assert_eq!(trade_ids_in(dir.path()), want, "every trade exactly once");
 }
+
+/// One captured log line: its message, its fields and those of the spans around it.
+#[derive(Debug, Default)]
+struct LogLine {
+    fields: std::collections::BTreeMap<String, String>,
+    spans: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Default)]
+struct Fields(std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+/// Keeps every line logged in this process, from any thread (the file writer logs from
+/// blocking threads too), and wakes a waiter on each.
+#[derive(Clone, Default)]
+struct Capture {
+    lines: Arc<std::sync::Mutex<Vec<LogLine>>>,
+    logged: Arc<tokio::sync::Notify>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let spans = ctx
+            .event_scope(event)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.extensions().get::<Fields>().map(|f| f.0.clone()))
+            .collect();
+        self.lines.lock().unwrap().push(LogLine {
+            fields: fields.0,
+            spans,
+        });
+        self.logged.notify_one();
+    }
+}
+
+fn capture_logs() -> &'static Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        capture
+    })
+}
+
+#[tokio::test]
+async fn every_line_a_writer_logs_carries_its_configured_name() {
+    use feeder_core::writer::{RunnerSettings, WriterRunner};
+    let capture = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // A torn line to cut (logged by the blocking thread that opens the file), then a batch
+    // that keeps failing (logged by the runner): the candles tree is blocked by a file.
+    let torn = file(dir.path(), "trades/names/BTC-USD/2024-01-02.jsonl");
+    std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
+    std::fs::write(&torn, "{\"half a line").unwrap();
+    std::fs::write(dir.path().join("candles"), "not a directory").unwrap();
+    let mut config = WriterConfig::new("file")
+        .with_option("path", dir.path().to_str().unwrap())
+        .with_option("fsync", true);
+    config.name = Some("parquet".into());
+    let writer = FileWriterFactory.build(&config).await.unwrap();
+    let settings = RunnerSettings {
+        retry: feeder_core::exchange::Backoff::new(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(10),
+        ),
+        ..RunnerSettings::from(&config)
+    };
+    let abort = tokio_util::sync::CancellationToken::new();
+    let (handle, task) = WriterRunner::spawn(writer, settings, abort.clone());
+    assert!(
+        handle
+            .send(Arc::new(vec![
+                trade("names", "BTC-USD", 1, DAY2),
+                candle("names", "BTC-USD", DAY2, 0),
+            ]))
+            .await
+    );
+    let retried = |lines: &[LogLine]| {
+        lines.iter().any(|l| {
+            l.fields.get("message").map(String::as_str)
+                == Some("write failed; will retry the batch")
+                && l.fields.get("writer").map(String::as_str) == Some("parquet")
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let logged = capture.logged.notified();
+            if retried(&capture.lines.lock().unwrap()) {
+                break;
+            }
+            logged.await;
+        }
+    })
+    .await
+    .expect("the runner logs the failing write");
+    abort.cancel();
+    drop(handle);
+    task.await.unwrap();
+
+    // Lines about this test's files: other tests log too.
+    let lines = capture.lines.lock().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let ours: Vec<&LogLine> = lines
+        .iter()
+        .filter(|l| l.fields.values().any(|v| v.contains(root)))
+        .collect();
+    assert!(
+        ours.iter().any(|l| l
+            .fields
+            .get("message")
+            .is_some_and(|m| m.starts_with("cutting an incomplete last line"))),
+        "the torn line was cut: {ours:?}"
+    );
+    assert!(ours.len() >= 2, "{ours:?}");
+    for line in &ours {
+        assert!(
+            line.spans
+                .iter()
+                .any(|s| s.get("writer").map(String::as_str) == Some("parquet")),
+            "{line:?}"
+        );
+        assert_ne!(
+            line.fields.get("writer").map(String::as_str),
+            Some("file"),
+            "{line:?}"
+        );
+    }
+}

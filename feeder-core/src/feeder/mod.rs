@@ -64,6 +64,16 @@ struct WriterSlot {
     settings: RunnerSettings,
 }
 
+impl WriterSlot {
+    /// The name in logs and the summary.
+    fn name(&self) -> &str {
+        self.settings
+            .name
+            .as_deref()
+            .unwrap_or_else(|| self.writer.name())
+    }
+}
+
 /// A configured feeder, ready to [`run`](Feeder::run).
 pub struct Feeder {
     exchanges: Vec<ExchangeSlot>,
@@ -89,7 +99,7 @@ impl std::fmt::Debug for Feeder {
                 &self
                     .writers
                     .iter()
-                    .map(|w| w.writer.name())
+                    .map(WriterSlot::name)
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -208,7 +218,8 @@ impl Feeder {
         let mut writers = writers;
         let mut resume_points = Vec::with_capacity(writers.len());
         for slot in &mut writers {
-            resume_points.push(resume_points_of(slot.writer.as_mut(), &streams).await);
+            let name = slot.name().to_owned();
+            resume_points.push(resume_points_of(&name, slot.writer.as_mut(), &streams).await);
         }
         let mut seeds: Vec<(Arc<str>, Symbol, Cursor)> = Vec::new();
         for (ex, sym) in &streams {
@@ -318,6 +329,7 @@ impl Feeder {
 /// Asks a writer where it left off for each stream; a failure to answer is logged and means
 /// "nothing known" (the writer then relies on the valve like any other).
 async fn resume_points_of(
+    name: &str,
     writer: &mut dyn Writer,
     streams: &[(Arc<str>, Symbol)],
 ) -> Vec<(Arc<str>, Symbol, Cursor)> {
@@ -327,7 +339,7 @@ async fn resume_points_of(
             Ok(Some(c)) => out.push((ex.clone(), sym.clone(), c)),
             Ok(None) => {}
             Err(e) => tracing::warn!(
-                writer = writer.name(),
+                writer = name,
                 exchange = %ex,
                 symbol = %sym,
                 error = %ErrorChain(&e),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
@@ -21,6 +22,9 @@ pub use crate::config::WhenFullPolicy as WhenFull;
 /// How the runner feeds its writer.
 #[derive(Clone, Debug)]
 pub struct RunnerSettings {
+    /// The writer's name in logs and the summary: the config's `name`, else its type. `None`
+    /// uses the writer's own [`Writer::name`].
+    pub name: Option<String>,
     /// Most events per `write` call.
     pub batch_size: usize,
     /// Longest time a partial batch waits for more events when the queue is empty. Zero
@@ -39,13 +43,17 @@ pub struct RunnerSettings {
 
 impl Default for RunnerSettings {
     fn default() -> Self {
-        Self::from(&WriterConfig::new("default"))
+        Self {
+            name: None,
+            ..Self::from(&WriterConfig::new("default"))
+        }
     }
 }
 
 impl From<&WriterConfig> for RunnerSettings {
     fn from(c: &WriterConfig) -> Self {
         Self {
+            name: Some(c.display_name().to_owned()),
             batch_size: c.batch_size.max(1),
             batch_delay: c.batch_delay,
             queue_capacity: c.queue_capacity.max(1),
@@ -215,7 +223,7 @@ impl WriterRunner {
         abort: CancellationToken,
         resume: Vec<(Arc<str>, Symbol, Cursor)>,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
-        let name: Arc<str> = Arc::from(writer.name());
+        let name: Arc<str> = Arc::from(settings.name.as_deref().unwrap_or(writer.name()));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
         let spill = settings.spill.as_ref().and_then(|s| match Spill::open(s) {
@@ -242,7 +250,10 @@ impl WriterRunner {
             settings,
             abort,
         };
-        (handle, tokio::spawn(task.run(rx)))
+        // Every line the writer logs from its task carries its name, not only the runner's.
+        // At error level so that no log filter drops the name from the lines it keeps.
+        let span = tracing::error_span!("writer", writer = %task.name);
+        (handle, tokio::spawn(task.run(rx).instrument(span)))
     }
 }
 

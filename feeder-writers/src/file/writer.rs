@@ -134,7 +134,10 @@ impl FileWriter {
         f: impl FnOnce(&mut Backend) -> T + Send + 'static,
     ) -> Result<T, WriteError> {
         let files = Arc::clone(&self.files);
+        // What the blocking thread logs belongs to this writer's span (its name) too.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             // See `lock_files`.
             let mut files = files.lock().map_err(|_| {
                 WriteError::terminal(
@@ -219,7 +222,9 @@ impl Writer for FileWriter {
     ) -> Result<Option<Cursor>, WriteError> {
         let (root, format) = (self.options.path.clone(), self.options.format);
         let (exchange, symbol) = (exchange.to_owned(), symbol.clone());
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             super::resume::last_trade(&root, format, &exchange, &symbol, Timestamp::now())
         })
         .await
