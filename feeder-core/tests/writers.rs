@@ -3,13 +3,14 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use feeder_core::config::{Config, ConfigError, ExchangeConfig, WriterConfig};
-use feeder_core::exchange::{Cursor, Exchange, ExchangeContext, Transport};
+use feeder_core::config::{Config, ConfigError, ExchangeConfig, PipelineConfig, WriterConfig};
+use feeder_core::exchange::{Backoff, Cursor, Exchange, ExchangeContext, Transport};
 use feeder_core::feeder::{ExchangeFactory, Feeder, Registry, WriterFactory};
 use feeder_core::model::{parse_decimal, Event, Side, Symbol, Timestamp, Trade, TradeId};
-use feeder_core::writer::Writer;
+use feeder_core::writer::{RunnerSettings, Writer, RESUME_ATTEMPTS};
 use feeder_core::{ExchangeError, WriteError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,16 @@ fn trade(id: u64) -> Trade {
         timestamp: Timestamp::from_unix_micros(1_704_164_645_000_000 + id as i64),
         received_at: Timestamp::from_unix_micros(1_704_164_645_000_000 + id as i64),
     }
+}
+
+fn ids(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => t.trade_id.as_str().parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Sends trades `from..to` from where the feeder's cursor says it left off (as a backfill
@@ -101,6 +112,26 @@ impl Writer for Store {
     }
 }
 
+fn settings(name: &str) -> RunnerSettings {
+    RunnerSettings {
+        name: Some(name.into()),
+        batch_size: 100,
+        retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)).without_jitter(),
+        ..RunnerSettings::default()
+    }
+}
+
+fn no_candles() -> PipelineConfig {
+    PipelineConfig {
+        candles: Vec::new(),
+        ..PipelineConfig::default()
+    }
+}
+
+fn btc() -> Vec<Symbol> {
+    vec![Symbol::parse("BTC-USD").unwrap()]
+}
+
 /// Builds `Replay` and `Store` from a config, as the command line does.
 struct ReplayFactory(Arc<Notify>);
 
@@ -116,7 +147,10 @@ impl ExchangeFactory for ReplayFactory {
     }
 }
 
-struct StoreFactory;
+/// Builds stores whose resume point fails this many times first.
+struct StoreFactory {
+    resume_failures: u32,
+}
 
 #[async_trait]
 impl WriterFactory for StoreFactory {
@@ -124,23 +158,27 @@ impl WriterFactory for StoreFactory {
         Ok(())
     }
     async fn build(&self, _config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        Ok(Box::new(Store::new(None, 0).0))
+        Ok(Box::new(Store::new(None, self.resume_failures).0))
     }
 }
+
+fn registry(sent: &Arc<Notify>, resume_failures: u32) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register_exchange("x", ReplayFactory(sent.clone()))
+        .register_writer("memory", StoreFactory { resume_failures });
+    registry
+}
+
+const CONFIG: &str = "exchanges:\n  - name: x\n    symbols: [BTC-USD]\npipeline:\n  candles: []\nwriters:\n  - type: memory\n    name: parquet\n  - type: memory\n";
 
 #[tokio::test]
 async fn the_configured_name_of_a_writer_is_the_one_in_the_summary() {
     let sent = Arc::new(Notify::new());
-    let mut registry = Registry::new();
-    registry
-        .register_exchange("x", ReplayFactory(sent.clone()))
-        .register_writer("memory", StoreFactory);
-    let config = Config::from_yaml_str_with_env(
-        "exchanges:\n  - name: x\n    symbols: [BTC-USD]\npipeline:\n  candles: []\nwriters:\n  - type: memory\n    name: parquet\n  - type: memory\n",
-        &|_| None,
-    )
-    .unwrap();
-    let feeder = Feeder::from_config(config, &registry).await.unwrap();
+    let config = Config::from_yaml_str_with_env(CONFIG, &|_| None).unwrap();
+    let feeder = Feeder::from_config(config, &registry(&sent, 0))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(feeder.run(shutdown.clone()));
     sent.notified().await;
@@ -150,4 +188,95 @@ async fn the_configured_name_of_a_writer_is_the_one_in_the_summary() {
     assert_eq!(names, ["parquet", "memory"]);
     let text = summary.to_string();
     assert!(text.contains("writer   parquet      events=10 "), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_point_that_fails_at_first_is_asked_again_and_nothing_is_written_twice() {
+    let sent = Arc::new(Notify::new());
+    // The store holds 0..=4; it cannot tell so the first three times it is asked.
+    let (store, events) = Store::new(Some(4), 3);
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Replay {
+                to: 10,
+                sent: sent.clone(),
+            }),
+            btc(),
+        )
+        .writer(Box::new(store), settings("store"))
+        .build();
+    let shutdown = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    // Asked again after 100, 200 and 400 ms.
+    assert_eq!(started.elapsed(), Duration::from_millis(700));
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(ids(&events.lock().unwrap()), [5, 6, 7, 8, 9]);
+    assert_eq!(summary.writers[0].events, 5);
+    assert!(summary.is_clean(), "{summary}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_that_never_says_where_it_left_off_ends_the_run_naming_it() {
+    let sent = Arc::new(Notify::new());
+    let (broken, broken_events) = Store::new(Some(4), u32::MAX);
+    let (fine, fine_events) = Store::new(None, 0);
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Replay {
+                to: 10,
+                sent: sent.clone(),
+            }),
+            btc(),
+        )
+        .writer(Box::new(fine), settings("fine"))
+        .writer(Box::new(broken), settings("parquet"))
+        .build();
+    // Never cancelled: the run ends by itself.
+    let summary = tokio::time::timeout(
+        Duration::from_secs(600),
+        feeder.run(CancellationToken::new()),
+    )
+    .await
+    .expect("the run ends");
+    assert!(!summary.is_clean());
+    assert_eq!(
+        summary.failures,
+        [format!(
+            "writer parquet cannot read where its store left off on x BTC-USD \
+             ({RESUME_ATTEMPTS} attempts): i/o error: Is a directory"
+        )]
+    );
+    assert!(
+        summary.to_string().contains("failed   writer parquet"),
+        "{summary}"
+    );
+    assert!(broken_events.lock().unwrap().is_empty());
+    assert!(fine_events.lock().unwrap().is_empty(), "nothing ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_feeder_is_not_built_when_a_writer_cannot_say_where_it_left_off() {
+    let sent = Arc::new(Notify::new());
+    let config = Config::from_yaml_str_with_env(CONFIG, &|_| None).unwrap();
+    let err = Feeder::from_config(config, &registry(&sent, u32::MAX))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "writer parquet cannot read where its store left off on x BTC-USD \
+             ({RESUME_ATTEMPTS} attempts)"
+        )
+    );
+
+    // Two failures are within the retries.
+    let config = Config::from_yaml_str_with_env(CONFIG, &|_| None).unwrap();
+    Feeder::from_config(config, &registry(&sent, 2))
+        .await
+        .unwrap();
 }

@@ -842,3 +842,109 @@ async fn every_line_a_writer_logs_carries_its_configured_name() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_resume_point_that_cannot_be_read_is_an_error_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let btc = Symbol::parse("BTC-USD").unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    w.write(&[trade("bitstamp", "BTC-USD", 3, DAY2 - 10)])
+        .await
+        .unwrap();
+    w.close().await.unwrap();
+    // The newest day's file cannot be read: a directory stands where it should be (a real
+    // failure even for root, whom file permissions do not stop).
+    let newest = file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-02.jsonl");
+    std::fs::create_dir(&newest).unwrap();
+    let err = w.resume_point("bitstamp", &btc).await.unwrap_err();
+    assert!(err.is_retriable(), "the disk may come back: {err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.jsonl"), "{chain}");
+
+    // Lines that are not trades where the store left off: asking again cannot help.
+    std::fs::remove_dir(&newest).unwrap();
+    std::fs::write(&newest, "garbage\n").unwrap();
+    let err = w.resume_point("bitstamp", &btc).await.unwrap_err();
+    assert!(!err.is_retriable(), "{err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.jsonl"), "{chain}");
+}
+
+/// Sends trades 1..=12 after where the feeder says the stores left off, then waits for
+/// shutdown.
+struct Replay;
+
+#[async_trait::async_trait]
+impl feeder_core::exchange::Exchange for Replay {
+    fn name(&self) -> &str {
+        "bitstamp"
+    }
+    async fn run(
+        &self,
+        ctx: feeder_core::exchange::ExchangeContext,
+    ) -> Result<(), feeder_core::ExchangeError> {
+        let from = ctx
+            .cursors
+            .get(&ctx.symbols[0])
+            .map_or(1, |c| c.trade_id.as_str().parse::<u64>().unwrap() + 1);
+        let trades = (from..=12)
+            .map(|i| match trade("bitstamp", "BTC-USD", i, DAY2 + i as i64) {
+                Event::Trade(t) => t,
+                _ => unreachable!(),
+            })
+            .collect();
+        ctx.sink.send(trades).await?;
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_writer_that_cannot_read_where_it_left_off_ends_the_run_naming_it() {
+    use feeder_core::feeder::Feeder;
+    use feeder_core::writer::RunnerSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    let stored: Vec<Event> = (1..=10)
+        .map(|i| trade("bitstamp", "BTC-USD", i, DAY2 + i as i64))
+        .collect();
+    w.write(&stored).await.unwrap();
+    w.close().await.unwrap();
+    // A newer day the writer cannot read.
+    std::fs::create_dir(file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-03.jsonl")).unwrap();
+
+    let settings = RunnerSettings {
+        name: Some("archive".into()),
+        ..RunnerSettings::default()
+    };
+    let feeder = Feeder::builder()
+        .exchange(Arc::new(Replay), vec![Symbol::parse("BTC-USD").unwrap()])
+        .writer(Box::new(open(dir.path(), FileFormat::Jsonl)), settings)
+        .build();
+    let summary = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        feeder.run(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the run ends by itself");
+    assert!(!summary.is_clean());
+    assert_eq!(summary.failures.len(), 1, "{summary}");
+    assert!(
+        summary.failures[0]
+            .starts_with("writer archive cannot read where its store left off on bitstamp BTC-USD"),
+        "{summary}"
+    );
+    let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    let path = file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-02.jsonl");
+    assert_eq!(
+        parse_lines(&read(&path))
+            .iter()
+            .map(|e| match e {
+                Event::Trade(t) => t.trade_id.to_string(),
+                _ => unreachable!(),
+            })
+            .collect::<Vec<_>>(),
+        want,
+        "nothing written twice"
+    );
+}

@@ -30,7 +30,9 @@ use crate::exchange::{
     Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink,
 };
 use crate::model::Symbol;
-use crate::writer::{ErrorChain, RunnerSettings, Writer, WriterRunner};
+use crate::writer::{
+    resume_points, ErrorChain, ResumeError, ResumePoints, RunnerSettings, Writer, WriterRunner,
+};
 
 pub use registry::{ExchangeFactory, Registry, WriterFactory};
 pub use summary::{ExchangeSummary, Summary, WriterSummary};
@@ -50,6 +52,9 @@ pub enum BuildError {
         #[source]
         source: WriteError,
     },
+    /// A writer could not say where its store left off, even after retries.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
 }
 
 struct ExchangeSlot {
@@ -62,6 +67,8 @@ struct ExchangeSlot {
 struct WriterSlot {
     writer: Box<dyn Writer>,
     settings: RunnerSettings,
+    /// Where the store left off, once asked (by `from_config`, else at the start of `run`).
+    resume: Option<ResumePoints>,
 }
 
 impl WriterSlot {
@@ -164,7 +171,8 @@ impl Feeder {
         Ok(())
     }
 
-    /// Validates `config`, builds every exchange and opens every writer.
+    /// Validates `config`, builds every exchange, opens every writer and asks each where its
+    /// store left off (retrying with backoff; see [`Writer::resume_point`]).
     pub async fn from_config(config: Config, registry: &Registry) -> Result<Feeder, BuildError> {
         Self::validate(&config, registry)?;
         let mut b = Feeder::builder()
@@ -188,15 +196,53 @@ impl Feeder {
                 b = b.writer(writer, RunnerSettings::from(w));
             }
         }
-        Ok(b.build())
+        let mut feeder = b.build();
+        feeder.ask_resume_points(&CancellationToken::new()).await?;
+        Ok(feeder)
+    }
+
+    /// Every stream: each exchange with each of its symbols.
+    fn streams(&self) -> Vec<(Arc<str>, Symbol)> {
+        self.exchanges
+            .iter()
+            .flat_map(|e| {
+                let name: Arc<str> = Arc::from(e.exchange.name());
+                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    /// Asks each writer not yet asked where its store left off.
+    async fn ask_resume_points(&mut self, stop: &CancellationToken) -> Result<(), ResumeError> {
+        let streams = self.streams();
+        for slot in &mut self.writers {
+            if slot.resume.is_some() {
+                continue;
+            }
+            let name = slot.name().to_owned();
+            let retry = slot.settings.retry.clone();
+            let points = resume_points(&name, slot.writer.as_mut(), &streams, retry, stop).await?;
+            slot.resume = Some(points);
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` is cancelled, then shuts down gracefully and returns what
     /// happened.
-    pub async fn run(self, shutdown: CancellationToken) -> Summary {
+    ///
+    /// The run ends by itself, before anything starts, when a writer cannot say where its
+    /// store left off: the summary then names it in [`Summary::failures`].
+    pub async fn run(mut self, shutdown: CancellationToken) -> Summary {
+        if let Err(e) = self.ask_resume_points(&shutdown).await {
+            return Summary {
+                failures: vec![ErrorChain(&e).to_string()],
+                ..Summary::default()
+            };
+        }
+        let streams = self.streams();
         let Feeder {
             exchanges,
-            writers,
+            mut writers,
             pipeline,
             shutdown_timeout,
             restart,
@@ -208,19 +254,10 @@ impl Feeder {
 
         // Where the durable stores left off: each writer skips what it already holds, and the
         // exchanges resume (backfill) from the oldest of those points.
-        let streams: Vec<(Arc<str>, Symbol)> = exchanges
-            .iter()
-            .flat_map(|e| {
-                let name: Arc<str> = Arc::from(e.exchange.name());
-                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
-            })
+        let resume_points: Vec<ResumePoints> = writers
+            .iter_mut()
+            .map(|slot| slot.resume.take().unwrap_or_default())
             .collect();
-        let mut writers = writers;
-        let mut resume_points = Vec::with_capacity(writers.len());
-        for slot in &mut writers {
-            let name = slot.name().to_owned();
-            resume_points.push(resume_points_of(&name, slot.writer.as_mut(), &streams).await);
-        }
         let mut seeds: Vec<(Arc<str>, Symbol, Cursor)> = Vec::new();
         for (ex, sym) in &streams {
             let oldest = resume_points
@@ -326,30 +363,6 @@ impl Feeder {
     }
 }
 
-/// Asks a writer where it left off for each stream; a failure to answer is logged and means
-/// "nothing known" (the writer then relies on the valve like any other).
-async fn resume_points_of(
-    name: &str,
-    writer: &mut dyn Writer,
-    streams: &[(Arc<str>, Symbol)],
-) -> Vec<(Arc<str>, Symbol, Cursor)> {
-    let mut out = Vec::new();
-    for (ex, sym) in streams {
-        match writer.resume_point(ex, sym).await {
-            Ok(Some(c)) => out.push((ex.clone(), sym.clone(), c)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(
-                writer = name,
-                exchange = %ex,
-                symbol = %sym,
-                error = %ErrorChain(&e),
-                "cannot read where the store left off; starting without it"
-            ),
-        }
-    }
-    out
-}
-
 /// Older first: by id where both are numbers, else by time.
 fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
     a.trade_id
@@ -449,7 +462,11 @@ impl FeederBuilder {
 
     /// Adds a writer with its runner settings.
     pub fn writer(mut self, writer: Box<dyn Writer>, settings: RunnerSettings) -> Self {
-        self.feeder.writers.push(WriterSlot { writer, settings });
+        self.feeder.writers.push(WriterSlot {
+            writer,
+            settings,
+            resume: None,
+        });
         self
     }
 

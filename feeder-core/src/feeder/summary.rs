@@ -63,6 +63,9 @@ pub struct Summary {
     pub late_trades: u64,
     /// Tasks still running at the shutdown deadline, abandoned.
     pub stragglers: Vec<String>,
+    /// Why the run ended before it started, naming the writer at fault (a writer that could
+    /// not say where its store left off).
+    pub failures: Vec<String>,
 }
 
 impl Summary {
@@ -119,9 +122,11 @@ impl Summary {
         out
     }
 
-    /// True when nothing was dropped and every task finished in time.
+    /// True when the run started, nothing was dropped and every task finished in time.
     pub fn is_clean(&self) -> bool {
-        self.stragglers.is_empty() && self.writers.iter().all(|w| w.dropped == 0)
+        self.failures.is_empty()
+            && self.stragglers.is_empty()
+            && self.writers.iter().all(|w| w.dropped == 0)
     }
 }
 
@@ -133,6 +138,9 @@ impl fmt::Display for Summary {
                 "exchange {:<12} trades={} duplicates={} parse_errors={} errors={} reconnects={} backfilled={} restarts={}",
                 e.name, e.trades, e.duplicates, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
             )?;
+        }
+        for failure in &self.failures {
+            writeln!(f, "failed   {failure}")?;
         }
         for w in &self.writers {
             writeln!(

@@ -1,5 +1,6 @@
 //! Stores: the [`Writer`] trait and the runner that feeds one writer from its own queue.
 
+mod resume;
 mod runner;
 mod spill;
 
@@ -10,6 +11,8 @@ use crate::exchange::Cursor;
 use crate::model::{Event, Symbol};
 
 pub use crate::error::ErrorChain;
+pub(crate) use resume::resume_points;
+pub use resume::{ResumeError, ResumePoints, RESUME_ATTEMPTS};
 pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
 pub use spill::SpillSettings;
 
@@ -45,6 +48,11 @@ pub trait Writer: Send + 'static {
     /// these over REST, and this writer skips what it already has, so a restart (even after a
     /// crash) neither leaves a gap nor writes a trade twice. `None` (the default) when the
     /// store holds nothing of that stream or does not keep track.
+    ///
+    /// An `Err` means "cannot tell", never "nothing": the feeder asks again with backoff
+    /// (a retriable error) and, if the store still cannot tell, does not run at all rather
+    /// than run this writer without it and write again what the store holds. A store that
+    /// meets a record it cannot read where it left off fails here too.
     async fn resume_point(
         &mut self,
         exchange: &str,

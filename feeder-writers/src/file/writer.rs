@@ -229,7 +229,13 @@ impl Writer for FileWriter {
         })
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
-        .map_err(WriteError::Io)
+        .map_err(|e| match e.kind() {
+            // Lines that are not trades stay so: asking again cannot help.
+            std::io::ErrorKind::InvalidData => {
+                WriteError::terminal("cannot read where the files left off", e)
+            }
+            _ => WriteError::Io(e),
+        })
     }
 }
 
