@@ -11,7 +11,7 @@ use feeder_core::exchange::{Backoff, Cursor, Exchange, ExchangeContext, Transpor
 use feeder_core::feeder::{ExchangeFactory, Feeder, Registry, WriterFactory};
 use feeder_core::model::{parse_decimal, Event, Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::writer::{RunnerSettings, Writer, RESUME_ATTEMPTS};
-use feeder_core::{ExchangeError, WriteError};
+use feeder_core::{ExchangeError, Rejection, WriteError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -279,4 +279,73 @@ async fn a_configured_feeder_is_not_built_when_a_writer_cannot_say_where_it_left
     Feeder::from_config(config, &registry(&sent, 2))
         .await
         .unwrap();
+}
+
+/// Refuses trades whose id ends in 3, naming them twice and naming a position past the
+/// batch as well (a careless writer), and keeps the others.
+struct Picky {
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+#[async_trait]
+impl Writer for Picky {
+    fn name(&self) -> &str {
+        "picky"
+    }
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        let refused: Vec<usize> = (0..batch.len())
+            .filter(|&i| ids(&batch[i..=i])[0] % 10 == 3)
+            .collect();
+        let mut events = self.events.lock().unwrap();
+        events.extend(
+            (0..batch.len())
+                .filter(|i| !refused.contains(i))
+                .map(|i| batch[i].clone()),
+        );
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut rejected: Vec<Rejection> = refused
+            .iter()
+            .flat_map(|&i| [i, i])
+            .map(|i| Rejection::new(i, "price does not fit"))
+            .collect();
+        rejected.push(Rejection::new(batch.len(), "not in the batch"));
+        Err(WriteError::Rejected(rejected))
+    }
+}
+
+#[tokio::test]
+async fn rejected_events_are_counted_apart_from_the_stored_and_the_dropped() {
+    let sent = Arc::new(Notify::new());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Replay {
+                to: 30,
+                sent: sent.clone(),
+            }),
+            btc(),
+        )
+        .writer(
+            Box::new(Picky {
+                events: events.clone(),
+            }),
+            settings("picky"),
+        )
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(events.lock().unwrap().len(), 27);
+    let w = &summary.writers[0];
+    assert_eq!((w.events, w.rejected, w.dropped, w.errors), (27, 3, 0, 0));
+    assert!(
+        summary.to_string().contains("dropped=0 rejected=3 "),
+        "{summary}"
+    );
+    assert!(!summary.is_clean());
 }

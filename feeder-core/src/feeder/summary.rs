@@ -44,6 +44,9 @@ pub struct WriterSummary {
     pub retries: u64,
     /// Events given up on (full queue under `drop`, terminal errors, shutdown deadline).
     pub dropped: u64,
+    /// Events the store refused one by one (a value it cannot hold) while it stored the rest
+    /// of their batch.
+    pub rejected: u64,
     /// Trades skipped because the store already held them at start-up.
     pub already_stored: u64,
     /// Events that waited in the spill file while the queue was full.
@@ -115,6 +118,7 @@ impl Summary {
                 errors: get(&s.errors),
                 retries: get(&s.retries),
                 dropped: get(&s.dropped),
+                rejected: get(&s.rejected),
                 already_stored: get(&s.already_stored),
                 spilled: get(&s.spilled),
             });
@@ -122,11 +126,15 @@ impl Summary {
         out
     }
 
-    /// True when the run started, nothing was dropped and every task finished in time.
+    /// True when the run started, nothing was dropped or rejected and every task finished
+    /// in time.
     pub fn is_clean(&self) -> bool {
         self.failures.is_empty()
             && self.stragglers.is_empty()
-            && self.writers.iter().all(|w| w.dropped == 0)
+            && self
+                .writers
+                .iter()
+                .all(|w| w.dropped == 0 && w.rejected == 0)
     }
 }
 
@@ -145,8 +153,8 @@ impl fmt::Display for Summary {
         for w in &self.writers {
             writeln!(
                 f,
-                "writer   {:<12} events={} batches={} errors={} retries={} dropped={} already_stored={} spilled={}",
-                w.name, w.events, w.batches, w.errors, w.retries, w.dropped, w.already_stored, w.spilled
+                "writer   {:<12} events={} batches={} errors={} retries={} dropped={} rejected={} already_stored={} spilled={}",
+                w.name, w.events, w.batches, w.errors, w.retries, w.dropped, w.rejected, w.already_stored, w.spilled
             )?;
         }
         write!(

@@ -23,6 +23,13 @@ pub use spill::SpillSettings;
 /// - `write` returns `Ok` only once the batch is durable in the store (written and flushed as
 ///   far as the store allows). On `Err` the runner may call `write` again with the same batch,
 ///   so a writer either stores nothing of a failed batch or stores it idempotently.
+/// - A store that cannot hold some events of a batch (a value it cannot represent) refuses
+///   those alone: it makes every other event of the batch durable, then returns
+///   [`WriteError::Rejected`] listing the refused events by position, each with its reason.
+///   The runner does not retry such a batch; it counts the refused events as rejected (in
+///   the summary, apart from the dropped ones), logs a sample, and the others as stored. A
+///   writer checks what its store can hold before writing, so that one bad event never
+///   costs the good ones.
 /// - `flush` pushes anything buffered; `close` is called once at shutdown, after the last
 ///   `write`.
 #[async_trait]

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
 use crate::config::WriterConfig;
-use crate::error::ErrorChain;
+use crate::error::{ErrorChain, Rejection, WriteError};
 use crate::exchange::{Backoff, Cursor};
 use crate::model::{Event, Symbol};
 
@@ -84,6 +84,9 @@ pub struct WriterStats {
     /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
     /// writer refused with a terminal error.
     pub dropped: AtomicU64,
+    /// Events the store refused one by one while it stored the rest of their batch (see
+    /// [`WriteError::Rejected`]).
+    pub rejected: AtomicU64,
     /// Trades skipped because the store already held them at start-up (see
     /// [`Writer::resume_point`]).
     pub already_stored: AtomicU64,
@@ -462,6 +465,11 @@ impl Task {
                     self.retry.reset();
                     return;
                 }
+                Err(WriteError::Rejected(rejections)) => {
+                    self.count_rejected(batch, &rejections);
+                    self.retry.reset();
+                    return;
+                }
                 Err(e) if e.is_retriable() => {
                     WriterStats::add(&self.stats.errors, 1);
                     let delay = self.retry.next_delay();
@@ -495,6 +503,36 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Counts a batch the store holds except `rejections`, and logs a sample of those.
+    fn count_rejected(&self, batch: &[Event], rejections: &[Rejection]) {
+        // Positions the writer named twice or outside the batch count once or not at all.
+        let mut refused: Vec<usize> = rejections
+            .iter()
+            .map(|r| r.index)
+            .filter(|&i| i < batch.len())
+            .collect();
+        refused.sort_unstable();
+        refused.dedup();
+        let rejected = refused.len() as u64;
+        WriterStats::add(&self.stats.events, batch.len() as u64 - rejected);
+        WriterStats::add(&self.stats.batches, 1);
+        WriterStats::add(&self.stats.rejected, rejected);
+        let Some(first) = rejections.iter().find(|r| r.index < batch.len()) else {
+            return;
+        };
+        let event = &batch[first.index];
+        tracing::error!(
+            writer = %self.name,
+            rejected,
+            stored = batch.len() as u64 - rejected,
+            exchange = event.exchange(),
+            symbol = %event.symbol(),
+            time = %event.time(),
+            reason = %ErrorChain(&*first.reason),
+            "the store refused events of a batch it stored otherwise: REJECTED (first shown)"
+        );
     }
 }
 

@@ -12,7 +12,10 @@
 //!
 //! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
 //! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
-//! than rounded. Times are `Timestamp(Nanosecond, "UTC")`.
+//! than rounded. The writer checks each event when it is written, before it reaches the
+//! journal, and refuses those alone (`WriteError::Rejected`), so that the batch's other
+//! events are stored and the journal always converts. Times are `Timestamp(Nanosecond,
+//! "UTC")`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
