@@ -349,3 +349,222 @@ async fn rejected_events_are_counted_apart_from_the_stored_and_the_dropped() {
     );
     assert!(!summary.is_clean());
 }
+
+/// A store that never takes a batch: each write fails (`hang: false`) or never returns.
+struct Down {
+    hang: bool,
+    /// Told of each failure.
+    failed: Arc<Notify>,
+}
+
+impl Down {
+    fn new(hang: bool) -> Self {
+        Down {
+            hang,
+            failed: Arc::new(Notify::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Writer for Down {
+    fn name(&self) -> &str {
+        "down"
+    }
+    async fn write(&mut self, _batch: &[Event]) -> Result<(), WriteError> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        self.failed.notify_one();
+        Err(WriteError::retriable(
+            "store unavailable",
+            std::io::Error::other("connection refused"),
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_writers_still_hold_at_the_shutdown_deadline_is_counted_as_dropped() {
+    let sent = Arc::new(Notify::new());
+    let (store, events) = Store::new(None, 0);
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .shutdown_timeout(Duration::from_secs(5))
+        .exchange(
+            Arc::new(Replay {
+                to: 250,
+                sent: sent.clone(),
+            }),
+            btc(),
+        )
+        .writer(Box::new(Down::new(false)), settings("failing"))
+        .writer(Box::new(Down::new(true)), settings("hung"))
+        .writer(Box::new(store), settings("fine"))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(events.lock().unwrap().len(), 250);
+    let counts: Vec<(&str, u64, u64)> = summary
+        .writers
+        .iter()
+        .map(|w| (w.name.as_str(), w.events, w.dropped))
+        .collect();
+    assert_eq!(
+        counts,
+        [("failing", 0, 250), ("hung", 0, 250), ("fine", 250, 0)],
+        "{summary}"
+    );
+    assert_eq!(summary.stragglers, ["writer failing", "writer hung"]);
+    assert!(summary.lost_anything());
+    assert_eq!(summary.lost(), 500);
+    assert!(!summary.is_clean());
+}
+
+#[tokio::test]
+async fn a_run_that_stored_everything_lost_nothing() {
+    let sent = Arc::new(Notify::new());
+    let (store, _) = Store::new(None, 0);
+    let feeder = Feeder::builder()
+        .pipeline(no_candles())
+        .exchange(
+            Arc::new(Replay {
+                to: 250,
+                sent: sent.clone(),
+            }),
+            btc(),
+        )
+        .writer(Box::new(store), settings("fine"))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(summary.writers[0].events, 250);
+    assert!(!summary.lost_anything());
+    assert_eq!(summary.lost(), 0);
+    assert!(summary.is_clean());
+}
+
+/// Sends `batches` batches of `per` trades, one at a time, then waits for shutdown.
+struct Trickle {
+    batches: u64,
+    per: u64,
+}
+
+#[async_trait]
+impl Exchange for Trickle {
+    fn name(&self) -> &str {
+        "x"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        for b in 0..self.batches {
+            let from = b * self.per;
+            ctx.sink
+                .send((from..from + self.per).map(trade).collect())
+                .await?;
+        }
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocked_pipeline_drains_at_the_deadline_and_every_event_is_counted() {
+    let stuck = Down::new(false);
+    let failed = stuck.failed.clone();
+    let (store, events) = Store::new(None, 0);
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            channel_capacity: 1,
+            ..no_candles()
+        })
+        .shutdown_timeout(Duration::from_secs(5))
+        .exchange(
+            Arc::new(Trickle {
+                batches: 20,
+                per: 50,
+            }),
+            btc(),
+        )
+        // Its queue fills, then the pipeline waits on it, then the exchange on the pipeline.
+        .writer(
+            Box::new(stuck),
+            RunnerSettings {
+                queue_capacity: 1,
+                ..settings("stuck")
+            },
+        )
+        .writer(Box::new(store), settings("fine"))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    failed.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    // Past the deadline every writer gives up what it still holds or receives, and the
+    // pipeline drains into them: each event is either stored or counted, by each writer.
+    let stuck = &summary.writers[0];
+    assert_eq!((stuck.events, stuck.dropped), (0, 1000), "{summary}");
+    let fine = &summary.writers[1];
+    assert_eq!(fine.events + fine.dropped, 1000, "{summary}");
+    assert_eq!(
+        ids(&events.lock().unwrap()),
+        (0..fine.events).collect::<Vec<_>>()
+    );
+    assert_eq!(summary.lost(), 2000 - fine.events);
+    assert!(
+        summary.stragglers.contains(&"writer stuck".to_owned()),
+        "{summary}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_waiting_on_a_full_spill_gives_up_at_the_deadline_with_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = Down::new(false);
+    let failed = stuck.failed.clone();
+    let (store, _) = Store::new(None, 0);
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            channel_capacity: 1,
+            ..no_candles()
+        })
+        .shutdown_timeout(Duration::from_secs(5))
+        .exchange(
+            Arc::new(Trickle {
+                batches: 20,
+                per: 50,
+            }),
+            btc(),
+        )
+        .writer(
+            Box::new(stuck),
+            RunnerSettings {
+                queue_capacity: 1,
+                spill: Some(feeder_core::writer::SpillSettings {
+                    path: dir.path().join("stuck.spill"),
+                    max_bytes: 20_000,
+                }),
+                ..settings("stuck")
+            },
+        )
+        .writer(Box::new(store), settings("fine"))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    failed.notified().await;
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    // Nothing stayed blocked: the exchange sent everything, and each event is stored,
+    // counted as dropped, or kept in the spill file for the next run.
+    assert_eq!(summary.exchanges[0].trades, 1000, "{summary}");
+    let stuck = &summary.writers[0];
+    assert!(stuck.spilled > 0, "{summary}");
+    assert!(stuck.dropped + stuck.spilled >= 1000, "{summary}");
+    let fine = &summary.writers[1];
+    assert_eq!(fine.events + fine.dropped, 1000, "{summary}");
+}

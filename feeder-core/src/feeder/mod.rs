@@ -10,7 +10,10 @@
 //!   stall the others until its queue is full (then its `when_full` policy applies).
 //! - Shutdown cancels the exchanges only. Their senders drop, the pipeline drains, each
 //!   writer's queue closes, each writer writes what it has and closes. Everything is awaited
-//!   with a deadline; stragglers are named in the [`Summary`].
+//!   with a deadline; past it, the writers give up what they still hold or receive, counting
+//!   each event as dropped, and stragglers are named in the [`Summary`].
+//! - Every event a writer does not store is counted, as dropped or as rejected by its store:
+//!   [`Summary::lost_anything`] says whether the run lost data.
 
 mod registry;
 mod stage;
@@ -32,6 +35,7 @@ use crate::exchange::{
 use crate::model::Symbol;
 use crate::writer::{
     resume_points, ErrorChain, ResumeError, ResumePoints, RunnerSettings, Writer, WriterRunner,
+    WriterStats,
 };
 
 pub use registry::{ExchangeFactory, Registry, WriterFactory};
@@ -56,6 +60,10 @@ pub enum BuildError {
     #[error(transparent)]
     Resume(#[from] ResumeError),
 }
+
+/// How long past the shutdown deadline the writers have to give up what they hold (counting
+/// it), and the pipeline to drain into them, before they are aborted.
+const ABANDON_GRACE: Duration = Duration::from_secs(1);
 
 struct ExchangeSlot {
     exchange: Arc<dyn Exchange>,
@@ -314,32 +322,15 @@ impl Feeder {
         shutdown.cancelled().await;
         tracing::info!("shutting down: stopping exchanges, then draining writers");
         let deadline = Instant::now() + shutdown_timeout;
-        let mut stragglers = Vec::new();
-
-        for (name, _, task) in &mut exchange_tasks {
-            if !join_by(task, deadline).await {
-                stragglers.push(format!("exchange {name}"));
-            }
-        }
         let mut stage_task = stage_task;
-        let totals = match tokio::time::timeout_at(deadline, &mut stage_task).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "pipeline task failed");
-                stragglers.push("pipeline".into());
-                stage::StageTotals::default()
-            }
-            Err(_) => {
-                stage_task.abort();
-                stragglers.push("pipeline".into());
-                stage::StageTotals::default()
-            }
-        };
-        for (name, _, task) in &mut writer_tasks {
-            if !join_by(task, deadline).await {
-                stragglers.push(format!("writer {name}"));
-            }
-        }
+        let (totals, stragglers) = drain(
+            deadline,
+            &abort,
+            &mut exchange_tasks,
+            &mut stage_task,
+            &mut writer_tasks,
+        )
+        .await;
         abort.cancel();
         if !stragglers.is_empty() {
             tracing::error!(
@@ -363,6 +354,69 @@ impl Feeder {
     }
 }
 
+type Tasks<S> = [(String, Arc<S>, JoinHandle<()>)];
+
+/// Waits for every task until `deadline`. Past it, fires `abort`: the writers give up what
+/// they hold, counting each event as dropped, which also frees a pipeline or an exchange
+/// waiting on a full queue. What still runs [`ABANDON_GRACE`] later is aborted. Returns the
+/// pipeline's totals and the tasks that missed the deadline.
+async fn drain(
+    deadline: Instant,
+    abort: &CancellationToken,
+    exchanges: &mut Tasks<ExchangeStats>,
+    stage: &mut JoinHandle<stage::StageTotals>,
+    writers: &mut Tasks<WriterStats>,
+) -> (stage::StageTotals, Vec<String>) {
+    let mut late_exchanges = Vec::new();
+    for (name, _, task) in exchanges.iter_mut() {
+        if !wait_by(task, deadline).await {
+            late_exchanges.push((name, task));
+        }
+    }
+    let mut stage_done = tokio::time::timeout_at(deadline, &mut *stage).await.ok();
+    let stage_late = stage_done.is_none();
+    let mut late_writers = Vec::new();
+    for (name, _, task) in writers.iter_mut() {
+        if !wait_by(task, deadline).await {
+            late_writers.push((name, task));
+        }
+    }
+    let mut stragglers = Vec::new();
+    if stage_late || !late_exchanges.is_empty() || !late_writers.is_empty() {
+        abort.cancel();
+        let grace = Instant::now() + ABANDON_GRACE;
+        for (name, task) in late_exchanges {
+            stragglers.push(format!("exchange {name}"));
+            join_by(task, grace).await;
+        }
+        if stage_late {
+            stragglers.push("pipeline".to_owned());
+            stage_done = tokio::time::timeout_at(grace, &mut *stage).await.ok();
+            if stage_done.is_none() {
+                stage.abort();
+            }
+        }
+        for (name, task) in late_writers {
+            stragglers.push(format!("writer {name}"));
+            if !join_by(task, grace).await {
+                tracing::error!(writer = %name, "the writer did not give up in time: what it still held is lost and NOT counted");
+            }
+        }
+    }
+    let totals = match stage_done {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "pipeline task failed");
+            if !stage_late {
+                stragglers.push("pipeline".to_owned());
+            }
+            stage::StageTotals::default()
+        }
+        None => stage::StageTotals::default(),
+    };
+    (totals, stragglers)
+}
+
 /// Older first: by id where both are numbers, else by time.
 fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
     a.trade_id
@@ -370,19 +424,25 @@ fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
         .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
 }
 
-/// Waits for a task until `deadline`; aborts it and returns false if it is still running.
-async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
+/// Waits for a task until `deadline`; returns false if it is still running.
+async fn wait_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
     match tokio::time::timeout_at(deadline, &mut *task).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "task panicked");
             true
         }
-        Err(_) => {
-            task.abort();
-            false
-        }
+        Err(_) => false,
     }
+}
+
+/// Waits for a task until `deadline`; aborts it and returns false if it is still running.
+async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
+    let done = wait_by(task, deadline).await;
+    if !done {
+        task.abort();
+    }
+    done
 }
 
 /// Runs one exchange, restarting it with backoff after a failure, until shutdown.

@@ -126,15 +126,23 @@ impl Summary {
         out
     }
 
-    /// True when the run started, nothing was dropped or rejected and every task finished
-    /// in time.
+    /// Events the writers did not store: dropped (a full queue under `drop`, a batch
+    /// refused whole, the shutdown deadline) or rejected by their store one by one. An event
+    /// lost by two writers counts twice.
+    pub fn lost(&self) -> u64 {
+        self.writers.iter().map(|w| w.dropped + w.rejected).sum()
+    }
+
+    /// True when a writer dropped or rejected any event: the run lost data, and a program
+    /// should end with a failure status.
+    pub fn lost_anything(&self) -> bool {
+        self.lost() > 0
+    }
+
+    /// True when the run started, lost nothing (see [`lost_anything`](Self::lost_anything))
+    /// and every task finished in time.
     pub fn is_clean(&self) -> bool {
-        self.failures.is_empty()
-            && self.stragglers.is_empty()
-            && self
-                .writers
-                .iter()
-                .all(|w| w.dropped == 0 && w.rejected == 0)
+        self.failures.is_empty() && self.stragglers.is_empty() && !self.lost_anything()
     }
 }
 

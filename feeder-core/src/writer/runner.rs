@@ -108,6 +108,8 @@ pub struct WriterHandle {
     when_full: WhenFull,
     stats: Arc<WriterStats>,
     spill: Option<Arc<Spill>>,
+    /// The shutdown deadline: a sender stops waiting for room then.
+    abort: CancellationToken,
 }
 
 impl WriterHandle {
@@ -157,7 +159,15 @@ impl WriterHandle {
                 }
                 Ok(Pushed::Full) if self.when_full == WhenFull::Block => {
                     tracing::warn!(writer = %self.name, path = %spill.path().display(), "spill file full: waiting for the store");
-                    freed.await;
+                    // Past the shutdown deadline the runner no longer replays the spill.
+                    tokio::select! {
+                        () = freed => {}
+                        () = self.abort.cancelled() => {
+                            WriterStats::add(&self.stats.dropped, n);
+                            tracing::error!(writer = %self.name, events = n, "shutdown deadline: spill file still full, batch DROPPED");
+                            return true;
+                        }
+                    }
                 }
                 Ok(Pushed::Full) => {
                     WriterStats::add(&self.stats.dropped, n);
@@ -208,7 +218,9 @@ pub struct WriterRunner;
 impl WriterRunner {
     /// Starts the runner task for `writer`. The task ends when every [`WriterHandle`] clone
     /// is dropped and the queue is drained: it writes what is pending, then calls `close`.
-    /// `abort` stops retries of a failing batch (the hard deadline of a shutdown).
+    /// `abort` is the hard deadline of a shutdown: once it fires, the runner stops writing
+    /// and retrying, counts every event it still holds or receives as dropped, and ends when
+    /// its queue closes.
     pub fn spawn(
         writer: Box<dyn Writer>,
         settings: RunnerSettings,
@@ -242,6 +254,7 @@ impl WriterRunner {
             when_full: settings.when_full,
             stats: stats.clone(),
             spill: spill.clone(),
+            abort: abort.clone(),
         };
         let task = Task {
             name,
@@ -252,6 +265,7 @@ impl WriterRunner {
             retry: settings.retry.clone(),
             settings,
             abort,
+            abandoned: 0,
         };
         // Every line the writer logs from its task carries its name, not only the runner's.
         // At error level so that no log filter drops the name from the lines it keeps.
@@ -270,7 +284,10 @@ struct Task {
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
+    /// Fired at the shutdown deadline: from then on everything still held is given up.
     abort: CancellationToken,
+    /// Events given up on at the shutdown deadline, for one log line at the end.
+    abandoned: u64,
 }
 
 impl Task {
@@ -327,11 +344,30 @@ impl Task {
         if self.spill.as_ref().is_some_and(|s| s.is_active()) {
             self.replay_spill(&mut rx, &mut pending).await;
         }
-        if let Err(e) = self.writer.close().await {
-            WriterStats::add(&self.stats.errors, 1);
-            tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
+        if self.abandoned > 0 {
+            tracing::error!(
+                writer = %self.name,
+                events = self.abandoned,
+                "shutdown deadline passed while the store was failing: the events this writer \
+                 still held were DROPPED"
+            );
         }
-        tracing::debug!(writer = %self.name, "writer closed");
+        let closed = tokio::select! {
+            biased;
+            r = self.writer.close() => Some(r),
+            () = self.abort.cancelled() => None,
+        };
+        match closed {
+            Some(Ok(())) => tracing::debug!(writer = %self.name, "writer closed"),
+            Some(Err(e)) => {
+                WriterStats::add(&self.stats.errors, 1);
+                tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
+            }
+            // What was acknowledged is durable already; only the closing is skipped.
+            None => {
+                tracing::error!(writer = %self.name, "shutdown deadline: the writer was not closed")
+            }
+        }
     }
 
     /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
@@ -458,7 +494,20 @@ impl Task {
     async fn write_with_retry(&mut self, batch: &[Event]) {
         let n = batch.len() as u64;
         loop {
-            match self.writer.write(batch).await {
+            if self.abort.is_cancelled() {
+                self.abandon(n);
+                return;
+            }
+            // The deadline also ends a write that never returns (a store that hangs).
+            let result = tokio::select! {
+                biased;
+                r = self.writer.write(batch) => r,
+                () = self.abort.cancelled() => {
+                    self.abandon(n);
+                    return;
+                }
+            };
+            match result {
                 Ok(()) => {
                     WriterStats::add(&self.stats.events, n);
                     WriterStats::add(&self.stats.batches, 1);
@@ -483,8 +532,7 @@ impl Task {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.abort.cancelled() => {
-                            WriterStats::add(&self.stats.dropped, n);
-                            tracing::error!(writer = %self.name, events = n, "shutdown deadline: batch abandoned while the store was failing");
+                            self.abandon(n);
                             return;
                         }
                     }
@@ -503,6 +551,13 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Gives up on `n` events at the shutdown deadline: counted as dropped, and logged once
+    /// the runner has given up on everything it held.
+    fn abandon(&mut self, n: u64) {
+        WriterStats::add(&self.stats.dropped, n);
+        self.abandoned += n;
     }
 
     /// Counts a batch the store holds except `rejections`, and logs a sample of those.
