@@ -184,3 +184,15 @@ fn a_writer_spill_reads_its_settings() {
         "{err}"
     );
 }
+
+#[test]
+fn a_file_larger_than_the_limit_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, "# padding\n".repeat(MAX_CONFIG_BYTES / 10 + 1)).unwrap();
+    let err = Config::from_file(&path).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::TooLarge { limit, .. } if limit == MAX_CONFIG_BYTES),
+        "{err}"
+    );
+}
