@@ -43,10 +43,10 @@ pub struct RunnerSettings {
 
 impl Default for RunnerSettings {
     fn default() -> Self {
-        Self {
-            name: None,
-            ..Self::from(&WriterConfig::new("default"))
-        }
+        // The writer's own name, rather than that of a placeholder config.
+        let mut settings = Self::from(&WriterConfig::new("default"));
+        settings.name = None;
+        settings
     }
 }
 
