@@ -275,3 +275,30 @@ async fn pyarrow_reads_the_files() {
         "1 43210.120000000000000000 7 timestamp[ns, tz=UTC]"
     );
 }
+
+#[tokio::test]
+async fn a_gap_has_no_parquet_columns_so_it_is_rejected_alone_and_the_parts_still_finish() {
+    use feeder_core::model::{Gap, GapReason};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    let gap = Event::Gap(Gap {
+        exchange: Arc::from("kraken"),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        after_trade_id: TradeId::from_u64(1),
+        before_trade_id: Some(TradeId::from_u64(9)),
+        from: Timestamp::from_unix_secs(DAY2),
+        to: Some(Timestamp::from_unix_secs(DAY2 + 60)),
+        reason: GapReason::VenueLimit,
+    });
+    let good = trade(9, DAY2 + 60, "1");
+    let err = w.write(&[gap, good.clone()]).await.unwrap_err();
+    let WriteError::Rejected(rejected) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].index, 0);
+    w.close().await.unwrap();
+    assert_eq!(conformance_support::read_tree(dir.path()), [good]);
+    // Nothing is left that the next start could not finish.
+    open(dir.path());
+}

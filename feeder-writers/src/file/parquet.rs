@@ -66,6 +66,10 @@ pub enum ParquetCodecError {
         /// The value.
         value: Decimal,
     },
+    /// An event of a kind that has no Parquet layout (a gap): Parquet files hold trades or
+    /// candles.
+    #[error("a {0} has no Parquet layout; Parquet files hold trades and candles")]
+    NoLayout(&'static str),
     /// Trades and candles were mixed in one file.
     #[error("a Parquet file holds trades or candles, not both")]
     MixedKinds,
@@ -168,7 +172,8 @@ pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
                 dec(f, v)?;
             }
         }
-        Event::Gap(_) => {}
+        // Accepted into a journal, it would fail the whole part at its conversion.
+        Event::Gap(_) => return Err(ParquetCodecError::NoLayout("gap")),
     }
     Ok(())
 }
