@@ -126,6 +126,30 @@ pub enum WriteError {
     /// A setting is wrong. Not retried.
     #[error("configuration: {0}")]
     Config(String),
+    /// The store holds the whole batch except these events, which it refused one by one
+    /// (a value it cannot represent). Not retried: the runner counts the refused events as
+    /// rejected and the others as stored.
+    #[error("the store refused {} of the batch's events", .0.len())]
+    Rejected(Vec<Rejection>),
+}
+
+/// One event of a batch that a store refused while it stored the others.
+#[derive(Debug)]
+pub struct Rejection {
+    /// The event's position in the batch passed to `write`.
+    pub index: usize,
+    /// Why the store cannot hold it.
+    pub reason: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Rejection {
+    /// The event at `index` of the batch, refused for `reason`.
+    pub fn new(index: usize, reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            index,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl WriteError {
@@ -158,7 +182,7 @@ impl WriteError {
         match self {
             WriteError::Io(_) => true,
             WriteError::Store { retriable, .. } => *retriable,
-            WriteError::Encode(_) | WriteError::Config(_) => false,
+            WriteError::Encode(_) | WriteError::Config(_) | WriteError::Rejected(_) => false,
         }
     }
 }

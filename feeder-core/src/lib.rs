@@ -30,5 +30,5 @@ pub mod pipeline;
 pub mod testing;
 pub mod writer;
 
-pub use error::{ExchangeError, ParseError, WriteError};
+pub use error::{ExchangeError, ParseError, Rejection, WriteError};
 pub use model::{Candle, Event, Side, Symbol, Timestamp, Trade, TradeId};

@@ -602,3 +602,349 @@ async fn the_resume_point_is_the_last_trade_of_the_newest_day_in_either_format()
         assert_eq!(at.trade_id.as_str(), "12", "{format:?}");
     }
 }
+
+/// 2226-12-04T00:00:00Z: a trade time no venue can mean.
+const YEAR_2226: i64 = 8_107_689_600;
+
+/// Feeds `replayed` through a runner that resumes where `w` says the store left off, as a
+/// restarted feeder does; returns the runner's counters.
+async fn restart_with(
+    mut w: FileWriter,
+    symbol: &str,
+    replayed: Vec<Event>,
+) -> Arc<feeder_core::writer::WriterStats> {
+    use feeder_core::writer::{RunnerSettings, WriterRunner};
+    let sym = Symbol::parse(symbol).unwrap();
+    let resume = w
+        .resume_point("bitstamp", &sym)
+        .await
+        .unwrap()
+        .map(|c| vec![(Arc::from("bitstamp"), sym, c)])
+        .unwrap_or_default();
+    let (handle, task) = WriterRunner::spawn_resuming(
+        Box::new(w),
+        RunnerSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+        resume,
+    );
+    assert!(handle.send(Arc::new(replayed)).await);
+    let stats = handle.stats().clone();
+    drop(handle);
+    task.await.unwrap();
+    stats
+}
+
+fn trade_ids_in(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root.join("trades/bitstamp/BTC-USD"))
+        .unwrap()
+        .flat_map(|e| parse_lines(&read(&e.unwrap().path())))
+        .map(|e| match e {
+            Event::Trade(t) => t.trade_id.to_string(),
+            _ => unreachable!("trades tree"),
+        })
+        .collect();
+    ids.sort_by_key(|id| id.parse::<u64>().unwrap());
+    ids
+}
+
+#[tokio::test]
+async fn a_trade_stamped_far_in_the_future_does_not_move_the_resume_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    // Trade 5 came with a time in 2226: it is filed under 2226-12-04, the newest file.
+    let stored: Vec<Event> = (1..=10)
+        .map(|i| {
+            let secs = if i == 5 { YEAR_2226 } else { DAY2 + i as i64 };
+            trade("bitstamp", "BTC-USD", i, secs)
+        })
+        .collect();
+    w.write(&stored).await.unwrap();
+    w.close().await.unwrap();
+    assert!(file(dir.path(), "trades/bitstamp/BTC-USD/2226-12-04.jsonl").exists());
+
+    let w = open(dir.path(), FileFormat::Jsonl);
+    let at = open(dir.path(), FileFormat::Jsonl)
+        .resume_point("bitstamp", &Symbol::parse("BTC-USD").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        at.trade_id.as_str(),
+        "10",
+        "the newest trade not in the future"
+    );
+
+    // After a restart the venue replays 1..=12; the store takes 11 and 12 only.
+    let replayed = (1..=12)
+        .map(|i| trade("bitstamp", "BTC-USD", i, DAY2 + i as i64))
+        .collect();
+    let stats = restart_with(w, "BTC-USD", replayed).await;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&stats.already_stored), 10);
+    assert_eq!(get(&stats.events), 2);
+    let want: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    assert_eq!(trade_ids_in(dir.path()), want, "every trade exactly once");
+}
+
+/// One captured log line: its message, its fields and those of the spans around it.
+#[derive(Debug, Default)]
+struct LogLine {
+    fields: std::collections::BTreeMap<String, String>,
+    spans: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Default)]
+struct Fields(std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+/// Keeps every line logged in this process, from any thread (the file writer logs from
+/// blocking threads too), and wakes a waiter on each.
+#[derive(Clone, Default)]
+struct Capture {
+    lines: Arc<std::sync::Mutex<Vec<LogLine>>>,
+    logged: Arc<tokio::sync::Notify>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let spans = ctx
+            .event_scope(event)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.extensions().get::<Fields>().map(|f| f.0.clone()))
+            .collect();
+        self.lines.lock().unwrap().push(LogLine {
+            fields: fields.0,
+            spans,
+        });
+        self.logged.notify_one();
+    }
+}
+
+fn capture_logs() -> &'static Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        capture
+    })
+}
+
+#[tokio::test]
+async fn every_line_a_writer_logs_carries_its_configured_name() {
+    use feeder_core::writer::{RunnerSettings, WriterRunner};
+    let capture = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // A torn line to cut (logged by the blocking thread that opens the file), then a batch
+    // that keeps failing (logged by the runner): the candles tree is blocked by a file.
+    let torn = file(dir.path(), "trades/names/BTC-USD/2024-01-02.jsonl");
+    std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
+    std::fs::write(&torn, "{\"half a line").unwrap();
+    std::fs::write(dir.path().join("candles"), "not a directory").unwrap();
+    let mut config = WriterConfig::new("file")
+        .with_option("path", dir.path().to_str().unwrap())
+        .with_option("fsync", true);
+    config.name = Some("parquet".into());
+    let writer = FileWriterFactory.build(&config).await.unwrap();
+    let settings = RunnerSettings {
+        retry: feeder_core::exchange::Backoff::new(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(10),
+        ),
+        ..RunnerSettings::from(&config)
+    };
+    let abort = tokio_util::sync::CancellationToken::new();
+    let (handle, task) = WriterRunner::spawn(writer, settings, abort.clone());
+    assert!(
+        handle
+            .send(Arc::new(vec![
+                trade("names", "BTC-USD", 1, DAY2),
+                candle("names", "BTC-USD", DAY2, 0),
+            ]))
+            .await
+    );
+    let retried = |lines: &[LogLine]| {
+        lines.iter().any(|l| {
+            l.fields.get("message").map(String::as_str)
+                == Some("write failed; will retry the batch")
+                && l.fields.get("writer").map(String::as_str) == Some("parquet")
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let logged = capture.logged.notified();
+            if retried(&capture.lines.lock().unwrap()) {
+                break;
+            }
+            logged.await;
+        }
+    })
+    .await
+    .expect("the runner logs the failing write");
+    abort.cancel();
+    drop(handle);
+    task.await.unwrap();
+
+    // Lines about this test's files: other tests log too.
+    let lines = capture.lines.lock().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let ours: Vec<&LogLine> = lines
+        .iter()
+        .filter(|l| l.fields.values().any(|v| v.contains(root)))
+        .collect();
+    assert!(
+        ours.iter().any(|l| l
+            .fields
+            .get("message")
+            .is_some_and(|m| m.starts_with("cutting an incomplete last line"))),
+        "the torn line was cut: {ours:?}"
+    );
+    assert!(ours.len() >= 2, "{ours:?}");
+    for line in &ours {
+        assert!(
+            line.spans
+                .iter()
+                .any(|s| s.get("writer").map(String::as_str) == Some("parquet")),
+            "{line:?}"
+        );
+        assert_ne!(
+            line.fields.get("writer").map(String::as_str),
+            Some("file"),
+            "{line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_resume_point_that_cannot_be_read_is_an_error_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let btc = Symbol::parse("BTC-USD").unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    w.write(&[trade("bitstamp", "BTC-USD", 3, DAY2 - 10)])
+        .await
+        .unwrap();
+    w.close().await.unwrap();
+    // The newest day's file cannot be read: a directory stands where it should be (a real
+    // failure even for root, whom file permissions do not stop).
+    let newest = file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-02.jsonl");
+    std::fs::create_dir(&newest).unwrap();
+    let err = w.resume_point("bitstamp", &btc).await.unwrap_err();
+    assert!(err.is_retriable(), "the disk may come back: {err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.jsonl"), "{chain}");
+
+    // Lines that are not trades where the store left off: asking again cannot help.
+    std::fs::remove_dir(&newest).unwrap();
+    std::fs::write(&newest, "garbage\n").unwrap();
+    let err = w.resume_point("bitstamp", &btc).await.unwrap_err();
+    assert!(!err.is_retriable(), "{err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.jsonl"), "{chain}");
+}
+
+/// Sends trades 1..=12 after where the feeder says the stores left off, then waits for
+/// shutdown.
+struct Replay;
+
+#[async_trait::async_trait]
+impl feeder_core::exchange::Exchange for Replay {
+    fn name(&self) -> &str {
+        "bitstamp"
+    }
+    async fn run(
+        &self,
+        ctx: feeder_core::exchange::ExchangeContext,
+    ) -> Result<(), feeder_core::ExchangeError> {
+        let from = ctx
+            .cursors
+            .get(&ctx.symbols[0])
+            .map_or(1, |c| c.trade_id.as_str().parse::<u64>().unwrap() + 1);
+        let trades = (from..=12)
+            .map(|i| match trade("bitstamp", "BTC-USD", i, DAY2 + i as i64) {
+                Event::Trade(t) => t,
+                _ => unreachable!(),
+            })
+            .collect();
+        ctx.sink.send(trades).await?;
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_writer_that_cannot_read_where_it_left_off_ends_the_run_naming_it() {
+    use feeder_core::feeder::Feeder;
+    use feeder_core::writer::RunnerSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path(), FileFormat::Jsonl);
+    let stored: Vec<Event> = (1..=10)
+        .map(|i| trade("bitstamp", "BTC-USD", i, DAY2 + i as i64))
+        .collect();
+    w.write(&stored).await.unwrap();
+    w.close().await.unwrap();
+    // A newer day the writer cannot read.
+    std::fs::create_dir(file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-03.jsonl")).unwrap();
+
+    let settings = RunnerSettings {
+        name: Some("archive".into()),
+        ..RunnerSettings::default()
+    };
+    let feeder = Feeder::builder()
+        .exchange(Arc::new(Replay), vec![Symbol::parse("BTC-USD").unwrap()])
+        .writer(Box::new(open(dir.path(), FileFormat::Jsonl)), settings)
+        .build();
+    let summary = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        feeder.run(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the run ends by itself");
+    assert!(!summary.is_clean());
+    assert_eq!(summary.failures.len(), 1, "{summary}");
+    assert!(
+        summary.failures[0]
+            .starts_with("writer archive cannot read where its store left off on bitstamp BTC-USD"),
+        "{summary}"
+    );
+    let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    let path = file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-02.jsonl");
+    assert_eq!(
+        parse_lines(&read(&path))
+            .iter()
+            .map(|e| match e {
+                Event::Trade(t) => t.trade_id.to_string(),
+                _ => unreachable!(),
+            })
+            .collect::<Vec<_>>(),
+        want,
+        "nothing written twice"
+    );
+}

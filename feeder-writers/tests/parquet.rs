@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use feeder_core::model::{Event, Side, Symbol, Timestamp, Trade, TradeId};
-use feeder_core::writer::Writer;
+use feeder_core::writer::{RunnerSettings, Writer, WriterRunner};
+use feeder_core::WriteError;
 use feeder_writers::file::parquet::{read_parquet, trades_schema};
 use feeder_writers::{FileFormat, FileOptions, FileWriter};
 
@@ -146,17 +147,72 @@ async fn decimals_that_do_not_fit_exactly_are_refused_not_rounded() {
     if let Event::Trade(t) = &mut bad {
         t.amount = "0.0000000000000000001".parse().unwrap();
     }
-    let err = w.write(&[trade(0, DAY2, "1"), bad]).await.unwrap_err();
+    let good = [
+        trade(0, DAY2, "1"),
+        trade(2, DAY2, "99999999999999999999.12345678"),
+    ];
+    let err = w
+        .write(&[good[0].clone(), bad, good[1].clone()])
+        .await
+        .unwrap_err();
     assert!(!err.is_retriable());
-    assert!(
-        feeder_core::writer::ErrorChain(&err)
-            .to_string()
-            .contains("Decimal128"),
-        "{err}"
+    let WriteError::Rejected(rejected) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].index, 1);
+    assert_eq!(
+        rejected[0].reason.to_string(),
+        "amount 0.0000000000000000001 does not fit Decimal128(38, 18) exactly"
     );
-    // Nothing of the refused batch was stored.
+    // The events that fit were stored; the other was not rounded into the file.
     w.close().await.unwrap();
-    assert!(conformance_support::read_tree(dir.path()).is_empty());
+    assert_eq!(conformance_support::read_tree(dir.path()), good);
+}
+
+#[tokio::test]
+async fn one_unencodable_price_costs_only_its_own_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open(dir.path());
+    // 300 trades of three symbols; one price has 21 integer digits, one more than
+    // Decimal128(38, 18) holds.
+    let batch: Vec<Event> = (0..300u64)
+        .map(|i| {
+            let price = if i == 150 {
+                "123456789012345678901"
+            } else {
+                "43210.5"
+            };
+            let mut e = trade(i, DAY2 + i as i64, price);
+            if let Event::Trade(t) = &mut e {
+                t.symbol =
+                    Symbol::parse(["BTC-USD", "ETH-USD", "SOL-USD"][i as usize % 3]).unwrap();
+            }
+            e
+        })
+        .collect();
+    let (handle, task) = WriterRunner::spawn(
+        Box::new(writer),
+        RunnerSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    assert!(handle.send(Arc::new(batch.clone())).await);
+    let stats = handle.stats().clone();
+    drop(handle);
+    task.await.unwrap();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&stats.events), 299);
+    assert_eq!(get(&stats.rejected), 1);
+    assert_eq!(get(&stats.dropped), 0);
+
+    let mut stored = conformance_support::read_tree(dir.path());
+    stored.sort_by_key(|e| match e {
+        Event::Trade(t) => t.trade_id.as_str().parse::<u64>().unwrap(),
+        _ => unreachable!(),
+    });
+    let mut want = batch;
+    want.remove(150);
+    assert_eq!(stored, want);
 }
 
 #[test]
@@ -218,4 +274,31 @@ async fn pyarrow_reads_the_files() {
         text.trim(),
         "1 43210.120000000000000000 7 timestamp[ns, tz=UTC]"
     );
+}
+
+#[tokio::test]
+async fn a_gap_has_no_parquet_columns_so_it_is_rejected_alone_and_the_parts_still_finish() {
+    use feeder_core::model::{Gap, GapReason};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    let gap = Event::Gap(Gap {
+        exchange: Arc::from("kraken"),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        after_trade_id: TradeId::from_u64(1),
+        before_trade_id: Some(TradeId::from_u64(9)),
+        from: Timestamp::from_unix_secs(DAY2),
+        to: Some(Timestamp::from_unix_secs(DAY2 + 60)),
+        reason: GapReason::VenueLimit,
+    });
+    let good = trade(9, DAY2 + 60, "1");
+    let err = w.write(&[gap, good.clone()]).await.unwrap_err();
+    let WriteError::Rejected(rejected) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].index, 0);
+    w.close().await.unwrap();
+    assert_eq!(conformance_support::read_tree(dir.path()), [good]);
+    // Nothing is left that the next start could not finish.
+    open(dir.path());
 }

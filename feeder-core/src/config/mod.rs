@@ -19,7 +19,7 @@ use url::Url;
 use crate::exchange::Transport;
 use crate::model::{serde_duration, Interval, Symbol};
 
-pub use env::interpolate;
+pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,26 @@ pub enum ConfigError {
         /// The variable.
         name: String,
         /// The line of the reference.
+        line: usize,
+    },
+    /// A `${NAME}` whose value is larger than [`MAX_VALUE_BYTES`].
+    #[error("environment variable {name} is {len} bytes, more than the {limit} a value may have (line {line})")]
+    ValueTooLarge {
+        /// The variable.
+        name: String,
+        /// The size of its value.
+        len: usize,
+        /// The largest size allowed.
+        limit: usize,
+        /// The line of the reference.
+        line: usize,
+    },
+    /// The config is larger than [`MAX_CONFIG_BYTES`] (after interpolation).
+    #[error("the config is larger than {limit} bytes after interpolation (line {line})")]
+    TooLarge {
+        /// The largest size allowed.
+        limit: usize,
+        /// The line at which it passed the limit.
         line: usize,
     },
     /// A `${...}` that cannot be read.
@@ -458,12 +478,26 @@ impl<'de> Deserialize<'de> for WriterConfig {
 }
 
 impl Config {
-    /// Reads and validates a file, interpolating from the process environment.
+    /// Reads and validates a file, interpolating from the process environment. A file
+    /// larger than [`MAX_CONFIG_BYTES`] is refused without being read whole.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        use std::io::Read as _;
+        let io = |source| ConfigError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                limit: MAX_CONFIG_BYTES,
+                line: bytes.iter().filter(|&&b| b == b'\n').count() + 1,
+            });
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Self::from_yaml_str(&text)
     }
 

@@ -207,3 +207,15 @@ fn max_clock_skew_defaults_to_a_day_and_must_be_at_least_a_second() {
         assert!(err.contains(needle), "{value}: {err}");
     }
 }
+
+#[test]
+fn a_file_larger_than_the_limit_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, "# padding\n".repeat(MAX_CONFIG_BYTES / 10 + 1)).unwrap();
+    let err = Config::from_file(&path).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::TooLarge { limit, .. } if limit == MAX_CONFIG_BYTES),
+        "{err}"
+    );
+}

@@ -76,7 +76,7 @@ impl<V: StreamVenue> StreamExchange<V> {
     }
 
     /// Backfills over this venue's REST API after every reconnect, and when a venue reports a
-    /// trade-id gap ([`Frame::Gap`]).
+    /// trade-id gap ([`Frame::Gap`](super::Frame::Gap)).
     pub fn with_backfill(mut self, venue: Arc<dyn PollVenue>) -> Self {
         self.backfill = Some(venue);
         self

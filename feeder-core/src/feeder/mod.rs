@@ -10,7 +10,10 @@
 //!   stall the others until its queue is full (then its `when_full` policy applies).
 //! - Shutdown cancels the exchanges only. Their senders drop, the pipeline drains, each
 //!   writer's queue closes, each writer writes what it has and closes. Everything is awaited
-//!   with a deadline; stragglers are named in the [`Summary`].
+//!   with a deadline; past it, the writers give up what they still hold or receive, counting
+//!   each event as dropped, and stragglers are named in the [`Summary`].
+//! - Every event a writer does not store is counted, as dropped or as rejected by its store:
+//!   [`Summary::lost_anything`] says whether the run lost data.
 
 mod registry;
 mod stage;
@@ -31,7 +34,10 @@ use crate::exchange::{
 };
 use crate::model::Symbol;
 use crate::pipeline::TradeRules;
-use crate::writer::{ErrorChain, RunnerSettings, Writer, WriterRunner};
+use crate::writer::{
+    resume_points, ErrorChain, ResumeError, ResumePoints, RunnerSettings, Writer, WriterRunner,
+    WriterStats,
+};
 
 pub use registry::{ExchangeFactory, Registry, WriterFactory};
 pub use summary::{ExchangeSummary, Summary, WriterSummary};
@@ -51,7 +57,14 @@ pub enum BuildError {
         #[source]
         source: WriteError,
     },
+    /// A writer could not say where its store left off, even after retries.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
 }
+
+/// How long past the shutdown deadline the writers have to give up what they hold (counting
+/// it), and the pipeline to drain into them, before they are aborted.
+const ABANDON_GRACE: Duration = Duration::from_secs(1);
 
 struct ExchangeSlot {
     exchange: Arc<dyn Exchange>,
@@ -63,6 +76,18 @@ struct ExchangeSlot {
 struct WriterSlot {
     writer: Box<dyn Writer>,
     settings: RunnerSettings,
+    /// Where the store left off, once asked (by `from_config`, else at the start of `run`).
+    resume: Option<ResumePoints>,
+}
+
+impl WriterSlot {
+    /// The name in logs and the summary.
+    fn name(&self) -> &str {
+        self.settings
+            .name
+            .as_deref()
+            .unwrap_or_else(|| self.writer.name())
+    }
 }
 
 /// A configured feeder, ready to [`run`](Feeder::run).
@@ -90,7 +115,7 @@ impl std::fmt::Debug for Feeder {
                 &self
                     .writers
                     .iter()
-                    .map(|w| w.writer.name())
+                    .map(WriterSlot::name)
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -155,7 +180,8 @@ impl Feeder {
         Ok(())
     }
 
-    /// Validates `config`, builds every exchange and opens every writer.
+    /// Validates `config`, builds every exchange, opens every writer and asks each where its
+    /// store left off (retrying with backoff; see [`Writer::resume_point`]).
     pub async fn from_config(config: Config, registry: &Registry) -> Result<Feeder, BuildError> {
         Self::validate(&config, registry)?;
         let mut b = Feeder::builder()
@@ -179,15 +205,53 @@ impl Feeder {
                 b = b.writer(writer, RunnerSettings::from(w));
             }
         }
-        Ok(b.build())
+        let mut feeder = b.build();
+        feeder.ask_resume_points(&CancellationToken::new()).await?;
+        Ok(feeder)
+    }
+
+    /// Every stream: each exchange with each of its symbols.
+    fn streams(&self) -> Vec<(Arc<str>, Symbol)> {
+        self.exchanges
+            .iter()
+            .flat_map(|e| {
+                let name: Arc<str> = Arc::from(e.exchange.name());
+                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    /// Asks each writer not yet asked where its store left off.
+    async fn ask_resume_points(&mut self, stop: &CancellationToken) -> Result<(), ResumeError> {
+        let streams = self.streams();
+        for slot in &mut self.writers {
+            if slot.resume.is_some() {
+                continue;
+            }
+            let name = slot.name().to_owned();
+            let retry = slot.settings.retry.clone();
+            let points = resume_points(&name, slot.writer.as_mut(), &streams, retry, stop).await?;
+            slot.resume = Some(points);
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` is cancelled, then shuts down gracefully and returns what
     /// happened.
-    pub async fn run(self, shutdown: CancellationToken) -> Summary {
+    ///
+    /// The run ends by itself, before anything starts, when a writer cannot say where its
+    /// store left off: the summary then names it in [`Summary::failures`].
+    pub async fn run(mut self, shutdown: CancellationToken) -> Summary {
+        if let Err(e) = self.ask_resume_points(&shutdown).await {
+            return Summary {
+                failures: vec![ErrorChain(&e).to_string()],
+                ..Summary::default()
+            };
+        }
+        let streams = self.streams();
         let Feeder {
             exchanges,
-            writers,
+            mut writers,
             pipeline,
             shutdown_timeout,
             restart,
@@ -199,18 +263,10 @@ impl Feeder {
 
         // Where the durable stores left off: each writer skips what it already holds, and the
         // exchanges resume (backfill) from the oldest of those points.
-        let streams: Vec<(Arc<str>, Symbol)> = exchanges
-            .iter()
-            .flat_map(|e| {
-                let name: Arc<str> = Arc::from(e.exchange.name());
-                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
-            })
+        let resume_points: Vec<ResumePoints> = writers
+            .iter_mut()
+            .map(|slot| slot.resume.take().unwrap_or_default())
             .collect();
-        let mut writers = writers;
-        let mut resume_points = Vec::with_capacity(writers.len());
-        for slot in &mut writers {
-            resume_points.push(resume_points_of(slot.writer.as_mut(), &streams).await);
-        }
         let mut seeds: Vec<(Arc<str>, Symbol, Cursor)> = Vec::new();
         for (ex, sym) in &streams {
             let oldest = resume_points
@@ -269,32 +325,15 @@ impl Feeder {
         shutdown.cancelled().await;
         tracing::info!("shutting down: stopping exchanges, then draining writers");
         let deadline = Instant::now() + shutdown_timeout;
-        let mut stragglers = Vec::new();
-
-        for (name, _, task) in &mut exchange_tasks {
-            if !join_by(task, deadline).await {
-                stragglers.push(format!("exchange {name}"));
-            }
-        }
         let mut stage_task = stage_task;
-        let totals = match tokio::time::timeout_at(deadline, &mut stage_task).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "pipeline task failed");
-                stragglers.push("pipeline".into());
-                stage::StageTotals::default()
-            }
-            Err(_) => {
-                stage_task.abort();
-                stragglers.push("pipeline".into());
-                stage::StageTotals::default()
-            }
-        };
-        for (name, _, task) in &mut writer_tasks {
-            if !join_by(task, deadline).await {
-                stragglers.push(format!("writer {name}"));
-            }
-        }
+        let (totals, stragglers) = drain(
+            deadline,
+            &abort,
+            &mut exchange_tasks,
+            &mut stage_task,
+            &mut writer_tasks,
+        )
+        .await;
         abort.cancel();
         if !stragglers.is_empty() {
             tracing::error!(
@@ -318,27 +357,67 @@ impl Feeder {
     }
 }
 
-/// Asks a writer where it left off for each stream; a failure to answer is logged and means
-/// "nothing known" (the writer then relies on the valve like any other).
-async fn resume_points_of(
-    writer: &mut dyn Writer,
-    streams: &[(Arc<str>, Symbol)],
-) -> Vec<(Arc<str>, Symbol, Cursor)> {
-    let mut out = Vec::new();
-    for (ex, sym) in streams {
-        match writer.resume_point(ex, sym).await {
-            Ok(Some(c)) => out.push((ex.clone(), sym.clone(), c)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(
-                writer = writer.name(),
-                exchange = %ex,
-                symbol = %sym,
-                error = %ErrorChain(&e),
-                "cannot read where the store left off; starting without it"
-            ),
+type Tasks<S> = [(String, Arc<S>, JoinHandle<()>)];
+
+/// Waits for every task until `deadline`. Past it, fires `abort`: the writers give up what
+/// they hold, counting each event as dropped, which also frees a pipeline or an exchange
+/// waiting on a full queue. What still runs [`ABANDON_GRACE`] later is aborted. Returns the
+/// pipeline's totals and the tasks that missed the deadline.
+async fn drain(
+    deadline: Instant,
+    abort: &CancellationToken,
+    exchanges: &mut Tasks<ExchangeStats>,
+    stage: &mut JoinHandle<stage::StageTotals>,
+    writers: &mut Tasks<WriterStats>,
+) -> (stage::StageTotals, Vec<String>) {
+    let mut late_exchanges = Vec::new();
+    for (name, _, task) in exchanges.iter_mut() {
+        if !wait_by(task, deadline).await {
+            late_exchanges.push((name, task));
         }
     }
-    out
+    let mut stage_done = tokio::time::timeout_at(deadline, &mut *stage).await.ok();
+    let stage_late = stage_done.is_none();
+    let mut late_writers = Vec::new();
+    for (name, _, task) in writers.iter_mut() {
+        if !wait_by(task, deadline).await {
+            late_writers.push((name, task));
+        }
+    }
+    let mut stragglers = Vec::new();
+    if stage_late || !late_exchanges.is_empty() || !late_writers.is_empty() {
+        abort.cancel();
+        let grace = Instant::now() + ABANDON_GRACE;
+        for (name, task) in late_exchanges {
+            stragglers.push(format!("exchange {name}"));
+            join_by(task, grace).await;
+        }
+        if stage_late {
+            stragglers.push("pipeline".to_owned());
+            stage_done = tokio::time::timeout_at(grace, &mut *stage).await.ok();
+            if stage_done.is_none() {
+                stage.abort();
+            }
+        }
+        for (name, task) in late_writers {
+            stragglers.push(format!("writer {name}"));
+            if !join_by(task, grace).await {
+                tracing::error!(writer = %name, "the writer did not give up in time: what it still held is lost and NOT counted");
+            }
+        }
+    }
+    let totals = match stage_done {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "pipeline task failed");
+            if !stage_late {
+                stragglers.push("pipeline".to_owned());
+            }
+            stage::StageTotals::default()
+        }
+        None => stage::StageTotals::default(),
+    };
+    (totals, stragglers)
 }
 
 /// Older first: by id where both are numbers, else by time.
@@ -348,19 +427,25 @@ fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
         .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
 }
 
-/// Waits for a task until `deadline`; aborts it and returns false if it is still running.
-async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
+/// Waits for a task until `deadline`; returns false if it is still running.
+async fn wait_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
     match tokio::time::timeout_at(deadline, &mut *task).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "task panicked");
             true
         }
-        Err(_) => {
-            task.abort();
-            false
-        }
+        Err(_) => false,
     }
+}
+
+/// Waits for a task until `deadline`; aborts it and returns false if it is still running.
+async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
+    let done = wait_by(task, deadline).await;
+    if !done {
+        task.abort();
+    }
+    done
 }
 
 /// Runs one exchange, restarting it with backoff after a failure, until shutdown.
@@ -442,7 +527,11 @@ impl FeederBuilder {
 
     /// Adds a writer with its runner settings.
     pub fn writer(mut self, writer: Box<dyn Writer>, settings: RunnerSettings) -> Self {
-        self.feeder.writers.push(WriterSlot { writer, settings });
+        self.feeder.writers.push(WriterSlot {
+            writer,
+            settings,
+            resume: None,
+        });
         self
     }
 

@@ -58,6 +58,9 @@ pub struct WriterSummary {
     pub retries: u64,
     /// Events given up on (full queue under `drop`, terminal errors, shutdown deadline).
     pub dropped: u64,
+    /// Events the store refused one by one (a value it cannot hold) while it stored the rest
+    /// of their batch.
+    pub rejected: u64,
     /// Trades skipped because the store already held them at start-up.
     pub already_stored: u64,
     /// Events that waited in the spill file while the queue was full.
@@ -77,6 +80,9 @@ pub struct Summary {
     pub late_trades: u64,
     /// Tasks still running at the shutdown deadline, abandoned.
     pub stragglers: Vec<String>,
+    /// Why the run ended before it started, naming the writer at fault (a writer that could
+    /// not say where its store left off).
+    pub failures: Vec<String>,
 }
 
 impl Summary {
@@ -130,6 +136,7 @@ impl Summary {
                 errors: get(&s.errors),
                 retries: get(&s.retries),
                 dropped: get(&s.dropped),
+                rejected: get(&s.rejected),
                 already_stored: get(&s.already_stored),
                 spilled: get(&s.spilled),
             });
@@ -137,9 +144,23 @@ impl Summary {
         out
     }
 
-    /// True when nothing was dropped and every task finished in time.
+    /// Events the writers did not store: dropped (a full queue under `drop`, a batch
+    /// refused whole, the shutdown deadline) or rejected by their store one by one. An event
+    /// lost by two writers counts twice.
+    pub fn lost(&self) -> u64 {
+        self.writers.iter().map(|w| w.dropped + w.rejected).sum()
+    }
+
+    /// True when a writer dropped or rejected any event: the run lost data, and a program
+    /// should end with a failure status.
+    pub fn lost_anything(&self) -> bool {
+        self.lost() > 0
+    }
+
+    /// True when the run started, lost nothing (see [`lost_anything`](Self::lost_anything))
+    /// and every task finished in time.
     pub fn is_clean(&self) -> bool {
-        self.stragglers.is_empty() && self.writers.iter().all(|w| w.dropped == 0)
+        self.failures.is_empty() && self.stragglers.is_empty() && !self.lost_anything()
     }
 }
 
@@ -152,11 +173,14 @@ impl fmt::Display for Summary {
                 e.name, e.trades, e.duplicates, e.conflicts, e.rejected, e.quarantined, e.unverified, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
             )?;
         }
+        for failure in &self.failures {
+            writeln!(f, "failed   {failure}")?;
+        }
         for w in &self.writers {
             writeln!(
                 f,
-                "writer   {:<12} events={} batches={} errors={} retries={} dropped={} already_stored={} spilled={}",
-                w.name, w.events, w.batches, w.errors, w.retries, w.dropped, w.already_stored, w.spilled
+                "writer   {:<12} events={} batches={} errors={} retries={} dropped={} rejected={} already_stored={} spilled={}",
+                w.name, w.events, w.batches, w.errors, w.retries, w.dropped, w.rejected, w.already_stored, w.spilled
             )?;
         }
         write!(

@@ -450,6 +450,7 @@ async fn check_revisions(
 
 fn runner_settings(batch_size: usize, batch_delay: Duration) -> RunnerSettings {
     RunnerSettings {
+        name: None,
         batch_size,
         batch_delay,
         queue_capacity: 64,

@@ -1,5 +1,6 @@
 //! Stores: the [`Writer`] trait and the runner that feeds one writer from its own queue.
 
+mod resume;
 mod runner;
 mod spill;
 
@@ -10,6 +11,8 @@ use crate::exchange::Cursor;
 use crate::model::{Event, Symbol};
 
 pub use crate::error::ErrorChain;
+pub(crate) use resume::resume_points;
+pub use resume::{ResumeError, ResumePoints, RESUME_ATTEMPTS};
 pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
 pub use spill::SpillSettings;
 
@@ -20,6 +23,13 @@ pub use spill::SpillSettings;
 /// - `write` returns `Ok` only once the batch is durable in the store (written and flushed as
 ///   far as the store allows). On `Err` the runner may call `write` again with the same batch,
 ///   so a writer either stores nothing of a failed batch or stores it idempotently.
+/// - A store that cannot hold some events of a batch (a value it cannot represent) refuses
+///   those alone: it makes every other event of the batch durable, then returns
+///   [`WriteError::Rejected`] listing the refused events by position, each with its reason.
+///   The runner does not retry such a batch; it counts the refused events as rejected (in
+///   the summary, apart from the dropped ones), logs a sample, and the others as stored. A
+///   writer checks what its store can hold before writing, so that one bad event never
+///   costs the good ones.
 /// - `flush` pushes anything buffered; `close` is called once at shutdown, after the last
 ///   `write`.
 #[async_trait]
@@ -45,6 +55,11 @@ pub trait Writer: Send + 'static {
     /// these over REST, and this writer skips what it already has, so a restart (even after a
     /// crash) neither leaves a gap nor writes a trade twice. `None` (the default) when the
     /// store holds nothing of that stream or does not keep track.
+    ///
+    /// An `Err` means "cannot tell", never "nothing": the feeder asks again with backoff
+    /// (a retriable error) and, if the store still cannot tell, does not run at all rather
+    /// than run this writer without it and write again what the store holds. A store that
+    /// meets a record it cannot read where it left off fails here too.
     async fn resume_point(
         &mut self,
         exchange: &str,

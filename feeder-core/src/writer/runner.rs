@@ -8,11 +8,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
 use crate::config::WriterConfig;
-use crate::error::ErrorChain;
+use crate::error::{ErrorChain, Rejection, WriteError};
 use crate::exchange::{Backoff, Cursor};
 use crate::model::{Event, Symbol};
 
@@ -21,6 +22,9 @@ pub use crate::config::WhenFullPolicy as WhenFull;
 /// How the runner feeds its writer.
 #[derive(Clone, Debug)]
 pub struct RunnerSettings {
+    /// The writer's name in logs and the summary: the config's `name`, else its type. `None`
+    /// uses the writer's own [`Writer::name`].
+    pub name: Option<String>,
     /// Most events per `write` call.
     pub batch_size: usize,
     /// Longest time a partial batch waits for more events when the queue is empty. Zero
@@ -39,13 +43,17 @@ pub struct RunnerSettings {
 
 impl Default for RunnerSettings {
     fn default() -> Self {
-        Self::from(&WriterConfig::new("default"))
+        // The writer's own name, rather than that of a placeholder config.
+        let mut settings = Self::from(&WriterConfig::new("default"));
+        settings.name = None;
+        settings
     }
 }
 
 impl From<&WriterConfig> for RunnerSettings {
     fn from(c: &WriterConfig) -> Self {
         Self {
+            name: Some(c.display_name().to_owned()),
             batch_size: c.batch_size.max(1),
             batch_delay: c.batch_delay,
             queue_capacity: c.queue_capacity.max(1),
@@ -76,6 +84,9 @@ pub struct WriterStats {
     /// Events given up on: dropped by a full queue under the `drop` policy, or in a batch the
     /// writer refused with a terminal error.
     pub dropped: AtomicU64,
+    /// Events the store refused one by one while it stored the rest of their batch (see
+    /// [`WriteError::Rejected`]).
+    pub rejected: AtomicU64,
     /// Trades skipped because the store already held them at start-up (see
     /// [`Writer::resume_point`]).
     pub already_stored: AtomicU64,
@@ -97,6 +108,8 @@ pub struct WriterHandle {
     when_full: WhenFull,
     stats: Arc<WriterStats>,
     spill: Option<Arc<Spill>>,
+    /// The shutdown deadline: a sender stops waiting for room then.
+    abort: CancellationToken,
 }
 
 impl WriterHandle {
@@ -146,7 +159,15 @@ impl WriterHandle {
                 }
                 Ok(Pushed::Full) if self.when_full == WhenFull::Block => {
                     tracing::warn!(writer = %self.name, path = %spill.path().display(), "spill file full: waiting for the store");
-                    freed.await;
+                    // Past the shutdown deadline the runner no longer replays the spill.
+                    tokio::select! {
+                        () = freed => {}
+                        () = self.abort.cancelled() => {
+                            WriterStats::add(&self.stats.dropped, n);
+                            tracing::error!(writer = %self.name, events = n, "shutdown deadline: spill file still full, batch DROPPED");
+                            return true;
+                        }
+                    }
                 }
                 Ok(Pushed::Full) => {
                     WriterStats::add(&self.stats.dropped, n);
@@ -197,7 +218,9 @@ pub struct WriterRunner;
 impl WriterRunner {
     /// Starts the runner task for `writer`. The task ends when every [`WriterHandle`] clone
     /// is dropped and the queue is drained: it writes what is pending, then calls `close`.
-    /// `abort` stops retries of a failing batch (the hard deadline of a shutdown).
+    /// `abort` is the hard deadline of a shutdown: once it fires, the runner stops writing
+    /// and retrying, counts every event it still holds or receives as dropped, and ends when
+    /// its queue closes.
     pub fn spawn(
         writer: Box<dyn Writer>,
         settings: RunnerSettings,
@@ -215,7 +238,7 @@ impl WriterRunner {
         abort: CancellationToken,
         resume: Vec<(Arc<str>, Symbol, Cursor)>,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
-        let name: Arc<str> = Arc::from(writer.name());
+        let name: Arc<str> = Arc::from(settings.name.as_deref().unwrap_or(writer.name()));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(WriterStats::default());
         let spill = settings.spill.as_ref().and_then(|s| match Spill::open(s) {
@@ -231,6 +254,7 @@ impl WriterRunner {
             when_full: settings.when_full,
             stats: stats.clone(),
             spill: spill.clone(),
+            abort: abort.clone(),
         };
         let task = Task {
             name,
@@ -241,8 +265,12 @@ impl WriterRunner {
             retry: settings.retry.clone(),
             settings,
             abort,
+            abandoned: 0,
         };
-        (handle, tokio::spawn(task.run(rx)))
+        // Every line the writer logs from its task carries its name, not only the runner's.
+        // At error level so that no log filter drops the name from the lines it keeps.
+        let span = tracing::error_span!("writer", writer = %task.name);
+        (handle, tokio::spawn(task.run(rx).instrument(span)))
     }
 }
 
@@ -256,7 +284,10 @@ struct Task {
     settings: RunnerSettings,
     stats: Arc<WriterStats>,
     retry: Backoff,
+    /// Fired at the shutdown deadline: from then on everything still held is given up.
     abort: CancellationToken,
+    /// Events given up on at the shutdown deadline, for one log line at the end.
+    abandoned: u64,
 }
 
 impl Task {
@@ -313,11 +344,30 @@ impl Task {
         if self.spill.as_ref().is_some_and(|s| s.is_active()) {
             self.replay_spill(&mut rx, &mut pending).await;
         }
-        if let Err(e) = self.writer.close().await {
-            WriterStats::add(&self.stats.errors, 1);
-            tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
+        if self.abandoned > 0 {
+            tracing::error!(
+                writer = %self.name,
+                events = self.abandoned,
+                "shutdown deadline passed while the store was failing: the events this writer \
+                 still held were DROPPED"
+            );
         }
-        tracing::debug!(writer = %self.name, "writer closed");
+        let closed = tokio::select! {
+            biased;
+            r = self.writer.close() => Some(r),
+            () = self.abort.cancelled() => None,
+        };
+        match closed {
+            Some(Ok(())) => tracing::debug!(writer = %self.name, "writer closed"),
+            Some(Err(e)) => {
+                WriterStats::add(&self.stats.errors, 1);
+                tracing::error!(writer = %self.name, error = %ErrorChain(&e), "closing the writer failed");
+            }
+            // What was acknowledged is durable already; only the closing is skipped.
+            None => {
+                tracing::error!(writer = %self.name, "shutdown deadline: the writer was not closed")
+            }
+        }
     }
 
     /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
@@ -444,10 +494,28 @@ impl Task {
     async fn write_with_retry(&mut self, batch: &[Event]) {
         let n = batch.len() as u64;
         loop {
-            match self.writer.write(batch).await {
+            if self.abort.is_cancelled() {
+                self.abandon(n);
+                return;
+            }
+            // The deadline also ends a write that never returns (a store that hangs).
+            let result = tokio::select! {
+                biased;
+                r = self.writer.write(batch) => r,
+                () = self.abort.cancelled() => {
+                    self.abandon(n);
+                    return;
+                }
+            };
+            match result {
                 Ok(()) => {
                     WriterStats::add(&self.stats.events, n);
                     WriterStats::add(&self.stats.batches, 1);
+                    self.retry.reset();
+                    return;
+                }
+                Err(WriteError::Rejected(rejections)) => {
+                    self.count_rejected(batch, &rejections);
                     self.retry.reset();
                     return;
                 }
@@ -464,8 +532,7 @@ impl Task {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.abort.cancelled() => {
-                            WriterStats::add(&self.stats.dropped, n);
-                            tracing::error!(writer = %self.name, events = n, "shutdown deadline: batch abandoned while the store was failing");
+                            self.abandon(n);
                             return;
                         }
                     }
@@ -484,6 +551,43 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Gives up on `n` events at the shutdown deadline: counted as dropped, and logged once
+    /// the runner has given up on everything it held.
+    fn abandon(&mut self, n: u64) {
+        WriterStats::add(&self.stats.dropped, n);
+        self.abandoned += n;
+    }
+
+    /// Counts a batch the store holds except `rejections`, and logs a sample of those.
+    fn count_rejected(&self, batch: &[Event], rejections: &[Rejection]) {
+        // Positions the writer named twice or outside the batch count once or not at all.
+        let mut refused: Vec<usize> = rejections
+            .iter()
+            .map(|r| r.index)
+            .filter(|&i| i < batch.len())
+            .collect();
+        refused.sort_unstable();
+        refused.dedup();
+        let rejected = refused.len() as u64;
+        WriterStats::add(&self.stats.events, batch.len() as u64 - rejected);
+        WriterStats::add(&self.stats.batches, 1);
+        WriterStats::add(&self.stats.rejected, rejected);
+        let Some(first) = rejections.iter().find(|r| r.index < batch.len()) else {
+            return;
+        };
+        let event = &batch[first.index];
+        tracing::error!(
+            writer = %self.name,
+            rejected,
+            stored = batch.len() as u64 - rejected,
+            exchange = event.exchange(),
+            symbol = %event.symbol(),
+            time = %event.time(),
+            reason = %ErrorChain(&*first.reason),
+            "the store refused events of a batch it stored otherwise: REJECTED (first shown)"
+        );
     }
 }
 

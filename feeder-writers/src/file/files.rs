@@ -43,7 +43,11 @@ impl std::error::Error for FileIoError {
     }
 }
 
-fn with_path<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> io::Error + 'a {
+/// Adds the action and the path to an I/O error, as its source, keeping its kind.
+pub(super) fn with_path<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> io::Error + 'a {
     move |source| {
         io::Error::new(
             source.kind(),

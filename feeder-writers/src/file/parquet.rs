@@ -12,7 +12,10 @@
 //!
 //! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
 //! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
-//! than rounded. Times are `Timestamp(Nanosecond, "UTC")`.
+//! than rounded. The writer checks each event when it is written, before it reaches the
+//! journal, and refuses those alone (`WriteError::Rejected`), so that the batch's other
+//! events are stored and the journal always converts. Times are `Timestamp(Nanosecond,
+//! "UTC")`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -63,6 +66,10 @@ pub enum ParquetCodecError {
         /// The value.
         value: Decimal,
     },
+    /// An event of a kind that has no Parquet layout (a gap): Parquet files hold trades or
+    /// candles.
+    #[error("a {0} has no Parquet layout; Parquet files hold trades and candles")]
+    NoLayout(&'static str),
     /// Trades and candles were mixed in one file.
     #[error("a Parquet file holds trades or candles, not both")]
     MixedKinds,
@@ -165,7 +172,8 @@ pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
                 dec(f, v)?;
             }
         }
-        Event::Gap(_) => {}
+        // Accepted into a journal, it would fail the whole part at its conversion.
+        Event::Gap(_) => return Err(ParquetCodecError::NoLayout("gap")),
     }
     Ok(())
 }

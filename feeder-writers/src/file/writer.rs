@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use feeder_core::exchange::Cursor;
-use feeder_core::model::{Event, Symbol};
+use feeder_core::model::{Event, Symbol, Timestamp};
 use feeder_core::writer::Writer;
+#[cfg(feature = "parquet")]
+use feeder_core::Rejection;
 use feeder_core::WriteError;
 
 use super::config::{FileFormat, FileOptions};
@@ -134,7 +136,10 @@ impl FileWriter {
         f: impl FnOnce(&mut Backend) -> T + Send + 'static,
     ) -> Result<T, WriteError> {
         let files = Arc::clone(&self.files);
+        // What the blocking thread logs belongs to this writer's span (its name) too.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             // See `lock_files`.
             let mut files = files.lock().map_err(|_| {
                 WriteError::terminal(
@@ -148,35 +153,10 @@ impl FileWriter {
         .map_err(|e| WriteError::terminal("file writer task failed", e))?
     }
 
-    fn recycle(&mut self, mut chunks: Vec<Chunk>) {
-        for chunk in chunks.drain(..) {
-            if self.pool.len() < POOL_SIZE {
-                let mut bytes = chunk.bytes;
-                bytes.clear();
-                self.pool.push(bytes);
-            }
-        }
-        self.chunks = chunks;
-    }
-}
-
-#[async_trait]
-impl Writer for FileWriter {
-    fn name(&self) -> &str {
-        "file"
-    }
-
-    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+    /// Writes a batch whose events the format can all hold.
+    async fn write_lines(&mut self, batch: &[Event]) -> Result<(), WriteError> {
         if batch.is_empty() {
             return Ok(());
-        }
-        #[cfg(feature = "parquet")]
-        if self.options.format == FileFormat::Parquet {
-            // Refused now, while the batch can still be refused whole, rather than when the
-            // part is finished.
-            for event in batch {
-                check_event(event).map_err(|e| WriteError::Encode(Box::new(e)))?;
-            }
         }
         let mut chunks = std::mem::take(&mut self.chunks);
         let format = self.options.format;
@@ -204,13 +184,50 @@ impl Writer for FileWriter {
         result.map_err(WriteError::Io)
     }
 
+    fn recycle(&mut self, mut chunks: Vec<Chunk>) {
+        for chunk in chunks.drain(..) {
+            if self.pool.len() < POOL_SIZE {
+                let mut bytes = chunk.bytes;
+                bytes.clear();
+                self.pool.push(bytes);
+            }
+        }
+        self.chunks = chunks;
+    }
+}
+
+#[async_trait]
+impl Writer for FileWriter {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    /// Events that Parquet cannot hold exactly are refused one by one (see
+    /// [`WriteError::Rejected`]); the rest of the batch is written.
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        #[cfg(feature = "parquet")]
+        if self.options.format == FileFormat::Parquet {
+            // Checked now, while the event can still be refused alone, rather than when the
+            // part is finished: by then the whole journal would fail to convert.
+            if let Some((fit, rejected)) = refuse_unfit(batch) {
+                self.write_lines(&fit).await?;
+                return Err(WriteError::Rejected(rejected));
+            }
+        }
+        self.write_lines(batch).await
+    }
+
     async fn close(&mut self) -> Result<(), WriteError> {
         self.with_files(Backend::close_all)
             .await?
             .map_err(WriteError::Io)
     }
 
-    /// The last trade line of the stream's newest file.
+    /// The newest trade in the tail of the stream's newest file, ignoring files and trades
+    /// dated more than a day past now (outliers that would move the resume point).
     async fn resume_point(
         &mut self,
         exchange: &str,
@@ -218,13 +235,43 @@ impl Writer for FileWriter {
     ) -> Result<Option<Cursor>, WriteError> {
         let (root, format) = (self.options.path.clone(), self.options.format);
         let (exchange, symbol) = (exchange.to_owned(), symbol.clone());
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            super::resume::last_trade(&root, format, &exchange, &symbol)
+            let _span = span.enter();
+            super::resume::last_trade(&root, format, &exchange, &symbol, Timestamp::now())
         })
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
-        .map_err(WriteError::Io)
+        .map_err(|e| match e.kind() {
+            // Lines that are not trades stay so: asking again cannot help.
+            std::io::ErrorKind::InvalidData => {
+                WriteError::terminal("cannot read where the files left off", e)
+            }
+            _ => WriteError::Io(e),
+        })
     }
+}
+
+/// The events of `batch` that Parquet holds exactly, and the refusals of the others; `None`
+/// when every event fits.
+#[cfg(feature = "parquet")]
+fn refuse_unfit(batch: &[Event]) -> Option<(Vec<Event>, Vec<Rejection>)> {
+    let rejected: Vec<Rejection> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| check_event(e).err().map(|e| Rejection::new(i, e)))
+        .collect();
+    if rejected.is_empty() {
+        return None;
+    }
+    let mut refused = rejected.iter().map(|r| r.index).peekable();
+    let fit = batch
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| refused.next_if_eq(&i).is_none())
+        .map(|(_, e)| e.clone())
+        .collect();
+    Some((fit, rejected))
 }
 
 /// Where the bytes of a batch go: appended to line files, or to the journals of Parquet
