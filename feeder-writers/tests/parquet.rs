@@ -277,28 +277,31 @@ async fn pyarrow_reads_the_files() {
 }
 
 #[tokio::test]
-async fn a_gap_has_no_parquet_columns_so_it_is_rejected_alone_and_the_parts_still_finish() {
+async fn gaps_are_stored_in_parquet_files_of_their_own_and_read_back_exactly() {
     use feeder_core::model::{Gap, GapReason};
     let dir = tempfile::tempdir().unwrap();
     let mut w = open(dir.path());
-    let gap = Event::Gap(Gap {
-        exchange: Arc::from("kraken"),
-        symbol: Symbol::parse("BTC-USD").unwrap(),
-        after_trade_id: TradeId::from_u64(1),
-        before_trade_id: Some(TradeId::from_u64(9)),
-        from: Timestamp::from_unix_secs(DAY2),
-        to: Some(Timestamp::from_unix_secs(DAY2 + 60)),
-        reason: GapReason::VenueLimit,
-    });
-    let good = trade(9, DAY2 + 60, "1");
-    let err = w.write(&[gap, good.clone()]).await.unwrap_err();
-    let WriteError::Rejected(rejected) = &err else {
-        panic!("{err:?}");
+    let gap = |after: u64, before: Option<u64>| {
+        Event::Gap(Gap {
+            exchange: Arc::from("kraken"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            after_trade_id: TradeId::from_u64(after),
+            before_trade_id: before.map(TradeId::from_u64),
+            from: Timestamp::from_unix_secs(DAY2),
+            to: before.map(|_| Timestamp::from_unix_secs(DAY2 + 60)),
+            reason: GapReason::VenueLimit,
+        })
     };
-    assert_eq!(rejected.len(), 1);
-    assert_eq!(rejected[0].index, 0);
+    let (closed, open_ended) = (gap(1, Some(9)), gap(12, None));
+    let good = trade(9, DAY2 + 60, "1");
+    w.write(&[closed.clone(), good.clone(), open_ended.clone()])
+        .await
+        .unwrap();
     w.close().await.unwrap();
-    assert_eq!(conformance_support::read_tree(dir.path()), [good]);
+    let mut got = conformance_support::read_tree(dir.path());
+    got.sort_by_key(|e| e.kind());
+    assert_eq!(got, [closed, open_ended, good]);
+    assert!(dir.path().join("gaps").is_dir());
     // Nothing is left that the next start could not finish.
     open(dir.path());
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use conformance_support::{env_or, missing, reachable, resolve, unique};
 use feeder_core::config::{Config, WriterConfig};
 use feeder_core::feeder::{Registry, WriterFactory};
-use feeder_core::model::{Candle, Event, Interval, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{Candle, Event, Gap, Interval, Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::testing::{run_conformance, BoxError, ConformanceTarget, Outcome};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
@@ -127,6 +127,28 @@ impl ConformanceTarget for PgTarget {
                 revision: r.get::<_, i32>(11) as u32,
             }));
         }
+        let q = format!(
+            "SELECT exchange, symbol, after_trade_id, before_trade_id, from_ts, to_ts, reason, \
+             from_ns, to_ns FROM \"{}_gaps\"",
+            self.trades
+        );
+        for r in c.query(&q, &[]).await? {
+            let from = ts(r.get(4));
+            let to: Option<SystemTime> = r.get(5);
+            let (from_ns, to_ns): (i64, Option<i64>) = (r.get(7), r.get(8));
+            // The exact nanoseconds are kept beside the microsecond timestamps.
+            assert_eq!(from.unix_nanos(), from_ns);
+            assert_eq!(to.map(|t| ts(t).unix_nanos()), to_ns);
+            out.push(Event::Gap(Gap {
+                exchange: Arc::from(r.get::<_, &str>(0)),
+                symbol: Symbol::parse(r.get(1))?,
+                after_trade_id: TradeId::new(r.get(2)),
+                before_trade_id: r.get::<_, Option<&str>>(3).map(TradeId::new),
+                from,
+                to: to.map(ts),
+                reason: serde_json::from_value(serde_json::Value::String(r.get(6)))?,
+            }));
+        }
         Ok(out)
     }
 
@@ -194,7 +216,8 @@ async fn the_postgres_writer_conforms_and_rides_out_an_outage() {
     // The outage was real: the writer saw errors, and connections were refused.
     assert!(report.outage_errors > 0, "{report:?}");
     assert!(target.proxy.refused() > 0);
-    drop_tables(&url, &[&target.trades, &target.candles]).await;
+    let gaps = format!("{}_gaps", target.trades);
+    drop_tables(&url, &[&target.trades, &target.candles, &gaps]).await;
 }
 
 #[tokio::test]

@@ -194,7 +194,7 @@ const DAY: i64 = 1_704_153_600;
 
 /// `n` trades over two symbols of `exchange`, with distinct ids, varied decimals (up to 10
 /// fractional digits) and microsecond times within one UTC day, followed by `n / 10` candles
-/// at revision 0. Times have microsecond precision so that stores that keep no more
+/// at revision 0 and `n / 50` gaps (with and without an upper bound). Times have microsecond precision so that stores that keep no more
 /// (PostgreSQL) give back equal events.
 pub fn sample_events(exchange: &str, n: usize) -> Vec<Event> {
     let exchange: Arc<str> = Arc::from(exchange);
@@ -224,7 +224,30 @@ pub fn sample_events(exchange: &str, n: usize) -> Vec<Event> {
     for j in 0..n / 10 {
         out.push(candle(&exchange, &symbols[j % symbols.len()], j as i64, 0));
     }
+    for k in 0..n / 50 {
+        out.push(gap(&exchange, &symbols[k % symbols.len()], k as i64));
+    }
     out
+}
+
+/// A gap of the sample day: every other one without its upper bound.
+fn gap(exchange: &Arc<str>, symbol: &Symbol, k: i64) -> Event {
+    let after = 2_000_000 + 10 * k as u64;
+    let from = Timestamp::from_unix_micros((DAY + 600 * k) * 1_000_000 + 123_456);
+    let closed = k % 2 == 0;
+    Event::Gap(crate::model::Gap {
+        exchange: Arc::clone(exchange),
+        symbol: symbol.clone(),
+        after_trade_id: TradeId::from_u64(after),
+        before_trade_id: closed.then(|| TradeId::from_u64(after + 5)),
+        from,
+        to: closed.then(|| Timestamp::from_unix_micros(from.unix_nanos() / 1_000 + 90_000_000)),
+        reason: match k % 3 {
+            0 => crate::model::GapReason::VenueLimit,
+            1 => crate::model::GapReason::BackfillFailed,
+            _ => crate::model::GapReason::NoBackfill,
+        },
+    })
 }
 
 /// The two symbols sample events use.
@@ -777,7 +800,7 @@ mod tests {
     #[test]
     fn sample_events_have_distinct_keys_and_micro_times() {
         let ev = sample_events("x", 200);
-        assert_eq!(ev.len(), 220);
+        assert_eq!(ev.len(), 224);
         let keys: std::collections::HashSet<_> = ev.iter().map(event_key).collect();
         assert_eq!(keys.len(), ev.len());
         for e in &ev {

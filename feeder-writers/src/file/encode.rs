@@ -19,7 +19,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn of(event: &Event) -> Self {
+    pub(crate) fn of(event: &Event) -> Self {
         match event {
             Event::Trade(_) => Kind::Trades,
             Event::Candle(_) => Kind::Candles,

@@ -28,10 +28,10 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use feeder_core::model::{
-    utc_date, Candle, Event, Interval, Side, Symbol, Timestamp, Trade, TradeId,
+    utc_date, Candle, Event, Gap, Interval, Side, Symbol, Timestamp, Trade, TradeId,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -127,6 +127,28 @@ pub fn candles_schema() -> SchemaRef {
     ]))
 }
 
+/// The columns of a gaps file.
+pub fn gaps_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("exchange", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("after_trade_id", DataType::Utf8, false),
+        Field::new("before_trade_id", DataType::Utf8, true),
+        Field::new("from", ts_type(), false),
+        Field::new("to", ts_type(), true),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+/// The columns of a file of `kind`.
+fn schema_of(kind: Kind) -> SchemaRef {
+    match kind {
+        Kind::Trades => trades_schema(),
+        Kind::Candles => candles_schema(),
+        Kind::Gaps => gaps_schema(),
+    }
+}
+
 /// A decimal as the integer of `Decimal128(38, 18)`, or `None` when it does not fit exactly.
 fn to_i128(d: Decimal) -> Option<i128> {
     let d = if d.scale() > DECIMAL_SCALE as u32 {
@@ -173,7 +195,7 @@ pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
             }
         }
         // Accepted into a journal, it would fail the whole part at its conversion.
-        Event::Gap(_) => return Err(ParquetCodecError::NoLayout("gap")),
+        Event::Gap(_) => {}
     }
     Ok(())
 }
@@ -269,6 +291,33 @@ fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> 
     Ok(RecordBatch::try_new(candles_schema(), columns)?)
 }
 
+fn gaps_batch(gaps: &[&Gap]) -> Result<RecordBatch, ParquetCodecError> {
+    let n = gaps.len();
+    let mut text: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
+    let (mut from, mut to) = (ts_builder(n), ts_builder(n));
+    for g in gaps {
+        let [ex, sym, after, before, reason] = &mut text;
+        ex.append_value(&*g.exchange);
+        sym.append_value(g.symbol.as_str());
+        after.append_value(g.after_trade_id.as_str());
+        before.append_option(g.before_trade_id.as_ref().map(|id| id.as_str()));
+        from.append_value(g.from.unix_nanos());
+        to.append_option(g.to.map(|t| t.unix_nanos()));
+        reason.append_value(g.reason.as_str());
+    }
+    let [mut ex, mut sym, mut after, mut before, mut reason] = text;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ex.finish()),
+        Arc::new(sym.finish()),
+        Arc::new(after.finish()),
+        Arc::new(before.finish()),
+        Arc::new(from.finish()),
+        Arc::new(to.finish()),
+        Arc::new(reason.finish()),
+    ];
+    Ok(RecordBatch::try_new(gaps_schema(), columns)?)
+}
+
 /// One record batch of events that are all trades or all candles.
 fn record_batch(events: &[Event]) -> Result<RecordBatch, ParquetCodecError> {
     match events.first() {
@@ -292,7 +341,16 @@ fn record_batch(events: &[Event]) -> Result<RecordBatch, ParquetCodecError> {
                 .collect::<Result<Vec<_>, _>>()?;
             candles_batch(&candles)
         }
-        Some(Event::Gap(_)) => Err(ParquetCodecError::MixedKinds),
+        Some(Event::Gap(_)) => {
+            let gaps = events
+                .iter()
+                .map(|e| match e {
+                    Event::Gap(g) => Ok(g),
+                    _ => Err(ParquetCodecError::MixedKinds),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            gaps_batch(&gaps)
+        }
     }
 }
 
@@ -308,15 +366,10 @@ fn writer_properties() -> WriterProperties {
 /// bounded. `kind` decides the columns when there are no events.
 fn write_parquet<W: Write + Send>(
     out: W,
-    candles: bool,
+    kind: Kind,
     mut next: impl FnMut(&mut Vec<Event>) -> Result<bool, ParquetCodecError>,
 ) -> Result<W, ParquetCodecError> {
-    let schema = if candles {
-        candles_schema()
-    } else {
-        trades_schema()
-    };
-    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties()))?;
+    let mut writer = ArrowWriter::try_new(out, schema_of(kind), Some(writer_properties()))?;
     let mut chunk = Vec::with_capacity(EVENTS_PER_CHUNK);
     loop {
         chunk.clear();
@@ -331,11 +384,11 @@ fn write_parquet<W: Write + Send>(
     Ok(writer.into_inner()?)
 }
 
-/// Encodes events of one kind (all trades or all candles) as a whole Parquet file.
+/// Encodes events of one kind (all trades, all candles or all gaps) as a whole Parquet file.
 pub fn encode_parquet(events: &[Event]) -> Result<Vec<u8>, ParquetCodecError> {
-    let candles = matches!(events.first(), Some(Event::Candle(_)));
+    let kind = events.first().map_or(Kind::Trades, Kind::of);
     let mut chunks = events.chunks(ROWS_PER_GROUP);
-    write_parquet(Vec::new(), candles, |out| {
+    write_parquet(Vec::new(), kind, |out| {
         if let Some(c) = chunks.next() {
             out.extend_from_slice(c);
         }
@@ -359,6 +412,8 @@ pub fn decode_parquet<R: parquet::file::reader::ChunkReader + 'static>(
         let batch = batch?;
         if batch.schema().column_with_name("trade_id").is_some() {
             decode_trades(&batch, &mut out)?;
+        } else if batch.schema().column_with_name("after_trade_id").is_some() {
+            decode_gaps(&batch, &mut out)?;
         } else {
             decode_candles(&batch, &mut out)?;
         }
@@ -475,12 +530,37 @@ fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCo
     Ok(())
 }
 
+fn decode_gaps(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCodecError> {
+    let (ex, sym, after, before, reason) = (
+        strings(b, "exchange")?,
+        strings(b, "symbol")?,
+        strings(b, "after_trade_id")?,
+        strings(b, "before_trade_id")?,
+        strings(b, "reason")?,
+    );
+    let (from, to) = (times(b, "from")?, times(b, "to")?);
+    for i in 0..b.num_rows() {
+        let reason = serde_json::from_value(serde_json::Value::String(reason.value(i).into()))
+            .map_err(|e| layout(format!("gap reason: {e}")))?;
+        out.push(Event::Gap(Gap {
+            exchange: Arc::from(ex.value(i)),
+            symbol: Symbol::parse(sym.value(i)).map_err(|e| layout(e.to_string()))?,
+            after_trade_id: TradeId::new(after.value(i)),
+            before_trade_id: (!before.is_null(i)).then(|| TradeId::new(before.value(i))),
+            from: Timestamp::from_unix_nanos(from.value(i), 9),
+            to: (!to.is_null(i)).then(|| Timestamp::from_unix_nanos(to.value(i), 9)),
+            reason,
+        }));
+    }
+    Ok(())
+}
+
 /// Converts a journal of JSON lines into a finished Parquet file at `target` (through a
 /// temporary file and a rename), then removes the journal. Returns the number of events.
 pub(crate) fn convert_journal(
     journal: &Path,
     target: &Path,
-    candles: bool,
+    kind: Kind,
     fsync: bool,
 ) -> Result<usize, ParquetCodecError> {
     let tmp = target.with_extension("parquet.tmp");
@@ -488,7 +568,7 @@ pub(crate) fn convert_journal(
     let mut count = 0usize;
     let mut line = Vec::new();
     let out = File::create(&tmp)?;
-    let out = write_parquet(out, candles, |chunk| {
+    let out = write_parquet(out, kind, |chunk| {
         while chunk.len() < EVENTS_PER_CHUNK {
             line.clear();
             if lines.read_until(b'\n', &mut line)? == 0 {
@@ -543,7 +623,7 @@ struct Part {
     target: PathBuf,
     /// Length of the acknowledged journal: what a failed batch is cut back to.
     len: u64,
-    candles: bool,
+    kind: Kind,
 }
 
 /// The open parts of a `file` writer in Parquet format.
@@ -568,7 +648,7 @@ impl ParquetFiles {
     /// Finishes the journals a crash left behind. Returns how many parts were finished.
     pub(super) fn recover(&mut self) -> io::Result<usize> {
         let mut done = 0;
-        for kind in [Kind::Trades, Kind::Candles] {
+        for kind in [Kind::Trades, Kind::Candles, Kind::Gaps] {
             let mut stack = vec![self.root.join(kind.dir())];
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
@@ -590,7 +670,7 @@ impl ParquetFiles {
                         continue;
                     }
                     let target = PathBuf::from(target);
-                    let n = finish(&path, &target, kind == Kind::Candles, self.fsync)?;
+                    let n = finish(&path, &target, kind, self.fsync)?;
                     tracing::warn!(
                         part = %target.display(),
                         events = n,
@@ -689,7 +769,7 @@ impl ParquetFiles {
 
     fn finish_part(&self, p: Part) -> io::Result<()> {
         drop(p.journal);
-        finish(&p.journal_path, &p.target, p.candles, self.fsync).map(drop)
+        finish(&p.journal_path, &p.target, p.kind, self.fsync).map(drop)
     }
 
     /// Finishes every open part.
@@ -730,7 +810,7 @@ impl ParquetFiles {
                         journal_path,
                         target,
                         len: 0,
-                        candles: key.stream.kind == Kind::Candles,
+                        kind: key.stream.kind,
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -745,13 +825,13 @@ impl ParquetFiles {
 }
 
 /// Cuts a torn tail off a journal and converts it.
-fn finish(journal: &Path, target: &Path, candles: bool, fsync: bool) -> io::Result<usize> {
+fn finish(journal: &Path, target: &Path, kind: Kind, fsync: bool) -> io::Result<usize> {
     {
         let mut f = OpenOptions::new().read(true).write(true).open(journal)?;
         let len = f.metadata()?.len();
         repair_tail(&mut f, journal, len)?;
     }
-    convert_journal(journal, target, candles, fsync).map_err(|e| match e {
+    convert_journal(journal, target, kind, fsync).map_err(|e| match e {
         ParquetCodecError::Io(io) => io,
         other => io::Error::other(other),
     })
