@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use feeder_core::config::Config;
-use feeder_core::feeder::{Feeder, Registry};
+use feeder_core::feeder::{Feeder, Registry, Summary};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -151,11 +151,34 @@ async fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
     for line in summary.to_string().lines() {
         tracing::info!("{line}");
     }
-    if summary.is_clean() {
-        Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&summary))
+}
+
+/// Exit status of a run that ended: 0 when clean; 3 when data was lost (dropped or rejected
+/// by a writer, a writer failed, tasks abandoned); 4 when an exchange was never reached; 5
+/// when nothing was lost but the data records exceptions (gaps, trades turned away,
+/// messages not understood, late trades).
+fn exit_code(summary: &Summary) -> ExitCode {
+    let never = summary.never_connected();
+    if summary.lost_anything() || !summary.failures.is_empty() || !summary.stragglers.is_empty() {
+        tracing::error!(
+            lost = summary.lost(),
+            "the run lost data: some events were dropped or rejected, or tasks abandoned"
+        );
+        ExitCode::from(3)
+    } else if !never.is_empty() {
+        tracing::error!(
+            exchanges = %never.join(", "),
+            "these exchanges were never reached: no connection opened, no request answered"
+        );
+        ExitCode::from(4)
+    } else if !summary.warnings().is_empty() {
+        for w in summary.warnings() {
+            tracing::warn!("{w}");
+        }
+        ExitCode::from(5)
     } else {
-        tracing::error!("shutdown was not clean: some events were dropped or tasks abandoned");
-        Ok(ExitCode::from(3))
+        ExitCode::SUCCESS
     }
 }
 

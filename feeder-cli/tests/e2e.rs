@@ -1195,3 +1195,37 @@ fn exchanges_lists_the_nine_venues_with_their_transports() {
         assert!(line.contains("websocket, rest"), "{line}");
     }
 }
+
+/// A run whose exchange is never reached (nothing listens at its address) ends with an error
+/// line naming it and a status of its own, not a quiet 0.
+#[test]
+fn a_run_whose_exchange_was_never_reached_names_it_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was just free: nothing answers there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "exchanges:\n  - name: coinbase\n    symbols: [BTC-USD]\n    ws_url: ws://127.0.0.1:{port}/\n    rest_url: http://127.0.0.1:{port}/\nwriters:\n  - type: file\n    path: {}\n",
+        dir.path().join("out").display()
+    );
+    let mut feeder = Feeder::start(dir.path(), &config);
+    let deadline = Instant::now() + WAIT;
+    while !feeder.log().contains("connect failed") {
+        assert!(Instant::now() < deadline, "{}", feeder.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = feeder.terminate();
+    let log = feeder.log();
+    assert_eq!(status.code(), Some(4), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("never reached"))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    assert!(
+        line.contains("ERROR") && line.contains("coinbase"),
+        "{line}"
+    );
+}

@@ -113,6 +113,12 @@ pub struct ExchangeStats {
     /// Holes the venue could not fill (it cannot reach back that far, or a backfill was
     /// given up).
     pub gaps: AtomicU64,
+    /// Messages of a shape the venue's parser does not know ([`Frame::Unrecognized`]).
+    ///
+    /// [`Frame::Unrecognized`]: crate::exchange::Frame::Unrecognized
+    pub unrecognized: AtomicU64,
+    /// WebSocket connections opened and REST requests answered.
+    pub contacts: AtomicU64,
     /// Trades rejected before the pipeline: a price or amount that is not positive, or a time
     /// too far from the receive time ([`TradeRules`]).
     pub rejected: AtomicU64,

@@ -107,8 +107,12 @@ pub enum Frame {
         /// The newest trade id the venue reports.
         last_trade_id: crate::model::TradeId,
     },
-    /// Something that is neither data nor an error, skipped (and counted at debug level).
+    /// A message the venue sends that carries nothing the feeder needs (a ticker, an info
+    /// event), skipped.
     Ignored,
+    /// A message of a shape the parser does not know: counted, and logged with a sample
+    /// (at most once a minute), so that a venue's format change is seen and not ignored.
+    Unrecognized,
 }
 
 /// A keep-alive the driver sends on a timer.

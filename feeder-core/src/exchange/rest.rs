@@ -107,6 +107,7 @@ impl Fetcher {
             };
             let delay = match result {
                 Ok((status, headers, body)) if (200..300).contains(&status) => {
+                    ExchangeStats::incr(&ctx.stats.contacts);
                     return Got::Answer(Answer {
                         status,
                         headers,

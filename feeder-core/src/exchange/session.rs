@@ -16,11 +16,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::rest::{Fetcher, Filled};
+use super::StreamVenue;
 use super::WsMessage;
-use super::{Backoff, Completeness, Cursor, ExchangeContext, Frame, PollVenue, StreamVenue};
-use crate::error::ExchangeError;
+use super::{Backoff, Completeness, Cursor, ExchangeContext, ExchangeStats, Frame, PollVenue};
+use crate::error::{truncate_for_log, ExchangeError};
 use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
-use crate::pipeline::IdJumpLimit;
+use crate::pipeline::{IdJumpLimit, LogGate};
 
 /// The socket of one connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -88,6 +89,8 @@ pub(crate) struct Session<'a, V> {
     /// Without backfill, after a reconnect: per symbol, the last trade before the connection
     /// was lost, until this connection's first newer trade of that symbol bounds the hole.
     unfilled: HashMap<Symbol, Cursor>,
+    /// Rate limit of the log of unrecognized messages.
+    unknown_log: LogGate,
 }
 
 impl<'a, V: StreamVenue> Session<'a, V> {
@@ -114,6 +117,7 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             last_seen,
             delivered: false,
             unfilled: HashMap::new(),
+            unknown_log: LogGate::default(),
         }
     }
 
@@ -238,6 +242,10 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 symbol,
                 last_trade_id,
             }) => self.on_reported_gap(symbol, last_trade_id).await,
+            Some(Frame::Unrecognized) => {
+                self.unrecognized(&msg);
+                Ok(())
+            }
             Some(f @ (Frame::Ack | Frame::Heartbeat | Frame::Ignored)) => {
                 tracing::debug!(exchange = name, frame = ?f, "control frame");
                 Ok(())
@@ -403,6 +411,26 @@ impl<'a, V: StreamVenue> Session<'a, V> {
         // Frames waited while the REST calls ran; not a sign of a dead connection.
         self.liveness.alive();
         Ok(())
+    }
+
+    /// Counts a message the parser does not know, and logs a sample at most once a minute.
+    fn unrecognized(&mut self, msg: &Message) {
+        let stats = &self.setup.ctx.stats;
+        ExchangeStats::incr(&stats.unrecognized);
+        if let Some(held) = self.unknown_log.pass(Timestamp::now()) {
+            let payload: &[u8] = match msg {
+                Message::Text(t) => t.as_str().as_bytes(),
+                Message::Binary(b) => b,
+                _ => &[],
+            };
+            tracing::warn!(
+                exchange = &**self.setup.name,
+                sample = %truncate_for_log(payload, 256),
+                not_logged_since_last = held,
+                total = ExchangeStats::get(&stats.unrecognized),
+                "a message of a shape the parser does not know"
+            );
+        }
     }
 
     /// Says how far a stream is complete.

@@ -186,6 +186,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                 }
             };
             tracing::info!(exchange = name, %url, "connected");
+            ExchangeStats::incr(&ctx.stats.contacts);
             let setup = Setup {
                 name: &self.name,
                 venue: &*self.venue,

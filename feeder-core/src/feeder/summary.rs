@@ -41,6 +41,18 @@ pub struct ExchangeSummary {
     pub backfilled: u64,
     /// Restarts by the supervisor.
     pub restarts: u64,
+    /// Holes recorded as `gap` events: trades the venue published that may be missing.
+    pub gaps: u64,
+    /// Messages of a shape the venue's parser does not know.
+    pub unrecognized: u64,
+    /// Trades read but dropped because the pipeline stayed full after shutdown began.
+    pub dropped: u64,
+    /// WebSocket connections opened and REST requests answered: 0 means the exchange was
+    /// never reached.
+    pub contacts: u64,
+    /// Times a stream was found delivering nothing but trades already stored for over a
+    /// minute (a venue that restarted its ids, or replays).
+    pub repeat_only: u64,
 }
 
 /// Counters of one writer over the run.
@@ -126,6 +138,11 @@ impl Summary {
                 reconnects: get(&s.reconnects),
                 backfilled: get(&s.backfilled),
                 restarts: get(&s.restarts),
+                gaps: get(&s.gaps),
+                unrecognized: get(&s.unrecognized),
+                dropped: get(&s.dropped),
+                contacts: get(&s.contacts),
+                repeat_only: counts.repeat_only,
             });
         }
         for (name, s) in writers {
@@ -148,7 +165,48 @@ impl Summary {
     /// refused whole, the shutdown deadline) or rejected by their store one by one. An event
     /// lost by two writers counts twice.
     pub fn lost(&self) -> u64 {
-        self.writers.iter().map(|w| w.dropped + w.rejected).sum()
+        let writers: u64 = self.writers.iter().map(|w| w.dropped + w.rejected).sum();
+        writers + self.exchanges.iter().map(|e| e.dropped).sum::<u64>()
+    }
+
+    /// The exchanges that were never reached: no connection opened, no request answered.
+    pub fn never_connected(&self) -> Vec<&str> {
+        self.exchanges
+            .iter()
+            .filter(|e| e.contacts == 0)
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+
+    /// What the data itself records as not exact, one line each: holes (`gap` events),
+    /// trades turned away as impossible or hostile, and messages not understood. None of it
+    /// is lost silently, but a run with any of it is not clean.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &self.exchanges {
+            for (n, what) in [
+                (e.gaps, "gaps recorded (trades that may be missing)"),
+                (e.rejected, "trades rejected as impossible"),
+                (e.quarantined, "trades quarantined (ids far out of line)"),
+                (e.conflicts, "repeats with other content"),
+                (e.unrecognized, "messages not understood"),
+                (
+                    e.repeat_only,
+                    "warnings that a stream sent only trades already stored for over a minute",
+                ),
+            ] {
+                if n > 0 {
+                    out.push(format!("{}: {n} {what}", e.name));
+                }
+            }
+        }
+        if self.late_trades > 0 {
+            out.push(format!(
+                "{} trades arrived after their candle was emitted",
+                self.late_trades
+            ));
+        }
+        out
     }
 
     /// True when a writer dropped or rejected any event: the run lost data, and a program
@@ -160,7 +218,11 @@ impl Summary {
     /// True when the run started, lost nothing (see [`lost_anything`](Self::lost_anything))
     /// and every task finished in time.
     pub fn is_clean(&self) -> bool {
-        self.failures.is_empty() && self.stragglers.is_empty() && !self.lost_anything()
+        self.failures.is_empty()
+            && self.stragglers.is_empty()
+            && !self.lost_anything()
+            && self.never_connected().is_empty()
+            && self.warnings().is_empty()
     }
 }
 
@@ -169,8 +231,8 @@ impl fmt::Display for Summary {
         for e in &self.exchanges {
             writeln!(
                 f,
-                "exchange {:<12} trades={} duplicates={} conflicts={} rejected={} quarantined={} unverified={} parse_errors={} errors={} reconnects={} backfilled={} restarts={}",
-                e.name, e.trades, e.duplicates, e.conflicts, e.rejected, e.quarantined, e.unverified, e.parse_errors, e.errors, e.reconnects, e.backfilled, e.restarts
+                "exchange {:<12} trades={} duplicates={} conflicts={} rejected={} quarantined={} unverified={} parse_errors={} unrecognized={} errors={} reconnects={} backfilled={} gaps={} dropped={} restarts={}",
+                e.name, e.trades, e.duplicates, e.conflicts, e.rejected, e.quarantined, e.unverified, e.parse_errors, e.unrecognized, e.errors, e.reconnects, e.backfilled, e.gaps, e.dropped, e.restarts
             )?;
         }
         for failure in &self.failures {

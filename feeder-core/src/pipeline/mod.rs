@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::model::Symbol;
 
 pub use aggregator::Aggregator;
+pub(crate) use validate::LogGate;
 pub(crate) use validate::Screen;
 pub use validate::{IdJumpLimit, RejectReason, Rejected, TradeRules, CONFIRMATIONS};
 pub use valve::{Valve, ValveCounts, Verdict};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use crate::model::{Symbol, Trade, TradeId};
+use crate::model::{Symbol, Timestamp, Trade, TradeId};
 
 use super::validate::{IdJumpLimit, IdLine, LogGate};
 use super::Streams;
@@ -92,6 +92,9 @@ pub struct ValveCounts {
     pub quarantined: u64,
     /// Trades passed that were older than what the valve remembers.
     pub unverified: u64,
+    /// Warnings that a stream delivered nothing but repeats for over a minute (logged at
+    /// most once a minute per stream): a venue that restarted its ids, or replays old trades.
+    pub repeat_only: u64,
 }
 
 impl ValveCounts {
@@ -105,6 +108,7 @@ impl ValveCounts {
         self.conflicts += other.conflicts;
         self.quarantined += other.quarantined;
         self.unverified += other.unverified;
+        self.repeat_only += other.repeat_only;
     }
 
     fn count(&mut self, verdict: Verdict) {
@@ -142,6 +146,13 @@ struct StreamIds {
     /// Rate limits of the conflict and quarantine warnings.
     conflict_log: LogGate,
     quarantine_log: LogGate,
+    /// Receive time of the first repeat since the last trade that passed: the start of a run
+    /// of nothing but repeats.
+    repeats_since: Option<Timestamp>,
+    /// Repeats in that run, with the first and last id.
+    repeats: u64,
+    repeat_ids: Option<(TradeId, TradeId)>,
+    repeat_log: LogGate,
 }
 
 /// What tells two copies of a trade apart: price and amount, by value (`100` and `100.000` are
@@ -362,6 +373,41 @@ impl StreamIds {
     }
 }
 
+/// How long a stream may deliver nothing but repeats before the valve says so.
+const REPEATS_ONLY_NANOS: i64 = 60 * 1_000_000_000;
+
+impl StreamIds {
+    /// A repeat: when the stream has delivered nothing else for over a minute, warn loudly
+    /// (once a minute) with where the store stands and the ids seen.
+    fn note_repeat(&mut self, trade: &Trade, exchange: &Arc<str>, symbol: &Symbol) {
+        let since = *self.repeats_since.get_or_insert(trade.received_at);
+        self.repeats += 1;
+        match &mut self.repeat_ids {
+            Some((_, last)) => *last = trade.trade_id.clone(),
+            None => self.repeat_ids = Some((trade.trade_id.clone(), trade.trade_id.clone())),
+        }
+        let long = trade.received_at.unix_nanos() - since.unix_nanos() > REPEATS_ONLY_NANOS;
+        if !long {
+            return;
+        }
+        if let Some(held_back) = self.repeat_log.pass(trade.received_at) {
+            self.counts.repeat_only += 1;
+            let (first, last) = self.repeat_ids.clone().unzip();
+            tracing::warn!(
+                %exchange,
+                %symbol,
+                since = %since,
+                repeats = self.repeats,
+                first_id = ?first.as_ref().map(TradeId::as_str),
+                last_id = ?last.as_ref().map(TradeId::as_str),
+                stored_up_to = ?self.newest,
+                held_back,
+                "for over a minute every trade of this stream was one already stored: the venue may have restarted its ids or be replaying old trades, and nothing new is being stored"
+            );
+        }
+    }
+}
+
 impl Valve {
     /// A valve that remembers, per stream, up to `window` ranges of numeric ids and the
     /// `window` most recent text ids (config `pipeline.dedup_window`, 10 000 by default), and
@@ -430,7 +476,12 @@ impl Valve {
                     );
                 }
             }
-            Verdict::New | Verdict::Unverified | Verdict::Duplicate => {}
+            Verdict::New | Verdict::Unverified => {
+                st.repeats_since = None;
+                st.repeats = 0;
+                st.repeat_ids = None;
+            }
+            Verdict::Duplicate => st.note_repeat(trade, &stream.exchange, &stream.symbol),
         }
         verdict
     }
@@ -975,5 +1026,31 @@ mod tests {
             }
             proptest::prop_assert_eq!(valve.totals(), want);
         }
+    }
+
+    #[test]
+    fn a_stream_that_sends_only_repeats_for_a_minute_is_reported_once_a_minute() {
+        let mut v = Valve::new(1_000);
+        let at = |id: u64, secs: i64| {
+            let mut t = trade("x", "BTC-USD", &id.to_string());
+            t.received_at = Timestamp::from_unix_secs(secs);
+            t
+        };
+        for id in 1..=100 {
+            assert!(v.admit(&at(id, 0)));
+        }
+        // The venue restarted its ids: every trade is one already stored.
+        for (i, id) in (1..=100).enumerate() {
+            assert!(!v.admit(&at(id, 1 + 2 * i as i64)));
+        }
+        // Past a minute of nothing but repeats (from 1 s to 199 s): said at 63 s, then once a
+        // minute, at 123 s and 183 s.
+        assert_eq!(v.totals().repeat_only, 3, "{:?}", v.totals());
+        // Something new ends the run; repeats must last a minute again to be reported.
+        assert!(v.admit(&at(101, 200)));
+        for id in 1..=30 {
+            assert!(!v.admit(&at(id, 200 + id as i64)));
+        }
+        assert_eq!(v.totals().repeat_only, 3);
     }
 }
