@@ -355,6 +355,15 @@ async fn websocket_with_faults(venue: &str) {
     mock.send_malformed();
     mock.publish(30);
     wait_for_trades(&out, 100, &feeder).await;
+    // The trades may all have come over REST while the frame still waited in the socket.
+    let deadline = Instant::now() + WAIT;
+    while !feeder
+        .log()
+        .contains("skipped a message that could not be parsed")
+    {
+        assert!(Instant::now() < deadline, "{}", feeder.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let status = feeder.terminate();
     let log = feeder.log();

@@ -207,10 +207,13 @@ async fn bad_and_hostile_trades_are_not_stored_and_are_counted_under_their_reaso
     ];
     let sent = Arc::new(Notify::new());
     let (mem, events, _) = Memory::new("memory");
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letters = dir.path().join("rejected.jsonl");
     let feeder = Feeder::builder()
         .pipeline(PipelineConfig {
             // Two hours ahead passes the default day, not this.
             max_clock_skew: Duration::from_secs(3_600),
+            rejected: Some(dead_letters.clone()),
             ..no_candles()
         })
         .exchange(
@@ -261,6 +264,28 @@ async fn bad_and_hostile_trades_are_not_stored_and_are_counted_under_their_reaso
         line.contains("duplicates=1 conflicts=1 rejected=2 quarantined=1 unverified=0"),
         "{line}"
     );
+    // What the sink turned away is in the dead-letter file, each with its reason.
+    let text = std::fs::read_to_string(&dead_letters).unwrap();
+    let mut reasons: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let id = v["trade"]["trade_id"].as_str().unwrap().to_owned();
+            (v["reason"].as_str().unwrap().to_owned(), id)
+        })
+        .collect();
+    reasons.sort();
+    let want = [
+        ("id_out_of_line", u64::MAX.to_string()),
+        ("non_positive_price", "3".to_owned()),
+        ("time_out_of_window", "3".to_owned()),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(r, i)| (r.to_string(), i.clone()))
+        .collect();
+    assert_eq!(reasons, want);
+    assert!(!summary.is_clean(), "rejected trades are worth a warning");
 }
 
 /// Fails every run, recording when it was started.

@@ -260,6 +260,11 @@ pub struct PipelineConfig {
     /// logged, never stored. Raise it to backfill trades older than this after a long outage.
     #[serde(default = "default_max_clock_skew", with = "serde_duration")]
     pub max_clock_skew: Duration,
+    /// A JSON-lines file that receives every trade turned away before the pipeline (rejected
+    /// or quarantined), with the reason: the dead-letter output. Unset by default (such trades
+    /// are then only counted and logged).
+    #[serde(default)]
+    pub rejected: Option<std::path::PathBuf>,
 }
 
 fn default_dedup_window() -> usize {
@@ -288,6 +293,7 @@ impl Default for PipelineConfig {
             late_trades: LateTradePolicy::default(),
             channel_capacity: default_channel_capacity(),
             max_clock_skew: default_max_clock_skew(),
+            rejected: None,
         }
     }
 }

@@ -408,6 +408,19 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 }
             }
         }
+        // What was backfilled is what the stream's next trade follows.
+        for symbol in symbols {
+            if let Some(c) = ctx.cursors.get(symbol) {
+                let id = c.trade_id.as_number().unwrap_or(0);
+                let newer = self
+                    .last_seen
+                    .get(symbol)
+                    .is_none_or(|(_, seen)| *seen < id);
+                if newer {
+                    self.last_seen.insert(symbol.clone(), (c, id));
+                }
+            }
+        }
         // Frames waited while the REST calls ran; not a sign of a dead connection.
         self.liveness.alive();
         Ok(())

@@ -15,6 +15,7 @@
 //! - Every event a writer does not store is counted, as dropped or as rejected by its store:
 //!   [`Summary::lost_anything`] says whether the run lost data.
 
+mod dead_letter;
 mod registry;
 mod stage;
 mod summary;
@@ -65,6 +66,10 @@ pub enum BuildError {
 /// How long past the shutdown deadline the writers have to give up what they hold (counting
 /// it), and the pipeline to drain into them, before they are aborted.
 const ABANDON_GRACE: Duration = Duration::from_secs(1);
+
+/// Rejected trades waiting to be appended to the dead-letter file; beyond it they are only
+/// counted (a slow disk never holds up the trades).
+const DEAD_LETTER_CAPACITY: usize = 4096;
 
 struct ExchangeSlot {
     exchange: Arc<dyn Exchange>,
@@ -306,6 +311,13 @@ impl Feeder {
         ));
 
         let rules = TradeRules::from_pipeline(&pipeline);
+        let (dead_letters, dead_letter_task) = match pipeline.rejected.clone() {
+            Some(path) => {
+                let (tx, rx) = mpsc::channel(DEAD_LETTER_CAPACITY);
+                (Some(tx), Some(tokio::spawn(dead_letter::run(rx, path))))
+            }
+            None => (None, None),
+        };
         let mut exchange_tasks = Vec::new();
         for slot in exchanges {
             let name = slot.exchange.name().to_owned();
@@ -314,6 +326,7 @@ impl Feeder {
                 slot,
                 tx.clone(),
                 rules,
+                dead_letters.clone(),
                 stop_exchanges.clone(),
                 restart.clone(),
             ));
@@ -321,6 +334,7 @@ impl Feeder {
         }
         // Only the exchanges hold senders now: when they are all gone, the pipeline drains.
         drop(tx);
+        drop(dead_letters);
 
         shutdown.cancelled().await;
         tracing::info!("shutting down: stopping exchanges, then draining writers");
@@ -335,6 +349,17 @@ impl Feeder {
         )
         .await;
         abort.cancel();
+        if let Some(task) = dead_letter_task {
+            // Its senders went with the exchanges; what is left is a short append.
+            match tokio::time::timeout(ABANDON_GRACE, task).await {
+                Ok(Ok(n)) if n > 0 => tracing::warn!(
+                    trades = n,
+                    "rejected trades were written to the dead-letter file"
+                ),
+                Ok(_) => {}
+                Err(_) => tracing::error!("the dead-letter file was not finished in time"),
+            }
+        }
         if !stragglers.is_empty() {
             tracing::error!(
                 ?stragglers,
@@ -453,15 +478,20 @@ async fn supervise(
     slot: ExchangeSlot,
     tx: mpsc::Sender<crate::exchange::Input>,
     rules: TradeRules,
+    dead_letters: Option<mpsc::Sender<crate::pipeline::Rejected>>,
     shutdown: CancellationToken,
     mut backoff: Backoff,
 ) {
     let name = slot.exchange.name().to_owned();
     loop {
+        let mut sink =
+            TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone()).with_rules(rules);
+        if let Some(dl) = &dead_letters {
+            sink = sink.with_rejected(dl.clone());
+        }
         let ctx = ExchangeContext {
             symbols: slot.symbols.clone(),
-            sink: TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone())
-                .with_rules(rules),
+            sink,
             shutdown: shutdown.clone(),
             cursors: slot.cursors.clone(),
             stats: slot.stats.clone(),
