@@ -259,6 +259,31 @@ fn read_events(dir: &Path) -> Vec<Event> {
     events
 }
 
+/// The gap events among `events`.
+fn gaps(events: &[Event]) -> Vec<feeder_core::model::Gap> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Gap(g) => Some(g.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a recorded gap of the stream says this trade may be missing: its id lies strictly
+/// between the gap's bounds (an open-ended gap reaches to the end).
+fn covered(gaps: &[feeder_core::model::Gap], exchange: &str, symbol: &str, id: u64) -> bool {
+    gaps.iter().any(|g| {
+        let num = |t: &feeder_core::model::TradeId| t.as_number().unwrap_or(0);
+        &*g.exchange == exchange
+            && g.symbol.as_str() == symbol
+            && u128::from(id) > num(&g.after_trade_id)
+            && g.before_trade_id
+                .as_ref()
+                .is_none_or(|b| u128::from(id) < num(b))
+    })
+}
+
 fn trades(events: &[Event]) -> Vec<Trade> {
     events
         .iter()
@@ -636,7 +661,9 @@ async fn wait_for_all(
 ) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let stored: std::collections::HashSet<(String, String, String)> = trades(&read_events(dir))
+        let events = read_events(dir);
+        let holes = gaps(&events);
+        let stored: std::collections::HashSet<(String, String, String)> = trades(&events)
             .into_iter()
             .map(|t| {
                 (
@@ -658,6 +685,7 @@ async fn wait_for_all(
                 })
             })
             .filter(|k| !stored.contains(k))
+            .filter(|(e, s, id)| !covered(&holes, e, s, id.parse().unwrap_or(0)))
             .collect();
         if missing.is_empty() {
             return;
@@ -691,6 +719,20 @@ enum Fault {
     Sigterm,
     Sigkill,
     StoreOutage,
+    /// The venue's application hangs while its WebSocket library keeps pinging.
+    HangPinging,
+    /// Coinbase hangs while thousands of trades are published.
+    LongOutage,
+    /// SIGKILL, then more than a thousand trades per venue published before the restart.
+    KillLongOutage,
+    /// Bybit, whose REST API gives only its newest 60 trades, hangs for longer than that.
+    NewestOnlyOutage,
+}
+
+/// Whether a run that ended on SIGTERM ended without losing anything: clean (0), or with
+/// exceptions the data records itself (5: gaps where a venue cannot reach back).
+fn lost_nothing(status: std::process::ExitStatus) -> bool {
+    matches!(status.code(), Some(0 | 5))
 }
 
 /// The PostgreSQL the chaos run stores into, behind a proxy it can cut; `None` (skipped)
@@ -755,6 +797,15 @@ async fn chaos_no_trade_lost_or_duplicated() {
 
     let bitstamp = MockBitstamp::start().await.unwrap();
     let coinbase = MockCoinbase::start().await.unwrap();
+    let bybit = MockBybit::start_with(MockConfig {
+        symbols: ["BTC-USDT", "ETH-USDT"]
+            .iter()
+            .map(|s| feeder_core::model::Symbol::parse(s).unwrap())
+            .collect(),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let venue = |name: &str, m: &MockVenue| {
@@ -770,14 +821,15 @@ async fn chaos_no_trade_lost_or_duplicated() {
     let table = format!("chaos_trades_{}_{}", std::process::id(), seed);
     let pg_writer = match &pg {
         Some((url, _)) => format!(
-            "  - type: postgres\n    url: {url}\n    table: {table}\n    candles_table: {table}_candles\n    retry_max_delay: 500ms\n    connect_timeout: 2s\n    write_timeout: 3s\n"
+            "  - type: postgres\n    url: {url}\n    table: {table}\n    candles_table: {table}_candles\n    gaps_table: {table}_gaps\n    retry_max_delay: 500ms\n    connect_timeout: 2s\n    write_timeout: 3s\n"
         ),
         None => String::new(),
     };
     let config = format!(
-        "exchanges:\n{}{}pipeline:\n  candles: [1m]\nwriters:\n  - type: file\n    path: {}\n{pg_writer}shutdown_timeout: 10s\n",
+        "exchanges:\n{}{}{}pipeline:\n  candles: [1m]\nwriters:\n  - type: file\n    path: {}\n{pg_writer}shutdown_timeout: 10s\n",
         venue("bitstamp", &bitstamp),
         venue("coinbase", &coinbase),
+        venue("bybit", &bybit),
         out.display()
     );
     let mut feeder = Feeder::start(dir.path(), &config);
@@ -785,14 +837,26 @@ async fn chaos_no_trade_lost_or_duplicated() {
     let mut faults: std::collections::BTreeMap<Fault, usize> = Default::default();
     bitstamp.wait_subscriptions(2, WAIT).await.unwrap();
     coinbase.wait_subscriptions(1, WAIT).await.unwrap();
+    bybit
+        .wait_subscriptions(case("bybit").subs_per_connection, WAIT)
+        .await
+        .unwrap();
 
-    let mocks: [&MockVenue; 2] = [&bitstamp, &coinbase];
-    // Resuming after a crash starts from what the store holds: give every stream a first
-    // stored trade before the process itself comes under fire.
+    let mocks: [&MockVenue; 3] = [&bitstamp, &coinbase, &bybit];
+    let named = [
+        ("bitstamp", &*bitstamp),
+        ("coinbase", &*coinbase),
+        ("bybit", &*bybit),
+    ];
+    // Resuming after a crash starts from what the stores hold: give every stream a first
+    // stored trade in every store before the process itself comes under fire.
     for m in mocks {
         m.publish(8);
     }
-    wait_for_trades(&out, 16, &feeder).await;
+    wait_for_trades(&out, 24, &feeder).await;
+    if let Some((url, _)) = &pg {
+        wait_for_rows(url, &table, 24).await;
+    }
     for round in 0..rounds {
         for m in mocks {
             m.publish(rng.usize(5..40));
@@ -802,7 +866,7 @@ async fn chaos_no_trade_lost_or_duplicated() {
         if let Some((_, proxy)) = &pg {
             proxy.restore();
         }
-        let fault = match rng.u8(0..10) {
+        let fault = match rng.u8(0..14) {
             0 => Fault::Drop,
             1 => Fault::Stall,
             2 => Fault::Malformed,
@@ -812,6 +876,10 @@ async fn chaos_no_trade_lost_or_duplicated() {
             6 => Fault::Storm5xx,
             7 => Fault::Sigterm,
             8 => Fault::Sigkill,
+            9 => Fault::HangPinging,
+            10 => Fault::LongOutage,
+            11 => Fault::KillLongOutage,
+            12 => Fault::NewestOnlyOutage,
             _ => Fault::StoreOutage,
         };
         *faults.entry(fault).or_default() += 1;
@@ -822,6 +890,30 @@ async fn chaos_no_trade_lost_or_duplicated() {
                 m.drop_connections();
             }
             Fault::Malformed => m.send_malformed(),
+            Fault::HangPinging => {
+                m.fault_next_connection(WsFault::HangAfter {
+                    after: rng.usize(0..5),
+                    ping_every: Duration::from_millis(100),
+                });
+                m.drop_connections();
+            }
+            Fault::LongOutage => {
+                coinbase.fault_next_connection(WsFault::HangAfter {
+                    after: 0,
+                    ping_every: Duration::from_millis(100),
+                });
+                coinbase.drop_connections();
+                coinbase.publish(rng.usize(2_500..3_500));
+            }
+            Fault::NewestOnlyOutage => {
+                bybit.fault_next_connection(WsFault::HangAfter {
+                    after: rng.usize(0..3),
+                    ping_every: Duration::from_millis(100),
+                });
+                bybit.drop_connections();
+                // More per symbol than the 60 Bybit's REST API still serves.
+                bybit.publish(rng.usize(130..200));
+            }
             Fault::VenueAsksReconnect => bitstamp.request_reconnect(),
             Fault::Heartbeat => {
                 // A heartbeat between trades: harmless, but it goes through the gap logic.
@@ -837,11 +929,11 @@ async fn chaos_no_trade_lost_or_duplicated() {
                 Some((_, proxy)) => proxy.cut(),
                 None => m.drop_connections(),
             },
-            Fault::Sigterm | Fault::Sigkill => {
+            Fault::Sigterm | Fault::Sigkill | Fault::KillLongOutage => {
                 if fault == Fault::Sigterm {
                     let status = feeder.terminate();
                     assert!(
-                        status.success(),
+                        lost_nothing(status),
                         "round {round}: exit {status:?}\n{}",
                         feeder.log()
                     );
@@ -850,42 +942,37 @@ async fn chaos_no_trade_lost_or_duplicated() {
                 }
                 logs.push_str(&feeder.log());
                 // Published while the feeder is down.
+                let n = if fault == Fault::KillLongOutage {
+                    1_200..1_600
+                } else {
+                    1..20
+                };
                 for m in mocks {
-                    m.publish(rng.usize(1..20));
+                    m.publish(rng.usize(n.clone()));
                 }
                 feeder = Feeder::start(dir.path(), &config);
             }
         }
         if round % 3 == 2 {
-            wait_for_all(
-                &out,
-                &[("bitstamp", &bitstamp), ("coinbase", &coinbase)],
-                &feeder,
-                &logs,
-            )
-            .await;
+            wait_for_all(&out, &named, &feeder, &logs).await;
         }
     }
     if let Some((_, proxy)) = &pg {
         proxy.restore();
     }
-    wait_for_all(
-        &out,
-        &[("bitstamp", &bitstamp), ("coinbase", &coinbase)],
-        &feeder,
-        &logs,
-    )
-    .await;
+    wait_for_all(&out, &named, &feeder, &logs).await;
     let status = feeder.terminate();
     logs.push_str(&feeder.log());
-    assert!(status.success(), "exit {status:?}\n{logs}");
+    assert!(lost_nothing(status), "exit {status:?}\n{logs}");
 
     // Every feeder process's log, for whoever reads a failure.
     let _ = std::fs::write(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chaos-feeder.log"),
         &logs,
     );
-    let stored = trades(&read_events(&out));
+    let events = read_events(&out);
+    let stored = trades(&events);
+    let holes = gaps(&events);
     let mut report = format!(
         "chaos seed={seed} rounds={rounds} faults injected={} {faults:?}\n",
         faults.values().sum::<usize>()
@@ -893,6 +980,7 @@ async fn chaos_no_trade_lost_or_duplicated() {
     for (name, m, subsecond) in [
         ("bitstamp", &bitstamp as &MockVenue, false),
         ("coinbase", &coinbase, true),
+        ("bybit", &bybit, true),
     ] {
         let published = m.published();
         let mine: Vec<Trade> = stored
@@ -905,42 +993,68 @@ async fn chaos_no_trade_lost_or_duplicated() {
             .iter()
             .filter(|t| !seen.insert((t.symbol.clone(), t.trade_id.clone())))
             .count();
-        let lost = published
+        let is_stored = |p: &feeder_testkit::venues::MockTrade| {
+            mine.iter()
+                .any(|t| t.symbol == p.symbol && t.trade_id.as_str() == p.trade_id.to_string())
+        };
+        // A hole: a run of consecutive published trades of one symbol that were not stored.
+        let mut made = 0;
+        let mut in_hole: HashMap<String, bool> = HashMap::new();
+        let mut missing = Vec::new();
+        for p in &published {
+            let open = in_hole.entry(p.symbol.to_string()).or_default();
+            if is_stored(p) {
+                *open = false;
+            } else {
+                made += usize::from(!*open);
+                *open = true;
+                missing.push(p.clone());
+            }
+        }
+        let listed = holes.iter().filter(|g| &*g.exchange == name).count();
+        let outside: Vec<_> = missing
             .iter()
-            .filter(|p| {
-                !mine
-                    .iter()
-                    .any(|t| t.symbol == p.symbol && t.trade_id.as_str() == p.trade_id.to_string())
-            })
-            .count();
+            .filter(|p| !covered(&holes, name, p.symbol.as_str(), p.trade_id))
+            .collect();
         report.push_str(&format!(
-            "store=files exchange={name} published={} stored={} lost={lost} duplicated={duplicated}\n",
+            "store=files exchange={name} published={} stored={} lost={} duplicated={duplicated} holes_made={made} gaps_listed={listed} missing_inside_gaps={}\n",
             published.len(),
-            mine.len()
+            mine.len(),
+            outside.len(),
+            missing.len() - outside.len(),
         ));
-        check_exactly_once(&published, &mine, subsecond);
+        assert!(
+            outside.is_empty(),
+            "{report}lost outside any gap: {outside:?}"
+        );
+        assert_eq!(duplicated, 0, "{report}");
+        assert_eq!(made, listed, "{report}every hole is listed once");
+        let kept: Vec<_> = published.into_iter().filter(is_stored).collect();
+        check_exactly_once(&kept, &mine, subsecond);
     }
     if let Some((url, _)) = &pg {
         // The table's primary key makes a duplicate impossible; count what is missing.
-        let published: std::collections::HashSet<(String, String, String)> = [
-            ("bitstamp", &bitstamp as &MockVenue),
-            ("coinbase", &coinbase),
-        ]
-        .iter()
-        .flat_map(|(name, m)| {
-            m.published().into_iter().map(move |p| {
-                (
-                    name.to_string(),
-                    p.symbol.to_string(),
-                    p.trade_id.to_string(),
-                )
+        let published: std::collections::HashSet<(String, String, String)> = named
+            .iter()
+            .flat_map(|(name, m)| {
+                m.published().into_iter().map(move |p| {
+                    (
+                        name.to_string(),
+                        p.symbol.to_string(),
+                        p.trade_id.to_string(),
+                    )
+                })
             })
-        })
-        .collect();
+            .filter(|(e, s, id)| !covered(&holes, e, s, id.parse().unwrap_or(0)))
+            .collect();
         let rows = postgres_keys(url, &table).await;
         let stored: std::collections::HashSet<_> = rows.iter().cloned().collect();
         let lost = published.difference(&stored).count();
-        let extra = stored.difference(&published).count();
+        // Trades inside a recorded gap that were stored anyway are not extra.
+        let extra = stored
+            .difference(&published)
+            .filter(|(e, s, id)| !covered(&holes, e, s, id.parse().unwrap_or(0)))
+            .count();
         report.push_str(&format!(
             "store=postgres published={} stored={} lost={lost} duplicated={} extra={extra}\n",
             published.len(),
@@ -954,13 +1068,25 @@ async fn chaos_no_trade_lost_or_duplicated() {
         tokio::spawn(conn);
         let _ = client
             .batch_execute(&format!(
-                "DROP TABLE IF EXISTS \"{table}\", \"{table}_candles\""
+                "DROP TABLE IF EXISTS \"{table}\", \"{table}_candles\", \"{table}_gaps\""
             ))
             .await;
     }
     eprint!("{report}");
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chaos-report.txt");
     let _ = std::fs::write(target, &report);
+}
+
+/// Waits (bounded) until the PostgreSQL table holds at least `n` trades.
+async fn wait_for_rows(url: &str, table: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while postgres_keys(url, table).await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL never held {n} trades"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Whether a local service answers; `false` (skip) only when `CI` is unset.
