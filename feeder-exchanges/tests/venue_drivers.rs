@@ -8,13 +8,21 @@ use std::sync::Arc;
 
 use feeder_core::exchange::{Exchange, ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
+use feeder_core::model::Symbol;
 use feeder_exchanges::binance::BinanceFactory;
 use feeder_exchanges::bybit::BybitFactory;
 use feeder_exchanges::kraken::KrakenFactory;
 use feeder_exchanges::okx::OkxFactory;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockVenue, WsFault};
+use feeder_testkit::venues::{
+    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockVenue, WsFault,
+};
 
-use support::{Running, WAIT};
+use support::{hang_is_filled_exactly, Running, WAIT};
+
+/// A mock listing only `symbol`, so that an outage's trades are all of one stream.
+fn one_symbol(symbol: &str) -> MockConfig {
+    MockConfig::with_symbols(&[Symbol::parse(symbol).unwrap()])
+}
 
 /// Streams with the first connection dropped after `drop_after` trades; trades published
 /// while the client is away come back over REST.
@@ -60,6 +68,25 @@ async fn binance_stream_recovers_a_dropped_connection_by_backfill() {
     let cfg = mock.exchange_config("binance", Transport::Websocket);
     let stats = stream_survives_a_drop(BinanceFactory.build(&cfg).unwrap(), &mock, 1, 7).await;
     assert!(ExchangeStats::get(&stats.backfilled) >= 23, "{stats:?}");
+}
+
+/// An outage of 31 of Binance's largest pages is filled forward from the last trade seen,
+/// page after page by `fromId`, to the last trade: nothing missing, nothing twice.
+#[tokio::test]
+async fn binance_outage_of_thousands_of_trades_is_filled_to_the_last() {
+    let mock = MockBinance::start_with(one_symbol("BTC-USDT"))
+        .await
+        .unwrap();
+    let lost = 31 * feeder_exchanges::binance::PAGE_LIMIT as usize + 500;
+    hang_is_filled_exactly(&BinanceFactory, "binance", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v3/historicalTrades")
+        .count();
+    // 31 full pages, the 32nd with the rest, and one that brings nothing new.
+    assert_eq!(forward, 33);
 }
 
 #[tokio::test]

@@ -131,6 +131,39 @@ async fn binance_rest_pages_back_through_historical_trades() {
 }
 
 #[tokio::test]
+async fn binance_historical_trades_walk_forward_from_id_to_the_newest() {
+    let mock = MockBinance::start().await.unwrap();
+    let cfg = mock.exchange_config("binance", Transport::Rest);
+    let venue = BinanceVenue::new(&cfg).unwrap();
+    let published = mock.publish(5_000);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    // 2494 trades of the symbol after it: three pages, and one that brings nothing new.
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    assert!(reqs.iter().all(|r| r.path == "/api/v3/historicalTrades"));
+    let first_id = (from.trade_id + 1).to_string();
+    assert_eq!(reqs[0].query_param("fromId"), Some(first_id.as_str()));
+    assert_eq!(reqs[0].query_param("limit"), Some("1000"));
+
+    // Binance's bounds: `fromId` is a number, `limit` at most 1000.
+    let url = |q: &str| {
+        let mut u = mock.rest_url().join("/api/v3/historicalTrades").unwrap();
+        u.set_query(Some(q));
+        feeder_core::exchange::HttpRequest::get(u)
+    };
+    assert_eq!(get(&url("symbol=BTCUSDT&limit=1001")).await.status(), 400);
+    assert_eq!(get(&url("symbol=BTCUSDT&fromId=x")).await.status(), 400);
+    assert_eq!(
+        get(&url("symbol=BTCUSDT&limit=1000&fromId=1"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn binance_faults_end_the_stream_after_n_trades() {
     let mock = MockBinance::start().await.unwrap();
     let cfg = mock.exchange_config("binance", Transport::Websocket);
