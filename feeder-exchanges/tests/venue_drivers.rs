@@ -123,6 +123,23 @@ async fn okx_stream_recovers_a_dropped_connection_by_backfill() {
     assert!(ExchangeStats::get(&stats.backfilled) >= 14, "{stats:?}");
 }
 
+/// An outage of 31 pages of OKX's history is filled forward, each page the window of 100
+/// ids after the last trade delivered: nothing missing, nothing twice.
+#[tokio::test]
+async fn okx_outage_of_thousands_of_trades_is_filled_to_the_last() {
+    let mock = MockOkx::start_with(one_symbol("BTC-USDT")).await.unwrap();
+    let lost = 31 * feeder_exchanges::okx::PAGE_LIMIT as usize + 50;
+    hang_is_filled_exactly(&OkxFactory, "okx", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("before").is_some())
+        .count();
+    // 31 full windows, the 32nd with the rest, and one that brings nothing new.
+    assert_eq!(forward, 33);
+}
+
 #[tokio::test]
 async fn okx_polling_survives_rate_limits() {
     let mock = MockOkx::start().await.unwrap();

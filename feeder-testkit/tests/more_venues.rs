@@ -377,6 +377,61 @@ async fn okx_rest_pages_back_through_history_trades() {
 }
 
 #[tokio::test]
+async fn okx_history_trades_walk_forward_by_a_window_of_ids() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Rest);
+    let venue = OkxVenue::new(&cfg).unwrap();
+    let published = mock.publish(500);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // 244 trades of the symbol after it: 100 + 100 + 44, then an empty window.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    let window = |i: usize| {
+        (
+            reqs[i].query_param("before").map(str::to_owned),
+            reqs[i].query_param("after").map(str::to_owned),
+        )
+    };
+    let id = from.trade_id;
+    assert_eq!(
+        window(0),
+        (Some(id.to_string()), Some((id + 101).to_string()))
+    );
+    assert_eq!(
+        window(1),
+        (Some((id + 100).to_string()), Some((id + 201).to_string()))
+    );
+
+    // `before` alone is not the page after an id: OKX gives the latest trades.
+    let mut url = mock
+        .rest_url()
+        .join("/api/v5/market/history-trades")
+        .unwrap();
+    url.set_query(Some(&format!("instId=BTC-USDT&type=1&before={id}&limit=5")));
+    let mut out = Vec::new();
+    let body = get(&feeder_core::exchange::HttpRequest::get(url))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    parse_body(&venue, &cfg, &body, &mut out).unwrap();
+    let newest: Vec<u64> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .take(5)
+        .map(|t| t.trade_id)
+        .collect();
+    let got: Vec<u64> = out
+        .iter()
+        .map(|t| t.trade_id.as_str().parse().unwrap())
+        .collect();
+    assert_eq!(got, newest);
+}
+
+#[tokio::test]
 async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
     let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockKraken::start_with(cfg).await.unwrap();

@@ -186,6 +186,22 @@ pub fn heartbeat_every(every: Duration) -> MockConfig {
     }
 }
 
+/// Parses a REST body of the first configured symbol, served with status 200.
+pub fn parse_body<V: PollVenue>(
+    venue: &V,
+    cfg: &ExchangeConfig,
+    body: &[u8],
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let headers = http::HeaderMap::new();
+    let r = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    venue.parse_trades(&cfg.symbols[0], &r, Timestamp::now(), out)
+}
+
 /// Fetches and parses the page the venue names after `after` for the first configured symbol.
 pub async fn fetch_forward<V: PollVenue>(
     venue: &V,
