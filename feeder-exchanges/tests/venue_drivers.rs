@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use feeder_core::exchange::{Exchange, ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
@@ -154,6 +155,47 @@ async fn kraken_stream_recovers_a_dropped_connection_by_snapshot_and_backfill() 
     // 15 BTC trades in updates of up to five, then the drop after two ETH trades; the
     // rest come back in the new connection's snapshot and over REST.
     stream_survives_a_drop(KrakenFactory.build(&cfg).unwrap(), &mock, 1, 17).await;
+}
+
+/// A Kraken mock of one symbol whose heartbeats come often enough for a 1 s stale timeout,
+/// and whose trades share their time in runs of `fills` (the fills of one taker order).
+async fn kraken_with_fills(fills: u64) -> MockKraken {
+    MockKraken::start_with(MockConfig {
+        heartbeat_every: Duration::from_millis(200),
+        fills_per_instant: fills,
+        ..one_symbol("BTC-USD")
+    })
+    .await
+    .unwrap()
+}
+
+/// An outage of several of Kraken's pages is filled forward by time from the last trade
+/// seen, each page starting again at the instant the last one ended in: runs of seven fills
+/// sharing a time are cut by the cursor and by every page boundary, and nothing is missing
+/// or delivered twice.
+#[tokio::test]
+async fn kraken_outage_of_several_pages_is_filled_to_the_last() {
+    let mock = kraken_with_fills(7).await;
+    let lost = 5 * feeder_exchanges::kraken::PAGE_LIMIT + 300;
+    hang_is_filled_exactly(&KrakenFactory, "kraken", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("count").is_some())
+        .count();
+    assert!(forward >= 7, "{forward} pages");
+}
+
+/// The stream hangs in the middle of an instant that seven fills share: the fill starts at
+/// that instant, brings the four not yet had and none of the three already had.
+#[tokio::test]
+async fn kraken_fill_from_inside_an_instant_neither_skips_nor_repeats() {
+    let mock = kraken_with_fills(7).await;
+    hang_is_filled_exactly(&KrakenFactory, "kraken", &mock, 3, 11).await;
+    let published = mock.published();
+    assert_eq!(published[2].time, published[6].time);
+    assert_ne!(published[6].time, published[7].time);
 }
 
 #[tokio::test]

@@ -15,7 +15,9 @@ use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
 use feeder_exchanges::kraken::KrakenVenue;
 use feeder_exchanges::okx::OkxVenue;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, WsFault};
+use feeder_testkit::venues::{
+    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockTrade, WsFault,
+};
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -521,6 +523,51 @@ async fn kraken_heartbeats_arrive_on_their_own() {
         }
     }
     assert_eq!(heartbeats, 2);
+}
+
+#[tokio::test]
+async fn kraken_trades_walk_forward_through_instants_shared_by_fills() {
+    // Fills of one taker order share a time: runs of seven, so that the cursor and the page
+    // boundaries (1000 is not a multiple of 7) fall inside instants.
+    let mock = MockKraken::start_with(MockConfig {
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Rest);
+    let venue = KrakenVenue::new(&cfg).unwrap();
+    let published = mock.publish(3_000);
+    let from = &published[9];
+    assert_eq!(
+        from.time, published[7].time,
+        "the cursor is inside an instant"
+    );
+    assert_eq!(from.time, published[13].time);
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // Each page starts again at the instant of the last trade of the one before: no trade
+    // is skipped, and those already had are not kept twice.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 5);
+    let reqs = mock.http_server().requests();
+    assert!(reqs.iter().all(|r| r.query_param("count") == Some("1000")));
+
+    // Kraken's bounds: `count` from 1 to 1000.
+    for (count, ok) in [("0", false), ("1", true), ("1000", true), ("1001", false)] {
+        let mut url = mock.rest_url().join("/0/public/Trades").unwrap();
+        url.set_query(Some(&format!("pair=XBTUSD&count={count}")));
+        let body = get(&feeder_core::exchange::HttpRequest::get(url))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            parse_body(&venue, &cfg, &body, &mut out).is_ok(),
+            ok,
+            "{count}"
+        );
+    }
 }
 
 #[tokio::test]
