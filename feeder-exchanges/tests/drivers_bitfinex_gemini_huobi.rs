@@ -15,7 +15,17 @@ use feeder_exchanges::gemini::GeminiFactory;
 use feeder_exchanges::huobi::HuobiFactory;
 use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockVenue, WsFault};
 
-use support::{Running, WAIT};
+use support::{hang_is_filled_exactly, Running, WAIT};
+
+/// A mock of one symbol whose heartbeats come often enough for a 1 s stale timeout, and
+/// whose trades share their time in runs of seven (the fills of one taker order).
+fn one_symbol_in_runs(symbol: &str) -> MockConfig {
+    MockConfig {
+        heartbeat_every: Duration::from_millis(200),
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&[symbol.parse().unwrap()])
+    }
+}
 
 /// Streams from `mock` through a connection that drops after 5 trades: the trades sent while
 /// the client reconnects come back by snapshot or backfill.
@@ -73,6 +83,37 @@ async fn bitfinex_stream_follows_a_reconnect_request() {
     run.assert_exactly(&published);
     assert_eq!(mock.ws_server().connections(), 2);
     run.stop().await;
+}
+
+/// An outage of several of Bitfinex's largest pages is filled forward by time, each page
+/// starting again at the millisecond the last one ended in: nothing missing, nothing twice.
+#[tokio::test]
+async fn bitfinex_outage_of_several_pages_is_filled_to_the_last() {
+    let mock = MockBitfinex::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    let lost = 2 * feeder_exchanges::bitfinex::FORWARD_PAGE_LIMIT + 500;
+    hang_is_filled_exactly(&BitfinexFactory, "bitfinex", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("sort") == Some("1"))
+        .count();
+    // Three pages with trades and one that brings nothing new.
+    assert_eq!(forward, 4);
+}
+
+/// The stream hangs in the middle of a millisecond that seven trades share: the fill starts
+/// at that millisecond, brings the four not yet had and none of the three already had.
+#[tokio::test]
+async fn bitfinex_fill_from_inside_a_millisecond_neither_skips_nor_repeats() {
+    let mock = MockBitfinex::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    hang_is_filled_exactly(&BitfinexFactory, "bitfinex", &mock, 3, 11).await;
+    let published = mock.published();
+    assert_eq!(published[2].time, published[6].time);
 }
 
 #[tokio::test]

@@ -255,6 +255,41 @@ async fn bitfinex_rest_serves_history_in_pages() {
     assert_eq!(r.headers().get("retry-after").unwrap(), "1");
 }
 
+#[tokio::test]
+async fn bitfinex_history_walks_forward_from_the_millisecond_of_a_trade() {
+    // Runs of seven trades share a millisecond; 10000 is not a multiple of 7, so page
+    // boundaries fall inside milliseconds, as does the cursor.
+    let mock = MockBitfinex::start_with(MockConfig {
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Rest);
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    let published = mock.publish(25_000);
+    let from = &published[9];
+    assert_eq!(
+        from.time, published[7].time,
+        "the cursor is inside a millisecond"
+    );
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert!(pages >= 4, "{pages}");
+    let reqs = mock.http_server().requests();
+    assert!(reqs
+        .iter()
+        .all(|r| r.query_param("sort") == Some("1") && r.query_param("limit") == Some("10000")));
+    let ms = (from.time.unix_nanos() / 1_000_000).to_string();
+    assert_eq!(reqs[0].query_param("start"), Some(ms.as_str()));
+
+    // Bitfinex's bound: at most 10000 a page.
+    let mut url = mock.rest_url().join("/v2/trades/tBTCUSD/hist").unwrap();
+    url.set_query(Some("limit=10001&sort=1"));
+    let r = get(&feeder_core::exchange::HttpRequest::get(url)).await;
+    assert_ne!(r.status(), 200);
+}
+
 // ---------------------------------------------------------------------------------------
 // Gemini
 
