@@ -130,6 +130,25 @@ async fn gemini_stream_recovers_a_dropped_connection() {
     stream_survives_a_drop(&mock, GeminiFactory.build(&cfg).unwrap(), 1).await;
 }
 
+/// An outage of several of Gemini's pages is filled forward by `since_tid` from the last
+/// trade seen: nothing missing, nothing twice.
+#[tokio::test]
+async fn gemini_outage_of_several_pages_is_filled_to_the_last() {
+    let mock = MockGemini::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    let lost = 5 * feeder_exchanges::gemini::PAGE_LIMIT + 200;
+    hang_is_filled_exactly(&GeminiFactory, "gemini", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("since_tid").is_some())
+        .count();
+    // Six pages with trades and one that brings nothing new.
+    assert_eq!(forward, 7);
+}
+
 #[tokio::test]
 async fn gemini_polling_survives_rate_limits() {
     let mock = MockGemini::start().await.unwrap();

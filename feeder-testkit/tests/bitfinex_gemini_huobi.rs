@@ -423,6 +423,65 @@ async fn gemini_rest_walks_forward_from_the_last_trade() {
     assert_eq!(get(&req).await.status(), 200);
 }
 
+#[tokio::test]
+async fn gemini_trades_walk_forward_from_a_tid() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(2_400);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // 1194 trades of the symbol after it: 500 + 500 + 194, then nothing new.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    let tid = from.trade_id.to_string();
+    assert_eq!(reqs[0].query_param("since_tid"), Some(tid.as_str()));
+    assert!(reqs
+        .iter()
+        .all(|r| r.query_param("limit_trades") == Some("500")));
+
+    // Gemini's bound: at most 500 a page.
+    let mut url = mock.rest_url().join("/v1/trades/btcusd").unwrap();
+    url.set_query(Some("limit_trades=501"));
+    let r = get(&feeder_core::exchange::HttpRequest::get(url)).await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn gemini_serves_a_week_of_trades_and_no_more() {
+    // One trade an hour for two days, starting eight days ago.
+    let start =
+        Timestamp::from_unix_micros(Timestamp::now().unix_nanos() / 1_000 - 8 * 86_400_000_000);
+    let mock = MockGemini::start_with(MockConfig {
+        simulated_time: Some((start, Duration::from_secs(3_600))),
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(48);
+    let week_ago = Timestamp::now().unix_nanos() - 7 * 86_400 * 1_000_000_000;
+    let served: Vec<_> = published
+        .iter()
+        .filter(|t| t.time.unix_nanos() >= week_ago)
+        .cloned()
+        .collect();
+    assert!(served.len() < published.len() && !served.is_empty());
+    let mut url = mock.rest_url().join("/v1/trades/btcusd").unwrap();
+    url.set_query(Some("limit_trades=500&since_tid=0"));
+    let body = get(&feeder_core::exchange::HttpRequest::get(url))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    parse_body(&venue, &cfg, &body, &mut out).unwrap();
+    out.reverse();
+    assert_exact(&out, &served);
+}
+
 // ---------------------------------------------------------------------------------------
 // Huobi
 
