@@ -75,3 +75,125 @@ pub fn register(registry: &mut Registry) {
     kraken::register(registry);
     let _ = registry;
 }
+
+/// How far back each bundled venue can fill, one row per venue: the README's table of
+/// guarantees is this one.
+#[cfg(all(
+    test,
+    feature = "bitstamp",
+    feature = "coinbase",
+    feature = "bitfinex",
+    feature = "gemini",
+    feature = "huobi",
+    feature = "binance",
+    feature = "bybit",
+    feature = "okx",
+    feature = "kraken",
+))]
+mod reach {
+    use feeder_core::exchange::{Cursor, PollVenue};
+    use feeder_core::model::{Timestamp, TradeId};
+
+    use crate::test_support::{config, sym};
+
+    /// Whether `v` pages forward from a trade of `symbol`, and how far apart its pages go.
+    fn forward<V: PollVenue>(v: &V, symbol: &str) -> (bool, std::time::Duration) {
+        let after = Cursor {
+            trade_id: TradeId::from_u64(1_000_000),
+            timestamp: Timestamp::from_unix_micros(1_727_791_043_385_000),
+        };
+        let pages = v.forward_request(&sym(symbol), &after).is_some();
+        (pages, v.request_spacing())
+    }
+
+    #[test]
+    fn every_venue_fills_forward_where_its_api_allows_and_no_faster_than_it_allows() {
+        let cfg = |name: &str, s: &str| config(name, &[s], None, None);
+        let ms = std::time::Duration::from_millis;
+        let rows = [
+            (
+                "coinbase",
+                forward(
+                    &crate::coinbase::CoinbaseVenue::new(&cfg("coinbase", "BTC-USD")).unwrap(),
+                    "BTC-USD",
+                ),
+                (true, ms(100)),
+            ),
+            (
+                "binance",
+                forward(
+                    &crate::binance::BinanceVenue::new(&cfg("binance", "BTC-USDT")).unwrap(),
+                    "BTC-USDT",
+                ),
+                (true, ms(250)),
+            ),
+            (
+                "okx",
+                forward(
+                    &crate::okx::OkxVenue::new(&cfg("okx", "BTC-USDT")).unwrap(),
+                    "BTC-USDT",
+                ),
+                (true, ms(100)),
+            ),
+            (
+                "kraken",
+                forward(
+                    &crate::kraken::KrakenVenue::new(&cfg("kraken", "BTC-USD")).unwrap(),
+                    "BTC-USD",
+                ),
+                (true, ms(1_000)),
+            ),
+            (
+                "bitfinex",
+                forward(
+                    &crate::bitfinex::BitfinexVenue::new(&cfg("bitfinex", "BTC-USD")).unwrap(),
+                    "BTC-USD",
+                ),
+                (true, ms(4_000)),
+            ),
+            (
+                "gemini",
+                forward(
+                    &crate::gemini::GeminiVenue::new(&cfg("gemini", "BTC-USD")).unwrap(),
+                    "BTC-USD",
+                ),
+                (true, ms(1_000)),
+            ),
+            // A window back from now, the newest 60, the newest 2000: walked back, and what
+            // they cannot reach is a gap.
+            (
+                "bitstamp",
+                forward(
+                    &crate::bitstamp::BitstampVenue::new(&cfg("bitstamp", "BTC-USD")).unwrap(),
+                    "BTC-USD",
+                ),
+                (false, ms(0)),
+            ),
+            (
+                "bybit",
+                forward(
+                    &crate::bybit::BybitVenue::new(&cfg("bybit", "BTC-USDT")).unwrap(),
+                    "BTC-USDT",
+                ),
+                (false, ms(0)),
+            ),
+            (
+                "huobi",
+                forward(
+                    &crate::huobi::HuobiVenue::new(&cfg("huobi", "BTC-USDT")).unwrap(),
+                    "BTC-USDT",
+                ),
+                (false, ms(0)),
+            ),
+        ];
+        let mut registry = feeder_core::feeder::Registry::new();
+        crate::register(&mut registry);
+        for (name, got, want) in rows {
+            assert!(
+                registry.exchange(name).is_some(),
+                "{name} is not registered"
+            );
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use feeder_core::config::ExchangeConfig;
-use feeder_core::exchange::{Frame, HttpResponse, Page, PollVenue, StreamVenue, Transport};
-use feeder_core::model::{Side, Symbol, Timestamp, Trade};
+use feeder_core::exchange::{Cursor, Frame, HttpResponse, Page, PollVenue, StreamVenue, Transport};
+use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::ParseError;
 use http::HeaderMap;
 use url::Url;
@@ -184,6 +184,33 @@ pub fn rest_table<V: PollVenue>(v: &V, exchange: &str, symbol: &str, cases: Vec<
                 assert!(check(&e), "{file}: {e}");
                 assert!(out.is_empty(), "{file}");
             }
+        }
+    }
+}
+
+/// One row of a [`forward_table`]: the symbol, the last trade seen (id and RFC 3339 time),
+/// and the URL the venue asks for the page after it (`None`: it cannot page forward from
+/// that trade).
+pub type Forward<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// Runs each row through `v.forward_request`: the URL must be the one given, and every
+/// request goes out with a User-Agent.
+pub fn forward_table<V: PollVenue>(v: &V, cases: &[Forward<'_>]) {
+    for &(symbol, id, time, want) in cases {
+        let after = Cursor {
+            trade_id: TradeId::new(id),
+            timestamp: Timestamp::parse_rfc3339(time).unwrap(),
+        };
+        let got = v
+            .forward_request(&sym(symbol), &after)
+            .map(|r| r.unwrap_or_else(|e| panic!("{symbol} after {id}: {e}")));
+        assert_eq!(
+            got.as_ref().map(|r| r.url.as_str()),
+            want,
+            "{symbol} after {id} at {time}"
+        );
+        if let Some(r) = got {
+            assert!(r.headers.iter().any(|(k, _)| k == "User-Agent"), "{symbol}");
         }
     }
 }

@@ -15,7 +15,17 @@ use feeder_exchanges::gemini::GeminiFactory;
 use feeder_exchanges::huobi::HuobiFactory;
 use feeder_testkit::venues::{MockBitfinex, MockConfig, MockGemini, MockHuobi, MockVenue, WsFault};
 
-use support::{Running, WAIT};
+use support::{hang_is_filled_exactly, Running, WAIT};
+
+/// A mock of one symbol whose heartbeats come often enough for a 1 s stale timeout, and
+/// whose trades share their time in runs of seven (the fills of one taker order).
+fn one_symbol_in_runs(symbol: &str) -> MockConfig {
+    MockConfig {
+        heartbeat_every: Duration::from_millis(200),
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&[symbol.parse().unwrap()])
+    }
+}
 
 /// Streams from `mock` through a connection that drops after 5 trades: the trades sent while
 /// the client reconnects come back by snapshot or backfill.
@@ -75,6 +85,37 @@ async fn bitfinex_stream_follows_a_reconnect_request() {
     run.stop().await;
 }
 
+/// An outage of several of Bitfinex's largest pages is filled forward by time, each page
+/// starting again at the millisecond the last one ended in: nothing missing, nothing twice.
+#[tokio::test]
+async fn bitfinex_outage_of_several_pages_is_filled_to_the_last() {
+    let mock = MockBitfinex::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    let lost = 2 * feeder_exchanges::bitfinex::FORWARD_PAGE_LIMIT + 500;
+    hang_is_filled_exactly(&BitfinexFactory, "bitfinex", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("sort") == Some("1"))
+        .count();
+    // Three pages with trades and one that brings nothing new.
+    assert_eq!(forward, 4);
+}
+
+/// The stream hangs in the middle of a millisecond that seven trades share: the fill starts
+/// at that millisecond, brings the four not yet had and none of the three already had.
+#[tokio::test]
+async fn bitfinex_fill_from_inside_a_millisecond_neither_skips_nor_repeats() {
+    let mock = MockBitfinex::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    hang_is_filled_exactly(&BitfinexFactory, "bitfinex", &mock, 3, 11).await;
+    let published = mock.published();
+    assert_eq!(published[2].time, published[6].time);
+}
+
 #[tokio::test]
 async fn bitfinex_polling_survives_rate_limits() {
     let mock = MockBitfinex::start().await.unwrap();
@@ -87,6 +128,25 @@ async fn gemini_stream_recovers_a_dropped_connection() {
     let mock = MockGemini::start().await.unwrap();
     let cfg = mock.exchange_config("gemini", Transport::Websocket);
     stream_survives_a_drop(&mock, GeminiFactory.build(&cfg).unwrap(), 1).await;
+}
+
+/// An outage of several of Gemini's pages is filled forward by `since_tid` from the last
+/// trade seen: nothing missing, nothing twice.
+#[tokio::test]
+async fn gemini_outage_of_several_pages_is_filled_to_the_last() {
+    let mock = MockGemini::start_with(one_symbol_in_runs("BTC-USD"))
+        .await
+        .unwrap();
+    let lost = 5 * feeder_exchanges::gemini::PAGE_LIMIT + 200;
+    hang_is_filled_exactly(&GeminiFactory, "gemini", &mock, 3, lost).await;
+    let forward = mock
+        .http_server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("since_tid").is_some())
+        .count();
+    // Six pages with trades and one that brings nothing new.
+    assert_eq!(forward, 7);
 }
 
 #[tokio::test]

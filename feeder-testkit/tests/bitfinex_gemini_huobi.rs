@@ -255,6 +255,41 @@ async fn bitfinex_rest_serves_history_in_pages() {
     assert_eq!(r.headers().get("retry-after").unwrap(), "1");
 }
 
+#[tokio::test]
+async fn bitfinex_history_walks_forward_from_the_millisecond_of_a_trade() {
+    // Runs of seven trades share a millisecond; 10000 is not a multiple of 7, so page
+    // boundaries fall inside milliseconds, as does the cursor.
+    let mock = MockBitfinex::start_with(MockConfig {
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("bitfinex", Transport::Rest);
+    let venue = BitfinexVenue::new(&cfg).unwrap();
+    let published = mock.publish(25_000);
+    let from = &published[9];
+    assert_eq!(
+        from.time, published[7].time,
+        "the cursor is inside a millisecond"
+    );
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert!(pages >= 4, "{pages}");
+    let reqs = mock.http_server().requests();
+    assert!(reqs
+        .iter()
+        .all(|r| r.query_param("sort") == Some("1") && r.query_param("limit") == Some("10000")));
+    let ms = (from.time.unix_nanos() / 1_000_000).to_string();
+    assert_eq!(reqs[0].query_param("start"), Some(ms.as_str()));
+
+    // Bitfinex's bound: at most 10000 a page.
+    let mut url = mock.rest_url().join("/v2/trades/tBTCUSD/hist").unwrap();
+    url.set_query(Some("limit=10001&sort=1"));
+    let r = get(&feeder_core::exchange::HttpRequest::get(url)).await;
+    assert_ne!(r.status(), 200);
+}
+
 // ---------------------------------------------------------------------------------------
 // Gemini
 
@@ -386,6 +421,65 @@ async fn gemini_rest_walks_forward_from_the_last_trade() {
         .unwrap();
     assert_eq!(get(&req).await.status(), 503);
     assert_eq!(get(&req).await.status(), 200);
+}
+
+#[tokio::test]
+async fn gemini_trades_walk_forward_from_a_tid() {
+    let mock = MockGemini::start().await.unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(2_400);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // 1194 trades of the symbol after it: 500 + 500 + 194, then nothing new.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    let tid = from.trade_id.to_string();
+    assert_eq!(reqs[0].query_param("since_tid"), Some(tid.as_str()));
+    assert!(reqs
+        .iter()
+        .all(|r| r.query_param("limit_trades") == Some("500")));
+
+    // Gemini's bound: at most 500 a page.
+    let mut url = mock.rest_url().join("/v1/trades/btcusd").unwrap();
+    url.set_query(Some("limit_trades=501"));
+    let r = get(&feeder_core::exchange::HttpRequest::get(url)).await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn gemini_serves_a_week_of_trades_and_no_more() {
+    // One trade an hour for two days, starting eight days ago.
+    let start =
+        Timestamp::from_unix_micros(Timestamp::now().unix_nanos() / 1_000 - 8 * 86_400_000_000);
+    let mock = MockGemini::start_with(MockConfig {
+        simulated_time: Some((start, Duration::from_secs(3_600))),
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("gemini", Transport::Rest);
+    let venue = GeminiVenue::new(&cfg).unwrap();
+    let published = mock.publish(48);
+    let week_ago = Timestamp::now().unix_nanos() - 7 * 86_400 * 1_000_000_000;
+    let served: Vec<_> = published
+        .iter()
+        .filter(|t| t.time.unix_nanos() >= week_ago)
+        .cloned()
+        .collect();
+    assert!(served.len() < published.len() && !served.is_empty());
+    let mut url = mock.rest_url().join("/v1/trades/btcusd").unwrap();
+    url.set_query(Some("limit_trades=500&since_tid=0"));
+    let body = get(&feeder_core::exchange::HttpRequest::get(url))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    parse_body(&venue, &cfg, &body, &mut out).unwrap();
+    out.reverse();
+    assert_exact(&out, &served);
 }
 
 // ---------------------------------------------------------------------------------------

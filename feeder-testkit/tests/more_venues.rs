@@ -15,7 +15,9 @@ use feeder_exchanges::binance::BinanceVenue;
 use feeder_exchanges::bybit::BybitVenue;
 use feeder_exchanges::kraken::KrakenVenue;
 use feeder_exchanges::okx::OkxVenue;
-use feeder_testkit::venues::{MockBinance, MockBybit, MockKraken, MockOkx, MockTrade, WsFault};
+use feeder_testkit::venues::{
+    MockBinance, MockBybit, MockConfig, MockKraken, MockOkx, MockTrade, WsFault,
+};
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -128,6 +130,39 @@ async fn binance_rest_pages_back_through_historical_trades() {
     assert_eq!(reqs[0].query_param("limit"), Some("1000"));
     assert_eq!(reqs[1].path, "/api/v3/historicalTrades");
     assert_eq!(reqs[1].query_param("fromId"), Some(older.as_str()));
+}
+
+#[tokio::test]
+async fn binance_historical_trades_walk_forward_from_id_to_the_newest() {
+    let mock = MockBinance::start().await.unwrap();
+    let cfg = mock.exchange_config("binance", Transport::Rest);
+    let venue = BinanceVenue::new(&cfg).unwrap();
+    let published = mock.publish(5_000);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    // 2494 trades of the symbol after it: three pages, and one that brings nothing new.
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    assert!(reqs.iter().all(|r| r.path == "/api/v3/historicalTrades"));
+    let first_id = (from.trade_id + 1).to_string();
+    assert_eq!(reqs[0].query_param("fromId"), Some(first_id.as_str()));
+    assert_eq!(reqs[0].query_param("limit"), Some("1000"));
+
+    // Binance's bounds: `fromId` is a number, `limit` at most 1000.
+    let url = |q: &str| {
+        let mut u = mock.rest_url().join("/api/v3/historicalTrades").unwrap();
+        u.set_query(Some(q));
+        feeder_core::exchange::HttpRequest::get(u)
+    };
+    assert_eq!(get(&url("symbol=BTCUSDT&limit=1001")).await.status(), 400);
+    assert_eq!(get(&url("symbol=BTCUSDT&fromId=x")).await.status(), 400);
+    assert_eq!(
+        get(&url("symbol=BTCUSDT&limit=1000&fromId=1"))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -344,6 +379,61 @@ async fn okx_rest_pages_back_through_history_trades() {
 }
 
 #[tokio::test]
+async fn okx_history_trades_walk_forward_by_a_window_of_ids() {
+    let mock = MockOkx::start().await.unwrap();
+    let cfg = mock.exchange_config("okx", Transport::Rest);
+    let venue = OkxVenue::new(&cfg).unwrap();
+    let published = mock.publish(500);
+    let from = &published[10];
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // 244 trades of the symbol after it: 100 + 100 + 44, then an empty window.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 4);
+    let reqs = mock.http_server().requests();
+    let window = |i: usize| {
+        (
+            reqs[i].query_param("before").map(str::to_owned),
+            reqs[i].query_param("after").map(str::to_owned),
+        )
+    };
+    let id = from.trade_id;
+    assert_eq!(
+        window(0),
+        (Some(id.to_string()), Some((id + 101).to_string()))
+    );
+    assert_eq!(
+        window(1),
+        (Some((id + 100).to_string()), Some((id + 201).to_string()))
+    );
+
+    // `before` alone is not the page after an id: OKX gives the latest trades.
+    let mut url = mock
+        .rest_url()
+        .join("/api/v5/market/history-trades")
+        .unwrap();
+    url.set_query(Some(&format!("instId=BTC-USDT&type=1&before={id}&limit=5")));
+    let mut out = Vec::new();
+    let body = get(&feeder_core::exchange::HttpRequest::get(url))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    parse_body(&venue, &cfg, &body, &mut out).unwrap();
+    let newest: Vec<u64> = published
+        .iter()
+        .rev()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .take(5)
+        .map(|t| t.trade_id)
+        .collect();
+    let got: Vec<u64> = out
+        .iter()
+        .map(|t| t.trade_id.as_str().parse().unwrap())
+        .collect();
+    assert_eq!(got, newest);
+}
+
+#[tokio::test]
 async fn kraken_v2_snapshot_updates_heartbeats_and_pong() {
     let cfg = heartbeat_every(Duration::from_secs(3_600));
     let mock = MockKraken::start_with(cfg).await.unwrap();
@@ -433,6 +523,51 @@ async fn kraken_heartbeats_arrive_on_their_own() {
         }
     }
     assert_eq!(heartbeats, 2);
+}
+
+#[tokio::test]
+async fn kraken_trades_walk_forward_through_instants_shared_by_fills() {
+    // Fills of one taker order share a time: runs of seven, so that the cursor and the page
+    // boundaries (1000 is not a multiple of 7) fall inside instants.
+    let mock = MockKraken::start_with(MockConfig {
+        fills_per_instant: 7,
+        ..MockConfig::with_symbols(&["BTC-USD".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    let cfg = mock.exchange_config("kraken", Transport::Rest);
+    let venue = KrakenVenue::new(&cfg).unwrap();
+    let published = mock.publish(3_000);
+    let from = &published[9];
+    assert_eq!(
+        from.time, published[7].time,
+        "the cursor is inside an instant"
+    );
+    assert_eq!(from.time, published[13].time);
+    let (got, pages) = walk_forward(&venue, &cfg, from, 10).await;
+    // Each page starts again at the instant of the last trade of the one before: no trade
+    // is skipped, and those already had are not kept twice.
+    assert_exact(&got, &published_after(&published, &cfg, from));
+    assert_eq!(pages, 5);
+    let reqs = mock.http_server().requests();
+    assert!(reqs.iter().all(|r| r.query_param("count") == Some("1000")));
+
+    // Kraken's bounds: `count` from 1 to 1000.
+    for (count, ok) in [("0", false), ("1", true), ("1000", true), ("1001", false)] {
+        let mut url = mock.rest_url().join("/0/public/Trades").unwrap();
+        url.set_query(Some(&format!("pair=XBTUSD&count={count}")));
+        let body = get(&feeder_core::exchange::HttpRequest::get(url))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            parse_body(&venue, &cfg, &body, &mut out).is_ok(),
+            ok,
+            "{count}"
+        );
+    }
 }
 
 #[tokio::test]

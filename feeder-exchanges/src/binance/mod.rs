@@ -8,13 +8,19 @@
 //!   WebSocket library answers, the driver flushes the pong at once. The client sends no
 //!   keep-alive of its own; a connection that stays silent for [`STALE_TIMEOUT`] (more than
 //!   two of Binance's pings) is stale.
-//! - Poll and backfill: `GET /api/v3/trades?symbol=BTCUSDT&limit=1000` for the newest trades;
-//!   older pages from `GET /api/v3/historicalTrades?symbol=..&limit=1000&fromId=..`. The
-//!   older endpoint is chosen over `aggTrades` because it pages through the same trade ids as
-//!   the stream (aggregate trades have ids of their own and merge fills, so they could not be
+//! - Poll and backfill: `GET /api/v3/trades?symbol=BTCUSDT&limit=1000` for the newest trades
+//!   when nothing was seen yet. From a trade seen, forward:
+//!   `GET /api/v3/historicalTrades?symbol=..&limit=1000&fromId=<id + 1>` (`fromId` is
+//!   inclusive, pages are oldest first), page after page to the newest trade, however long
+//!   the outage: Binance keeps the whole history of a symbol there. `historicalTrades` is
+//!   chosen over `aggTrades` because it pages through the same trade ids as the stream
+//!   (aggregate trades have ids of their own and merge fills, so they could not be
 //!   deduplicated against streamed trades). Binance's market-data documentation lists it as a
 //!   public endpoint; should a deployment refuse it, the poll keeps the newest page and logs
-//!   that a gap may remain.
+//!   that a gap may remain. The same endpoint pages back (a page's length below its oldest
+//!   id) for a cursor that is not a Binance id.
+//! - Rate limit: each `historicalTrades` request weighs 25 of the 6000 an IP may spend a
+//!   minute, so the pages of one fill are spaced by [`REQUEST_SPACING`].
 //!
 //! Side: `m` / `isBuyerMaker` true means the buyer was the maker, so the taker SOLD.
 //! Symbols: Binance writes `BTCUSDT`, which cannot be split by rule; names are mapped only
@@ -30,8 +36,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
+    StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -48,6 +54,10 @@ pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
 /// Trades per REST page (Binance's largest).
 pub const PAGE_LIMIT: u64 = 1_000;
+/// The least time between two pages of one fill: `historicalTrades` weighs 25 and an IP may
+/// spend 6000 a minute (Binance spot REST API, "LIMITS" and "Old trade lookup"), that is 240
+/// requests a minute.
+pub const REQUEST_SPACING: Duration = Duration::from_millis(250);
 /// Reconnect when nothing, not even one of Binance's 20-second pings, arrived for this long.
 pub const STALE_TIMEOUT: Duration = Duration::from_secs(50);
 
@@ -245,30 +255,53 @@ impl StreamVenue for BinanceVenue {
     }
 }
 
+impl BinanceVenue {
+    fn trades_url(&self, endpoint: &str, symbol: &Symbol, from_id: Option<&str>) -> HttpRequest {
+        let mut url = common::join_path(&self.rest_url, &["api", "v3", endpoint]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("symbol", &to_venue(symbol));
+            q.append_pair("limit", &PAGE_LIMIT.to_string());
+            if let Some(from) = from_id {
+                q.append_pair("fromId", from);
+            }
+        }
+        HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }
+    }
+}
+
 impl PollVenue for BinanceVenue {
     fn trades_request(
         &self,
         symbol: &Symbol,
         req: PollRequest<'_>,
     ) -> Result<HttpRequest, ExchangeError> {
-        let endpoint = if req.page.is_some() {
-            "historicalTrades"
-        } else {
-            "trades"
-        };
-        let mut url = common::join_path(&self.rest_url, &["api", "v3", endpoint]);
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("symbol", &to_venue(symbol));
-            q.append_pair("limit", &PAGE_LIMIT.to_string());
-            if let Some(from) = req.page {
-                q.append_pair("fromId", from);
-            }
-        }
-        Ok(HttpRequest {
-            url,
-            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        Ok(match req.page {
+            Some(from) => self.trades_url("historicalTrades", symbol, Some(from)),
+            None => self.trades_url("trades", symbol, None),
         })
+    }
+
+    /// `fromId` is inclusive: the page after trade `ID` starts at `ID + 1`. A cursor that is
+    /// not a Binance id (seeded from elsewhere) cannot say where to start, so none is made.
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let from = after.trade_id.as_number()?.checked_add(1)?;
+        Some(Ok(self.trades_url(
+            "historicalTrades",
+            symbol,
+            Some(&from.to_string()),
+        )))
+    }
+
+    fn request_spacing(&self) -> Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

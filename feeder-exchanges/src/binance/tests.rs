@@ -414,3 +414,30 @@ fn fast_path_reads_trades_as_serde_does() {
         ],
     );
 }
+
+#[test]
+fn forward_pages_start_right_after_the_last_trade_seen() {
+    let v = venue();
+    forward_table(
+        &v,
+        &[
+            (
+                "BTC-USDT",
+                "3866013812",
+                "2024-10-01T13:57:23.385Z",
+                Some("https://api.binance.com/api/v3/historicalTrades?symbol=BTCUSDT&limit=1000&fromId=3866013813"),
+            ),
+            (
+                "ETH-USDT",
+                "0",
+                "2024-10-01T13:57:23.385Z",
+                Some("https://api.binance.com/api/v3/historicalTrades?symbol=ETHUSDT&limit=1000&fromId=1"),
+            ),
+            // Not a Binance id: no forward page can be named, the fill walks back instead.
+            ("BTC-USDT", "abc", "2024-10-01T13:57:23.385Z", None),
+        ],
+    );
+    assert_eq!(v.request_spacing(), REQUEST_SPACING);
+    // 240 requests of weight 25 a minute stay within Binance's 6000.
+    assert!(60_000 / REQUEST_SPACING.as_millis() * 25 <= 6_000);
+}

@@ -7,9 +7,18 @@
 //!   `tu` (trade execution update) for every trade, and `hb` heartbeats on quiet channels.
 //!   An `info` event with code 20051 (server restart) or 20061 (maintenance over, resubscribe
 //!   advised) asks for a new connection.
-//! - Poll and backfill: `GET /v2/trades/{symbol}/hist?limit=1000&sort=-1`, newest first,
-//!   bounded below by `start` (the last trade seen) and paged to older trades with `end`
-//!   (milliseconds, inclusive).
+//! - Poll: `GET /v2/trades/{symbol}/hist?limit=1000&sort=-1`, newest first, bounded below by
+//!   `start` (the last trade seen) and paged to older trades with `end` (milliseconds,
+//!   inclusive).
+//! - Fill from a trade seen: forward by time, oldest first,
+//!   `GET /v2/trades/{symbol}/hist?limit=10000&sort=1&start=<its millisecond>`, page after
+//!   page to the newest trade, however long the outage. `start` is inclusive and several
+//!   trades share a millisecond, so each page starts again at the millisecond of the last
+//!   trade delivered: the rest of that millisecond comes with it, and the trades of it
+//!   already had are dropped by id. A single millisecond with more than a page of trades
+//!   could not be paged through by time.
+//! - Rate limit: the trades endpoint takes 15 requests a minute, so the pages of one fill are
+//!   [`REQUEST_SPACING`] apart.
 //!
 //! `te` and `tu` carry the same trade with the same id on the public channel. Only `te` is
 //! used: it is sent at execution, while `tu` follows once the trade is written and can lag
@@ -33,8 +42,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
+    StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -55,6 +64,12 @@ pub const DEFAULT_WS_URL: &str = "wss://api-pub.bitfinex.com/ws/2";
 pub const DEFAULT_REST_URL: &str = "https://api-pub.bitfinex.com";
 /// Trades per REST page (Bitfinex allows up to 10000; the default is 125).
 pub const PAGE_LIMIT: usize = 1_000;
+/// Trades per page when filling forward from a trade: Bitfinex's largest, since its pages
+/// are few and far between.
+pub const FORWARD_PAGE_LIMIT: usize = 10_000;
+/// The least time between two pages of one fill: the trades endpoint takes 15 requests a
+/// minute (Bitfinex API v2, "Trades").
+pub const REQUEST_SPACING: Duration = Duration::from_secs(4);
 
 /// Info code: the server is restarting, reconnect.
 pub const INFO_RECONNECT: i64 = 20051;
@@ -346,6 +361,29 @@ impl PollVenue for BitfinexVenue {
             url,
             headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
         })
+    }
+
+    /// The trades from the millisecond of `after` on, oldest first.
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let name = to_venue(symbol);
+        let mut url = common::join_path(&self.rest_url, &["v2", "trades", &name, "hist"]);
+        let ms = after.timestamp.unix_nanos().div_euclid(1_000_000).max(0);
+        url.query_pairs_mut()
+            .append_pair("limit", &FORWARD_PAGE_LIMIT.to_string())
+            .append_pair("sort", "1")
+            .append_pair("start", &ms.to_string());
+        Some(Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }))
+    }
+
+    fn request_spacing(&self) -> Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

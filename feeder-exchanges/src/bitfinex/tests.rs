@@ -535,3 +535,36 @@ fn factory_offers_both_transports() {
         .build(&config("bitfinex", &[], None, None))
         .is_err());
 }
+
+#[test]
+fn forward_pages_start_at_the_millisecond_of_the_last_trade_seen() {
+    let v = venue();
+    forward_table(
+        &v,
+        &[
+            (
+                "BTC-USD",
+                "401597395",
+                "2019-11-25T15:07:58.808999Z",
+                Some("https://api-pub.bitfinex.com/v2/trades/tBTCUSD/hist?limit=10000&sort=1&start=1574694478808"),
+            ),
+            // BTC-USDT is Bitfinex's tBTCUST.
+            (
+                "BTC-USDT",
+                "401597396",
+                "2019-11-25T15:07:58.808Z",
+                Some("https://api-pub.bitfinex.com/v2/trades/tBTCUST/hist?limit=10000&sort=1&start=1574694478808"),
+            ),
+            // The page is named by time alone.
+            (
+                "BTC-USD",
+                "x",
+                "1970-01-01T00:00:00Z",
+                Some("https://api-pub.bitfinex.com/v2/trades/tBTCUSD/hist?limit=10000&sort=1&start=0"),
+            ),
+        ],
+    );
+    // 15 requests a minute.
+    assert_eq!(v.request_spacing(), REQUEST_SPACING);
+    assert!(REQUEST_SPACING >= std::time::Duration::from_secs(4));
+}

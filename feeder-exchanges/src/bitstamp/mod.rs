@@ -5,8 +5,11 @@
 //!   every 15 s; Bitstamp asks for a reconnect with `bts:request_reconnect` before
 //!   maintenance.
 //! - Poll and backfill: `GET /api/v2/transactions/{pair}/?time=minute|hour|day`, the smallest
-//!   window that reaches back to the last trade seen. There is no pagination: a gap longer
-//!   than a day cannot be recovered.
+//!   window that reaches back to the last trade seen. There is no pagination and no forward
+//!   cursor: `time` names a window back from now, not a point to start from, so a fill cannot
+//!   page on from a trade ([`PollVenue::forward_request`] stays unset). What lies beyond the
+//!   day the largest window covers cannot be recovered, and the backfill records it as a
+//!   `gap` event (after the last trade seen, before the oldest one recovered).
 //!
 //! Side: `type` 0 is a buy and 1 a sell by the taker.
 

@@ -6,8 +6,11 @@
 //!   the app-level `{"op":"ping"}` every 20 s and the `pong` answer counts as a heartbeat.
 //!   One push may carry several trades.
 //! - Poll and backfill: `GET /v5/market/recent-trade?category=spot&symbol=BTCUSDT&limit=60`,
-//!   the newest 60 trades (Bybit's spot maximum). There is no older page: a gap of more than
-//!   60 trades of one symbol cannot be recovered.
+//!   the newest 60 trades (Bybit's spot maximum). There is no older page and no cursor to
+//!   page on from a trade, so a fill cannot walk forward ([`PollVenue::forward_request`]
+//!   stays unset): a gap of more than 60 trades of one symbol cannot be recovered, and the
+//!   backfill records what it could not reach as a `gap` event (after the last trade seen,
+//!   before the oldest one recovered).
 //!
 //! Side: `S` / `side` is the taker's side. Trade ids are strings (19 digits on spot), kept
 //! as written; an id or a time written as a JSON number is read the same. Symbols: `BTCUSDT`

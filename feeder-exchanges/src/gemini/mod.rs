@@ -5,10 +5,15 @@
 //!   book and the latest trades (`trades`), then every trade comes as a `trade` message. Book
 //!   updates are skipped without reading their levels. A protocol ping keeps the connection
 //!   alive; `heartbeat` messages are taken as proof of life.
-//! - Poll and backfill: `GET /v1/trades/{symbol}?limit_trades=500`, newest first. After the
-//!   last trade seen, `since_tid` asks for the trades that follow it; when a page is full,
-//!   the next request continues after its newest trade (paging forward, not back: the
-//!   driver's "older page" cursor is only a cursor here).
+//! - Poll and backfill: `GET /v1/trades/{symbol}?limit_trades=500`, newest first, when nothing
+//!   was seen yet. From a trade seen, the fill walks forward
+//!   ([`PollVenue::forward_request`]): `since_tid=<id>` gives the (at most 500) trades right
+//!   after that id, page after page to the newest trade. Gemini serves seven calendar days of
+//!   trades this way; an outage longer than that loses what is older. A poll's full page
+//!   hands on its newest id the same way (the driver's "older page" cursor is only a cursor
+//!   here).
+//! - Rate limit: Gemini takes 120 public requests a minute and asks for no more than one a
+//!   second, so the pages of one fill are [`REQUEST_SPACING`] apart.
 //!
 //! Ids and times are read as numbers or strings of digits; a `trade` without `tid` takes
 //! its id from `event_id`.
@@ -26,7 +31,7 @@ use std::sync::Arc;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
     Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
@@ -44,6 +49,9 @@ pub const DEFAULT_WS_URL: &str = "wss://api.gemini.com/v2/marketdata";
 pub const DEFAULT_REST_URL: &str = "https://api.gemini.com";
 /// Trades per REST page: Gemini's largest.
 pub const PAGE_LIMIT: usize = 500;
+/// The least time between two pages of one fill: Gemini limits public calls to 120 a
+/// minute and recommends no more than one a second (Gemini REST API, "Rate Limits").
+pub const REQUEST_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Gemini's name for a normalized symbol: `BTC-USD` is `BTCUSD`.
 pub fn to_venue(symbol: &Symbol) -> String {
@@ -264,29 +272,51 @@ impl StreamVenue for GeminiVenue {
     }
 }
 
+impl GeminiVenue {
+    /// `GET /v1/trades/{symbol}?limit_trades=500[&since_tid=ID]`.
+    fn trades_since(&self, symbol: &Symbol, since_tid: Option<&str>) -> HttpRequest {
+        let name = to_venue(symbol).to_ascii_lowercase();
+        let mut url = common::join_path(&self.rest_url, &["v1", "trades", &name]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit_trades", &PAGE_LIMIT.to_string());
+            if let Some(tid) = since_tid {
+                q.append_pair("since_tid", tid);
+            }
+        }
+        HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }
+    }
+}
+
 impl PollVenue for GeminiVenue {
     fn trades_request(
         &self,
         symbol: &Symbol,
         req: PollRequest<'_>,
     ) -> Result<HttpRequest, ExchangeError> {
-        let name = to_venue(symbol).to_ascii_lowercase();
-        let mut url = common::join_path(&self.rest_url, &["v1", "trades", &name]);
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("limit_trades", &PAGE_LIMIT.to_string());
-            // The next page after a full one, else the trades after the last one seen.
-            let since = req
-                .page
-                .or_else(|| req.last_seen.map(|c| c.trade_id.as_str()));
-            if let Some(tid) = since {
-                q.append_pair("since_tid", tid);
-            }
-        }
-        Ok(HttpRequest {
-            url,
-            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
-        })
+        // The next page after a full one, else the trades after the last one seen.
+        let since = req
+            .page
+            .or_else(|| req.last_seen.map(|c| c.trade_id.as_str()));
+        Ok(self.trades_since(symbol, since))
+    }
+
+    /// `since_tid` is exclusive and its pages run from the oldest trade after it. A cursor
+    /// that is not a Gemini trade id cannot name one, so none is made.
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let tid = after.trade_id.as_number()?;
+        Some(Ok(self.trades_since(symbol, Some(&tid.to_string()))))
+    }
+
+    fn request_spacing(&self) -> std::time::Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

@@ -463,3 +463,32 @@ fn factory_offers_both_transports() {
         .build(&config("gemini", &["BTC-USD"], Some("ftp://h/"), None))
         .is_err());
 }
+
+#[test]
+fn forward_pages_are_the_trades_since_the_last_tid_seen() {
+    let v = venue();
+    forward_table(
+        &v,
+        &[
+            (
+                "BTC-USD",
+                "2840140800",
+                "2024-10-01T13:57:23.385Z",
+                Some(
+                    "https://api.gemini.com/v1/trades/btcusd?limit_trades=500&since_tid=2840140800",
+                ),
+            ),
+            (
+                "ETH-USD",
+                "0",
+                "2024-10-01T13:57:23.385Z",
+                Some("https://api.gemini.com/v1/trades/ethusd?limit_trades=500&since_tid=0"),
+            ),
+            // Not a Gemini tid: no page can be named after it.
+            ("BTC-USD", "t-1", "2024-10-01T13:57:23.385Z", None),
+        ],
+    );
+    // One a second, as Gemini asks (and half its 120 a minute).
+    assert_eq!(v.request_spacing(), REQUEST_SPACING);
+    assert!(REQUEST_SPACING >= std::time::Duration::from_secs(1));
+}

@@ -6,8 +6,10 @@
 //!   `{"ping":n}` every 5 s and drops a client that does not answer `{"pong":n}` twice; the
 //!   answer is a [`Frame::Reply`].
 //! - Poll and backfill: `GET /market/history/trade?symbol={symbol}&size=2000`, the most recent
-//!   trades, newest first. There is no paging: a gap longer than 2000 trades cannot be
-//!   recovered.
+//!   trades, newest first. There is no paging and no cursor to page on from a trade, so a
+//!   fill cannot walk forward ([`PollVenue::forward_request`] stays unset): a gap longer than
+//!   2000 trades cannot be recovered, and the backfill records what it could not reach as a
+//!   `gap` event (after the last trade seen, before the oldest one recovered).
 //!
 //! Trade ids: `tradeId` (`trade-id` over REST) is Huobi's unique, increasing trade id and
 //! fits 64 bits; it is the id used. The legacy `id` is longer than 64 bits and is at times

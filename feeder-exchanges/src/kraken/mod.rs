@@ -7,15 +7,21 @@
 //!   client also sends `{"method":"ping"}` every 20 s (answered by `pong`). WebSocket v1 is
 //!   not used: its trades carry no trade id, so they could not be deduplicated.
 //! - Poll and backfill: `GET /0/public/Trades?pair=XBTUSD[&since=<ns>]`, up to 1000 trades
-//!   OLDEST first, starting after `since`, and a `last` cursor for the trades after them.
-//!   Kraken pages forwards, not backwards, so:
+//!   OLDEST first, starting after `since` (nanoseconds since the epoch), and a `last` cursor
+//!   for the trades after them. Kraken pages forwards, not backwards, and keeps the whole
+//!   history there, so:
 //!   - without a last seen trade, the request has no `since` and returns the newest 1000;
-//!   - with one, `since` is the last seen trade's time in nanoseconds, minus one so that a
-//!     trade at the very same instant is not skipped (the repeat is dropped by id);
-//!   - a full page (1000 trades) returns `last` as [`Page::older`]. The driver keeps asking
-//!     while every trade of a page is newer than the last seen one, so it walks forwards
-//!     with `since=last` until the newest trade, within [`PollVenue::max_pages`] pages. A
-//!     page short of 1000 is the newest, and ends the walk.
+//!   - from a trade seen, the fill walks forward page by page ([`PollVenue::forward_request`],
+//!     `&count=1000`) to the newest trade, however long the outage. `since` is the trade's
+//!     time less one microsecond ([`since_before`]): Kraken's `since` keeps only later
+//!     trades, the fills of one taker order share one time, and the stream writes times to
+//!     the microsecond while REST has a tenth of one, so a margin of a microsecond keeps the
+//!     rest of the cursor's instant in the page; its trades already seen are dropped by id.
+//!     A single instant with more than a page of fills could not be paged through by time;
+//!   - a full page (1000 trades) of a poll returns `last` as [`Page::older`]: the driver
+//!     walks on with `since=last` within [`PollVenue::max_pages`] pages.
+//! - Rate limit: Kraken throttles its public endpoints per IP and pair past about one call a
+//!   second, so the pages of one fill are [`REQUEST_SPACING`] apart.
 //!
 //!   REST times are seconds with up to 7 fractional digits (`1688669597.8277369`), a JSON
 //!   number that `f64` would round; it is read exactly from its text. Trade ids and REST
@@ -36,8 +42,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
+    StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -54,6 +60,9 @@ pub const DEFAULT_WS_URL: &str = "wss://ws.kraken.com/v2";
 pub const DEFAULT_REST_URL: &str = "https://api.kraken.com";
 /// Trades per REST answer (Kraken's default and largest).
 pub const PAGE_LIMIT: usize = 1_000;
+/// The least time between two pages of one fill: Kraken says public calls stay within its
+/// limits at one a second or less (Kraken support, "What are the API rate limits?").
+pub const REQUEST_SPACING: Duration = Duration::from_secs(1);
 /// The app-level keep-alive.
 pub const PING: &str = r#"{"method":"ping"}"#;
 
@@ -102,14 +111,23 @@ impl KrakenVenue {
     }
 
     /// The Trades request for `symbol`: the newest trades, or those after `since`
-    /// (nanoseconds since the epoch, Kraken's cursor).
-    pub fn trades_since(&self, symbol: &Symbol, since: Option<&str>) -> HttpRequest {
+    /// (nanoseconds since the epoch, Kraken's cursor), `count` of them (Kraken's default
+    /// 1000 when not given).
+    pub fn trades_since(
+        &self,
+        symbol: &Symbol,
+        since: Option<&str>,
+        count: Option<usize>,
+    ) -> HttpRequest {
         let mut url = common::join_path(&self.rest_url, &["0", "public", "Trades"]);
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("pair", &symbols::to_rest(symbol));
             if let Some(s) = since {
                 q.append_pair("since", s);
+            }
+            if let Some(n) = count {
+                q.append_pair("count", &n.to_string());
             }
         }
         HttpRequest {
@@ -168,6 +186,13 @@ impl KrakenVenue {
             received_at,
         })
     }
+}
+
+/// Kraken's `since` for the trades from `time` on: a microsecond earlier, in nanoseconds.
+/// The stream's times are whole microseconds, rounded either way from REST's tenths of one,
+/// so the margin keeps every trade at the instant of `time` in the answer.
+pub fn since_before(time: Timestamp) -> String {
+    time.unix_nanos().saturating_sub(1_000).max(0).to_string()
 }
 
 /// A REST trade time, seconds as a JSON number (`1688669597.8277369`), read exactly.
@@ -256,16 +281,28 @@ impl PollVenue for KrakenVenue {
     ) -> Result<HttpRequest, ExchangeError> {
         let since = match (req.page, req.last_seen) {
             (Some(page), _) => Some(page.to_owned()),
-            (None, Some(c)) => Some(
-                c.timestamp
-                    .unix_nanos()
-                    .saturating_sub(1)
-                    .max(0)
-                    .to_string(),
-            ),
+            (None, Some(c)) => Some(since_before(c.timestamp)),
             (None, None) => None,
         };
-        Ok(self.trades_since(symbol, since.as_deref()))
+        Ok(self.trades_since(symbol, since.as_deref(), None))
+    }
+
+    /// The page from the instant of trade `after` on (see [`since_before`]).
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let since = since_before(after.timestamp);
+        Some(Ok(self.trades_since(
+            symbol,
+            Some(&since),
+            Some(PAGE_LIMIT),
+        )))
+    }
+
+    fn request_spacing(&self) -> Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

@@ -347,10 +347,10 @@ fn requests_use_the_cursor_time_or_the_last_cursor() {
             },
         )
         .unwrap();
-    // One nanosecond before the last seen trade: a trade at the same instant is not lost.
+    // A microsecond before the last seen trade: a trade at the same instant is not lost.
     assert_eq!(
         since.url.as_str(),
-        "https://api.kraken.com/0/public/Trades?pair=XBTUSD&since=1688669602698378999"
+        "https://api.kraken.com/0/public/Trades?pair=XBTUSD&since=1688669602698378000"
     );
     let next = v
         .trades_request(
@@ -392,4 +392,36 @@ fn factory_offers_both_transports() {
     assert!(KrakenFactory
         .build(&config("kraken", &["BTC-USD", "XBT-USD"], None, None))
         .is_err());
+}
+
+#[test]
+fn forward_pages_start_a_microsecond_before_the_last_trade_seen() {
+    let v = venue();
+    forward_table(
+        &v,
+        &[
+            (
+                "BTC-USD",
+                "61044956",
+                "2023-07-06T18:53:22.698379Z",
+                Some("https://api.kraken.com/0/public/Trades?pair=XBTUSD&since=1688669602698378000&count=1000"),
+            ),
+            // REST's tenths of a microsecond: the margin still covers the whole instant.
+            (
+                "ETH-USD",
+                "61044957",
+                "2023-07-06T18:53:17.8277369Z",
+                Some("https://api.kraken.com/0/public/Trades?pair=ETHUSD&since=1688669597827735900&count=1000"),
+            ),
+            // Kraken pages by time, so any trade id will do.
+            (
+                "BTC-USD",
+                "TXID-1",
+                "1970-01-01T00:00:00Z",
+                Some("https://api.kraken.com/0/public/Trades?pair=XBTUSD&since=0&count=1000"),
+            ),
+        ],
+    );
+    assert_eq!(v.request_spacing(), REQUEST_SPACING);
+    assert!(REQUEST_SPACING >= std::time::Duration::from_secs(1));
 }

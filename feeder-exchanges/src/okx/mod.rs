@@ -6,9 +6,17 @@
 //!   that stay silent for 30 s: the client sends the bare text `ping` every 20 s and the bare
 //!   text `pong` (not JSON) comes back as a heartbeat. One push may carry several trades.
 //!   `event: notice` (code 64008) announces a service upgrade: the client reconnects at once.
-//! - Poll and backfill: `GET /api/v5/market/trades?instId=BTC-USDT&limit=100`, newest first;
-//!   older pages from `GET /api/v5/market/history-trades?instId=..&type=1&after=<tradeId>`
-//!   (type 1 pages by trade id: trades older than `after`).
+//! - Poll and backfill: `GET /api/v5/market/trades?instId=BTC-USDT&limit=100`, newest first,
+//!   when nothing was seen yet. From a trade seen, forward through the last three months of
+//!   history: `GET /api/v5/market/history-trades?instId=..&type=1&before=<id>&after=<id + 101>`
+//!   (type 1 pages by trade id; `before` keeps the trades newer than an id, `after` those
+//!   older than one). `before` alone would give the newest trades, not the ones right after
+//!   the id, so the page is bounded on both sides: OKX numbers an instrument's trades one by
+//!   one (the `trades` channel's `count` says how many ids one push covers), and a window of
+//!   100 ids holds exactly the next page, whatever order OKX lists it in. Older pages, for a
+//!   cursor that is not an OKX id, use `after=<tradeId>` alone (trades older than it).
+//! - Rate limit: history-trades takes 20 requests per 2 seconds from an IP; the pages of one
+//!   fill are spaced by [`REQUEST_SPACING`].
 //!
 //! Ids and times are strings of digits; written as JSON numbers they are read the same.
 //! Side: `side` is the taker's side. Symbols: OKX's instrument ids are already `BASE-QUOTE`;
@@ -24,8 +32,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
+    StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Symbol, Timestamp, Trade};
@@ -40,8 +48,11 @@ pub const NAME: &str = "okx";
 pub const DEFAULT_WS_URL: &str = "wss://ws.okx.com:8443/ws/v5/public";
 /// The production REST endpoint.
 pub const DEFAULT_REST_URL: &str = "https://www.okx.com";
-/// Trades per REST page.
+/// Trades per REST page (the largest history-trades gives).
 pub const PAGE_LIMIT: u32 = 100;
+/// The least time between two pages of one fill: history-trades takes 20 requests per
+/// 2 seconds from an IP (OKX API v5, "Get trades history").
+pub const REQUEST_SPACING: Duration = Duration::from_millis(100);
 /// The keep-alive, sent as bare text.
 pub const PING: &str = "ping";
 /// The answer to [`PING`], bare text.
@@ -226,6 +237,32 @@ impl PollVenue for OkxVenue {
             url,
             headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
         })
+    }
+
+    /// The trades with ids in `(id, id + 101)`: exactly the page after trade `id`. A cursor
+    /// that is not an OKX id cannot bound a window, so none is made.
+    fn forward_request(
+        &self,
+        symbol: &Symbol,
+        after: &Cursor,
+    ) -> Option<Result<HttpRequest, ExchangeError>> {
+        let id = after.trade_id.as_number()?;
+        let end = id.checked_add(u128::from(PAGE_LIMIT) + 1)?;
+        let mut url = common::join_path(&self.rest_url, &["api", "v5", "market", "history-trades"]);
+        url.query_pairs_mut()
+            .append_pair("instId", to_venue(symbol))
+            .append_pair("type", "1")
+            .append_pair("before", &id.to_string())
+            .append_pair("after", &end.to_string())
+            .append_pair("limit", &PAGE_LIMIT.to_string());
+        Some(Ok(HttpRequest {
+            url,
+            headers: vec![("User-Agent".to_owned(), common::USER_AGENT.to_owned())],
+        }))
+    }
+
+    fn request_spacing(&self) -> Duration {
+        REQUEST_SPACING
     }
 
     fn parse_trades(

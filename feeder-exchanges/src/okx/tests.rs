@@ -265,3 +265,30 @@ fn garbage_never_panics() {
 fn factory_offers_both_transports() {
     assert_factory_builds_both_transports(&OkxFactory, "okx", "BTC-USDT");
 }
+
+#[test]
+fn forward_pages_are_the_window_of_ids_after_the_last_trade_seen() {
+    let v = venue();
+    forward_table(
+        &v,
+        &[
+            (
+                "BTC-USDT",
+                "557713200",
+                "2024-10-01T13:57:23.385Z",
+                Some("https://www.okx.com/api/v5/market/history-trades?instId=BTC-USDT&type=1&before=557713200&after=557713301&limit=100"),
+            ),
+            (
+                "BTC-USDT",
+                "0",
+                "2024-10-01T13:57:23.385Z",
+                Some("https://www.okx.com/api/v5/market/history-trades?instId=BTC-USDT&type=1&before=0&after=101&limit=100"),
+            ),
+            // Not an OKX id: no window can be bounded, the fill walks back instead.
+            ("BTC-USDT", "a-1", "2024-10-01T13:57:23.385Z", None),
+        ],
+    );
+    // 10 requests a second: the 20 per 2 seconds OKX allows.
+    assert_eq!(v.request_spacing(), REQUEST_SPACING);
+    assert!(REQUEST_SPACING >= std::time::Duration::from_millis(100));
+}

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use feeder_core::exchange::{Exchange, ExchangeContext, ExchangeStats, Input};
+use feeder_core::exchange::Transport;
+use feeder_core::exchange::{Completeness, Exchange, ExchangeContext, ExchangeStats, Input};
+use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::{Gap, Trade};
-use feeder_testkit::venues::{MockTrade, MockVenue};
+use feeder_testkit::venues::{MockTrade, MockVenue, WsFault};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +38,9 @@ pub struct Running {
     seen: HashMap<Key, Trade>,
     /// Every gap recorded, in arrival order.
     pub gaps: Vec<Gap>,
+    /// How many times a stream was reported caught up (live), all symbols together: once per
+    /// symbol on a first connection, and once more after each backfill that completed.
+    lives: usize,
     /// How many trades arrived in all, repeats included.
     received: usize,
     /// Whether a repeat must carry the same price, amount, side and time as the first copy.
@@ -60,6 +65,7 @@ impl Running {
             task,
             seen: HashMap::new(),
             gaps: Vec::new(),
+            lives: 0,
             received: 0,
             same_repeats: false,
         }
@@ -75,39 +81,59 @@ impl Running {
 
     /// Receives until every trade of `want` was seen, or panics at the deadline.
     pub async fn until_all(&mut self, want: &[MockTrade]) {
+        let what = format!("{} trades", want.len());
+        self.receive_until(&what, |run| {
+            want.iter()
+                .filter(|p| !run.seen.contains_key(&key(p)))
+                .count()
+        })
+        .await;
+    }
+
+    /// Receives until streams were reported caught up `n` times in all, or panics at the
+    /// deadline: after a reconnect, the backfill has ended once its symbol is live again.
+    pub async fn until_live(&mut self, n: usize) {
+        self.receive_until("live reports", |run| n.saturating_sub(run.lives))
+            .await;
+    }
+
+    /// Receives until `missing` counts nothing missing, or panics at the deadline.
+    async fn receive_until(&mut self, what: &str, missing: impl Fn(&Self) -> usize) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let missing = want
-                .iter()
-                .filter(|p| !self.seen.contains_key(&key(p)))
-                .count();
+            let missing = missing(self);
             if missing == 0 {
                 return;
             }
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(Input::Gap(g))) => self.gaps.push(g),
-                Ok(Some(Input::Progress { .. })) => {}
-                Ok(Some(Input::Trades(batch))) => {
-                    for t in batch {
-                        self.received += 1;
-                        let key = (t.symbol.to_string(), t.trade_id.to_string());
-                        if self.same_repeats {
-                            if let Some(first) = self.seen.get(&key) {
-                                // A repeat is the same trade, not a different one with the
-                                // same id.
-                                assert_eq!(
-                                    (first.price, first.amount, first.side, first.timestamp),
-                                    (t.price, t.amount, t.side, t.timestamp),
-                                    "{key:?}"
-                                );
-                            }
-                        }
-                        self.seen.insert(key, t);
+                Ok(Some(Input::Progress { completeness, .. })) => {
+                    if completeness == Completeness::Live {
+                        self.lives += 1;
                     }
                 }
-                Ok(None) => panic!("the exchange stopped with {missing} trades missing"),
-                Err(_) => panic!("{missing} of {} trades missing after {WAIT:?}", want.len()),
+                Ok(Some(Input::Trades(batch))) => self.take(batch),
+                Ok(None) => panic!("the exchange stopped with {missing} of {what} missing"),
+                Err(_) => panic!("{missing} of {what} missing after {WAIT:?}"),
             }
+        }
+    }
+
+    fn take(&mut self, batch: Vec<Trade>) {
+        for t in batch {
+            self.received += 1;
+            let key = (t.symbol.to_string(), t.trade_id.to_string());
+            if self.same_repeats {
+                if let Some(first) = self.seen.get(&key) {
+                    // A repeat is the same trade, not a different one with the same id.
+                    assert_eq!(
+                        (first.price, first.amount, first.side, first.timestamp),
+                        (t.price, t.amount, t.side, t.timestamp),
+                        "{key:?}"
+                    );
+                }
+            }
+            self.seen.insert(key, t);
         }
     }
 
@@ -153,4 +179,47 @@ impl Running {
         assert!(r.is_ok(), "{r:?}");
         self.ctx.stats
     }
+}
+
+/// A stream whose venue hangs after `before` trades while its WebSocket library keeps
+/// pinging, during which `lost` more trades are published: the feeder must notice the
+/// silence within its stale timeout, reconnect, and fill exactly the lost trades over REST
+/// (no more: none of those it had is delivered again), then stream on. `mock` must list a
+/// single symbol. Returns the run's counters.
+pub async fn hang_is_filled_exactly(
+    factory: &dyn ExchangeFactory,
+    name: &str,
+    mock: &MockVenue,
+    before: usize,
+    lost: usize,
+) -> Arc<ExchangeStats> {
+    assert_eq!(
+        mock.symbols().len(),
+        1,
+        "one symbol, so that `before` are all its own"
+    );
+    mock.fault_next_connection(WsFault::HangAfter {
+        after: before,
+        ping_every: Duration::from_millis(100),
+    });
+    let mut cfg = mock.exchange_config(name, Transport::Websocket);
+    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let mut run = Running::start(factory.build(&cfg).unwrap(), mock);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let mut published = mock.publish(before + lost);
+    run.until_all(&published).await;
+    // The backfill ends with a page that brings nothing new; then the stream is live again.
+    run.until_live(2).await;
+    published.extend(mock.publish(10));
+    run.until_all(&published).await;
+    run.assert_exactly(&mock.published());
+    assert!(run.gaps.is_empty(), "{:?}", run.gaps);
+    let stats = run.stop().await;
+    assert_eq!(ExchangeStats::get(&stats.reconnects), 1, "{stats:?}");
+    assert_eq!(
+        ExchangeStats::get(&stats.backfilled),
+        lost as u64,
+        "{stats:?}"
+    );
+    stats
 }

@@ -20,6 +20,8 @@ const INITIAL_TRADES: usize = 50;
 /// Gemini's default and largest page.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
+/// How far back the public trades endpoint reaches: seven days.
+const SERVED_NANOS: i64 = 7 * 24 * 3_600 * 1_000_000_000;
 
 /// Gemini's name of a market: `BTC-USD` is `BTCUSD`.
 pub fn market(symbol: &Symbol) -> String {
@@ -223,7 +225,9 @@ impl Wire for GeminiWire {
 }
 
 /// `GET /v1/trades/{symbol}?limit_trades=N&since_tid=T`: newest first; with `since_tid`, the
-/// `N` trades right after `T` (so that a client can walk forward from it).
+/// `N` trades right after `T` (so that a client can walk forward from it). As on Gemini, only
+/// the last seven days are served: a `since_tid` older than that starts at the oldest trade
+/// still within them.
 fn trades(shared: &Shared, req: &Request) -> Response {
     let error = |status: u16, reason: &str, message: &str| {
         Response::status(status)
@@ -254,8 +258,12 @@ fn trades(shared: &Shared, req: &Request) -> Response {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return error(400, "InvalidParameter", "since_tid is not a number"),
     };
+    let week_ago = feeder_core::model::Timestamp::now().unix_nanos() - SERVED_NANOS;
     let mut page: Vec<MockTrade> = shared.with_history(|h| {
-        let of_symbol = h.iter().map(|e| &e.trade).filter(|t| t.symbol == symbol);
+        let of_symbol = h
+            .iter()
+            .map(|e| &e.trade)
+            .filter(|t| t.symbol == symbol && t.time.unix_nanos() >= week_ago);
         match since {
             Some(tid) => of_symbol
                 .filter(|t| t.trade_id > tid)

@@ -1,6 +1,6 @@
 //! A mock Kraken spot: WebSocket v2 (`status` on connect, `subscribe` acknowledged per
 //! symbol, a `snapshot` of recent trades then `update`s, `heartbeat` every
-//! `heartbeat_every`, `ping` / `pong`) and `GET /0/public/Trades?pair=&since=` over REST,
+//! `heartbeat_every`, `ping` / `pong`) and `GET /0/public/Trades?pair=&since=&count=` over REST,
 //! keyed by canonical pair names (`XXBTZUSD`) with times as JSON numbers in seconds.
 
 use std::ops::Deref;
@@ -18,7 +18,7 @@ use crate::http::{Request, Response};
 const FIRST_ID: u64 = 74_500_000;
 /// Trades in a snapshot.
 const SNAPSHOT: usize = 50;
-/// Trades per REST answer.
+/// Trades per REST answer: Kraken's default and largest `count`.
 const PAGE: usize = 1_000;
 /// Trades per update, at most.
 const MAX_BATCH: usize = 5;
@@ -288,8 +288,9 @@ fn rest_error(msg: &str) -> Response {
     Response::json(serde_json::json!({"error": [msg]}).to_string())
 }
 
-/// `GET /0/public/Trades?pair=XBTUSD[&since=NS]`: up to 1000 trades after `since`, oldest
-/// first, or the newest 1000; `last` is the time of the newest returned, in nanoseconds.
+/// `GET /0/public/Trades?pair=XBTUSD[&since=NS][&count=N]`: up to `count` (1 to 1000,
+/// 1000 by default) trades strictly after `since`, oldest first, or the newest `count`;
+/// `last` is the time of the newest returned, in nanoseconds.
 fn trades(shared: &Shared, req: &Request) -> Response {
     if req.path != "/0/public/Trades" {
         return Response::status(404);
@@ -308,16 +309,21 @@ fn trades(shared: &Shared, req: &Request) -> Response {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return rest_error("EGeneral:Invalid arguments:since"),
     };
+    let count = match req.query_param("count").map(str::parse::<usize>) {
+        None => PAGE,
+        Some(Ok(n)) if (1..=PAGE).contains(&n) => n,
+        Some(_) => return rest_error("EGeneral:Invalid arguments:count"),
+    };
     let page: Vec<MockTrade> = shared.with_history(|h| {
         let of_pair = h.iter().map(|e| &e.trade).filter(|t| t.symbol == symbol);
         match since {
             Some(s) => of_pair
                 .filter(|t| t.time.unix_nanos() > s)
-                .take(PAGE)
+                .take(count)
                 .cloned()
                 .collect(),
             None => {
-                let mut newest: Vec<MockTrade> = of_pair.rev().take(PAGE).cloned().collect();
+                let mut newest: Vec<MockTrade> = of_pair.rev().take(count).cloned().collect();
                 newest.reverse();
                 newest
             }

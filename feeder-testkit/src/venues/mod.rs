@@ -104,6 +104,11 @@ pub struct MockConfig {
     /// Stamp trades with simulated times instead of the wall clock: the first trade at
     /// `.0`, each next one `.1` later. Lets a test span hours of candles in a second.
     pub simulated_time: Option<(Timestamp, Duration)>,
+    /// Trades come in runs of this many sharing one time, as the fills of one taker order
+    /// against several makers do (1: every trade has a time of its own, on venues that
+    /// write microseconds). Venues that page by time must neither skip nor repeat the trades
+    /// of a run that a page boundary or a cursor cuts through.
+    pub fills_per_instant: u64,
 }
 
 impl Default for MockConfig {
@@ -117,6 +122,7 @@ impl Default for MockConfig {
             exponent_every: 7,
             heartbeat_every: Duration::from_secs(1),
             simulated_time: None,
+            fills_per_instant: 1,
         }
     }
 }
@@ -201,6 +207,9 @@ struct Generator {
     simulated_time: Option<(Timestamp, Duration)>,
     /// Trade times in whole milliseconds (non-decreasing), for venues that send no more.
     millis: bool,
+    fills_per_instant: u64,
+    /// The time of the last trade made: the next ones of its run take it too.
+    last_time: Option<Timestamp>,
 }
 
 impl Generator {
@@ -216,6 +225,8 @@ impl Generator {
             exponent_every: cfg.exponent_every,
             simulated_time: cfg.simulated_time,
             millis: false,
+            fills_per_instant: cfg.fills_per_instant.max(1),
+            last_time: None,
         }
     }
 
@@ -257,24 +268,12 @@ impl Generator {
         let trade_id = *next;
         *next += 1;
 
-        // Simulated or wall-clock time: strictly increasing microseconds, or non-decreasing
-        // whole milliseconds, as a venue with millisecond times has several trades a
-        // millisecond.
-        let now = match self.simulated_time {
-            Some((start, step)) => {
-                let step = i64::try_from(step.as_micros()).unwrap_or(i64::MAX);
-                let n = i64::try_from(self.count - 1).unwrap_or(i64::MAX);
-                start.unix_nanos() / 1_000 + n.saturating_mul(step)
-            }
-            None => Timestamp::now().unix_nanos() / 1_000,
+        let time = match self.last_time {
+            // Within a run of fills, the time of the run's first.
+            Some(t) if (self.count - 1) % self.fills_per_instant != 0 => t,
+            _ => self.next_time(),
         };
-        let time = if self.millis {
-            self.last_micros = (now - now % 1_000).max(self.last_micros);
-            Timestamp::from_unix_millis(self.last_micros / 1_000)
-        } else {
-            self.last_micros = now.max(self.last_micros + 1);
-            Timestamp::from_unix_micros(self.last_micros)
-        };
+        self.last_time = Some(time);
 
         MockTrade {
             symbol: symbol.clone(),
@@ -284,6 +283,26 @@ impl Generator {
             amount_text,
             side,
             time,
+        }
+    }
+
+    /// Simulated or wall-clock time: strictly increasing microseconds, or non-decreasing
+    /// whole milliseconds, as a venue with millisecond times has several trades a millisecond.
+    fn next_time(&mut self) -> Timestamp {
+        let now = match self.simulated_time {
+            Some((start, step)) => {
+                let step = i64::try_from(step.as_micros()).unwrap_or(i64::MAX);
+                let n = i64::try_from(self.count - 1).unwrap_or(i64::MAX);
+                start.unix_nanos() / 1_000 + n.saturating_mul(step)
+            }
+            None => Timestamp::now().unix_nanos() / 1_000,
+        };
+        if self.millis {
+            self.last_micros = (now - now % 1_000).max(self.last_micros);
+            Timestamp::from_unix_millis(self.last_micros / 1_000)
+        } else {
+            self.last_micros = now.max(self.last_micros + 1);
+            Timestamp::from_unix_micros(self.last_micros)
         }
     }
 }

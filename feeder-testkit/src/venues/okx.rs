@@ -1,7 +1,8 @@
 //! A mock OKX v5: the public WebSocket's `subscribe` (one `event: subscribe` per channel),
 //! the bare-text `ping` / `pong` keep-alive, `trades` pushes batching a symbol's trades, the
 //! service-upgrade `notice`, and `GET /api/v5/market/trades` /
-//! `GET /api/v5/market/history-trades?type=1&after=` over REST. Times are milliseconds.
+//! `GET /api/v5/market/history-trades?type=1&after=&before=` over REST. Times are
+//! milliseconds.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -205,7 +206,10 @@ fn rest_error(status: u16, code: &str, msg: &str) -> Response {
 }
 
 /// `GET /api/v5/market/trades?instId=&limit=` (the newest, newest first) and
-/// `GET /api/v5/market/history-trades?instId=&type=1&after=&limit=` (older than `after`).
+/// `GET /api/v5/market/history-trades?instId=&type=1&after=&before=&limit=`: trades older
+/// than `after` and newer than `before`, newest first, at most `limit` from the newest end.
+/// As on OKX, `before` alone gives the latest trades, not the ones right after it: only
+/// both bounds together name the page that follows an id.
 fn rest(shared: &Shared, req: &Request) -> Response {
     let history = match req.path.as_str() {
         "/api/v5/market/trades" => false,
@@ -223,23 +227,28 @@ fn rest(shared: &Shared, req: &Request) -> Response {
         Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
         Some(_) => return rest_error(400, "51000", "Parameter limit error"),
     };
-    let after = if history {
+    let id = |name: &str| req.query_param(name).map(str::parse::<u64>);
+    let (after, before) = if history {
         if req.query_param("type").is_some_and(|t| t != "1") {
             return rest_error(400, "51000", "Parameter type error");
         }
-        match req.query_param("after").map(str::parse::<u64>) {
-            None => None,
-            Some(Ok(n)) => Some(n),
-            Some(Err(_)) => return rest_error(400, "51000", "Parameter after error"),
+        match (id("after"), id("before")) {
+            (Some(Err(_)), _) => return rest_error(400, "51000", "Parameter after error"),
+            (_, Some(Err(_))) => return rest_error(400, "51000", "Parameter before error"),
+            (a, b) => (a.and_then(Result::ok), b.and_then(Result::ok)),
         }
     } else {
-        None
+        (None, None)
     };
     let rows: Vec<String> = shared.with_history(|h| {
         h.iter()
             .rev()
             .map(|e| &e.trade)
-            .filter(|t| t.symbol == symbol && after.is_none_or(|a| t.trade_id < a))
+            .filter(|t| {
+                t.symbol == symbol
+                    && after.is_none_or(|a| t.trade_id < a)
+                    && before.is_none_or(|b| t.trade_id > b)
+            })
             .take(limit)
             .map(|t| {
                 format!(

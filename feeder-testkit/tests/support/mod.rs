@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use feeder_core::config::ExchangeConfig;
 use feeder_core::exchange::{
-    Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue, WsMessage,
+    Cursor, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue, WsMessage,
 };
-use feeder_core::model::{Timestamp, Trade};
+use feeder_core::model::{Timestamp, Trade, TradeId};
 use feeder_core::ParseError;
 use feeder_testkit::venues::{MockConfig, MockTrade};
 use futures::{SinkExt, StreamExt};
@@ -184,4 +184,89 @@ pub fn heartbeat_every(every: Duration) -> MockConfig {
         heartbeat_every: every,
         ..MockConfig::default()
     }
+}
+
+/// Parses a REST body of the first configured symbol, served with status 200.
+pub fn parse_body<V: PollVenue>(
+    venue: &V,
+    cfg: &ExchangeConfig,
+    body: &[u8],
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let headers = http::HeaderMap::new();
+    let r = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body,
+    };
+    venue.parse_trades(&cfg.symbols[0], &r, Timestamp::now(), out)
+}
+
+/// Fetches and parses the page the venue names after `after` for the first configured symbol.
+pub async fn fetch_forward<V: PollVenue>(
+    venue: &V,
+    cfg: &ExchangeConfig,
+    after: &Cursor,
+    out: &mut Vec<Trade>,
+) -> Result<Page, ParseError> {
+    let symbol = &cfg.symbols[0];
+    let req = venue
+        .forward_request(symbol, after)
+        .expect("the venue pages forward")
+        .unwrap();
+    let resp = get(&req).await;
+    assert_eq!(resp.status(), 200, "{}", req.url);
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap();
+    let r = HttpResponse {
+        status: 200,
+        headers: &headers,
+        body: &body,
+    };
+    venue.parse_trades(symbol, &r, Timestamp::now(), out)
+}
+
+/// Walks forward from `from` the way the backfill does: each page keeps only the trades
+/// newer than the cursor, oldest first, and moves the cursor to its newest, until a page
+/// brings nothing new. Returns the trades in order and how many requests were made; panics
+/// past `max_pages` requests.
+pub async fn walk_forward<V: PollVenue>(
+    venue: &V,
+    cfg: &ExchangeConfig,
+    from: &MockTrade,
+    max_pages: usize,
+) -> (Vec<Trade>, usize) {
+    let mut cursor = Cursor {
+        trade_id: TradeId::from_u64(from.trade_id),
+        timestamp: from.time,
+    };
+    let mut all = Vec::new();
+    for pages in 1..=max_pages {
+        let mut page = Vec::new();
+        fetch_forward(venue, cfg, &cursor, &mut page).await.unwrap();
+        page.retain(|t| cursor.is_older_than(t));
+        page.sort_by_key(|t| t.trade_id.as_number());
+        let Some(last) = page.last() else {
+            return (all, pages);
+        };
+        cursor = Cursor {
+            trade_id: last.trade_id.clone(),
+            timestamp: last.timestamp,
+        };
+        all.extend(page);
+    }
+    panic!("still new trades after {max_pages} pages");
+}
+
+/// The trades of the first configured symbol published after `from`, in order.
+pub fn published_after(
+    published: &[MockTrade],
+    cfg: &ExchangeConfig,
+    from: &MockTrade,
+) -> Vec<MockTrade> {
+    published
+        .iter()
+        .filter(|t| t.symbol == cfg.symbols[0] && t.trade_id > from.trade_id)
+        .cloned()
+        .collect()
 }
