@@ -9,6 +9,9 @@
 //! (written to a temporary name, then renamed) and removed. A journal left by a crash is
 //! converted when the writer next opens the directory, so an acknowledged batch is never
 //! lost; every opening of a day's file after that starts a new part, never overwriting one.
+//! Where a stream left off is read back from the last row group of its newest part
+//! (its `trade_id` and `timestamp` columns only), or from the journal of the part still
+//! being written.
 //!
 //! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
 //! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
