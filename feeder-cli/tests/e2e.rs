@@ -15,6 +15,7 @@ use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{
     MockBitstamp, MockCoinbase, MockConfig, MockTrade, MockVenue, WsFault,
 };
+use feeder_writers::file::parquet::read_parquet;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -649,6 +650,117 @@ async fn a_killed_feeder_restarts_where_the_files_end_with_no_gap_and_no_duplica
         "{}",
         feeder.log()
     );
+}
+
+/// Every trade in the Parquet parts under `dir` and, with `journals`, in the complete lines
+/// of the journals of parts still being written.
+fn parquet_trades(dir: &Path, journals: bool) -> Vec<Trade> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") {
+                let events = read_parquet(&p).unwrap_or_else(|e| panic!("{}: {e:#?}", p.display()));
+                out.extend(trades(&events));
+            } else if journals && name.ends_with(".parquet.wal") {
+                // Finished into its part and removed meanwhile: the part holds its trades.
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                // A torn last line is a write still going on (or never acknowledged).
+                for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                    if let Ok(Event::Trade(t)) = serde_json::from_str(line) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits until every trade `mock` published is in the Parquet parts or journals under `dir`.
+async fn wait_for_parquet(dir: &Path, mock: &MockVenue, feeder: &Feeder, earlier_logs: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stored: std::collections::HashSet<(String, String)> = parquet_trades(dir, true)
+            .iter()
+            .map(|t| (t.symbol.to_string(), t.trade_id.to_string()))
+            .collect();
+        let missing = mock
+            .published()
+            .iter()
+            .filter(|p| !stored.contains(&(p.symbol.to_string(), p.trade_id.to_string())))
+            .count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} published trades not stored:\n{earlier_logs}\n{}",
+            feeder.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With `format: parquet`, trades published while a killed feeder was down used to be lost:
+/// Parquet did not say where it left off, so the restarted feeder began at the live stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feeder_writing_parquet_killed_again_and_again_backfills_every_outage_exactly_once() {
+    let mock = start_mock("coinbase", MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let jsonl = config(&mock, "coinbase", Transport::Websocket, &out, "[]");
+    let config = jsonl.replace("format: jsonl", "format: parquet");
+    assert_ne!(config, jsonl);
+    let mut feeder = Feeder::start(dir.path(), &config);
+    let mut logs = String::new();
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    mock.publish(40);
+    wait_for_parquet(&out, &mock, &feeder, &logs).await;
+
+    // Trades published while the feeder is down, per outage (round-robin over two
+    // products); one outage outlasts a page of the venue's REST API (1000 trades).
+    let outages = [30, 2_500, 7, 400, 61];
+    for (i, down) in outages.into_iter().enumerate() {
+        // The process dies while these may still be on their way into the journals.
+        mock.publish(25);
+        feeder.kill();
+        logs.push_str(&feeder.log());
+        mock.publish(down);
+        feeder = Feeder::start(dir.path(), &config);
+        mock.wait_subscriptions(i + 2, WAIT).await.unwrap();
+        mock.publish(20);
+        wait_for_parquet(&out, &mock, &feeder, &logs).await;
+        assert!(
+            feeder.log().contains("resuming after the stored trades"),
+            "restart {i}:\n{}",
+            feeder.log()
+        );
+    }
+    let status = feeder.terminate();
+    logs.push_str(&feeder.log());
+    assert!(status.success(), "exit status {status:?}:\n{logs}");
+
+    // Every part finished, each kill's journal included.
+    let stream = out.join("trades/coinbase");
+    let mut journals = Vec::new();
+    for product in std::fs::read_dir(&stream).unwrap() {
+        for f in std::fs::read_dir(product.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".parquet") {
+                journals.push(name);
+            }
+        }
+    }
+    assert!(journals.is_empty(), "left unfinished: {journals:?}");
+    check_exactly_once(&mock.published(), &parquet_trades(&out, false), true);
 }
 
 /// Waits until every trade the mocks published is in the files; on timeout, names the

@@ -6,10 +6,10 @@ mod conformance_support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use feeder_core::model::{Event, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{Candle, Event, Interval, Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::writer::{RunnerSettings, Writer, WriterRunner};
 use feeder_core::WriteError;
-use feeder_writers::file::parquet::{read_parquet, trades_schema};
+use feeder_writers::file::parquet::{encode_parquet, read_parquet, trades_schema};
 use feeder_writers::{FileFormat, FileOptions, FileWriter};
 
 /// 2024-01-02T00:00:00Z.
@@ -304,4 +304,225 @@ async fn gaps_are_stored_in_parquet_files_of_their_own_and_read_back_exactly() {
     assert!(dir.path().join("gaps").is_dir());
     // Nothing is left that the next start could not finish.
     open(dir.path());
+}
+
+fn btc() -> Symbol {
+    Symbol::parse("BTC-USD").unwrap()
+}
+
+/// The trade id of `w`'s resume point for kraken BTC-USD.
+async fn resume_id(w: &mut FileWriter) -> Option<String> {
+    w.resume_point("kraken", &btc())
+        .await
+        .unwrap()
+        .map(|c| c.trade_id.to_string())
+}
+
+#[tokio::test]
+async fn the_resume_point_is_the_newest_trade_of_the_last_row_group_of_the_newest_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    assert_eq!(resume_id(&mut w).await, None, "empty store");
+    w.write(&[trade(7, DAY2 - 10, "1"), trade(8, DAY2 - 5, "1")])
+        .await
+        .unwrap();
+    w.close().await.unwrap();
+    assert_eq!(resume_id(&mut open(dir.path())).await.as_deref(), Some("8"));
+
+    // More than a row group in the newest day's second part; the newest trade of its last
+    // group was written before a backfilled older one, and is still the one resumed after.
+    let mut w = open(dir.path());
+    let mut batch: Vec<Event> = (100..100 + 70_000)
+        .map(|i| trade(i, DAY2 + 1, "1"))
+        .collect();
+    batch.push(trade(99, DAY2, "1"));
+    w.write(&batch).await.unwrap();
+    w.close().await.unwrap();
+    let part = stream_dir(dir.path()).join("2024-01-02.part-0001.parquet");
+    let groups = parquet::file::reader::FileReader::metadata(
+        &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&part).unwrap())
+            .unwrap(),
+    )
+    .num_row_groups();
+    assert_eq!(groups, 2);
+    let mut w = open(dir.path());
+    let at = w.resume_point("kraken", &btc()).await.unwrap().unwrap();
+    assert_eq!(at.trade_id.as_str(), "70099");
+    assert_eq!(
+        at.timestamp,
+        Timestamp::from_unix_nanos((DAY2 + 1) * 1_000_000_000 + 123_456_789, 9)
+    );
+    assert_eq!(
+        w.resume_point("kraken", &Symbol::parse("ETH-USD").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(w.resume_point("coinbase", &btc()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_resume_point_of_a_part_being_written_is_read_from_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    w.write(&[
+        trade(3, DAY2, "1"),
+        trade(5, DAY2 + 2, "1"),
+        trade(4, DAY2 + 1, "1"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        ["2024-01-02.part-0001.parquet.wal"]
+    );
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("5"));
+
+    // Dropped without close, as a crash leaves it: the next start finishes the journal
+    // before it is asked where the store left off, and finds the same trade.
+    drop(w);
+    let mut w = open(dir.path());
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        ["2024-01-02.part-0001.parquet"]
+    );
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn a_journal_newer_than_the_finished_parts_gives_the_resume_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    w.write(&[trade(10, DAY2 - 1, "1"), trade(11, DAY2, "1")])
+        .await
+        .unwrap();
+    w.close().await.unwrap();
+
+    let mut w = open(dir.path());
+    w.write(&[trade(12, DAY2 + 1, "1"), trade(13, DAY2 + 2, "1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        files(&stream_dir(dir.path())),
+        [
+            "2024-01-01.part-0001.parquet",
+            "2024-01-02.part-0001.parquet",
+            "2024-01-02.part-0002.parquet.wal"
+        ]
+    );
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("13"));
+
+    // A journal holding nothing acknowledged (a torn line only): the part before decides.
+    let journal = stream_dir(dir.path()).join("2024-01-02.part-0003.parquet.wal");
+    std::fs::write(&journal, b"{\"type\":\"trade\",\"exch").unwrap();
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("13"));
+    std::fs::remove_file(&journal).unwrap();
+    drop(w);
+    assert_eq!(
+        resume_id(&mut open(dir.path())).await.as_deref(),
+        Some("13")
+    );
+}
+
+/// 2226-12-04T00:00:00Z: a trade time no venue can mean.
+const YEAR_2226: i64 = 8_107_689_600;
+
+#[tokio::test]
+async fn a_part_dated_in_the_future_does_not_move_the_resume_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(dir.path());
+    let stored: Vec<Event> = (1..=10)
+        .map(|i| {
+            let secs = if i == 5 { YEAR_2226 } else { DAY2 + i as i64 };
+            trade(i, secs, "1")
+        })
+        .collect();
+    w.write(&stored).await.unwrap();
+    w.close().await.unwrap();
+    assert!(stream_dir(dir.path())
+        .join("2226-12-04.part-0001.parquet")
+        .exists());
+    assert_eq!(
+        resume_id(&mut open(dir.path())).await.as_deref(),
+        Some("10"),
+        "the newest trade not in the future"
+    );
+
+    // After a restart the venue replays 1..=12; the store takes 11 and 12 only.
+    let mut w = open(dir.path());
+    let resume = w
+        .resume_point("kraken", &btc())
+        .await
+        .unwrap()
+        .map(|c| vec![(Arc::from("kraken"), btc(), c)])
+        .unwrap_or_default();
+    let (handle, task) = WriterRunner::spawn_resuming(
+        Box::new(w),
+        RunnerSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+        resume,
+    );
+    let replayed: Vec<Event> = (1..=12).map(|i| trade(i, DAY2 + i as i64, "1")).collect();
+    assert!(handle.send(Arc::new(replayed)).await);
+    let stats = handle.stats().clone();
+    drop(handle);
+    task.await.unwrap();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&stats.already_stored), 10);
+    assert_eq!(get(&stats.events), 2);
+    let mut ids: Vec<u64> = conformance_support::read_tree(dir.path())
+        .iter()
+        .filter(|e| e.time().unix_nanos() < YEAR_2226 * 1_000_000_000)
+        .map(|e| match e {
+            Event::Trade(t) => t.trade_id.as_str().parse().unwrap(),
+            _ => unreachable!("trades only"),
+        })
+        .collect();
+    ids.sort_unstable();
+    let want: Vec<u64> = (1..=12).filter(|&i| i != 5).collect();
+    assert_eq!(ids, want, "every trade exactly once");
+}
+
+#[tokio::test]
+async fn a_part_that_cannot_be_read_is_an_error_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let mut w = open(dir.path());
+        w.write(&[trade(run, DAY2, "1")]).await.unwrap();
+        w.close().await.unwrap();
+    }
+    // The newest part lost its footer.
+    let newest = stream_dir(dir.path()).join("2024-01-02.part-0002.parquet");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let mut w = open(dir.path());
+    let err = w.resume_point("kraken", &btc()).await.unwrap_err();
+    assert!(!err.is_retriable(), "asking again cannot help: {err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.part-0002.parquet"), "{chain}");
+
+    // A part without rows holds nothing to resume from: the part before decides.
+    std::fs::write(&newest, encode_parquet(&[]).unwrap()).unwrap();
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("0"));
+
+    // A part with other columns than trades' where the store left off: an error too.
+    let candle = Event::Candle(Candle {
+        exchange: Arc::from("kraken"),
+        symbol: btc(),
+        interval: Interval::parse("1m").unwrap(),
+        open_time: Timestamp::from_unix_secs(DAY2),
+        close_time: Timestamp::from_unix_secs(DAY2 + 60),
+        open: "1".parse().unwrap(),
+        high: "1".parse().unwrap(),
+        low: "1".parse().unwrap(),
+        close: "1".parse().unwrap(),
+        volume: "1".parse().unwrap(),
+        trades: 1,
+        revision: 0,
+    });
+    std::fs::write(&newest, encode_parquet(&[candle]).unwrap()).unwrap();
+    let err = w.resume_point("kraken", &btc()).await.unwrap_err();
+    assert!(!err.is_retriable(), "{err:?}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("2024-01-02.part-0002.parquet"), "{chain}");
 }

@@ -9,6 +9,9 @@
 //! (written to a temporary name, then renamed) and removed. A journal left by a crash is
 //! converted when the writer next opens the directory, so an acknowledged batch is never
 //! lost; every opening of a day's file after that starts a new part, never overwriting one.
+//! Where a stream left off is read back from the last row group of its newest part
+//! (its `trade_id` and `timestamp` columns only), or from the journal of the part still
+//! being written.
 //!
 //! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
 //! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
@@ -30,11 +33,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use feeder_core::exchange::Cursor;
 use feeder_core::model::{
     utc_date, Candle, Event, Gap, Interval, Side, Symbol, Timestamp, Trade, TradeId,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
@@ -417,6 +421,37 @@ pub fn decode_parquet<R: parquet::file::reader::ChunkReader + 'static>(
         } else {
             decode_candles(&batch, &mut out)?;
         }
+    }
+    Ok(out)
+}
+
+/// The trade id and trade time of every trade in the last row group of a trades part, in
+/// the order written: where the part left off. Only that row group's `trade_id` and
+/// `timestamp` columns are read (besides the footer), whatever the size of the part; a part
+/// without rows gives none.
+pub(crate) fn last_row_group_cursors(path: &Path) -> Result<Vec<Cursor>, ParquetCodecError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+    for name in ["trade_id", "timestamp"] {
+        if builder.schema().column_with_name(name).is_none() {
+            return Err(layout(format!("no {name} column: not a trades part")));
+        }
+    }
+    let Some(last) = builder.metadata().num_row_groups().checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let columns = ProjectionMask::columns(builder.parquet_schema(), ["trade_id", "timestamp"]);
+    let reader = builder
+        .with_row_groups(vec![last])
+        .with_projection(columns)
+        .build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let (ids, ts) = (strings(&batch, "trade_id")?, times(&batch, "timestamp")?);
+        out.extend((0..batch.num_rows()).map(|i| Cursor {
+            trade_id: TradeId::new(ids.value(i)),
+            timestamp: Timestamp::from_unix_nanos(ts.value(i), 9),
+        }));
     }
     Ok(out)
 }

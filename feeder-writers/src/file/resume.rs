@@ -1,6 +1,11 @@
 //! Where a directory of files left off: the newest trade of a stream, read from the tail of
 //! its newest file, so that a restarted feeder neither re-writes nor misses trades. Files
 //! and trades dated in the future are outliers and do not count.
+//!
+//! The tail of a JSON lines or CSV day file is its last lines. Parquet keeps a day in parts
+//! written one after the other (`{date}.part-NNNN.parquet`, the one being written still a
+//! journal of JSON lines, `….parquet.wal`): the tail of a day is the last row group of its
+//! newest part, or the last lines of its journal.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -23,12 +28,13 @@ const TAIL: u64 = 64 << 10;
 pub(super) const FUTURE_TOLERANCE: Duration = Duration::from_secs(86_400);
 
 /// The newest trade of (`exchange`, `symbol`) stored under `root` that is not in the
-/// future (later than `now` plus [`FUTURE_TOLERANCE`]): read from the last complete lines
-/// of the newest day file not in the future that holds such a trade.
+/// future (later than `now` plus [`FUTURE_TOLERANCE`]): read from the tail of the newest
+/// file not in the future that holds such a trade (a day file of lines; for Parquet, a part
+/// or the journal of the part being written, newest part first).
 ///
-/// Fails when the files cannot be listed or read, or when a file's last lines are not
-/// trades: the writer must not start without knowing where it left off, or it would write
-/// again what it already holds.
+/// Fails when the files cannot be listed or read, or when a file's tail is not trades: the
+/// writer must not start without knowing where it left off, or it would write again what
+/// it already holds.
 pub(super) fn last_trade(
     root: &Path,
     format: FileFormat,
@@ -40,70 +46,170 @@ pub(super) fn last_trade(
         .join("trades")
         .join(&*path_component(exchange))
         .join(symbol.as_str());
-    if !matches!(format, FileFormat::Jsonl | FileFormat::Csv) {
-        // Parquet files are finished only at rotation; their resume point is not read back.
-        return Ok(None);
-    }
     let horizon = now.saturating_add(FUTURE_TOLERANCE);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(with_path("list", &dir)(e)),
     };
-    let mut days: Vec<(Timestamp, PathBuf)> = Vec::new();
+    let mut files: Vec<(Stored, PathBuf)> = Vec::new();
     for entry in entries {
         let path = entry.map_err(with_path("list", &dir))?.path();
-        let Some(day) = day_of(&path, format) else {
+        let Some(stored) = Stored::of(&path, format) else {
             continue;
         };
-        if day > horizon {
+        if stored.day > horizon {
             tracing::warn!(path = %path.display(), "a file dated in the future; not resuming from it");
             continue;
         }
-        days.push((day, path));
+        files.push((stored, path));
     }
-    days.sort();
-    for (_, path) in days.iter().rev() {
-        let lines = tail_lines(path).map_err(with_path("read", path))?;
-        let cursors: Vec<Cursor> = lines.iter().filter_map(|l| parse(l, format)).collect();
-        // The newest trade of the tail, not merely its last line: a backfilled gap is
-        // written after the newer trades that streamed in meanwhile.
-        let newest = cursors
-            .iter()
-            .filter(|c| c.timestamp <= horizon)
-            .max_by(|a, b| {
-                a.trade_id
-                    .cmp_numeric(&b.trade_id)
-                    .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
-            });
-        if let Some(cursor) = newest {
+    files.sort();
+    for (stored, path) in files.iter().rev() {
+        let cursors = stored.tail.cursors(path, format)?;
+        if let Some(cursor) = newest(&cursors, horizon) {
             return Ok(Some(cursor.clone()));
         }
-        let only_headers = lines.iter().all(|l| l.starts_with("exchange,"));
-        if !only_headers && cursors.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the last lines of {} are not trades; move the file away to resume \
-                     from the one before it",
-                    path.display()
-                ),
-            ));
-        }
-        // Only a header, or only trades dated in the future: the day before decides.
+        // Nothing but a header, an empty part, or only trades dated in the future: the file
+        // before decides.
     }
     Ok(None)
 }
 
-/// The UTC day a file `{YYYY-MM-DD}.{ext}` holds, as the time it starts; `None` for any
-/// other name.
-fn day_of(path: &Path, format: FileFormat) -> Option<Timestamp> {
-    let name = path.file_name()?.to_str()?;
-    let date = name.strip_suffix(format.extension())?.strip_suffix('.')?;
-    if date.len() != 10 {
-        return None;
+/// The newest of the trades of a file's tail not later than `horizon`: by id when both ids
+/// are numbers, else by time. Not merely the last one written: a backfilled gap is written
+/// after the newer trades that streamed in meanwhile.
+fn newest(cursors: &[Cursor], horizon: Timestamp) -> Option<&Cursor> {
+    cursors
+        .iter()
+        .filter(|c| c.timestamp <= horizon)
+        .max_by(|a, b| {
+            a.trade_id
+                .cmp_numeric(&b.trade_id)
+                .unwrap_or_else(|| a.timestamp.cmp(&b.timestamp))
+        })
+}
+
+/// A file of a stream's directory that holds trades. Ordered as written: by day, then part.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Stored {
+    /// The UTC day it holds, as the time the day starts.
+    day: Timestamp,
+    /// The part number of a Parquet part or journal; 0 for a day file of lines.
+    part: u32,
+    /// What it is. A journal sorts after the part of the same number: one left next to
+    /// its finished part (a crash between the two) holds the same trades, and is read
+    /// first.
+    tail: Tail,
+}
+
+/// What kind of file holds a stream's trades, which says how the trades at its end are
+/// read.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Tail {
+    /// JSON lines or CSV, in the writer's format: `{YYYY-MM-DD}.{jsonl|csv}`.
+    Lines,
+    /// A finished Parquet part: `{YYYY-MM-DD}.part-NNNN.parquet`.
+    #[cfg(feature = "parquet")]
+    Part,
+    /// The JSON lines journal of a Parquet part: `{YYYY-MM-DD}.part-NNNN.parquet.wal`.
+    #[cfg(feature = "parquet")]
+    Journal,
+}
+
+impl Stored {
+    /// What `path` is in a directory of `format` files; `None` for any other name.
+    fn of(path: &Path, format: FileFormat) -> Option<Stored> {
+        let name = path.file_name()?.to_str()?;
+        let (date, part, tail) = match format {
+            #[cfg(feature = "parquet")]
+            FileFormat::Parquet => {
+                let (part, tail) = match name.strip_suffix(".wal") {
+                    Some(part) => (part, Tail::Journal),
+                    None => (name, Tail::Part),
+                };
+                let (date, number) = part.strip_suffix(".parquet")?.split_once(".part-")?;
+                let number = (number.len() == 4)
+                    .then(|| number.parse::<u32>().ok())
+                    .flatten()?;
+                (date, number, tail)
+            }
+            _ => (
+                name.strip_suffix(format.extension())?.strip_suffix('.')?,
+                0,
+                Tail::Lines,
+            ),
+        };
+        if date.len() != 10 {
+            return None;
+        }
+        let day = Timestamp::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+        Some(Stored { day, part, tail })
     }
-    Timestamp::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()
+}
+
+impl Tail {
+    /// The trades at the end of the file at `path`.
+    fn cursors(&self, path: &Path, format: FileFormat) -> io::Result<Vec<Cursor>> {
+        match self {
+            Tail::Lines => line_cursors(path, format),
+            // Journals are JSON lines whatever the format of the part.
+            #[cfg(feature = "parquet")]
+            Tail::Journal => line_cursors(path, FileFormat::Jsonl),
+            #[cfg(feature = "parquet")]
+            Tail::Part => part_cursors(path),
+        }
+    }
+}
+
+/// The trades of the last complete lines of a file. Fails when those lines are neither
+/// trades nor a CSV header.
+fn line_cursors(path: &Path, format: FileFormat) -> io::Result<Vec<Cursor>> {
+    let lines = tail_lines(path).map_err(with_path("read", path))?;
+    let cursors: Vec<Cursor> = lines.iter().filter_map(|l| parse(l, format)).collect();
+    let only_headers = lines.iter().all(|l| l.starts_with("exchange,"));
+    if !only_headers && cursors.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the last lines of {} are not trades; move the file away to resume \
+                 from the one before it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(cursors)
+}
+
+/// The trades of the last row group of a Parquet part. A part that cannot be opened is an
+/// I/O error of its kind; one that cannot be decoded is `InvalidData`.
+#[cfg(feature = "parquet")]
+fn part_cursors(path: &Path) -> io::Result<Vec<Cursor>> {
+    use super::parquet::{last_row_group_cursors, ParquetCodecError};
+    last_row_group_cursors(path).map_err(|e| match e {
+        ParquetCodecError::Io(e) => with_path("read", path)(e),
+        e => io::Error::new(
+            io::ErrorKind::InvalidData,
+            UnreadablePart {
+                path: path.to_owned(),
+                source: e,
+            },
+        ),
+    })
+}
+
+/// A Parquet part whose last row group cannot be read as trades.
+#[cfg(feature = "parquet")]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot read the trades at the end of {}; move the part away to resume from the one \
+     before it",
+    path.display()
+)]
+struct UnreadablePart {
+    path: PathBuf,
+    #[source]
+    source: super::parquet::ParquetCodecError,
 }
 
 /// The complete (newline-terminated) lines at the end of a file, within the tail window.

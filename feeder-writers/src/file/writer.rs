@@ -226,8 +226,10 @@ impl Writer for FileWriter {
             .map_err(WriteError::Io)
     }
 
-    /// The newest trade in the tail of the stream's newest file, ignoring files and trades
-    /// dated more than a day past now (outliers that would move the resume point).
+    /// The newest trade in the tail of the stream's newest file (for Parquet, the last row
+    /// group of the newest part, or the journal of the part being written), ignoring files
+    /// and trades dated more than a day past now (outliers that would move the resume
+    /// point). Journals left by a crash were already finished into parts by [`Self::open`].
     async fn resume_point(
         &mut self,
         exchange: &str,
@@ -243,7 +245,8 @@ impl Writer for FileWriter {
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
         .map_err(|e| match e.kind() {
-            // Lines that are not trades stay so: asking again cannot help.
+            // A tail that is not trades (lines, or a Parquet part that does not decode) stays
+            // so: asking again cannot help.
             std::io::ErrorKind::InvalidData => {
                 WriteError::terminal("cannot read where the files left off", e)
             }
