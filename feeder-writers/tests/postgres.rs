@@ -359,3 +359,47 @@ async fn the_resume_point_is_the_newest_stored_trade_of_the_stream() {
     assert_eq!(w.resume_point("bitstamp", &btc).await.unwrap(), None);
     drop_tables(&url, &[&trades, &candles]).await;
 }
+
+/// A hole recorded again (after a crash between its gap and the trades that follow it) keeps
+/// one row, bounded by the widest of its records.
+#[tokio::test]
+async fn a_gap_recorded_again_keeps_one_row_with_the_widest_bound() {
+    use feeder_core::model::GapReason;
+    let Some(url) = server().await else { return };
+    let (trades, candles) = (
+        unique("gap_trades").replace('-', "_"),
+        unique("gap_candles").replace('-', "_"),
+    );
+    let options = PostgresOptions::new(url.as_str()).with_tables(&trades, &candles);
+    let mut w = PostgresWriter::connect(options).await.unwrap();
+    let gap = |before: Option<u64>| {
+        Event::Gap(Gap {
+            exchange: Arc::from("bybit"),
+            symbol: Symbol::parse("BTC-USDT").unwrap(),
+            after_trade_id: TradeId::from_u64(100),
+            before_trade_id: before.map(TradeId::from_u64),
+            from: Timestamp::from_unix_secs(1_700_000_000),
+            to: before.map(|b| Timestamp::from_unix_secs(1_700_000_000 + b as i64)),
+            reason: GapReason::VenueLimit,
+        })
+    };
+    let c = client(&url).await;
+    let bound = |rows: Vec<tokio_postgres::Row>| -> Vec<Option<String>> {
+        rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect()
+    };
+    let q = format!("SELECT before_trade_id FROM \"{trades}_gaps\"");
+    for (write, want) in [
+        (Some(150), Some("150")),
+        (Some(180), Some("180")),
+        (Some(120), Some("180")),
+        (None, None),
+        (Some(200), None),
+    ] {
+        w.write(&[gap(write)]).await.unwrap();
+        let got = bound(c.query(&q, &[]).await.unwrap());
+        assert_eq!(got, [want.map(str::to_owned)], "after writing {write:?}");
+    }
+    w.close().await.unwrap();
+    let gaps = format!("{trades}_gaps");
+    drop_tables(&url, &[&trades, &candles, &gaps]).await;
+}

@@ -112,6 +112,8 @@ impl Sql {
             )"
         ));
         let gaps = qualify(&o.gaps_table);
+        // A hole recorded again (a crash between its gap and the trades after it) keeps one
+        // row, with the widest bound.
         create.push(format!(
             "CREATE TABLE IF NOT EXISTS {gaps} (
                 exchange text NOT NULL,
@@ -127,11 +129,15 @@ impl Sql {
             )"
         ));
         let insert_gap = format!(
-            "INSERT INTO {gaps}
+            "INSERT INTO {gaps} AS g
                 (exchange, symbol, after_trade_id, before_trade_id, from_ts, to_ts, reason,
                  from_ns, to_ns)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT DO NOTHING"
+             ON CONFLICT (exchange, symbol, after_trade_id) DO UPDATE SET
+                before_trade_id = EXCLUDED.before_trade_id, to_ts = EXCLUDED.to_ts,
+                to_ns = EXCLUDED.to_ns, reason = EXCLUDED.reason
+             WHERE g.to_ns IS NOT NULL
+                AND (EXCLUDED.to_ns IS NULL OR EXCLUDED.to_ns > g.to_ns)"
         );
         let insert_trades = format!(
             "INSERT INTO {trades}
