@@ -62,6 +62,8 @@ struct WireFrame<'a> {
     reconnect: Option<bool>,
     ack: Option<bool>,
     gap: Option<u64>,
+    /// A message kind this venue does not know.
+    kind: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +135,9 @@ impl StreamVenue for Toy {
         }
         if w.ack == Some(true) {
             return Ok(Frame::Ack);
+        }
+        if w.kind.is_some() {
+            return Ok(Frame::Unrecognized);
         }
         let s = w.s.ok_or_else(|| ParseError::field("s", "missing"))?;
         if let Some(last) = w.gap {
@@ -627,6 +632,26 @@ async fn stream_answers_app_pings_protocol_pings_and_sends_keepalives() {
         .wait_received(2, |r| r.message == Incoming::Ping(b"ka".to_vec()), WAIT)
         .await
         .unwrap();
+    run.stop().await.unwrap();
+}
+
+/// A message of a shape the parser does not know is counted, and the stream goes on.
+#[tokio::test]
+async fn stream_counts_messages_it_does_not_know_and_goes_on() {
+    let script = vec![
+        Step::Expect(1),
+        Step::Send(r#"{"kind":"ticker"}"#.into()),
+        Step::Send(wire(1)),
+        Step::Send(r#"{"kind":"ticker"}"#.into()),
+        Step::Send(wire(2)),
+    ];
+    let server = WsServer::scripted(script).unwrap();
+    let toy = Toy::new(server.url(), unused_rest());
+    let mut run = Run::start(StreamExchange::new("toy", Arc::new(toy)), None);
+    run.until_ids(1..=2).await;
+    assert_eq!(run.stat(|s| &s.unrecognized), 2);
+    assert_eq!(run.stat(|s| &s.parse_errors), 0);
+    assert_eq!(server.connections(), 1);
     run.stop().await.unwrap();
 }
 

@@ -149,7 +149,7 @@ impl BinanceVenue {
             // Sent before Binance closes the connection for maintenance: reconnect now, to
             // another server, rather than lose the trades in between.
             "serverShutdown" => Ok(Frame::Reconnect),
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 
@@ -242,7 +242,7 @@ impl StreamVenue for BinanceVenue {
         if env.id.is_some() && env.stream.is_none() {
             return Ok(Frame::Ack);
         }
-        Ok(Frame::Ignored)
+        Ok(Frame::Unrecognized)
     }
 
     fn ping(&self) -> Option<Ping> {

@@ -70,8 +70,8 @@ fn websocket_payloads() {
             )]),
         ),
         ("ws_subscribe_result.json", Control(Frame::Ack)),
-        ("ws_agg_trade.json", Control(Frame::Ignored)),
-        ("ws_no_data.json", Control(Frame::Ignored)),
+        ("ws_agg_trade.json", Control(Frame::Unrecognized)),
+        ("ws_no_data.json", Control(Frame::Unrecognized)),
         ("ws_server_shutdown.json", Control(Frame::Reconnect)),
         ("ws_server_shutdown_event.json", Control(Frame::Reconnect)),
         (

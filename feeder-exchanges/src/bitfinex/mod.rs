@@ -178,7 +178,7 @@ impl BitfinexVenue {
                 Some(INFO_RECONNECT | INFO_MAINTENANCE_END) => Ok(Frame::Reconnect),
                 // Maintenance: the channels go quiet until 20061; nothing to do meanwhile.
                 Some(INFO_MAINTENANCE_START) => Ok(Frame::Ignored),
-                Some(_) => Ok(Frame::Ignored),
+                Some(_) => Ok(Frame::Unrecognized),
                 // The greeting on connect: version and platform status.
                 None => Ok(Frame::Ack),
             },
@@ -195,7 +195,7 @@ impl BitfinexVenue {
                     None => msg.to_owned(),
                 }))
             }
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 }
@@ -309,7 +309,9 @@ impl StreamVenue for BitfinexVenue {
                 }
                 // The same trade as the `te` before it (see the module docs).
                 "tu" => Ok(Frame::Ignored),
-                _ => Ok(Frame::Ignored),
+                // Funding trades, not exchange trades.
+                "fte" | "ftu" => Ok(Frame::Ignored),
+                _ => Ok(Frame::Unrecognized),
             };
         }
         // The snapshot of recent trades that follows a subscription, newest first.

@@ -132,7 +132,7 @@ fn websocket_payloads() {
         ("ws_hb.json", Control(Frame::Heartbeat)),
         ("ws_pong.json", Control(Frame::Heartbeat)),
         ("ws_fte.json", Control(Frame::Ignored)),
-        ("ws_unknown_event.json", Control(Frame::Ignored)),
+        ("ws_unknown_event.json", Control(Frame::Unrecognized)),
         (
             "ws_error.json",
             Err(|e| matches!(e, ParseError::Venue(m) if m == "10300: symbol: invalid")),

@@ -276,7 +276,7 @@ impl StreamVenue for BitstampVenue {
                     .unwrap_or_else(|| "bts:error without a message".to_owned());
                 Err(ParseError::Venue(message))
             }
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 

@@ -60,7 +60,7 @@ fn websocket_payloads() {
         ("ws_subscription_succeeded.json", Control(Frame::Ack)),
         ("ws_heartbeat.json", Control(Frame::Heartbeat)),
         ("ws_request_reconnect.json", Control(Frame::Reconnect)),
-        ("ws_unknown_event.json", Control(Frame::Ignored)),
+        ("ws_unknown_event.json", Control(Frame::Unrecognized)),
         ("ws_trade_private_channel.json", Control(Frame::Ignored)),
         (
             "ws_error.json",

@@ -200,7 +200,7 @@ impl StreamVenue for BybitVenue {
             };
         }
         let Some(op) = m.op else {
-            return Ok(Frame::Ignored);
+            return Ok(Frame::Unrecognized);
         };
         if m.success == Some(false) {
             let msg = m.ret_msg.as_deref().map(truncate).unwrap_or("no message");
@@ -211,7 +211,7 @@ impl StreamVenue for BybitVenue {
             // Spot answers a ping with `op: ping, ret_msg: pong`; other streams with
             // `op: pong`.
             "ping" | "pong" => Ok(Frame::Heartbeat),
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 

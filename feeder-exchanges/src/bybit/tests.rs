@@ -68,7 +68,7 @@ fn websocket_payloads() {
         ("ws_pong.json", Control(Frame::Heartbeat)),
         ("ws_pong_linear.json", Control(Frame::Heartbeat)),
         ("ws_orderbook.json", Control(Frame::Ignored)),
-        ("ws_unknown.json", Control(Frame::Ignored)),
+        ("ws_unknown.json", Control(Frame::Unrecognized)),
         (
             "ws_subscribe_failed.json",
             Err(|e| {

@@ -204,7 +204,7 @@ impl StreamVenue for CoinbaseVenue {
                 }
                 Err(ParseError::Venue(text))
             }
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 }

@@ -69,7 +69,7 @@ fn websocket_payloads() {
             }),
         ),
         ("ws_heartbeat_no_trade_id.json", Control(Frame::Heartbeat)),
-        ("ws_ticker.json", Control(Frame::Ignored)),
+        ("ws_ticker.json", Control(Frame::Unrecognized)),
         (
             "ws_error.json",
             Err(|e| {

@@ -267,7 +267,7 @@ impl StreamVenue for GeminiVenue {
                 }
                 Err(ParseError::Venue(text))
             }
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 }

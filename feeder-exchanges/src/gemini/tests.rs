@@ -82,7 +82,7 @@ fn websocket_payloads() {
             )]),
         ),
         ("ws_heartbeat.json", Control(Frame::Heartbeat)),
-        ("ws_candles.json", Control(Frame::Ignored)),
+        ("ws_candles.json", Control(Frame::Unrecognized)),
         (
             "ws_error.json",
             Err(|e| {

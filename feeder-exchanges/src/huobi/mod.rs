@@ -211,7 +211,7 @@ impl HuobiVenue {
         match m.status {
             Some("ok") if m.subbed.is_some() || m.unsubbed.is_some() => Ok(Frame::Ack),
             Some("error") => Err(venue_error(m.err_code.as_deref(), m.err_msg.as_deref())),
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 }

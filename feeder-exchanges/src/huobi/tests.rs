@@ -107,7 +107,7 @@ fn websocket_payloads() {
         ),
         ("ws_trade_missing_amount.json", Err(is_json)),
         ("ws_other_channel.json", Control(Frame::Ignored)),
-        ("ws_unknown.json", Control(Frame::Ignored)),
+        ("ws_unknown.json", Control(Frame::Unrecognized)),
         ("ws_truncated.json", Err(is_json)),
     ];
     stream_table_with(&venue(), "huobi", cases, frame);

@@ -244,7 +244,7 @@ impl StreamVenue for KrakenVenue {
             return Ok(match method {
                 "subscribe" | "unsubscribe" => Frame::Ack,
                 "pong" => Frame::Heartbeat,
-                _ => Frame::Ignored,
+                _ => Frame::Unrecognized,
             });
         }
         match m.channel {
@@ -261,7 +261,9 @@ impl StreamVenue for KrakenVenue {
                 }
             }
             Some("heartbeat") => Ok(Frame::Heartbeat),
-            _ => Ok(Frame::Ignored),
+            // The connection's status, sent at connect and on changes: nothing of ours.
+            Some("status") => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 

@@ -72,7 +72,7 @@ fn websocket_payloads() {
         ("ws_pong.json", Control(Frame::Heartbeat)),
         ("ws_heartbeat.json", Control(Frame::Heartbeat)),
         ("ws_status.json", Control(Frame::Ignored)),
-        ("ws_book.json", Control(Frame::Ignored)),
+        ("ws_book.json", Control(Frame::Unrecognized)),
         (
             "ws_subscribe_error.json",
             Err(|e| {

@@ -184,7 +184,9 @@ impl StreamVenue for OkxVenue {
             Some("notice") if m.code.as_deref() == Some(UPGRADE_NOTICE) => {
                 return Ok(Frame::Reconnect)
             }
-            Some(_) => return Ok(Frame::Ignored),
+            // How many connections the account holds: nothing of ours.
+            Some("channel-conn-count") => return Ok(Frame::Ignored),
+            Some(_) => return Ok(Frame::Unrecognized),
         }
         match m.arg {
             Some(arg) if arg.channel == "trades" || arg.channel == "trades-all" => {
@@ -199,7 +201,7 @@ impl StreamVenue for OkxVenue {
                     }
                 }
             }
-            _ => Ok(Frame::Ignored),
+            _ => Ok(Frame::Unrecognized),
         }
     }
 

@@ -61,7 +61,7 @@ fn websocket_payloads() {
         ("ws_pong.txt", Control(Frame::Heartbeat)),
         ("ws_notice_upgrade.json", Control(Frame::Reconnect)),
         ("ws_conn_count.json", Control(Frame::Ignored)),
-        ("ws_books.json", Control(Frame::Ignored)),
+        ("ws_books.json", Control(Frame::Unrecognized)),
         (
             "ws_error.json",
             Err(|e| matches!(e, ParseError::Venue(m) if m.starts_with("60012: Invalid request"))),
