@@ -90,12 +90,25 @@ pub fn parse_csv(text: &str) -> Vec<Event> {
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
     let candles = header.contains("interval");
+    let gaps = header.contains("after_trade_id");
     lines
         .map(|l| {
             let c: Vec<&str> = l.split(',').collect();
             let ts = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
             let d = |s: &str| s.parse().unwrap();
-            if candles {
+            if gaps {
+                let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+                Event::Gap(feeder_core::model::Gap {
+                    exchange: Arc::from(c[0]),
+                    symbol: Symbol::parse(c[1]).unwrap(),
+                    after_trade_id: TradeId::new(c[2]),
+                    before_trade_id: some(c[3]).map(|s| TradeId::new(&s)),
+                    from: ts(c[4]),
+                    to: some(c[5]).map(|s| ts(&s)),
+                    reason: serde_json::from_value(serde_json::Value::String(c[6].into()))
+                        .unwrap(),
+                })
+            } else if candles {
                 Event::Candle(Candle {
                     exchange: Arc::from(c[0]),
                     symbol: Symbol::parse(c[1]).unwrap(),
