@@ -44,6 +44,12 @@ enum Got {
     Cancelled,
 }
 
+/// What one attempt of a request came to.
+enum Judged {
+    Done(Got),
+    Retry(Duration),
+}
+
 /// Makes a venue's requests: per-request timeout, retries of 429/5xx/transport failures with
 /// backoff (or the venue's `Retry-After`), and shutdown at every wait.
 #[derive(Clone, Debug)]
@@ -85,73 +91,16 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 impl Fetcher {
     /// GETs `req`, retrying what can be retried.
     async fn get(&self, req: &HttpRequest, ctx: &ExchangeContext) -> Got {
-        let name = &*self.name;
-        let url = req.url.as_str();
         let mut backoff = self.backoff.clone();
         let attempts = self.attempts.max(1);
         for attempt in 1..=attempts {
-            let mut builder = self.client.get(req.url.clone()).timeout(self.timeout);
-            for (k, v) in &req.headers {
-                builder = builder.header(k, v);
-            }
-            let call = async {
-                let resp = builder.send().await?;
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, headers, body))
-            };
             let result = tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Got::Cancelled,
-                r = call => r,
+                r = self.call(req) => r,
             };
-            let delay = match result {
-                Ok((status, headers, body)) if (200..300).contains(&status) => {
-                    ExchangeStats::incr(&ctx.stats.contacts);
-                    return Got::Answer(Answer {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
-                Ok((status, headers, _)) if status == 429 || status >= 500 => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    let asked = retry_after(&headers);
-                    let wait = asked.unwrap_or_else(|| backoff.next_delay());
-                    let err = ExchangeError::Status {
-                        status,
-                        url: url.to_owned(),
-                        retry_after: asked,
-                    };
-                    tracing::warn!(exchange = name, error = %err, attempt, ?wait, "request failed, will retry");
-                    wait
-                }
-                Ok((status, headers, _)) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    let err = ExchangeError::Status {
-                        status,
-                        url: url.to_owned(),
-                        retry_after: retry_after(&headers),
-                    };
-                    tracing::warn!(exchange = name, error = %err, "request refused, skipped");
-                    return Got::Skipped;
-                }
-                Err(source) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    let wait = backoff.next_delay();
-                    let err = ExchangeError::Http {
-                        url: url.to_owned(),
-                        source,
-                    };
-                    tracing::warn!(
-                        exchange = name,
-                        error = %ErrorChain(&err),
-                        attempt,
-                        ?wait,
-                        "request failed, will retry"
-                    );
-                    wait
-                }
+            let delay = match self.judge(req, result, attempt, &mut backoff, ctx) {
+                Judged::Done(got) => return got,
+                Judged::Retry(delay) => delay,
             };
             if attempt == attempts {
                 break;
@@ -161,12 +110,78 @@ impl Fetcher {
             }
         }
         tracing::warn!(
-            exchange = name,
-            url,
+            exchange = &*self.name,
+            url = req.url.as_str(),
             attempts,
             "request still failing, skipped"
         );
         Got::Skipped
+    }
+
+    /// One GET: status, headers and body.
+    async fn call(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<(u16, http::HeaderMap, Bytes), reqwest::Error> {
+        let mut builder = self.client.get(req.url.clone()).timeout(self.timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        let resp = builder.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await?;
+        Ok((status, headers, body))
+    }
+
+    /// What an attempt came to: an answer, a refusal (skipped), or a wait before the next
+    /// try (429, 5xx and transport failures), each failure counted and logged.
+    fn judge(
+        &self,
+        req: &HttpRequest,
+        result: Result<(u16, http::HeaderMap, Bytes), reqwest::Error>,
+        attempt: usize,
+        backoff: &mut Backoff,
+        ctx: &ExchangeContext,
+    ) -> Judged {
+        let name = &*self.name;
+        let url = req.url.as_str();
+        let (status, headers, body) = match result {
+            Ok(r) => r,
+            Err(source) => {
+                ExchangeStats::incr(&ctx.stats.errors);
+                let wait = backoff.next_delay();
+                let err = ExchangeError::Http {
+                    url: url.to_owned(),
+                    source,
+                };
+                tracing::warn!(exchange = name, error = %ErrorChain(&err), attempt, ?wait, "request failed, will retry");
+                return Judged::Retry(wait);
+            }
+        };
+        if (200..300).contains(&status) {
+            ExchangeStats::incr(&ctx.stats.contacts);
+            return Judged::Done(Got::Answer(Answer {
+                status,
+                headers,
+                body,
+            }));
+        }
+        ExchangeStats::incr(&ctx.stats.errors);
+        let asked = retry_after(&headers);
+        let err = ExchangeError::Status {
+            status,
+            url: url.to_owned(),
+            retry_after: asked,
+        };
+        if status == 429 || status >= 500 {
+            let wait = asked.unwrap_or_else(|| backoff.next_delay());
+            tracing::warn!(exchange = name, error = %err, attempt, ?wait, "request failed, will retry");
+            Judged::Retry(wait)
+        } else {
+            tracing::warn!(exchange = name, error = %err, "request refused, skipped");
+            Judged::Done(Got::Skipped)
+        }
     }
 
     /// Delivers every trade of `symbol` newer than `from` into the pipeline, oldest first,
@@ -301,16 +316,7 @@ impl Fetcher {
         }
         let trades = sort_unique(collected);
         if let (Some(from), Some(first), false) = (from, trades.first(), reached) {
-            let gap = Gap {
-                exchange: first.exchange.clone(),
-                symbol: symbol.clone(),
-                after_trade_id: from.trade_id.clone(),
-                before_trade_id: Some(first.trade_id.clone()),
-                from: from.timestamp,
-                to: Some(first.timestamp),
-                reason: GapReason::VenueLimit,
-            };
-            ctx.sink.send_gap(gap).await?;
+            ctx.sink.send_gap(unreached(symbol, from, first)).await?;
         }
         let delivered = trades.len() as u64;
         if from.is_some() {
@@ -359,6 +365,19 @@ impl Fetcher {
                 Ok(Paged::Failed)
             }
         }
+    }
+}
+
+/// The hole between the last trade seen and the oldest one a walk back reached.
+fn unreached(symbol: &Symbol, from: &Cursor, first: &Trade) -> Gap {
+    Gap {
+        exchange: first.exchange.clone(),
+        symbol: symbol.clone(),
+        after_trade_id: from.trade_id.clone(),
+        before_trade_id: Some(first.trade_id.clone()),
+        from: from.timestamp,
+        to: Some(first.timestamp),
+        reason: GapReason::VenueLimit,
     }
 }
 

@@ -156,68 +156,43 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
     }
 
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
-        let name = &*self.name;
         let url = self.checked_url(&ctx)?;
-        let stale = self.stale_timeout();
         let fetcher = match self.backfill {
             Some(_) => Some(self.fetcher()?),
             None => None,
         };
-        let mut backoff = self.backoff.clone();
-        // Backfills that have not completed, by symbol, with where they must start; tried
-        // again while streaming until they do.
-        let mut gaps = Gaps::new();
-        // A restarted run resumes where the previous one stopped.
-        let mut backfill_due = ctx.symbols.iter().any(|s| ctx.cursors.get(s).is_some());
-        // A venue that asks to reconnect again and again without sending data gets backoff.
-        let mut asked_without_data = false;
+        let mut between = Between {
+            backoff: self.backoff.clone(),
+            gaps: Gaps::new(),
+            // A restarted run resumes where the previous one stopped.
+            backfill_due: ctx.symbols.iter().any(|s| ctx.cursors.get(s).is_some()),
+            asked_without_data: false,
+        };
         loop {
-            let ws = match self.connect(&url, &ctx.shutdown).await {
-                Ok(Some(ws)) => ws,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    let wait = backoff.next_delay();
-                    tracing::warn!(exchange = name, %url, error = %ErrorChain(&e), ?wait, "connect failed");
-                    if !sleep_or_cancel(wait, &ctx.shutdown).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
+            let Some(ws) = self
+                .connect_retrying(&url, &ctx, &mut between.backoff)
+                .await
+            else {
+                return Ok(());
             };
-            tracing::info!(exchange = name, %url, "connected");
-            ExchangeStats::incr(&ctx.stats.contacts);
             let setup = Setup {
                 name: &self.name,
                 venue: &*self.venue,
                 rest: self.backfill.as_deref().zip(fetcher.as_ref()),
-                stale,
+                stale: self.stale_timeout(),
                 ctx: &ctx,
-                backoff: &mut backoff,
-                gaps: &mut gaps,
+                backoff: &mut between.backoff,
+                gaps: &mut between.gaps,
             };
-            let (end, delivered) = Session::new(setup, ws).run(backfill_due).await;
+            let (end, delivered) = Session::new(setup, ws).run(between.backfill_due).await;
             let wait = match end {
-                End::Shutdown => return record_unfilled(&ctx, &self.name, gaps).await,
+                End::Shutdown => return record_unfilled(&ctx, &self.name, between.gaps).await,
                 End::Fatal(e) => {
-                    let _ = record_unfilled(&ctx, &self.name, gaps).await;
+                    let _ = record_unfilled(&ctx, &self.name, between.gaps).await;
                     return Err(e);
                 }
-                End::Reconnect => {
-                    ExchangeStats::incr(&ctx.stats.reconnects);
-                    tracing::info!(exchange = name, "the venue asked to reconnect");
-                    let again = !delivered && asked_without_data;
-                    asked_without_data = !delivered;
-                    again.then(|| backoff.next_delay())
-                }
-                End::Failed(e) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
-                    ExchangeStats::incr(&ctx.stats.reconnects);
-                    asked_without_data = false;
-                    let wait = backoff.next_delay();
-                    tracing::warn!(exchange = name, error = %ErrorChain(&e), ?wait, "connection lost, reconnecting");
-                    Some(wait)
-                }
+                End::Reconnect => between.after_reconnect_request(&self.name, &ctx, delivered),
+                End::Failed(e) => Some(between.after_failure(&self.name, &ctx, &e)),
             };
             // Until the next connection has filled the hole, the streams are behind.
             for symbol in &ctx.symbols {
@@ -230,12 +205,78 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                     return Ok(());
                 }
             }
-            backfill_due = true;
+            between.backfill_due = true;
         }
     }
 }
 
+/// What a run keeps between its connections.
+struct Between {
+    backoff: Backoff,
+    /// Backfills that have not completed, by symbol, with where they must start; tried again
+    /// while streaming until they do.
+    gaps: Gaps,
+    /// Whether the next connection backfills before it streams.
+    backfill_due: bool,
+    /// A venue that asks to reconnect again and again without sending data gets backoff.
+    asked_without_data: bool,
+}
+
+impl Between {
+    /// The wait before reconnecting, when the venue asked for a new connection.
+    fn after_reconnect_request(
+        &mut self,
+        name: &str,
+        ctx: &ExchangeContext,
+        delivered: bool,
+    ) -> Option<Duration> {
+        ExchangeStats::incr(&ctx.stats.reconnects);
+        tracing::info!(exchange = name, "the venue asked to reconnect");
+        let again = !delivered && self.asked_without_data;
+        self.asked_without_data = !delivered;
+        again.then(|| self.backoff.next_delay())
+    }
+
+    /// The wait before reconnecting after a failed connection.
+    fn after_failure(&mut self, name: &str, ctx: &ExchangeContext, e: &ExchangeError) -> Duration {
+        ExchangeStats::incr(&ctx.stats.errors);
+        ExchangeStats::incr(&ctx.stats.reconnects);
+        self.asked_without_data = false;
+        let wait = self.backoff.next_delay();
+        tracing::warn!(exchange = name, error = %ErrorChain(e), ?wait, "connection lost, reconnecting");
+        wait
+    }
+}
+
 impl<V: StreamVenue> StreamExchange<V> {
+    /// Connects, retrying with backoff; `None` when shutdown began first.
+    async fn connect_retrying(
+        &self,
+        url: &Url,
+        ctx: &ExchangeContext,
+        backoff: &mut Backoff,
+    ) -> Option<Ws> {
+        let name = &*self.name;
+        loop {
+            match self.connect(url, &ctx.shutdown).await {
+                Ok(Some(ws)) => {
+                    tracing::info!(exchange = name, %url, "connected");
+                    ExchangeStats::incr(&ctx.stats.contacts);
+                    return Some(ws);
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    ExchangeStats::incr(&ctx.stats.errors);
+                    let wait = backoff.next_delay();
+                    tracing::warn!(exchange = name, %url, error = %ErrorChain(&e), ?wait, "connect failed");
+                    if !sleep_or_cancel(wait, &ctx.shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// The venue's URL for these symbols, once the settings are known to make sense.
     fn checked_url(&self, ctx: &ExchangeContext) -> Result<Url, ExchangeError> {
         let name = &*self.name;

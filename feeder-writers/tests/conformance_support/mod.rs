@@ -105,8 +105,7 @@ pub fn parse_csv(text: &str) -> Vec<Event> {
                     before_trade_id: some(c[3]).map(|s| TradeId::new(&s)),
                     from: ts(c[4]),
                     to: some(c[5]).map(|s| ts(&s)),
-                    reason: serde_json::from_value(serde_json::Value::String(c[6].into()))
-                        .unwrap(),
+                    reason: serde_json::from_value(serde_json::Value::String(c[6].into())).unwrap(),
                 })
             } else if candles {
                 Event::Candle(Candle {
