@@ -3,6 +3,8 @@
 //! ```text
 //! crypto-feeder run --config feeder.yaml      # until SIGINT/SIGTERM, then flush and exit 0
 //! crypto-feeder validate --config feeder.yaml # check a config without connecting anywhere
+//! crypto-feeder validate --online --config f  # ... and that each venue lists its symbols
+//! crypto-feeder symbols kraken                # a venue's tradeable symbols, normalized
 //! crypto-feeder exchanges                     # venues and their transports
 //! ```
 //! Logs go to stderr (`-v`, `-vv` or `RUST_LOG`), so the `stdout` writer can be piped.
@@ -13,7 +15,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use feeder_core::config::Config;
+use feeder_core::config::{Config, ExchangeConfig};
+use feeder_core::exchange::fetch_instruments;
 use feeder_core::feeder::{Feeder, Registry, Summary};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -43,11 +46,24 @@ enum Command {
         #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
         config: PathBuf,
     },
-    /// Checks a config file without connecting anywhere.
+    /// Checks a config file without connecting anywhere (with --online, also asks each
+    /// exchange whether it lists the configured symbols).
     Validate {
         /// The YAML config file.
         #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
         config: PathBuf,
+        /// After the offline checks, fetch each exchange's instrument list (from its
+        /// `rest_url` when set) and refuse a symbol it does not list.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Lists a venue's tradeable symbols in normalized form, one a line, sorted.
+    Symbols {
+        /// The venue, by its registry name (`crypto-feeder exchanges` lists them).
+        venue: String,
+        /// The venue's REST base URL instead of its production one (a proxy, a mirror).
+        #[arg(long)]
+        rest_url: Option<String>,
     },
     /// Lists the bundled exchanges and their transports, and the writer types.
     Exchanges,
@@ -82,6 +98,80 @@ fn load(path: &std::path::Path, registry: &Registry) -> anyhow::Result<Config> {
     let config = Config::from_file(path).with_context(|| format!("loading {}", path.display()))?;
     Feeder::validate(&config, registry).with_context(|| format!("checking {}", path.display()))?;
     Ok(config)
+}
+
+/// Runs `f` to completion on a runtime of one thread (a few requests need no more).
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
+}
+
+/// The instruments `cfg`'s venue lists now, or `None` when it cannot list them.
+async fn listed(
+    registry: &Registry,
+    cfg: &ExchangeConfig,
+) -> anyhow::Result<Option<Vec<feeder_core::Symbol>>> {
+    let factory = registry
+        .exchange(&cfg.name)
+        .with_context(|| format!("unknown exchange {:?}", cfg.name))?;
+    let Some(lister) = factory.instruments(cfg) else {
+        return Ok(None);
+    };
+    let lister = lister?;
+    let list = fetch_instruments(&*lister, cfg.request_timeout)
+        .await
+        .with_context(|| format!("fetching the instruments of {}", cfg.name))?;
+    Ok(Some(list))
+}
+
+/// `crypto-feeder symbols VENUE`.
+async fn symbols(venue: &str, rest_url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    let mut cfg = ExchangeConfig::new(venue, Vec::new());
+    if let Some(u) = rest_url {
+        cfg.rest_url = Some(u.parse().with_context(|| format!("--rest-url {u:?}"))?);
+    }
+    let list = listed(&registry, &cfg)
+        .await?
+        .with_context(|| format!("{venue} cannot list its instruments"))?;
+    let mut out = String::with_capacity(list.len() * 10);
+    for s in &list {
+        out.push_str(s.as_str());
+        out.push('\n');
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses the configured symbols their venue does not list, naming each. A venue that
+/// cannot list its instruments is not checked, and says so.
+async fn check_online(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for (i, ex) in config.exchanges.iter().enumerate() {
+        let Some(list) = listed(registry, ex)
+            .await
+            .with_context(|| format!("exchanges[{i}] ({})", ex.name))?
+        else {
+            tracing::warn!(exchange = %ex.name, "cannot list its instruments; symbols not checked");
+            continue;
+        };
+        for s in &ex.symbols {
+            if list.binary_search(s).is_err() {
+                missing.push(format!("exchanges[{i}] ({}): {s}", ex.name));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "symbols the venue does not list as trading: {}",
+            missing.join("; ")
+        )
+    }
 }
 
 /// SIGINT and SIGTERM, listened to from the start so that a signal during start-up is not
@@ -191,18 +281,27 @@ fn main() -> ExitCode {
             .build()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(run(config))),
-        Command::Validate { config } => {
+        Command::Validate { config, online } => {
             let registry = registry();
-            load(&config, &registry).map(|c| {
-                say(&format!(
-                    "{}: ok ({} exchanges, {} writers)",
-                    config.display(),
-                    c.exchanges.len(),
-                    c.writers.len()
-                ));
-                ExitCode::SUCCESS
-            })
+            load(&config, &registry)
+                .and_then(|c| {
+                    if online {
+                        block_on(check_online(&c, &registry))?;
+                    }
+                    Ok(c)
+                })
+                .map(|c| {
+                    say(&format!(
+                        "{}: ok ({} exchanges, {} writers{})",
+                        config.display(),
+                        c.exchanges.len(),
+                        c.writers.len(),
+                        if online { ", symbols listed" } else { "" }
+                    ));
+                    ExitCode::SUCCESS
+                })
         }
+        Command::Symbols { venue, rest_url } => block_on(symbols(&venue, rest_url.as_deref())),
         Command::Exchanges => {
             let registry = registry();
             let mut out = String::from("exchanges:\n");

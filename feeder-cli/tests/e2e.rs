@@ -1483,3 +1483,123 @@ fn a_run_whose_exchange_was_never_reached_names_it_and_fails() {
         "{line}"
     );
 }
+
+/// Runs the binary with `args` off the runtime's threads, so the mocks keep answering.
+async fn crypto_feeder(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `symbols` prints the venue's list in normalized form, sorted: Bitfinex's `tBTCUST` is
+/// `BTC-USDT` and Kraken's `XBT/USD` is `BTC-USD`, and Kraken's `cancel_only` pair is left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbols_lists_a_venues_pairs_normalized_and_sorted() {
+    let symbols = |list: &[&str]| {
+        MockConfig::with_symbols(&list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>())
+    };
+    let bitfinex = MockBitfinex::start_with(symbols(&["BTC-USDT", "LINK-USDT", "ETH-USD"]))
+        .await
+        .unwrap();
+    let kraken = MockKraken::start_with(symbols(&["BTC-USD", "DOGE-USD"]))
+        .await
+        .unwrap();
+    let cases: [(&str, &MockVenue, &[&str]); 2] = [
+        (
+            "bitfinex",
+            &bitfinex,
+            &["BTC-USDT", "ETH-USD", "LINK-USDT", "LTC-BTC", "XMR-USD"],
+        ),
+        (
+            "kraken",
+            &kraken,
+            &["BTC-USD", "DOGE-USD", "LTC-BTC", "XMR-USD"],
+        ),
+    ];
+    for (venue, mock, want) in cases {
+        let out = crypto_feeder(vec![
+            "symbols".into(),
+            venue.into(),
+            "--rest-url".into(),
+            mock.rest_url().to_string(),
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{venue}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{venue}");
+    }
+
+    let out = crypto_feeder(vec!["symbols".into(), "nowhere".into()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown exchange \"nowhere\""));
+}
+
+/// `validate --online` accepts symbols the venues list and refuses one they do not, naming
+/// the exchange and the symbol; without `--online` the same config passes untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
+    let symbols = |list: &[&str]| {
+        MockConfig::with_symbols(&list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>())
+    };
+    let bitfinex = MockBitfinex::start_with(symbols(&["BTC-USDT"]))
+        .await
+        .unwrap();
+    let kraken = MockKraken::start_with(symbols(&["BTC-USD"])).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feeder.yaml");
+    let write = |kraken_symbols: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "exchanges:\n  - name: bitfinex\n    symbols: [BTC-USDT, LTC-BTC]\n    rest_url: {}\n  - name: kraken\n    symbols: [{kraken_symbols}]\n    rest_url: {}\nwriters:\n  - type: log\n",
+                bitfinex.rest_url(),
+                kraken.rest_url()
+            ),
+        )
+        .unwrap();
+    };
+    let validate = |online: bool| {
+        let mut args = vec![
+            "validate".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
+        if online {
+            args.push("--online".into());
+        }
+        crypto_feeder(args)
+    };
+
+    write("BTC-USD, XMR-USD");
+    let out = validate(true).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("symbols listed"));
+
+    // Listed by Kraken, but not trading there.
+    write("BTC-USD, OLD-USD");
+    let out = validate(true).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exchanges[1] (kraken): OLD-USD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("BTC-USD;"), "{stderr}");
+
+    let out = validate(false).await;
+    assert!(
+        out.status.success(),
+        "offline: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -421,6 +421,40 @@ where
     }
 }
 
+/// The REST endpoint of `cfg` for its instrument list: the override or `default`. The
+/// symbols are not looked at (`crypto-feeder symbols` has none).
+pub(crate) fn rest_endpoint(cfg: &ExchangeConfig, default: &str) -> Result<Url, ConfigError> {
+    endpoint(
+        cfg.rest_url.as_ref(),
+        default,
+        &format!("exchanges[{}].rest_url", cfg.name),
+        &["https", "http"],
+    )
+}
+
+/// A GET of `segments` under `base`, with `query` pairs, as an instrument list request.
+pub(crate) fn list_request(
+    base: &Url,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> feeder_core::exchange::HttpRequest {
+    let mut url = join_path(base, segments);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    feeder_core::exchange::HttpRequest {
+        url,
+        headers: vec![("User-Agent".to_owned(), USER_AGENT.to_owned())],
+    }
+}
+
+/// The normalized symbol of a listed instrument, from the usual codes of its assets (any
+/// case); `None` when they make none (an asset name with a dot, an empty part): such an
+/// instrument cannot be configured, so it is not listed.
+pub(crate) fn listed(base: &str, quote: &str) -> Option<feeder_core::Symbol> {
+    feeder_core::Symbol::new(base, quote).ok()
+}
+
 /// Rejects a config without symbols: the venue would connect and stream nothing.
 pub(crate) fn require_symbols(cfg: &ExchangeConfig) -> Result<(), ConfigError> {
     if cfg.symbols.is_empty() {

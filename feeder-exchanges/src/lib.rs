@@ -27,6 +27,18 @@
     feature = "kraken",
 ))]
 mod common;
+#[cfg(all(
+    test,
+    feature = "bitstamp",
+    feature = "coinbase",
+    feature = "bitfinex",
+    feature = "huobi",
+    feature = "binance",
+    feature = "bybit",
+    feature = "okx",
+    feature = "kraken",
+))]
+mod instruments_tests;
 mod scan;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -9,6 +9,7 @@
 
 mod backoff;
 mod context;
+mod instruments;
 mod poll;
 mod rest;
 mod session;
@@ -26,6 +27,7 @@ pub use backoff::Backoff;
 pub use context::{
     Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
 };
+pub use instruments::{fetch_instruments, InstrumentsVenue};
 pub use poll::PollExchange;
 pub use stream::StreamExchange;
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::config::{ConfigError, ExchangeConfig, WriterConfig};
 use crate::error::WriteError;
-use crate::exchange::{Exchange, Transport};
+use crate::exchange::{Exchange, InstrumentsVenue, Transport};
 use crate::writer::Writer;
 
 /// Builds an exchange from its config entry. Building is pure: no I/O happens until the
@@ -18,6 +18,17 @@ pub trait ExchangeFactory: Send + Sync + 'static {
 
     /// Builds the exchange, or says what is wrong with its config.
     fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError>;
+
+    /// The venue's instrument list, at the endpoint `config` names (its `rest_url`, or the
+    /// production one); `config.symbols` may be empty. `None` (the default) when the venue
+    /// cannot list its instruments, and then nothing is checked online.
+    fn instruments(
+        &self,
+        config: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        let _ = config;
+        None
+    }
 }
 
 /// Builds a writer from its config entry.

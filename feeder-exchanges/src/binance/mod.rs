@@ -26,6 +26,7 @@
 //! Symbols: Binance writes `BTCUSDT`, which cannot be split by rule; names are mapped only
 //! from the configured normalized symbols (`BTC-USDT` <-> `BTCUSDT`).
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -36,8 +37,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -45,6 +46,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, decimal, truncate, SymbolTable};
+
+pub use instruments::BinanceInstruments;
 
 /// The registry name.
 pub const NAME: &str = "binance";
@@ -367,6 +370,13 @@ impl ExchangeFactory for BinanceFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(BinanceVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(BinanceInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -30,6 +30,7 @@
 //! written is its absolute value. Ids and times are JSON numbers; strings of digits are read
 //! the same.
 
+mod instruments;
 mod symbols;
 mod wire;
 
@@ -42,8 +43,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -53,6 +54,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::common::{self, decimal, truncate, SymbolTable, BITFINEX_ASSETS};
+
+pub use instruments::BitfinexInstruments;
 
 pub use symbols::to_venue;
 
@@ -448,6 +451,13 @@ impl ExchangeFactory for BitfinexFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(BitfinexVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(BitfinexInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! Side: `type` 0 is a buy and 1 a sell by the taker.
 
+mod instruments;
 mod symbols;
 mod wire;
 
@@ -24,8 +25,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -34,6 +35,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, Uint};
+
+pub use instruments::BitstampInstruments;
 
 pub use symbols::{to_venue, SymbolMap};
 
@@ -337,6 +340,13 @@ impl ExchangeFactory for BitstampFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(BitstampVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(BitstampInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

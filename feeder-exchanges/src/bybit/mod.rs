@@ -16,6 +16,7 @@
 //! as written; an id or a time written as a JSON number is read the same. Symbols: `BTCUSDT`
 //! is mapped only from the configured symbols.
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -26,8 +27,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade};
@@ -35,6 +36,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
+
+pub use instruments::BybitInstruments;
 
 /// The registry name.
 pub const NAME: &str = "bybit";
@@ -279,6 +282,13 @@ impl ExchangeFactory for BybitFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(BybitVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(BybitInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -10,6 +10,7 @@
 //! Side: Coinbase reports the MAKER's side on both APIs; the taker's is the opposite.
 //! Symbols: Coinbase's product ids are already `BASE-QUOTE` in upper case.
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -20,8 +21,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
@@ -29,6 +30,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
+
+pub use instruments::CoinbaseInstruments;
 
 /// The registry name.
 pub const NAME: &str = "coinbase";
@@ -300,6 +303,13 @@ impl ExchangeFactory for CoinbaseFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(CoinbaseVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(CoinbaseInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -19,6 +19,7 @@
 //! Side: `direction` is the taker's side.
 //! Symbols: `BTC-USDT` is `btcusdt`.
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -30,8 +31,8 @@ use std::sync::{Arc, Mutex};
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue, StreamVenue,
-    Transport, WsMessage,
+    Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, PollRequest, PollVenue,
+    StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
@@ -40,6 +41,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::common::{self, decimal, truncate};
+
+pub use instruments::HuobiInstruments;
 
 /// The registry name.
 pub const NAME: &str = "huobi";
@@ -368,6 +371,13 @@ impl ExchangeFactory for HuobiFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(HuobiVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(HuobiInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -31,6 +31,7 @@
 //! Symbols: see [`symbols`] (`BTC-USD` is `BTC/USD` on the stream, `XBTUSD` in requests and
 //! `XXBTZUSD` in REST answers; trades are always written as `BTC-USD`).
 
+mod instruments;
 pub mod symbols;
 mod wire;
 
@@ -42,8 +43,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -51,6 +52,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable, KRAKEN_ASSETS};
+
+pub use instruments::KrakenInstruments;
 
 /// The registry name.
 pub const NAME: &str = "kraken";
@@ -358,6 +361,13 @@ impl ExchangeFactory for KrakenFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(KrakenVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(KrakenInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

@@ -22,6 +22,7 @@
 //! Side: `side` is the taker's side. Symbols: OKX's instrument ids are already `BASE-QUOTE`;
 //! only configured ones are accepted.
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -32,8 +33,8 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, Transport, WsMessage,
 };
 use feeder_core::feeder::{ExchangeFactory, Registry};
 use feeder_core::model::{Symbol, Timestamp, Trade};
@@ -41,6 +42,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, SymbolTable};
+
+pub use instruments::OkxInstruments;
 
 /// The registry name.
 pub const NAME: &str = "okx";
@@ -311,6 +314,13 @@ impl ExchangeFactory for OkxFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(OkxVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
+        Some(OkxInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
     }
 }
 

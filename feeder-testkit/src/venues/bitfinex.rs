@@ -71,7 +71,7 @@ impl MockBitfinex {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new_millis(cfg, FIRST_ID, false);
-        let venue = MockVenue::start(shared, Arc::new(BitfinexWire), trades_hist)?;
+        let venue = MockVenue::start(shared, Arc::new(BitfinexWire), rest)?;
         Ok(Self { venue })
     }
 
@@ -261,6 +261,28 @@ impl Wire for BitfinexWire {
                 .to_owned(),
         ]
     }
+}
+
+/// The REST API: the pair list and the trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/v2/conf/pub:list:pair:exchange"
+        || req.path == "/v2/conf/pub%3Alist%3Apair%3Aexchange"
+    {
+        pair_list(shared)
+    } else {
+        trades_hist(shared, req)
+    }
+}
+
+/// `GET /v2/conf/pub:list:pair:exchange`: `[["BTCUSD","BTCUST","LINK:UST"]]`, the pair
+/// names without the `t`. Bitfinex lists only pairs open for trading.
+fn pair_list(shared: &Shared) -> Response {
+    let names: Vec<String> = shared
+        .listed()
+        .iter()
+        .map(|s| format!("\"{}\"", &pair(s)[1..]))
+        .collect();
+    Response::json(format!("[[{}]]", names.join(",")))
 }
 
 /// `GET /v2/trades/{symbol}/hist?limit=N&sort=-1|1&start=MS&end=MS`: the symbol's trades

@@ -71,6 +71,37 @@ fn canonical_name(s: &Symbol) -> String {
     }
 }
 
+/// The REST API: the asset pairs and the trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/0/public/AssetPairs" {
+        asset_pairs(shared)
+    } else {
+        trades(shared, req)
+    }
+}
+
+/// `GET /0/public/AssetPairs`: every pair by its canonical name, with its `altname`, its
+/// `wsname` in Kraken's asset names (`XBT/USD`) and its `status`; [`super::HALTED`] is
+/// `cancel_only`.
+fn asset_pairs(shared: &Shared) -> Response {
+    let entry = |s: &Symbol, status: &str| {
+        let (b, q) = (rest_asset(s.base()), rest_asset(s.quote()));
+        format!(
+            r#""{}":{{"altname":"{}","wsname":"{b}/{q}","aclass_base":"currency","base":"{b}","aclass_quote":"currency","quote":"{q}","lot":"unit","cost_decimals":5,"pair_decimals":2,"lot_decimals":8,"lot_multiplier":1,"leverage_buy":[],"leverage_sell":[],"fees":[[0,0.4]],"fees_maker":[[0,0.25]],"fee_volume_currency":"ZUSD","margin_call":80,"margin_stop":40,"ordermin":"0.0001","costmin":"0.5","tick_size":"0.01","status":"{status}"}}"#,
+            canonical_name(s),
+            rest_name(s),
+        )
+    };
+    let mut pairs: Vec<String> = shared.listed().iter().map(|s| entry(s, "online")).collect();
+    if let Ok(halted) = Symbol::parse(super::HALTED) {
+        pairs.push(entry(&halted, "cancel_only"));
+    }
+    Response::json(format!(
+        r#"{{"error":[],"result":{{{}}}}}"#,
+        pairs.join(",")
+    ))
+}
+
 /// Seconds with the microseconds of the trade, trailing zeros dropped, as Kraken prints them.
 fn secs_text(t: Timestamp) -> String {
     let micros = t.unix_nanos().div_euclid(1_000);
@@ -107,7 +138,7 @@ impl MockKraken {
     /// `heartbeat` messages).
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new(cfg, FIRST_ID, true);
-        let venue = MockVenue::start(shared, Arc::new(KrakenWire), trades)?;
+        let venue = MockVenue::start(shared, Arc::new(KrakenWire), rest)?;
         Ok(Self { venue })
     }
 }

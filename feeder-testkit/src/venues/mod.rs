@@ -48,6 +48,13 @@ pub use huobi::MockHuobi;
 pub use kraken::MockKraken;
 pub use okx::MockOkx;
 
+/// Symbols every mock lists as trading besides its configured ones, so that a listing is
+/// more than the configuration read back.
+pub const ALSO_LISTED: &[&str] = &["LTC-BTC", "XMR-USD"];
+/// A symbol the mocks whose venues say so list as not trading (halted or delisted): it must
+/// never come out of a listing of what trades.
+pub const HALTED: &str = "OLD-USD";
+
 /// A trade a mock published: the ground truth a client's output is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MockTrade {
@@ -415,6 +422,18 @@ impl Shared {
     pub(crate) fn next_sequence(&self) -> u64 {
         self.sequence
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The symbols the instrument list names as trading: the configured ones and
+    /// [`ALSO_LISTED`].
+    pub(crate) fn listed(&self) -> Vec<Symbol> {
+        let mut all = self.cfg.symbols.clone();
+        for s in ALSO_LISTED.iter().filter_map(|s| Symbol::parse(s).ok()) {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        all
     }
 
     /// The listed symbol the venue calls `venue_name`.
