@@ -83,6 +83,7 @@ impl KafkaWriter {
             }
         }
         tracing::info!(brokers = %brokers, topic = %options.topic, candles_topic = %options.candles_topic, "kafka writer connected");
+        tracing::warn!(topic = %options.topic, "the kafka writer does not report where it left off: after a restart it may receive again, and publish again, what it published just before (consumers dedup on exchange, symbol and trade_id)");
         Ok(Self {
             options,
             config,

@@ -169,6 +169,7 @@ impl S3Writer {
         // Leftovers of an earlier run go first.
         wake.notify_one();
         tracing::info!(bucket = %options.bucket, prefix = %uploader.prefix, spool = %options.spool().display(), "s3 writer ready");
+        tracing::warn!(bucket = %options.bucket, "the s3 writer does not report where it left off: after a restart it may receive again, and upload again, what it stored just before (readers dedup on exchange, symbol and trade_id)");
         Ok(Self {
             options,
             uploader,
