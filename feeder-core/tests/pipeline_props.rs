@@ -233,6 +233,7 @@ fn brute_force(unique: &[Trade], intervals: &[Interval]) -> BTreeMap<CandleKey, 
                 volume: trades.iter().map(|(_, t)| t.amount).sum(),
                 trades: trades.len() as u64,
                 revision: 0,
+                complete: true,
             };
             (key, candle)
         })

@@ -40,6 +40,7 @@ fn candle(exchange: &str, symbol: &str, open_secs: i64, revision: u32) -> Event 
         volume: "12.5".parse().unwrap(),
         trades: 431,
         revision,
+        complete: true,
     })
 }
 

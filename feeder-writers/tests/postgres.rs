@@ -125,6 +125,7 @@ impl ConformanceTarget for PgTarget {
                 volume: r.get(9),
                 trades: r.get::<_, i64>(10) as u64,
                 revision: r.get::<_, i32>(11) as u32,
+                complete: true,
             }));
         }
         Ok(out)

@@ -118,6 +118,7 @@ impl Building {
                 volume: trade.amount,
                 trades: 1,
                 revision: 0,
+                complete: true,
             },
             first_ts: ts,
             last_ts: ts,

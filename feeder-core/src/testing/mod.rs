@@ -251,6 +251,7 @@ fn candle(exchange: &Arc<str>, symbol: &Symbol, slot: i64, revision: u32) -> Eve
         volume: rust_decimal::Decimal::new(125 + r, 1),
         trades: 431 + revision as u64,
         revision,
+        complete: true,
     })
 }
 

@@ -462,6 +462,7 @@ fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCo
             volume: decimal_at(volume, i)?,
             trades: trades.value(i),
             revision: rev.value(i),
+            complete: true,
         }));
     }
     Ok(())
