@@ -24,6 +24,7 @@ pub(crate) struct StageTotals {
     pub valve: Vec<(Arc<str>, ValveCounts)>,
     pub candles: u64,
     pub late_trades: u64,
+    pub incomplete_candles: u64,
 }
 
 impl Stages {
@@ -118,6 +119,7 @@ impl Stages {
         }
         if let Some(a) = &self.aggregator {
             totals.late_trades = a.late_trades();
+            totals.incomplete_candles = a.incomplete_candles();
         }
     }
 }
