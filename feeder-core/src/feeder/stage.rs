@@ -109,6 +109,7 @@ impl Stages {
         self.candles.drain(..).map(Event::Candle).collect()
     }
 
+    /// The wall time at which a live stream's watermark closes the next candle.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.aggregator.as_ref().and_then(Aggregator::next_deadline)
     }
