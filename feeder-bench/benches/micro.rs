@@ -124,7 +124,7 @@ fn aggregator(c: &mut Criterion) {
     g.bench_function("on_trade_30m_1h", |b| {
         b.iter(|| {
             for t in &batch {
-                agg.on_trade(black_box(t), &mut out);
+                agg.on_trade(black_box(t), t.received_at, &mut out);
             }
             out.clear();
         })

@@ -1,14 +1,17 @@
 //! The orchestrator end to end, with in-memory exchanges and writers.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use feeder_core::config::PipelineConfig;
-use feeder_core::exchange::{Backoff, Exchange, ExchangeContext};
+use feeder_core::exchange::{Backoff, Completeness, Exchange, ExchangeContext};
 use feeder_core::feeder::Feeder;
-use feeder_core::model::{parse_decimal, Event, Side, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{
+    parse_decimal, Candle, Event, Gap, GapReason, Interval, Side, Symbol, Timestamp, Trade, TradeId,
+};
 use feeder_core::writer::{RunnerSettings, Writer};
 use feeder_core::{ExchangeError, WriteError};
 use tokio::sync::{watch, Notify};
@@ -783,4 +786,299 @@ async fn a_full_spill_applies_the_drop_policy_with_a_count() {
     assert!(down.spilled > 0, "{summary}");
     assert!(down.dropped > 0, "{summary}");
     assert_eq!(summary.writers[1].events, n);
+}
+
+// ---- Candles by the completeness watermark ---------------------------------------------------
+
+/// 2021-03-01T00:00:00Z, in microseconds.
+const MARCH_1_2021: i64 = 1_614_556_800_000_000;
+
+/// A recorded day of one stream: 2021-03-01, a few thousand trades, busy and quiet hours.
+fn recorded_day(exchange: &str) -> Vec<Trade> {
+    let mut rng = fastrand::Rng::with_seed(20210301);
+    let mut micros = MARCH_1_2021 + rng.i64(0..5_000_000);
+    let mut out = Vec::new();
+    let mut id = 1_000u64;
+    let end = MARCH_1_2021 + 86_400_000_000;
+    while micros < end && out.len() < 20_000 {
+        let mut t = trade(exchange, id);
+        t.price = rust_decimal::Decimal::new(4_500_000 + rng.i64(-20_000..20_000), 2);
+        t.amount = rust_decimal::Decimal::new(rng.i64(1..500_000_000), 8);
+        t.side = if rng.bool() { Side::Buy } else { Side::Sell };
+        t.timestamp = Timestamp::from_unix_micros(micros);
+        t.received_at = Timestamp::from_unix_micros(micros + rng.i64(1_000..90_000));
+        out.push(t);
+        id += 1;
+        // Mostly seconds apart, sometimes several at once, and now and then an hour of
+        // silence (an interval with no trade emits no candle).
+        micros += match rng.u32(0..2_000) {
+            0..=199 => 0,
+            200..=1_998 => rng.i64(1..16_000_000),
+            _ => rng.i64(3_600_000_000..7_200_000_000),
+        };
+    }
+    out
+}
+
+/// Replays a recorded day at full speed, as a venue and its driver would deliver it: live;
+/// then the connection drops and stays down for hours of wall time; a backfill brings the
+/// missed trades in pages (the first overlapping what was already sent), ten minutes of wall
+/// time apart; then live again to the end of the day.
+struct Replay2021 {
+    day: Vec<Trade>,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Replay2021 {
+    fn name(&self) -> &str {
+        "replay"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let name: Arc<str> = Arc::from("replay");
+        let symbol = &ctx.symbols[0];
+        let third = self.day.len() / 3;
+        let (before, rest) = self.day.split_at(third);
+        let (missed, after) = rest.split_at(third);
+        ctx.sink.progress(&name, symbol, Completeness::Live).await?;
+        for batch in before.chunks(100) {
+            ctx.sink.send(batch.to_vec()).await?;
+        }
+        ctx.sink
+            .progress(&name, symbol, Completeness::Behind)
+            .await?;
+        // The wall clock runs on while the stream is behind: under paused time, it just
+        // moves.
+        tokio::time::sleep(Duration::from_secs(3 * 3_600)).await;
+        let overlap = &before[before.len() - 5..];
+        let pages: Vec<Trade> = overlap.iter().chain(missed).cloned().collect();
+        for page in pages.chunks(250) {
+            ctx.sink.send(page.to_vec()).await?;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        ctx.sink.progress(&name, symbol, Completeness::Live).await?;
+        for batch in after.chunks(100) {
+            ctx.sink.send(batch.to_vec()).await?;
+        }
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+type CandleKey = (Interval, i64);
+
+/// Candles recomputed from `trades` (in arrival order), the brute-force way.
+fn recompute_candles(trades: &[Trade], intervals: &[Interval]) -> BTreeMap<CandleKey, Candle> {
+    let mut groups: BTreeMap<CandleKey, Vec<(usize, &Trade)>> = BTreeMap::new();
+    for (arrival, t) in trades.iter().enumerate() {
+        for &iv in intervals {
+            let open = t.timestamp.unix_nanos().div_euclid(iv.nanos()) * iv.nanos();
+            groups.entry((iv, open)).or_default().push((arrival, t));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((iv, open), trades)| {
+            let order = |&&(arrival, t): &&(usize, &Trade)| (t.timestamp, arrival);
+            let first = trades.iter().min_by_key(order).unwrap().1;
+            let last = trades.iter().max_by_key(order).unwrap().1;
+            let c = Candle {
+                exchange: first.exchange.clone(),
+                symbol: first.symbol.clone(),
+                interval: iv,
+                open_time: Timestamp::from_unix_nanos(open, 0),
+                close_time: Timestamp::from_unix_nanos(open + iv.nanos(), 0),
+                open: first.price,
+                high: trades.iter().map(|(_, t)| t.price).max().unwrap(),
+                low: trades.iter().map(|(_, t)| t.price).min().unwrap(),
+                close: last.price,
+                volume: trades.iter().map(|(_, t)| t.amount).sum(),
+                trades: trades.len() as u64,
+                revision: 0,
+                complete: true,
+            };
+            ((iv, open), c)
+        })
+        .collect()
+}
+
+fn candles_of(events: &[Event]) -> Vec<Candle> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Candle(c) => Some(c.clone()),
+            Event::Trade(_) | Event::Gap(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_day_of_2021_replayed_through_a_drop_and_a_backfill_gets_every_candle_exact() {
+    let day = recorded_day("replay");
+    assert!(day.len() > 5_000, "{} trades", day.len());
+    let intervals = [Interval::parse("1m").unwrap(), Interval::M30, Interval::H1];
+    let want = recompute_candles(&day, &intervals);
+    let sent = Arc::new(Notify::new());
+    let (mem, events, mut count) = Memory::new("memory");
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            candles: intervals.to_vec(),
+            ..PipelineConfig::default()
+        })
+        .exchange(
+            Arc::new(Replay2021 {
+                day: day.clone(),
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(Box::new(mem), settings(500))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    // The day's last candles close as a quiet live market's do, by the wall time elapsed
+    // since the last trade: well within two hours.
+    let all = day.len() + want.len();
+    tokio::time::timeout(
+        Duration::from_secs(2 * 3_600),
+        count.wait_for(|c| *c >= all),
+    )
+    .await
+    .expect("the day's last candles never closed")
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+
+    let events = events.lock().unwrap();
+    let want_ids: Vec<String> = day.iter().map(|t| t.trade_id.to_string()).collect();
+    assert_eq!(trade_ids(&events), want_ids, "every trade once, in order");
+    let got = candles_of(&events);
+    assert_eq!(got.len(), want.len());
+    let got: BTreeMap<CandleKey, Candle> = got
+        .into_iter()
+        .map(|c| ((c.interval, c.open_time.unix_nanos()), c))
+        .collect();
+    for (key, c) in &want {
+        assert_eq!(
+            got.get(key),
+            Some(c),
+            "candle {key:?} differs from its trades"
+        );
+    }
+    assert_eq!(
+        summary.exchanges[0].duplicates, 5,
+        "the overlap of the backfill"
+    );
+    assert_eq!(
+        (summary.late_trades, summary.incomplete_candles),
+        (0, 0),
+        "{summary}"
+    );
+    assert!(summary.warnings().is_empty(), "{:?}", summary.warnings());
+    assert_eq!(summary.candles as usize, want.len());
+}
+
+/// Sends trades 0..100 of one minute, then waits for shutdown.
+struct Minute {
+    gap: Option<Gap>,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Minute {
+    fn name(&self) -> &str {
+        "x"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        if let Some(gap) = &self.gap {
+            ctx.sink.send_gap(gap.clone()).await?;
+        }
+        ctx.sink
+            .send((0..100).map(|i| trade("x", i)).collect())
+            .await?;
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+/// Runs `exchange` with 1m candles into a store that resumes after trade `held` (if any)
+/// until the candle of the minute is stored; returns it and the summary.
+async fn one_minute_candle(
+    exchange: Minute,
+    held: Option<u64>,
+) -> (Candle, feeder_core::feeder::Summary) {
+    let sent = exchange.sent.clone();
+    let (mem, events, mut count) = Memory::new("memory");
+    let writer: Box<dyn Writer> = match held {
+        Some(held) => Box::new(Durable { inner: mem, held }),
+        None => Box::new(mem),
+    };
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            candles: vec![Interval::parse("1m").unwrap()],
+            ..PipelineConfig::default()
+        })
+        .exchange(Arc::new(exchange), vec![Symbol::parse("BTC-USD").unwrap()])
+        .writer(writer, settings(10))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    let has_candle =
+        |events: &Arc<Mutex<Vec<Event>>>| !candles_of(&events.lock().unwrap()).is_empty();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        count.wait_for(|_| has_candle(&events)),
+    )
+    .await
+    .expect("no candle within two minutes")
+    .unwrap();
+    shutdown.cancel();
+    let summary = run.await.unwrap();
+    let candles = candles_of(&events.lock().unwrap());
+    assert_eq!(candles.len(), 1, "{candles:?}");
+    (candles[0].clone(), summary)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_marks_the_candle_its_resume_point_falls_in_incomplete() {
+    let sent = Arc::new(Notify::new());
+    let (c, summary) = one_minute_candle(Minute { gap: None, sent }, Some(49)).await;
+    // Trades 0..=49 went into the earlier run's candle; this one holds 50..100.
+    assert_eq!((c.trades, c.complete), (50, false));
+    assert_eq!(summary.incomplete_candles, 1);
+    assert!(summary.is_clean(), "nothing was lost: {summary}");
+    assert_eq!(summary.warnings().len(), 1, "{:?}", summary.warnings());
+
+    let sent = Arc::new(Notify::new());
+    let (c, summary) = one_minute_candle(Minute { gap: None, sent }, None).await;
+    assert_eq!((c.trades, c.complete), (100, true));
+    assert!(summary.warnings().is_empty(), "{:?}", summary.warnings());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_marks_the_candle_it_cuts_incomplete() {
+    let gap = Gap {
+        exchange: Arc::from("x"),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        after_trade_id: TradeId::from_u64(0),
+        before_trade_id: None,
+        from: trade("x", 0).timestamp,
+        to: None,
+        reason: GapReason::NoBackfill,
+    };
+    let sent = Arc::new(Notify::new());
+    let (c, summary) = one_minute_candle(
+        Minute {
+            gap: Some(gap),
+            sent,
+        },
+        None,
+    )
+    .await;
+    assert_eq!((c.trades, c.complete), (100, false));
+    assert_eq!(summary.incomplete_candles, 1);
 }

@@ -40,6 +40,7 @@ fn candle(exchange: &str, symbol: &str, open_secs: i64, revision: u32) -> Event 
         volume: "12.5".parse().unwrap(),
         trades: 431,
         revision,
+        complete: true,
     })
 }
 
@@ -90,12 +91,13 @@ async fn n_events_in_give_a_header_and_n_csv_rows() {
         .map(|i| trade("bitstamp", "BTC-USD", i, DAY2 + 60 * i as i64))
         .collect();
     w.write(&trades).await.unwrap();
-    w.write(&[
-        candle("bitstamp", "BTC-USD", DAY2, 0),
-        candle("bitstamp", "BTC-USD", DAY2, 2),
-    ])
-    .await
-    .unwrap();
+    let mut incomplete = candle("bitstamp", "BTC-USD", DAY2, 2);
+    if let Event::Candle(c) = &mut incomplete {
+        c.complete = false;
+    }
+    w.write(&[candle("bitstamp", "BTC-USD", DAY2, 0), incomplete])
+        .await
+        .unwrap();
     w.close().await.unwrap();
 
     let text = read(&file(dir.path(), "trades/bitstamp/BTC-USD/2024-01-02.csv"));
@@ -119,9 +121,9 @@ async fn n_events_in_give_a_header_and_n_csv_rows() {
     let text = read(&file(dir.path(), "candles/bitstamp/BTC-USD/2024-01-02.csv"));
     assert_eq!(
         text,
-        "exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,trades,revision\n\
-         bitstamp,BTC-USD,30m,2024-01-02T00:00:00Z,2024-01-02T00:30:00Z,43200,43250.5,43190,43210.12,12.5,431,0\n\
-         bitstamp,BTC-USD,30m,2024-01-02T00:00:00Z,2024-01-02T00:30:00Z,43200,43250.5,43190,43210.12,12.5,431,2\n"
+        "exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,trades,revision,complete\n\
+         bitstamp,BTC-USD,30m,2024-01-02T00:00:00Z,2024-01-02T00:30:00Z,43200,43250.5,43190,43210.12,12.5,431,0,true\n\
+         bitstamp,BTC-USD,30m,2024-01-02T00:00:00Z,2024-01-02T00:30:00Z,43200,43250.5,43190,43210.12,12.5,431,2,false\n"
     );
 }
 

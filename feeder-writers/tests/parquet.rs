@@ -519,6 +519,7 @@ async fn a_part_that_cannot_be_read_is_an_error_not_a_fresh_start() {
         volume: "1".parse().unwrap(),
         trades: 1,
         revision: 0,
+        complete: true,
     });
     std::fs::write(&newest, encode_parquet(&[candle]).unwrap()).unwrap();
     let err = w.resume_point("kraken", &btc()).await.unwrap_err();

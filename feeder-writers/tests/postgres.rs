@@ -108,7 +108,7 @@ impl ConformanceTarget for PgTarget {
         }
         let q = format!(
             "SELECT exchange, symbol, \"interval\", open_time, close_time, open, high, low, close, \
-             volume, trades, revision FROM \"{}\"",
+             volume, trades, revision, complete FROM \"{}\"",
             self.candles
         );
         for r in c.query(&q, &[]).await? {
@@ -125,6 +125,7 @@ impl ConformanceTarget for PgTarget {
                 volume: r.get(9),
                 trades: r.get::<_, i64>(10) as u64,
                 revision: r.get::<_, i32>(11) as u32,
+                complete: r.get(12),
             }));
         }
         let q = format!(
@@ -402,4 +403,58 @@ async fn a_gap_recorded_again_keeps_one_row_with_the_widest_bound() {
     w.close().await.unwrap();
     let gaps = format!("{trades}_gaps");
     drop_tables(&url, &[&trades, &candles, &gaps]).await;
+}
+
+#[tokio::test]
+async fn a_candles_table_from_before_the_complete_column_gets_it_and_keeps_its_rows() {
+    let Some(url) = server().await else { return };
+    let (trades, candles) = (
+        unique("old_trades").replace('-', "_"),
+        unique("old_candles").replace('-', "_"),
+    );
+    let c = client(&url).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE \"{candles}\" (exchange text NOT NULL, symbol text NOT NULL,
+            \"interval\" text NOT NULL, open_time timestamptz NOT NULL,
+            close_time timestamptz NOT NULL, open numeric NOT NULL, high numeric NOT NULL,
+            low numeric NOT NULL, close numeric NOT NULL, volume numeric NOT NULL,
+            trades bigint NOT NULL, revision integer NOT NULL,
+            PRIMARY KEY (exchange, symbol, \"interval\", open_time));
+         INSERT INTO \"{candles}\" VALUES ('x', 'BTC-USD', '30m', '2024-01-02T00:00:00Z',
+            '2024-01-02T00:30:00Z', 1, 1, 1, 1, 1, 1, 0);"
+    ))
+    .await
+    .unwrap();
+    let mut w =
+        PostgresWriter::connect(PostgresOptions::new(url.as_str()).with_tables(&trades, &candles))
+            .await
+            .unwrap();
+    let open = Timestamp::parse_rfc3339("2024-01-02T00:30:00Z").unwrap();
+    let candle = Candle {
+        exchange: Arc::from("x"),
+        symbol: Symbol::parse("BTC-USD").unwrap(),
+        interval: Interval::M30,
+        open_time: open,
+        close_time: Timestamp::from_unix_secs(open.unix_secs() + 1_800),
+        open: Decimal::ONE,
+        high: Decimal::ONE,
+        low: Decimal::ONE,
+        close: Decimal::ONE,
+        volume: Decimal::ONE,
+        trades: 1,
+        revision: 0,
+        complete: false,
+    };
+    w.write(&[Event::Candle(candle)]).await.unwrap();
+    w.close().await.unwrap();
+    let rows = c
+        .query(
+            &format!("SELECT complete FROM \"{candles}\" ORDER BY open_time"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let flags: Vec<bool> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(flags, [true, false], "the old row is taken as complete");
+    drop_tables(&url, &[&trades, &candles]).await;
 }

@@ -245,8 +245,8 @@ pub struct PipelineConfig {
     /// Candle intervals (`[]` for none).
     #[serde(default = "default_candles")]
     pub candles: Vec<Interval>,
-    /// How long after an interval closes its candle waits for stragglers before it is emitted
-    /// in a quiet market.
+    /// How far past an interval's close its stream must be known complete (its completeness
+    /// watermark) before the candle is emitted: room for trades that arrive out of order.
     #[serde(default = "default_candle_grace", with = "serde_duration")]
     pub candle_grace: Duration,
     /// What to do with a trade older than an emitted candle.

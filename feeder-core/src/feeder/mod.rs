@@ -376,6 +376,7 @@ impl Feeder {
                 .map(|(n, s, _)| (n.as_str(), s.as_ref())),
             totals.valve,
             totals.candles,
+            totals.incomplete_candles,
             totals.late_trades,
             stragglers,
         )

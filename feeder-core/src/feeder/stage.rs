@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::PipelineConfig;
-use crate::exchange::{Cursor, Input};
-use crate::model::{Candle, Event, Symbol, Timestamp, Trade};
+use crate::exchange::{Completeness, Cursor, Input};
+use crate::model::{Candle, Event, Gap, Symbol, Timestamp, Trade};
 use crate::pipeline::{Aggregator, Valve, ValveCounts};
 use crate::writer::WriterHandle;
 
@@ -24,10 +24,12 @@ pub(crate) struct StageTotals {
     pub valve: Vec<(Arc<str>, ValveCounts)>,
     pub candles: u64,
     pub late_trades: u64,
+    pub incomplete_candles: u64,
 }
 
 impl Stages {
-    /// Stages for `cfg`; the valve starts knowing the trades up to each `seeds` cursor.
+    /// Stages for `cfg`; the valve starts knowing the trades up to each `seeds` cursor, and
+    /// the aggregator knows that each seeded stream resumes after its cursor.
     pub(crate) fn new(cfg: &PipelineConfig, seeds: &[(Arc<str>, Symbol, Cursor)]) -> Self {
         let valve = cfg.dedup.then(|| {
             let mut v = Valve::new(cfg.dedup_window);
@@ -36,19 +38,26 @@ impl Stages {
             }
             v
         });
+        let aggregator = (!cfg.candles.is_empty()).then(|| {
+            let mut a = Aggregator::new(&cfg.candles, cfg.candle_grace, cfg.late_trades);
+            for (ex, sym, c) in seeds {
+                a.resume(ex, sym, c.timestamp);
+            }
+            a
+        });
         Self {
             valve,
-            aggregator: (!cfg.candles.is_empty())
-                .then(|| Aggregator::new(&cfg.candles, cfg.candle_grace, cfg.late_trades)),
+            aggregator,
             candles: Vec::new(),
         }
     }
 
-    /// Dedups `trades`, feeds the aggregator, and returns the events to fan out (trades, then
-    /// any candles they closed).
+    /// Dedups `trades`, taken in at wall time `now`, feeds the aggregator, and returns the
+    /// events to fan out (trades, then any candles they closed).
     pub(crate) fn process(
         &mut self,
         mut trades: Vec<Trade>,
+        now: Timestamp,
         totals: &mut StageTotals,
     ) -> Vec<Event> {
         if let Some(v) = &mut self.valve {
@@ -56,7 +65,7 @@ impl Stages {
         }
         if let Some(a) = &mut self.aggregator {
             for t in &trades {
-                a.on_trade(t, &mut self.candles);
+                a.on_trade(t, now, &mut self.candles);
             }
         }
         let mut events = Vec::with_capacity(trades.len() + self.candles.len());
@@ -66,7 +75,32 @@ impl Stages {
         events
     }
 
-    /// Candles closed by the clock.
+    /// A stream's completeness changed; returns the candles that closed because of it.
+    pub(crate) fn progress(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        completeness: Completeness,
+        now: Timestamp,
+        totals: &mut StageTotals,
+    ) -> Vec<Event> {
+        if let Some(a) = &mut self.aggregator {
+            a.on_progress(exchange, symbol, completeness, now, &mut self.candles);
+        }
+        totals.candles += self.candles.len() as u64;
+        self.candles.drain(..).map(Event::Candle).collect()
+    }
+
+    /// A hole on record: the candles it overlaps are emitted incomplete. Returns the gap
+    /// event to fan out.
+    pub(crate) fn gap(&mut self, gap: Gap) -> Vec<Event> {
+        if let Some(a) = &mut self.aggregator {
+            a.on_gap(&gap);
+        }
+        vec![Event::Gap(gap)]
+    }
+
+    /// Candles closed by the clock: live streams' watermarks run on with it.
     pub(crate) fn tick(&mut self, now: Timestamp, totals: &mut StageTotals) -> Vec<Event> {
         if let Some(a) = &mut self.aggregator {
             a.on_tick(now, &mut self.candles);
@@ -75,6 +109,7 @@ impl Stages {
         self.candles.drain(..).map(Event::Candle).collect()
     }
 
+    /// The wall time at which a live stream's watermark closes the next candle.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.aggregator.as_ref().and_then(Aggregator::next_deadline)
     }
@@ -85,6 +120,7 @@ impl Stages {
         }
         if let Some(a) = &self.aggregator {
             totals.late_trades = a.late_trades();
+            totals.incomplete_candles = a.incomplete_candles();
         }
     }
 }
@@ -132,10 +168,11 @@ pub(crate) async fn run(
         let events = tokio::select! {
             biased;
             batch = rx.recv() => match batch {
-                Some(Input::Trades(trades)) => stages.process(trades, &mut totals),
-                Some(Input::Gap(gap)) => vec![Event::Gap(gap)],
-                // Candles still close by the wall clock here.
-                Some(Input::Progress { .. }) => Vec::new(),
+                Some(Input::Trades(trades)) => stages.process(trades, clock.now(), &mut totals),
+                Some(Input::Gap(gap)) => stages.gap(gap),
+                Some(Input::Progress { exchange, symbol, completeness }) => {
+                    stages.progress(&exchange, &symbol, completeness, clock.now(), &mut totals)
+                }
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),

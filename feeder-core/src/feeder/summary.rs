@@ -86,8 +86,11 @@ pub struct Summary {
     pub exchanges: Vec<ExchangeSummary>,
     /// Per writer.
     pub writers: Vec<WriterSummary>,
-    /// Candles emitted.
+    /// Candles emitted (revisions included).
     pub candles: u64,
+    /// Of those, the ones emitted with `complete: false`: a recorded gap overlaps them, or
+    /// they began before the point their stream resumed from.
+    pub incomplete_candles: u64,
     /// Trades that arrived after their candle was emitted.
     pub late_trades: u64,
     /// Tasks still running at the shutdown deadline, abandoned.
@@ -103,12 +106,14 @@ impl Summary {
         writers: impl Iterator<Item = (&'a str, &'a WriterStats)>,
         valve: Vec<(Arc<str>, ValveCounts)>,
         candles: u64,
+        incomplete_candles: u64,
         late_trades: u64,
         stragglers: Vec<String>,
     ) -> Summary {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         let mut out = Summary {
             candles,
+            incomplete_candles,
             late_trades,
             stragglers,
             ..Summary::default()
@@ -202,6 +207,12 @@ impl Summary {
                 }
             }
         }
+        if self.incomplete_candles > 0 {
+            out.push(format!(
+                "{} candles were emitted incomplete (a gap or a restart cut their interval)",
+                self.incomplete_candles
+            ));
+        }
         if self.late_trades > 0 {
             out.push(format!(
                 "{} trades arrived after their candle was emitted",
@@ -249,12 +260,38 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            "candles={} late_trades={}",
-            self.candles, self.late_trades
+            "candles={} incomplete_candles={} late_trades={}",
+            self.candles, self.incomplete_candles, self.late_trades
         )?;
         if !self.stragglers.is_empty() {
             write!(f, " stragglers={}", self.stragglers.join(", "))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_candles_and_late_trades_are_warnings_not_failures() {
+        let mut s = Summary {
+            candles: 10,
+            ..Summary::default()
+        };
+        assert!(s.is_clean());
+        assert!(s.warnings().is_empty());
+        s.incomplete_candles = 2;
+        s.late_trades = 3;
+        assert!(s.is_clean(), "nothing was lost");
+        let w = s.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("2 candles"), "{w:?}");
+        assert!(w[1].starts_with("3 trades"), "{w:?}");
+        assert_eq!(
+            s.to_string(),
+            "candles=10 incomplete_candles=2 late_trades=3"
+        );
     }
 }

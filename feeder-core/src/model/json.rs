@@ -99,6 +99,10 @@ fn write_candle(c: &Candle, out: &mut Vec<u8>) {
         out.extend_from_slice(br#","revision":"#);
         write_display(&c.revision, out);
     }
+    // And a complete candle (nearly all of them) leaves `complete` out.
+    if !c.complete {
+        out.extend_from_slice(br#","complete":false"#);
+    }
     out.push(b'}');
 }
 
@@ -258,6 +262,8 @@ mod tests {
             r#"{"type":"trade","exchange":"bitstamp","symbol":"BTC-USD","trade_id":"345612","price":"43210.12","amount":"0.05","side":"buy","timestamp":"2024-01-02T03:04:05.123456Z","received_at":"2024-01-02T03:04:05.130201Z"}"#,
             r#"{"type":"candle","exchange":"bitstamp","symbol":"BTC-USD","interval":"30m","open_time":"2024-01-02T03:00:00Z","close_time":"2024-01-02T03:30:00Z","open":"43200","high":"43250.5","low":"43190","close":"43210.12","volume":"12.5","trades":431}"#,
             r#"{"type":"candle","exchange":"x","symbol":"A-B","interval":"1d","open_time":"2024-01-02T00:00:00Z","close_time":"2024-01-03T00:00:00Z","open":"1","high":"1","low":"1","close":"1","volume":"0","trades":0,"revision":7}"#,
+            r#"{"type":"candle","exchange":"x","symbol":"A-B","interval":"1m","open_time":"2021-03-01T00:00:00Z","close_time":"2021-03-01T00:01:00Z","open":"1","high":"1","low":"1","close":"1","volume":"1","trades":1,"complete":false}"#,
+            r#"{"type":"candle","exchange":"x","symbol":"A-B","interval":"1m","open_time":"2021-03-01T00:00:00Z","close_time":"2021-03-01T00:01:00Z","open":"1","high":"1","low":"1","close":"1","volume":"1","trades":1,"revision":1,"complete":false}"#,
         ] {
             let ev: Event = serde_json::from_str(line).unwrap();
             assert_eq!(encode(&ev), format!("{line}\n"));
@@ -362,6 +368,7 @@ mod tests {
             open_time in timestamp(), close_time in timestamp(),
             prices in proptest::collection::vec(decimal(), 5),
             trades in any::<u64>(), revision in prop_oneof![Just(0u32), any::<u32>()],
+            complete in any::<bool>(),
         ) -> Event {
             Event::Candle(Candle {
                 exchange: Arc::from(exchange.as_str()),
@@ -376,6 +383,7 @@ mod tests {
                 volume: prices[4],
                 trades,
                 revision,
+                complete,
             })
         }
     }

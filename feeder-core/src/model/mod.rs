@@ -63,6 +63,25 @@ mod contract_tests {
     }
 
     #[test]
+    fn incomplete_candles_say_so_and_complete_ones_say_nothing() {
+        let Event::Candle(mut c) = serde_json::from_str(CANDLE).unwrap() else {
+            panic!("not a candle")
+        };
+        assert!(c.complete, "a candle without the field is complete");
+        c.complete = false;
+        c.revision = 1;
+        let line = serde_json::to_string(&Event::Candle(c.clone())).unwrap();
+        assert!(
+            line.ends_with(r#""trades":431,"revision":1,"complete":false}"#),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Event>(&line).unwrap(),
+            Event::Candle(c)
+        );
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_rejected() {
         let extra = TRADE.replace(r#""side":"buy""#, r#""side":"buy","x":1"#);
         assert!(serde_json::from_str::<Event>(&extra).is_err());

@@ -199,10 +199,23 @@ pub struct Candle {
     /// 0 for the first emission; 1, 2, ... for revisions after late trades.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revision: u32,
+    /// False when the candle cannot be exact: a recorded gap overlaps its interval, or its
+    /// interval began before the point the run resumed from (the trades before it went into
+    /// an earlier run). Written only when false.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub complete: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// A hole in a stream that the feeder could not fill: trades published after

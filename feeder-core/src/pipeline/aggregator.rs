@@ -1,20 +1,29 @@
 //! The candle aggregator.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 
 use crate::config::LateTradePolicy;
-use crate::model::{Candle, Interval, Timestamp, Trade};
+use crate::exchange::Completeness;
+use crate::model::{Candle, Gap, Interval, Symbol, Timestamp, Trade};
 
+use super::watermark::Watermark;
 use super::Streams;
 
-/// Builds OHLCV candles from unique trades and emits each one once its interval has closed.
+/// Holes kept per stream at most. Holes no candle can overlap any more are dropped anyway;
+/// past this many, the oldest goes too (it could then only fail to mark a candle that a very
+/// late trade opens for an interval long past).
+const MAX_HOLES: usize = 256;
+
+/// Builds OHLCV candles from unique trades and emits each one once its stream is known
+/// complete past its interval.
 ///
 /// Candles are kept per stream (exchange, symbol) and per interval; each interval is handled
-/// independently of the others. Time is only ever passed in (trade timestamps and the `now` of
-/// [`on_tick`](Aggregator::on_tick)); the aggregator reads no clock.
+/// independently of the others. Time is only ever passed in (trade timestamps, and the wall
+/// clock `now` of each call); the aggregator reads no clock.
 ///
 /// # What a candle holds
 /// - A trade goes into the candle of its own timestamp, aligned to UTC boundaries:
@@ -26,17 +35,44 @@ use super::Streams;
 ///   amounts (decimal scale kept: 0.1 + 0.2 is 0.3), `trades` the count, `revision` 0.
 ///
 /// # When a candle is emitted
-/// Once its interval has closed and the grace period after it has passed, by either clock:
-/// - event time: the stream's watermark (the greatest trade timestamp seen on it) reaches
-///   `close_time + grace`, i.e. a later trade arrived ([`on_trade`](Aggregator::on_trade));
-/// - wall time: `now` reaches `close_time + grace` ([`on_tick`](Aggregator::on_tick)), which is
-///   what closes candles in a quiet market. [`next_deadline`](Aggregator::next_deadline) says
-///   when to tick next.
+/// When its stream's completeness watermark reaches `close_time + grace`. The watermark says
+/// how far the stream is known complete, from its trades and from what its exchange says
+/// about it ([`on_progress`](Aggregator::on_progress), see
+/// [`Completeness`]):
+/// - a trade takes it to at least the trade's time (each stream's trades arrive in order);
+/// - while the stream is live, it also runs on at the wall clock's pace from the newest trade
+///   taken in while live (that trade's time plus the wall time elapsed since). A quiet live
+///   market still gets its candles on time ([`on_tick`](Aggregator::on_tick), when
+///   [`next_deadline`](Aggregator::next_deadline) says), and a replay of old trades at full
+///   speed closes its candles by its own times, not by today's date;
+/// - while the stream is behind (a hole is open: connection lost, backfill running or given
+///   up) only its trades move it: the wall clock never closes a candle of a stream that is
+///   behind;
+/// - `UpTo(t)` takes it to at least `t`, and otherwise counts as behind.
 ///
-/// Using the same grace for both means a trade that arrives out of order, but within the grace
-/// period, still lands in its own candle. An interval with no trades emits nothing. Nothing
-/// flushes open candles at shutdown: they are incomplete, and emitting them as closed would be
-/// wrong; the caller just drops the aggregator.
+/// A stream that has said nothing is live. A stream that turns live again runs on only from
+/// its next trade: a reconnect without backfill reports its hole with that trade, and the
+/// candles in the hole must still be open to be marked. The watermark never goes back.
+///
+/// The grace also lets a trade that arrives out of order, but within the grace period, land
+/// in its own candle. An interval with no trades emits nothing. Nothing flushes open candles
+/// at shutdown: they are incomplete, and emitting them as closed would be wrong; the caller
+/// just drops the aggregator.
+///
+/// # Complete or not
+/// Each emission says whether the candle can be exact. It is `complete: false` when, at that
+/// emission:
+/// - a gap recorded for its stream ([`on_gap`](Aggregator::on_gap)) overlaps its interval. The
+///   hole spans `from` to `to`, both included; a gap whose `to` is not known is open up to the
+///   stream's next trade;
+/// - or the stream resumed in this run after a trade an earlier run took in
+///   ([`resume`](Aggregator::resume)) and the interval starts at or before that trade: the
+///   earlier part of the interval went into the earlier run's candle, which was never emitted.
+///
+/// A gap recorded after a candle was emitted leaves that emission as it was (the watermark
+/// had declared it complete), but a later revision of the candle is judged again. A stream's
+/// first candle in a run that did not resume holds the trades since the run began, which are
+/// also all its store holds: it is complete.
 ///
 /// # Late trades
 /// A trade whose candle was already emitted is late: it is counted in
@@ -53,7 +89,8 @@ use super::Streams;
 ///
 /// # Cost
 /// A trade is a map lookup (cached for runs of one stream) and, per interval, a search among
-/// the few open candles of its stream; it allocates nothing once its candles are open.
+/// the few open candles of its stream; it allocates nothing once its candles are open. A tick
+/// and [`next_deadline`](Aggregator::next_deadline) look at each stream once.
 #[derive(Debug)]
 pub struct Aggregator {
     /// Sorted, without repeats; `StreamCandles::series` follows the same order.
@@ -62,19 +99,40 @@ pub struct Aggregator {
     late: LateTradePolicy,
     streams: Streams<StreamCandles>,
     late_trades: u64,
+    incomplete_candles: u64,
     open_candles: usize,
-    /// Earliest deadline of all open candles; only valid while `earliest_stale` is false.
-    earliest: Option<i64>,
-    earliest_stale: bool,
 }
 
 /// The candles of one stream.
 #[derive(Debug)]
 struct StreamCandles {
-    /// Greatest trade timestamp seen on the stream, in nanoseconds.
-    watermark: Option<i64>,
+    /// How far the stream is known complete.
+    watermark: Watermark,
+    /// Deadline (close time + grace) of the stream's earliest open candle, `None` when none
+    /// is open; brought up to date after every change to `series`.
+    next_close: Option<i64>,
     /// One per interval of the aggregator, in the same order.
     series: Vec<Series>,
+    marks: Marks,
+}
+
+/// What makes a stream's candles incomplete.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Holes recorded by gaps, in arrival order; dropped once no emission can overlap them.
+    holes: Vec<Hole>,
+    /// True while a hole of unknown end waits for the stream's next trade to end it.
+    open_ended: bool,
+    /// Time of the trade the stream resumed after, when this run resumed it from a store.
+    resumed_after: Option<i64>,
+}
+
+/// A span of a stream where trades may be missing, in nanoseconds, both ends included.
+#[derive(Clone, Copy, Debug)]
+struct Hole {
+    from: i64,
+    /// `None` until the stream's next trade.
+    to: Option<i64>,
 }
 
 /// The candles of one stream and interval.
@@ -118,6 +176,7 @@ impl Building {
                 volume: trade.amount,
                 trades: 1,
                 revision: 0,
+                complete: true,
             },
             first_ts: ts,
             last_ts: ts,
@@ -163,33 +222,125 @@ impl Building {
     fn deadline(&self, grace: i64) -> i64 {
         self.candle.close_time.unix_nanos().saturating_add(grace)
     }
+
+    /// Appends the candle to `out`, judged complete or not by `marks` as of now. Returns true
+    /// when it is incomplete.
+    fn emit(&mut self, marks: &Marks, out: &mut Vec<Candle>) -> bool {
+        let c = &mut self.candle;
+        c.complete = marks.complete(c.open_time.unix_nanos(), c.close_time.unix_nanos());
+        out.push(c.clone());
+        !c.complete
+    }
+}
+
+impl Marks {
+    /// Whether a candle from `open` (included) to `close` (excluded) can be exact.
+    fn complete(&self, open: i64, close: i64) -> bool {
+        if self.resumed_after.is_some_and(|r| open <= r) {
+            return false;
+        }
+        !self
+            .holes
+            .iter()
+            .any(|h| h.from < close && h.to.is_none_or(|to| to >= open))
+    }
+
+    /// A trade at `ts` ends the holes that waited for the stream's next trade.
+    fn end_open_holes(&mut self, ts: i64) {
+        if !self.open_ended {
+            return;
+        }
+        for h in &mut self.holes {
+            if h.to.is_none() {
+                h.to = Some(ts.max(h.from));
+            }
+        }
+        self.open_ended = false;
+    }
+
+    fn add_hole(&mut self, hole: Hole, series: &[Series]) {
+        self.open_ended |= hole.to.is_none();
+        self.holes.push(hole);
+        // Whatever is emitted from now on is a candle newer than each series' last emitted
+        // one, or a revision of it: a hole that ended before all of them can no longer
+        // overlap anything.
+        let settled = series
+            .iter()
+            .map(|s| s.emitted.as_ref().map(Building::open_time))
+            .min()
+            .flatten();
+        if let Some(settled) = settled {
+            self.holes.retain(|h| h.to.is_none_or(|to| to >= settled));
+        }
+        let excess = self.holes.len().saturating_sub(MAX_HOLES);
+        if excess > 0 {
+            self.holes.drain(..excess);
+            self.open_ended = self.holes.iter().any(|h| h.to.is_none());
+        }
+    }
 }
 
 impl Series {
     /// Emits open candles, from the front, while their deadline is at or before `until`.
-    /// Returns how many, and whether one of them had the deadline `earliest`.
+    /// Returns how many, and how many of them were incomplete.
     fn emit_due(
         &mut self,
         until: i64,
         grace: i64,
-        earliest: Option<i64>,
+        marks: &Marks,
         out: &mut Vec<Candle>,
-    ) -> (usize, bool) {
-        let mut emitted = 0;
-        let mut hit_earliest = false;
+    ) -> (usize, u64) {
+        let (mut emitted, mut incomplete) = (0, 0);
         while let Some(front) = self.open.front() {
-            let deadline = front.deadline(grace);
-            if deadline > until {
+            if front.deadline(grace) > until {
                 break;
             }
-            hit_earliest |= earliest == Some(deadline);
-            if let Some(b) = self.open.pop_front() {
-                out.push(b.candle.clone());
+            if let Some(mut b) = self.open.pop_front() {
+                incomplete += u64::from(b.emit(marks, out));
                 self.emitted = Some(b);
                 emitted += 1;
             }
         }
-        (emitted, hit_earliest)
+        (emitted, incomplete)
+    }
+}
+
+impl StreamCandles {
+    fn new(intervals: &[Interval]) -> Self {
+        Self {
+            watermark: Watermark::default(),
+            next_close: None,
+            series: intervals
+                .iter()
+                .map(|&interval| Series {
+                    interval,
+                    open: VecDeque::new(),
+                    emitted: None,
+                })
+                .collect(),
+            marks: Marks::default(),
+        }
+    }
+
+    /// Emits every open candle whose deadline `until` has reached. Returns how many, and how
+    /// many of them were incomplete.
+    fn close_due(&mut self, until: Option<i64>, grace: i64, out: &mut Vec<Candle>) -> (usize, u64) {
+        let mut total = (0, 0);
+        if let (Some(until), Some(next)) = (until, self.next_close) {
+            if next <= until {
+                for series in &mut self.series {
+                    let (n, incomplete) = series.emit_due(until, grace, &self.marks, out);
+                    total.0 += n;
+                    total.1 += incomplete;
+                }
+            }
+        }
+        self.next_close = self
+            .series
+            .iter()
+            .filter_map(|s| s.open.front().map(|b| b.deadline(grace)))
+            .min();
+        total
     }
 }
 
@@ -199,9 +350,21 @@ fn align(ts: i64, interval: Interval) -> i64 {
     ts.div_euclid(n).saturating_mul(n)
 }
 
+/// The stream's candles, made if it is new.
+fn stream_of<'a>(
+    streams: &'a mut Streams<StreamCandles>,
+    intervals: &[Interval],
+    exchange: &Arc<str>,
+    symbol: &Symbol,
+) -> Option<&'a mut StreamCandles> {
+    streams
+        .get_or_insert_with(exchange, symbol, || StreamCandles::new(intervals))
+        .map(|s| &mut s.state)
+}
+
 impl Aggregator {
-    /// An aggregator for `intervals` (repeats ignored), emitting each candle `grace` after its
-    /// interval closes, and treating late trades by `late`.
+    /// An aggregator for `intervals` (repeats ignored), emitting each candle once its stream
+    /// is known complete `grace` past its interval, and treating late trades by `late`.
     pub fn new(intervals: &[Interval], grace: Duration, late: LateTradePolicy) -> Self {
         let mut intervals = intervals.to_vec();
         intervals.sort_unstable();
@@ -212,39 +375,29 @@ impl Aggregator {
             late,
             streams: Streams::default(),
             late_trades: 0,
+            incomplete_candles: 0,
             open_candles: 0,
-            earliest: None,
-            earliest_stale: false,
         }
     }
 
-    /// Adds a (unique) trade; appends to `out` any candles that close because of it (the
-    /// stream's watermark passed their deadline), and, under [`LateTradePolicy::Revise`], the
-    /// revised candle of a late trade.
-    pub fn on_trade(&mut self, trade: &Trade, out: &mut Vec<Candle>) {
+    /// Adds a (unique) trade, taken in at wall time `now`; appends to `out` any candles that
+    /// close because of it (its stream's watermark passed their deadline), and, under
+    /// [`LateTradePolicy::Revise`], the revised candle of a late trade.
+    pub fn on_trade(&mut self, trade: &Trade, now: Timestamp, out: &mut Vec<Candle>) {
         if self.intervals.is_empty() {
             return;
         }
         let ts = trade.timestamp.unix_nanos();
         let grace = self.grace;
-        let intervals = &self.intervals;
-        let Some(stream) = self
-            .streams
-            .get_or_insert_with(&trade.exchange, &trade.symbol, || StreamCandles {
-                watermark: None,
-                series: intervals
-                    .iter()
-                    .map(|&interval| Series {
-                        interval,
-                        open: VecDeque::new(),
-                        emitted: None,
-                    })
-                    .collect(),
-            })
-        else {
+        let Some(st) = stream_of(
+            &mut self.streams,
+            &self.intervals,
+            &trade.exchange,
+            &trade.symbol,
+        ) else {
             return;
         };
-        let st = &mut stream.state;
+        st.marks.end_open_holes(ts);
         let mut late = false;
         for series in &mut st.series {
             let open_time = align(ts, series.interval);
@@ -255,7 +408,7 @@ impl Aggregator {
                     if open_time == done_open && self.late == LateTradePolicy::Revise {
                         done.add(trade);
                         done.candle.revision = done.candle.revision.saturating_add(1);
-                        out.push(done.candle.clone());
+                        self.incomplete_candles += u64::from(done.emit(&st.marks, out));
                     }
                     continue;
                 }
@@ -278,55 +431,129 @@ impl Aggregator {
             if !found {
                 let b = Building::new(trade, series.interval, open_time);
                 let deadline = b.deadline(grace);
+                st.next_close = Some(st.next_close.map_or(deadline, |d| d.min(deadline)));
                 series.open.insert(at, b);
                 self.open_candles += 1;
-                if !self.earliest_stale {
-                    self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
-                }
             }
         }
         if late {
             self.late_trades += 1;
         }
-        let watermark = st.watermark.map_or(ts, |w| w.max(ts));
-        st.watermark = Some(watermark);
-        for series in &mut st.series {
-            let (n, hit) = series.emit_due(watermark, grace, self.earliest, out);
-            self.open_candles = self.open_candles.saturating_sub(n);
-            self.earliest_stale |= hit;
-        }
-        self.refresh_earliest();
+        let now = now.unix_nanos();
+        st.watermark.on_trade(ts, now);
+        let (n, incomplete) = st.close_due(st.watermark.at(now), grace, out);
+        self.open_candles = self.open_candles.saturating_sub(n);
+        self.incomplete_candles += incomplete;
     }
 
-    /// Wall-clock tick: appends to `out` the candles of every stream whose
-    /// `close_time + grace <= now`.
+    /// The stream says how far it is complete, at wall time `now`; appends to `out` any
+    /// candles that close because of it (an `UpTo` past their deadline).
+    pub fn on_progress(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        completeness: Completeness,
+        now: Timestamp,
+        out: &mut Vec<Candle>,
+    ) {
+        if self.intervals.is_empty() {
+            return;
+        }
+        let grace = self.grace;
+        let Some(st) = stream_of(&mut self.streams, &self.intervals, exchange, symbol) else {
+            return;
+        };
+        st.watermark.set(completeness);
+        let until = st.watermark.advance(now.unix_nanos());
+        let (n, incomplete) = st.close_due(until, grace, out);
+        self.open_candles = self.open_candles.saturating_sub(n);
+        self.incomplete_candles += incomplete;
+    }
+
+    /// Records a hole the stream's exchange could not fill: candles emitted from now on whose
+    /// interval it overlaps are incomplete (see the struct's doc).
+    pub fn on_gap(&mut self, gap: &Gap) {
+        if self.intervals.is_empty() {
+            return;
+        }
+        let Some(st) = stream_of(
+            &mut self.streams,
+            &self.intervals,
+            &gap.exchange,
+            &gap.symbol,
+        ) else {
+            return;
+        };
+        let hole = Hole {
+            from: gap.from.unix_nanos(),
+            to: gap.to.map(Timestamp::unix_nanos),
+        };
+        st.marks.add_hole(hole, &st.series);
+    }
+
+    /// Says that this run took the stream up after a trade at `after` that an earlier run
+    /// took in (the point a store resumed from): the candles whose interval starts at or
+    /// before it are incomplete, since part of their trades went into the earlier run.
+    pub fn resume(&mut self, exchange: &Arc<str>, symbol: &Symbol, after: Timestamp) {
+        if self.intervals.is_empty() {
+            return;
+        }
+        if let Some(st) = stream_of(&mut self.streams, &self.intervals, exchange, symbol) {
+            st.marks.resumed_after = Some(after.unix_nanos());
+        }
+    }
+
+    /// Wall-clock tick: the watermarks of live streams run on to `now`; appends to `out` the
+    /// candles they close.
     pub fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Candle>) {
         let now = now.unix_nanos();
-        if self.earliest_stale || self.earliest.is_some_and(|e| e <= now) {
-            for stream in self.streams.iter_mut() {
-                for series in &mut stream.state.series {
-                    let (n, _) = series.emit_due(now, self.grace, None, out);
-                    self.open_candles = self.open_candles.saturating_sub(n);
-                }
+        let grace = self.grace;
+        for stream in self.streams.iter_mut() {
+            let st = &mut stream.state;
+            let until = st.watermark.advance(now);
+            if st.next_close.is_some_and(|d| until.is_some_and(|u| d <= u)) {
+                let (n, incomplete) = st.close_due(until, grace, out);
+                self.open_candles = self.open_candles.saturating_sub(n);
+                self.incomplete_candles += incomplete;
             }
-            self.earliest_stale = true;
         }
-        self.refresh_earliest();
     }
 
-    /// When the next candle would close by the clock: `close_time + grace` of the earliest open
-    /// candle, or `None` when no candle is open. Tick at (or after) that time.
+    /// The wall time at which the next candle closes unless a trade or progress comes first:
+    /// when the watermark of a live stream reaches the deadline of its earliest open candle.
+    /// `None` when no live stream has an open candle (those of streams that are behind wait
+    /// for their trades). Tick at (or after) that time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.earliest.map(|d| {
-            let digits = if d % 1_000_000_000 == 0 { 0 } else { 9 };
-            Timestamp::from_unix_nanos(d, digits)
-        })
+        self.streams
+            .iter()
+            .filter_map(|s| {
+                let st = &s.state;
+                st.next_close.and_then(|d| st.watermark.reaches(d))
+            })
+            .min()
+            .map(|d| {
+                let digits = if d % 1_000_000_000 == 0 { 0 } else { 9 };
+                Timestamp::from_unix_nanos(d, digits)
+            })
+    }
+
+    /// How far the stream is known complete at wall time `now`, if anything is known of it.
+    pub fn watermark(&self, exchange: &str, symbol: &Symbol, now: Timestamp) -> Option<Timestamp> {
+        let st = &self.streams.get(exchange, symbol)?.state;
+        st.watermark
+            .at(now.unix_nanos())
+            .map(|w| Timestamp::from_unix_nanos(w, 9))
     }
 
     /// Trades that arrived after their candle was emitted (see the struct's doc); a trade late
     /// for several intervals counts once.
     pub fn late_trades(&self) -> u64 {
         self.late_trades
+    }
+
+    /// Emissions with `complete: false` (revisions included, like every emission).
+    pub fn incomplete_candles(&self) -> u64 {
+        self.incomplete_candles
     }
 
     /// Candles currently open (not yet emitted).
@@ -338,20 +565,6 @@ impl Aggregator {
     pub fn intervals(&self) -> &[Interval] {
         &self.intervals
     }
-
-    fn refresh_earliest(&mut self) {
-        if !self.earliest_stale {
-            return;
-        }
-        let grace = self.grace;
-        self.earliest = self
-            .streams
-            .iter()
-            .flat_map(|s| s.state.series.iter())
-            .filter_map(|series| series.open.front().map(|b| b.deadline(grace)))
-            .min();
-        self.earliest_stale = false;
-    }
 }
 
 #[cfg(test)]
@@ -359,7 +572,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{parse_decimal, Side, Symbol, TradeId};
+    use crate::model::{parse_decimal, Side, TradeId};
 
     /// 2024-01-02T10:00:00Z.
     const T10: i64 = 1_704_189_600;
@@ -389,7 +602,7 @@ mod tests {
     fn feed(a: &mut Aggregator, trades: &[Trade]) -> Vec<Candle> {
         let mut out = Vec::new();
         for t in trades {
-            a.on_trade(t, &mut out);
+            a.on_trade(t, t.timestamp, &mut out);
         }
         out
     }
@@ -660,6 +873,243 @@ mod tests {
         assert_eq!((out[0].open_time, out[0].revision), (at(1_800), 0));
         assert_eq!(a.late_trades(), 0);
         assert_eq!(a.open_candles(), 1);
+    }
+
+    // ---- The watermark: when candles close ----------------------------------------------
+
+    /// 2021-03-01T00:00:00Z: trade times of a replay.
+    const T2021: i64 = 1_614_556_800;
+
+    fn old(secs: i64) -> Timestamp {
+        Timestamp::from_unix_secs(T2021 + secs)
+    }
+
+    fn on(a: &mut Aggregator, t: &Trade, now: Timestamp) -> Vec<Candle> {
+        let mut out = Vec::new();
+        a.on_trade(t, now, &mut out);
+        out
+    }
+
+    fn progress(a: &mut Aggregator, c: Completeness, now: Timestamp) -> Vec<Candle> {
+        let mut out = Vec::new();
+        let ex: Arc<str> = Arc::from("x");
+        a.on_progress(&ex, &Symbol::parse("BTC-USD").unwrap(), c, now, &mut out);
+        out
+    }
+
+    fn tick(a: &mut Aggregator, now: Timestamp) -> Vec<Candle> {
+        let mut out = Vec::new();
+        a.on_tick(now, &mut out);
+        out
+    }
+
+    fn nanos_before(t: Timestamp, n: i64) -> Timestamp {
+        Timestamp::from_unix_nanos(t.unix_nanos() - n, 9)
+    }
+
+    #[test]
+    fn a_quiet_live_market_closes_on_time_by_the_wall_time_elapsed() {
+        // The trade is from 2021, the wall clock says 2024: only the time elapsed counts.
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        assert!(on(&mut a, &trade(1, old(100), "1", "1"), at(0)).is_empty());
+        // 10:30:05 in trade time is 1_705 s of wall time after the trade was taken in.
+        assert_eq!(a.next_deadline(), Some(at(1_705)));
+        assert!(tick(&mut a, nanos_before(at(1_705), 1)).is_empty());
+        let out = tick(&mut a, at(1_705));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].open_time, old(0));
+        assert!(out[0].complete);
+        assert_eq!(a.next_deadline(), None);
+        let bt = Symbol::parse("BTC-USD").unwrap();
+        assert_eq!(a.watermark("x", &bt, at(1_705)), Some(old(1_805)));
+        assert_eq!(a.watermark("y", &bt, at(1_705)), None);
+    }
+
+    #[test]
+    fn a_replay_of_old_trades_closes_by_its_own_times_not_by_todays_date() {
+        // A day of 2021 replayed in a minute of 2024: the wall clock is years ahead, and every
+        // tick it gives would close every candle at once if it were read as trade time.
+        let mut a = agg(&[Interval::M30, Interval::H1], LateTradePolicy::Drop);
+        let mut out = Vec::new();
+        let trades: Vec<Trade> = (0..288)
+            .map(|i| trade(i, old(i as i64 * 300 + 7), "1", "1"))
+            .collect();
+        for (i, t) in trades.iter().enumerate() {
+            let now = Timestamp::from_unix_nanos(at(0).unix_nanos() + i as i64 * 200_000_000, 9);
+            a.on_trade(t, now, &mut out);
+            a.on_tick(now, &mut out);
+            if let Some(d) = a.next_deadline() {
+                assert!(d > now, "a deadline already passed was not ticked");
+            }
+        }
+        assert_eq!(a.late_trades(), 0);
+        // Every candle but the last of each interval, each with all its trades.
+        assert_eq!(out.len(), 47 + 23);
+        for c in &out {
+            let per = c.interval.secs() as u64 / 300;
+            assert_eq!((c.trades, c.complete), (per, true), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn behind_the_wall_clock_closes_nothing_and_trades_in_order_do() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        assert!(progress(&mut a, Completeness::Behind, at(200)).is_empty());
+        assert_eq!(a.next_deadline(), None, "nothing to tick for");
+        assert!(tick(&mut a, at(1_000_000)).is_empty());
+        assert_eq!(a.open_candles(), 1);
+        // Backfilled trades, in order, still close candles.
+        assert!(on(&mut a, &trade(2, at(1_700), "2", "1"), at(1_000_001)).is_empty());
+        let out = on(&mut a, &trade(3, at(1_805), "3", "1"), at(1_000_002));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].trades, out[0].close.to_string()), (2, "2".into()));
+        assert!(tick(&mut a, at(2_000_000)).is_empty(), "still behind");
+    }
+
+    #[test]
+    fn up_to_closes_what_it_covers_and_nothing_more() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        progress(&mut a, Completeness::Behind, at(0));
+        on(&mut a, &trade(1, at(100), "1", "1"), at(0));
+        on(&mut a, &trade(2, at(1_700), "1", "1"), at(0));
+        assert!(progress(&mut a, Completeness::UpTo(at(1_804)), at(0)).is_empty());
+        let out = progress(&mut a, Completeness::UpTo(at(1_805)), at(0));
+        assert_eq!((out.len(), out[0].trades), (1, 2));
+        assert!(
+            tick(&mut a, at(1_000_000)).is_empty(),
+            "an UpTo does not run on"
+        );
+        assert_eq!(a.next_deadline(), None);
+    }
+
+    #[test]
+    fn after_a_reconnect_the_stream_runs_on_only_from_its_next_live_trade() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        progress(&mut a, Completeness::Behind, at(150));
+        progress(&mut a, Completeness::Live, at(5_000));
+        assert!(tick(&mut a, at(100_000)).is_empty());
+        assert_eq!(a.next_deadline(), None);
+        let out = on(&mut a, &trade(2, at(500), "2", "1"), at(100_000));
+        assert!(out.is_empty());
+        assert_eq!(a.next_deadline(), Some(at(100_000 + 1_305)));
+        assert_eq!(tick(&mut a, at(100_000 + 1_305)).len(), 1);
+    }
+
+    #[test]
+    fn without_progress_a_stream_is_live_as_before() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        assert_eq!(a.next_deadline(), Some(at(1_805)));
+        assert_eq!(tick(&mut a, at(1_805)).len(), 1);
+    }
+
+    // ---- Complete or not ----------------------------------------------------------------
+
+    fn gap(from: Timestamp, to: Option<Timestamp>) -> Gap {
+        Gap {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            after_trade_id: crate::model::TradeId::from_u64(1),
+            before_trade_id: to.map(|_| crate::model::TradeId::from_u64(2)),
+            from,
+            to,
+            reason: crate::model::GapReason::NoBackfill,
+        }
+    }
+
+    fn flags(out: &[Candle]) -> Vec<(i64, bool)> {
+        out.iter()
+            .map(|c| ((c.open_time.unix_secs() - T10) / 60, c.complete))
+            .collect()
+    }
+
+    #[test]
+    fn a_gap_marks_the_candles_it_overlaps_and_no_other() {
+        let mut a = agg(&[Interval::M30, Interval::H1], LateTradePolicy::Drop);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        progress(&mut a, Completeness::Behind, at(200));
+        progress(&mut a, Completeness::Live, at(9_000));
+        // Trades from 10:01:40 to 11:05 may be missing.
+        a.on_gap(&gap(at(100), Some(at(3_900))));
+        let mut out = on(&mut a, &trade(2, at(3_900), "1", "1"), at(9_000));
+        out.extend(on(&mut a, &trade(3, at(5_500), "1", "1"), at(9_000)));
+        out.extend(tick(&mut a, at(100_000)));
+        // 10:00 and 11:00 half hours and hours: cut; 11:30: whole.
+        assert_eq!(
+            flags(&out),
+            [(0, false), (0, false), (60, false), (90, true), (60, false)]
+        );
+        assert_eq!(a.incomplete_candles(), 4);
+
+        // Both ends are included: a hole ending exactly at an interval's start cuts it.
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        a.on_gap(&gap(at(1_700), Some(at(1_800))));
+        on(&mut a, &trade(1, at(1_800), "1", "1"), at(0));
+        on(&mut a, &trade(2, at(3_600), "1", "1"), at(0));
+        let out = tick(&mut a, at(10_000));
+        assert_eq!(flags(&out), [(30, false), (60, true)]);
+    }
+
+    #[test]
+    fn a_gap_without_an_end_is_ended_by_the_next_trade() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Drop);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        progress(&mut a, Completeness::Behind, at(200));
+        a.on_gap(&gap(at(100), None));
+        progress(&mut a, Completeness::Live, at(300));
+        let mut out = on(&mut a, &trade(2, at(2_000), "1", "1"), at(400));
+        out.extend(on(&mut a, &trade(3, at(3_700), "1", "1"), at(500)));
+        out.extend(tick(&mut a, at(100_000)));
+        assert_eq!(flags(&out), [(0, false), (30, false), (60, true)]);
+    }
+
+    #[test]
+    fn a_gap_recorded_after_an_emission_leaves_it_and_a_revision_is_judged_again() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Revise);
+        on(&mut a, &trade(1, at(100), "1", "1"), at(100));
+        let out = tick(&mut a, at(1_805));
+        assert_eq!(flags(&out), [(0, true)]);
+        a.on_gap(&gap(at(1_000), Some(at(1_900))));
+        let out = on(&mut a, &trade(2, at(1_500), "2", "1"), at(1_806));
+        assert_eq!(flags(&out), [(0, false)]);
+        assert_eq!((out[0].revision, out[0].trades), (1, 2));
+        assert_eq!((a.late_trades(), a.incomplete_candles()), (1, 1));
+    }
+
+    #[test]
+    fn a_resumed_stream_marks_the_candles_its_resume_point_falls_in_and_no_later_one() {
+        let mut a = agg(&[Interval::M30, Interval::H1], LateTradePolicy::Drop);
+        let ex: Arc<str> = Arc::from("x");
+        a.resume(&ex, &Symbol::parse("BTC-USD").unwrap(), at(1_800));
+        let mut out = on(&mut a, &trade(1, at(1_801), "1", "1"), at(1_801));
+        out.extend(on(&mut a, &trade(2, at(3_700), "1", "1"), at(3_700)));
+        out.extend(tick(&mut a, at(100_000)));
+        // The 10:30 half hour starts at the resume point itself: the trade at 10:30:00 went
+        // into the earlier run.
+        assert_eq!(
+            flags(&out),
+            [(30, false), (0, false), (60, true), (60, true)]
+        );
+        assert_eq!(a.incomplete_candles(), 2);
+    }
+
+    #[test]
+    fn holes_no_emission_can_reach_are_forgotten() {
+        let mut a = agg(&[Interval::M30], LateTradePolicy::Revise);
+        for i in 0..(MAX_HOLES as i64 * 3) {
+            let t = at(i * 1_800 + 1);
+            on(&mut a, &trade(i as u64, t, "1", "1"), t);
+            tick(&mut a, at(i * 1_800 + 1_805));
+            a.on_gap(&gap(t, Some(t)));
+        }
+        let holes = a
+            .streams
+            .iter()
+            .map(|s| s.state.marks.holes.len())
+            .sum::<usize>();
+        assert!(holes <= 2, "{holes} holes kept");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`Valve`]: drops trades already seen, keyed by (exchange, symbol, trade id), in bounded
 //!   memory, and only those.
 //! - [`Aggregator`]: builds OHLCV [`Candle`](crate::model::Candle)s from unique trades and
-//!   emits each one when its interval has closed.
+//!   emits each one when its stream is known complete past its interval (its completeness
+//!   watermark), saying whether it can be exact.
 //!
 //! Both are plain synchronous structs with no clock of their own (time is passed in), so they
 //! can be driven by the orchestrator, by an embedding program, or by a test, identically.
@@ -14,6 +15,7 @@
 mod aggregator;
 mod validate;
 mod valve;
+mod watermark;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +108,12 @@ impl<T> Streams<T> {
     ) -> Option<&mut Stream<T>> {
         let i = self.position(exchange, symbol, make);
         self.items.get_mut(i)
+    }
+
+    /// The stream's entry, if it exists.
+    fn get(&self, exchange: &str, symbol: &Symbol) -> Option<&Stream<T>> {
+        let i = *self.index.get(exchange)?.get(symbol)?;
+        self.items.get(i)
     }
 
     fn iter(&self) -> impl Iterator<Item = &Stream<T>> {

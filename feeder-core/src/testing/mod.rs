@@ -194,7 +194,8 @@ const DAY: i64 = 1_704_153_600;
 
 /// `n` trades over two symbols of `exchange`, with distinct ids, varied decimals (up to 10
 /// fractional digits) and microsecond times within one UTC day, followed by `n / 10` candles
-/// at revision 0 and `n / 50` gaps (with and without an upper bound). Times have microsecond precision so that stores that keep no more
+/// at revision 0 (every third one marked incomplete) and `n / 50` gaps (with and without an
+/// upper bound). Times have microsecond precision so that stores that keep no more
 /// (PostgreSQL) give back equal events.
 pub fn sample_events(exchange: &str, n: usize) -> Vec<Event> {
     let exchange: Arc<str> = Arc::from(exchange);
@@ -274,6 +275,8 @@ fn candle(exchange: &Arc<str>, symbol: &Symbol, slot: i64, revision: u32) -> Eve
         volume: rust_decimal::Decimal::new(125 + r, 1),
         trades: 431 + revision as u64,
         revision,
+        // Every third slot is incomplete, so a store that loses the flag fails the checks.
+        complete: slot % 3 != 1,
     })
 }
 

@@ -42,7 +42,7 @@ impl Kind {
             Kind::Trades => {
                 b"exchange,symbol,trade_id,price,amount,side,timestamp,received_at\n"
             }
-            Kind::Candles => b"exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,trades,revision\n",
+            Kind::Candles => b"exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,trades,revision,complete\n",
             Kind::Gaps => {
                 b"exchange,symbol,after_trade_id,before_trade_id,from,to,reason\n"
             }
@@ -189,7 +189,7 @@ fn csv_candle(c: &Candle, out: &mut Vec<u8>) {
     csv_field(c.symbol.as_str(), out);
     let _ = writeln!(
         out,
-        ",{},{},{},{},{},{},{},{},{},{}",
+        ",{},{},{},{},{},{},{},{},{},{},{}",
         c.interval,
         c.open_time,
         c.close_time,
@@ -199,7 +199,8 @@ fn csv_candle(c: &Candle, out: &mut Vec<u8>) {
         c.close,
         c.volume,
         c.trades,
-        c.revision
+        c.revision,
+        c.complete
     );
 }
 

@@ -10,7 +10,7 @@
 //! time. JSON lines are exactly the project's contract. CSV files start with a header line;
 //! trades have the columns `exchange,symbol,trade_id,price,amount,side,timestamp,received_at`
 //! and candles `exchange,symbol,interval,open_time,close_time,open,high,low,close,volume,
-//! trades,revision`; a field is quoted (RFC 4180) only when it holds a comma, a quote or a
+//! trades,revision,complete`; a field is quoted (RFC 4180) only when it holds a comma, a quote or a
 //! line break, and lines end with `\n`.
 //!
 //! Parquet (`format: parquet`, feature `parquet`) writes

@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Decimal128Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, Decimal128Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
@@ -128,6 +129,7 @@ pub fn candles_schema() -> SchemaRef {
         Field::new("volume", dec_type(), false),
         Field::new("trades", DataType::UInt64, false),
         Field::new("revision", DataType::UInt32, false),
+        Field::new("complete", DataType::Boolean, false),
     ]))
 }
 
@@ -262,6 +264,7 @@ fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> 
     ];
     let mut trades = UInt64Builder::with_capacity(n);
     let mut rev = UInt32Builder::with_capacity(n);
+    let mut complete = BooleanBuilder::with_capacity(n);
     for c in candles {
         ex.append_value(&*c.exchange);
         sym.append_value(c.symbol.as_str());
@@ -279,6 +282,7 @@ fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> 
         }
         trades.append_value(c.trades);
         rev.append_value(c.revision);
+        complete.append_value(c.complete);
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(ex.finish()),
@@ -292,6 +296,7 @@ fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> 
     }
     columns.push(Arc::new(trades.finish()));
     columns.push(Arc::new(rev.finish()));
+    columns.push(Arc::new(complete.finish()));
     Ok(RecordBatch::try_new(candles_schema(), columns)?)
 }
 
@@ -545,6 +550,14 @@ fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCo
         .column_by_name("revision")
         .and_then(|c| c.as_primitive_opt::<UInt32Type>())
         .ok_or_else(|| layout("revision is not a UInt32 column"))?;
+    // Files written before candles said whether they are complete have no such column.
+    let complete = match b.column_by_name("complete") {
+        None => None,
+        Some(c) => Some(
+            c.as_boolean_opt()
+                .ok_or_else(|| layout("complete is not a Boolean column"))?,
+        ),
+    };
     for i in 0..b.num_rows() {
         let [open, high, low, close, volume] = p;
         out.push(Event::Candle(Candle {
@@ -560,6 +573,7 @@ fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCo
             volume: decimal_at(volume, i)?,
             trades: trades.value(i),
             revision: rev.value(i),
+            complete: complete.is_none_or(|c| c.value(i)),
         }));
     }
     Ok(())

@@ -6,7 +6,7 @@
 //!          PRIMARY KEY (exchange, symbol, trade_id))
 //! candles (exchange, symbol, "interval", open_time timestamptz, close_time timestamptz,
 //!          open, high, low, close, volume numeric, trades bigint, revision integer,
-//!          PRIMARY KEY (exchange, symbol, "interval", open_time))
+//!          complete boolean, PRIMARY KEY (exchange, symbol, "interval", open_time))
 //! ```
 //!
 //! Decimals are stored exactly (`numeric`). `timestamptz` has microsecond precision, so a

@@ -108,8 +108,14 @@ impl Sql {
                 volume numeric NOT NULL,
                 trades bigint NOT NULL,
                 revision integer NOT NULL,
+                complete boolean NOT NULL DEFAULT true,
                 PRIMARY KEY (exchange, symbol, \"interval\", open_time)
             )"
+        ));
+        // Tables made before candles said whether they are complete: theirs all were taken
+        // to be.
+        create.push(format!(
+            "ALTER TABLE {candles} ADD COLUMN IF NOT EXISTS complete boolean NOT NULL DEFAULT true"
         ));
         let gaps = qualify(&o.gaps_table);
         // A hole recorded again (a crash between its gap and the trades after it) keeps one
@@ -150,15 +156,15 @@ impl Sql {
         let upsert_candles = format!(
             "INSERT INTO {candles}
                 (exchange, symbol, \"interval\", open_time, close_time, open, high, low, close,
-                 volume, trades, revision)
+                 volume, trades, revision, complete)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
                 $5::timestamptz[], $6::numeric[], $7::numeric[], $8::numeric[],
-                $9::numeric[], $10::numeric[], $11::int8[], $12::int4[])
+                $9::numeric[], $10::numeric[], $11::int8[], $12::int4[], $13::bool[])
              ON CONFLICT (exchange, symbol, \"interval\", open_time) DO UPDATE SET
                 close_time = EXCLUDED.close_time, open = EXCLUDED.open,
                 high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
                 volume = EXCLUDED.volume, trades = EXCLUDED.trades,
-                revision = EXCLUDED.revision
+                revision = EXCLUDED.revision, complete = EXCLUDED.complete
              WHERE {table}.revision < EXCLUDED.revision"
         );
         Self {
@@ -299,6 +305,7 @@ impl PostgresWriter {
                     &candles.volume,
                     &candles.trades,
                     &candles.revision,
+                    &candles.complete,
                 ],
             )
             .await?;
@@ -564,6 +571,7 @@ struct CandleColumns<'a> {
     volume: Vec<Decimal>,
     trades: Vec<i64>,
     revision: Vec<i32>,
+    complete: Vec<bool>,
 }
 
 impl<'a> CandleColumns<'a> {
@@ -583,6 +591,7 @@ impl<'a> CandleColumns<'a> {
             c.trades.push(i64::try_from(k.trades).unwrap_or(i64::MAX));
             c.revision
                 .push(i32::try_from(k.revision).unwrap_or(i32::MAX));
+            c.complete.push(k.complete);
         }
         c
     }

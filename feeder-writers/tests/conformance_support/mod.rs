@@ -121,6 +121,7 @@ pub fn parse_csv(text: &str) -> Vec<Event> {
                     volume: d(c[9]),
                     trades: c[10].parse().unwrap(),
                     revision: c[11].parse().unwrap(),
+                    complete: c[12].parse().unwrap(),
                 })
             } else {
                 Event::Trade(Trade {
