@@ -1050,7 +1050,7 @@ async fn a_restart_marks_the_candle_its_resume_point_falls_in_incomplete() {
     // Trades 0..=49 went into the earlier run's candle; this one holds 50..100.
     assert_eq!((c.trades, c.complete), (50, false));
     assert_eq!(summary.incomplete_candles, 1);
-    assert!(summary.is_clean(), "nothing was lost: {summary}");
+    assert!(!summary.lost_anything(), "nothing was lost: {summary}");
     assert_eq!(summary.warnings().len(), 1, "{:?}", summary.warnings());
 
     let sent = Arc::new(Notify::new());

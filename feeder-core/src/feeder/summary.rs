@@ -228,8 +228,9 @@ impl Summary {
         self.lost() > 0
     }
 
-    /// True when the run started, lost nothing (see [`lost_anything`](Self::lost_anything))
-    /// and every task finished in time.
+    /// True when the run started, every exchange was reached, nothing was lost (see
+    /// [`lost_anything`](Self::lost_anything)), every task finished in time and the data
+    /// records no exception (see [`warnings`](Self::warnings)).
     pub fn is_clean(&self) -> bool {
         self.failures.is_empty()
             && self.stragglers.is_empty()
@@ -284,7 +285,8 @@ mod tests {
         assert!(s.warnings().is_empty());
         s.incomplete_candles = 2;
         s.late_trades = 3;
-        assert!(s.is_clean(), "nothing was lost");
+        assert!(!s.lost_anything(), "nothing was lost");
+        assert!(!s.is_clean(), "but the candles say they are not exact");
         let w = s.warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].starts_with("2 candles"), "{w:?}");
