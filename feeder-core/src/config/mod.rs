@@ -7,6 +7,7 @@
 
 mod env;
 mod locate;
+mod size;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::exchange::Transport;
 use crate::model::{serde_duration, Interval, Symbol};
 
 pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
+pub use size::ByteSize;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
