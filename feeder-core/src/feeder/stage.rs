@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::budget::{batch_bytes, ByteBudget};
 use crate::config::PipelineConfig;
 use crate::exchange::{Cursor, Input};
 use crate::model::{Candle, Event, Symbol, Timestamp, Trade};
@@ -119,9 +120,11 @@ impl Clock {
 }
 
 /// Runs until every exchange sender is gone, then drops the writer handles so the writers
-/// drain and close.
+/// drain and close. Each batch of trades received gives its bytes back to `budget`, the
+/// bound of the channel in bytes its senders take from.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<Input>,
+    budget: ByteBudget,
     mut stages: Stages,
     writers: Vec<WriterHandle>,
     clock: Clock,
@@ -132,7 +135,10 @@ pub(crate) async fn run(
         let events = tokio::select! {
             biased;
             batch = rx.recv() => match batch {
-                Some(Input::Trades(trades)) => stages.process(trades, &mut totals),
+                Some(Input::Trades(trades)) => {
+                    budget.release(batch_bytes(trades.len()));
+                    stages.process(trades, &mut totals)
+                }
                 Some(Input::Gap(gap)) => vec![Event::Gap(gap)],
                 // Candles still close by the wall clock here.
                 Some(Input::Progress { .. }) => Vec::new(),
