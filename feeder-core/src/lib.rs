@@ -13,6 +13,7 @@
 //! - [`writer`]: the [`Writer`](writer::Writer) trait and the runner around each writer.
 //! - [`pipeline`]: the dedup [`Valve`](pipeline::Valve) and the candle
 //!   [`Aggregator`](pipeline::Aggregator), plain structs usable on their own.
+//! - [`budget`]: the bounds in bytes of the queues between the tasks.
 //! - [`feeder`]: the orchestrator that builds all of it from a [`config::Config`], supervises
 //!   it and shuts it down cleanly.
 //!
@@ -20,6 +21,7 @@
 //! and the command line (`feeder-cli`).
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod exchange;

@@ -7,6 +7,7 @@
 
 mod env;
 mod locate;
+mod size;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::exchange::Transport;
 use crate::model::{serde_duration, Interval, Symbol};
 
 pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
+pub use size::ByteSize;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +257,13 @@ pub struct PipelineConfig {
     /// Capacity, in batches, of the channel from the exchanges into the pipeline.
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// Most bytes of trades waiting in the channel from the exchanges into the pipeline
+    /// (`32MiB` by default, at least `64KiB`). When it is full an exchange waits before it
+    /// reads on, so that a slow store holds the venue's socket back instead of growing memory.
+    /// Sizes are estimated from the number of trades
+    /// ([`EVENT_BYTES`](crate::budget::EVENT_BYTES) each).
+    #[serde(default = "default_buffer")]
+    pub buffer: ByteSize,
     /// How far, either way, a trade's time may be from the time it was received (`1d` by
     /// default, at least `1s`). A trade outside is rejected before the pipeline: counted,
     /// logged, never stored. Raise it to backfill trades older than this after a long outage.
@@ -279,6 +288,11 @@ fn default_candle_grace() -> Duration {
 fn default_channel_capacity() -> usize {
     1024
 }
+fn default_buffer() -> ByteSize {
+    ByteSize::mib(32)
+}
+/// The smallest byte bound a queue may have.
+const MIN_QUEUE_BYTES: ByteSize = ByteSize(64 << 10);
 fn default_max_clock_skew() -> Duration {
     Duration::from_secs(86_400)
 }
@@ -292,6 +306,7 @@ impl Default for PipelineConfig {
             candle_grace: default_candle_grace(),
             late_trades: LateTradePolicy::default(),
             channel_capacity: default_channel_capacity(),
+            buffer: default_buffer(),
             max_clock_skew: default_max_clock_skew(),
             rejected: None,
         }
@@ -345,6 +360,10 @@ pub struct WriterConfig {
     pub batch_delay: Duration,
     /// Capacity of the writer's queue, in batches.
     pub queue_capacity: usize,
+    /// Most bytes of events in the writer's queue (`32MiB` by default, at least `64KiB`):
+    /// the queue is full when either bound is reached. Sizes are estimated from the number of
+    /// events ([`EVENT_BYTES`](crate::budget::EVENT_BYTES) each).
+    pub queue_bytes: ByteSize,
     /// What the queue does when full.
     pub when_full: WhenFullPolicy,
     /// Longest wait between retries of a failing batch.
@@ -374,6 +393,7 @@ impl WriterConfig {
             batch_size: 1000,
             batch_delay: Duration::ZERO,
             queue_capacity: 1024,
+            queue_bytes: ByteSize::mib(32),
             when_full: WhenFullPolicy::Block,
             retry_max_delay: Duration::from_secs(30),
             spill: None,
@@ -463,6 +483,9 @@ impl<'de> Deserialize<'de> for WriterConfig {
         }
         if let Some(v) = take("queue_capacity") {
             cfg.queue_capacity = read("queue_capacity", v)?;
+        }
+        if let Some(v) = take("queue_bytes") {
+            cfg.queue_bytes = read("queue_bytes", v)?;
         }
         if let Some(v) = take("when_full") {
             cfg.when_full = read("when_full", v)?;
@@ -626,12 +649,24 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            if w.queue_bytes < MIN_QUEUE_BYTES {
+                return Err(ConfigError::invalid(
+                    at("queue_bytes"),
+                    format!("must be at least {MIN_QUEUE_BYTES}"),
+                ));
+            }
         }
         let p = &self.pipeline;
         if p.channel_capacity == 0 {
             return Err(ConfigError::invalid(
                 "pipeline.channel_capacity",
                 "must be at least 1",
+            ));
+        }
+        if p.buffer < MIN_QUEUE_BYTES {
+            return Err(ConfigError::invalid(
+                "pipeline.buffer",
+                format!("must be at least {MIN_QUEUE_BYTES}"),
             ));
         }
         if p.max_clock_skew < Duration::from_secs(1) {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{batch_bytes, ByteBudget};
 use crate::error::{truncate_for_log, ExchangeError, ParseError};
 
 /// How long a batch may still take to enter the pipeline once shutdown began.
@@ -199,7 +200,9 @@ impl Input {
 /// Where an exchange sends its trades: a bounded channel of batches into the pipeline.
 ///
 /// Sending waits when the pipeline is behind (backpressure), and fails only when the
-/// pipeline is gone.
+/// pipeline is gone. The channel is bounded in batches and, given a [`ByteBudget`]
+/// ([`with_budget`](Self::with_budget)), in bytes: a batch takes its estimated size from the
+/// budget before it is queued, and the pipeline gives it back when it receives the batch.
 ///
 /// Every trade is checked first, once ([`TradeRules`]): one that is not positive in price and
 /// amount, too far in time from its receipt, or whose numeric id is far above its symbol's
@@ -220,6 +223,9 @@ pub struct TradeSink {
     screen: Arc<Mutex<Screen>>,
     /// The dead-letter channel, if any.
     rejected: Option<mpsc::Sender<Rejected>>,
+    /// The channel's bound in bytes, if any; the receiver releases what each batch of trades
+    /// took ([`ByteBudget::release`] with [`batch_bytes`] of its length).
+    budget: Option<ByteBudget>,
 }
 
 impl TradeSink {
@@ -233,7 +239,16 @@ impl TradeSink {
             rules: TradeRules::BASIC,
             screen: Arc::default(),
             rejected: None,
+            budget: None,
         }
+    }
+
+    /// Bounds the channel in bytes too: a batch of trades waits for its size in `budget`
+    /// before it is queued. The receiver must give back what each batch of trades took, with
+    /// [`ByteBudget::release`] of [`batch_bytes`] of its length, once it has received it.
+    pub fn with_budget(mut self, budget: ByteBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Checks trades with `rules` (the orchestrator passes the configuration's).
@@ -272,10 +287,19 @@ impl TradeSink {
         }
         self.cursors.advance(&trades);
         let n = trades.len() as u64;
+        // Taken before the batch is queued and held until it is: a send given up on (the
+        // future dropped, the pipeline gone) gives its bytes back as the guard drops.
+        let held = match &self.budget {
+            Some(budget) => Some(budget.acquire(batch_bytes(trades.len())).await),
+            None => None,
+        };
         self.tx
             .send(Input::Trades(trades))
             .await
             .map_err(|_| ExchangeError::PipelineClosed)?;
+        if let (Some(budget), Some(held)) = (&self.budget, held) {
+            budget.keep(held);
+        }
         self.stats.trades.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ByteBudget;
 use crate::config::{Config, ConfigError, PipelineConfig};
 use crate::error::WriteError;
 use crate::exchange::{
@@ -303,8 +304,10 @@ impl Feeder {
         }
 
         let (tx, rx) = mpsc::channel(pipeline.channel_capacity.max(1));
+        let budget = ByteBudget::new(pipeline.buffer.bytes());
         let stage_task = tokio::spawn(stage::run(
             rx,
+            budget.clone(),
             stage::Stages::new(&pipeline, &seeds),
             handles,
             clock,
@@ -325,6 +328,7 @@ impl Feeder {
             let task = tokio::spawn(supervise(
                 slot,
                 tx.clone(),
+                budget.clone(),
                 rules,
                 dead_letters.clone(),
                 stop_exchanges.clone(),
@@ -478,6 +482,7 @@ async fn join_by(task: &mut JoinHandle<()>, deadline: Instant) -> bool {
 async fn supervise(
     slot: ExchangeSlot,
     tx: mpsc::Sender<crate::exchange::Input>,
+    budget: ByteBudget,
     rules: TradeRules,
     dead_letters: Option<mpsc::Sender<crate::pipeline::Rejected>>,
     shutdown: CancellationToken,
@@ -485,8 +490,9 @@ async fn supervise(
 ) {
     let name = slot.exchange.name().to_owned();
     loop {
-        let mut sink =
-            TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone()).with_rules(rules);
+        let mut sink = TradeSink::new(tx.clone(), slot.cursors.clone(), slot.stats.clone())
+            .with_rules(rules)
+            .with_budget(budget.clone());
         if let Some(dl) = &dead_letters {
             sink = sink.with_rejected(dl.clone());
         }

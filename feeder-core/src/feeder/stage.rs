@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::budget::{batch_bytes, ByteBudget};
 use crate::config::PipelineConfig;
 use crate::exchange::{Completeness, Cursor, Input};
 use crate::model::{Candle, Event, Gap, Symbol, Timestamp, Trade};
@@ -155,9 +156,11 @@ impl Clock {
 }
 
 /// Runs until every exchange sender is gone, then drops the writer handles so the writers
-/// drain and close.
+/// drain and close. Each batch of trades received gives its bytes back to `budget`, the
+/// bound of the channel in bytes its senders take from.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<Input>,
+    budget: ByteBudget,
     mut stages: Stages,
     writers: Vec<WriterHandle>,
     clock: Clock,
@@ -168,7 +171,10 @@ pub(crate) async fn run(
         let events = tokio::select! {
             biased;
             batch = rx.recv() => match batch {
-                Some(Input::Trades(trades)) => stages.process(trades, clock.now(), &mut totals),
+                Some(Input::Trades(trades)) => {
+                    budget.release(batch_bytes(trades.len()));
+                    stages.process(trades, clock.now(), &mut totals)
+                }
                 Some(Input::Gap(gap)) => stages.gap(gap),
                 Some(Input::Progress { exchange, symbol, completeness }) => {
                     stages.progress(&exchange, &symbol, completeness, clock.now(), &mut totals)

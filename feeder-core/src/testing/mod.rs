@@ -480,6 +480,7 @@ fn runner_settings(batch_size: usize, batch_delay: Duration) -> RunnerSettings {
         batch_size,
         batch_delay,
         queue_capacity: 64,
+        queue_bytes: 32 << 20,
         when_full: WhenFull::Block,
         retry: Backoff::new(Duration::from_millis(20), Duration::from_millis(300)),
         spill: None,

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::spill::{Pushed, Spill, SpillSettings};
 use super::Writer;
+use crate::budget::{batch_bytes, ByteBudget, Held};
 use crate::config::WriterConfig;
 use crate::error::{ErrorChain, Rejection, WriteError};
 use crate::exchange::{Backoff, Cursor};
@@ -33,6 +34,9 @@ pub struct RunnerSettings {
     pub batch_delay: Duration,
     /// Capacity of the queue in front of the writer, in batches.
     pub queue_capacity: usize,
+    /// Most bytes of events in the queue in front of the writer (estimated, see
+    /// [`batch_bytes`]); the queue is full when either bound is reached.
+    pub queue_bytes: u64,
     /// What the queue does when full.
     pub when_full: WhenFull,
     /// Backoff between retries of a failing batch.
@@ -57,6 +61,7 @@ impl From<&WriterConfig> for RunnerSettings {
             batch_size: c.batch_size.max(1),
             batch_delay: c.batch_delay,
             queue_capacity: c.queue_capacity.max(1),
+            queue_bytes: c.queue_bytes.bytes(),
             when_full: c.when_full,
             retry: Backoff::new(
                 Duration::from_millis(100).min(c.retry_max_delay),
@@ -100,11 +105,21 @@ impl WriterStats {
     }
 }
 
+/// A batch in a writer's queue, with the bytes it holds of the queue's budget: they go back
+/// when the runner has taken the batch.
+#[derive(Debug)]
+struct Queued {
+    events: Arc<Vec<Event>>,
+    _held: Held,
+}
+
 /// The sending side of a writer's queue, held by the fan-out.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
     name: Arc<str>,
-    tx: mpsc::Sender<Arc<Vec<Event>>>,
+    tx: mpsc::Sender<Queued>,
+    /// The queue's bound in bytes, shared with the runner's task.
+    budget: ByteBudget,
     when_full: WhenFull,
     stats: Arc<WriterStats>,
     spill: Option<Arc<Spill>>,
@@ -139,13 +154,18 @@ impl WriterHandle {
         let n = batch.len() as u64;
         loop {
             if !spill.is_active() {
-                match self.tx.try_send(batch) {
-                    Ok(()) => return true,
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        WriterStats::add(&self.stats.dropped, n);
-                        return false;
+                if let Some(held) = self.budget.try_acquire(batch_bytes(batch.len())) {
+                    match self.tx.try_send(Queued {
+                        events: batch,
+                        _held: held,
+                    }) {
+                        Ok(()) => return true,
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            WriterStats::add(&self.stats.dropped, n);
+                            return false;
+                        }
+                        Err(mpsc::error::TrySendError::Full(q)) => batch = q.events,
                     }
-                    Err(mpsc::error::TrySendError::Full(b)) => batch = b,
                 }
             }
             // Registered before trying, so that space freed meanwhile is not missed.
@@ -183,17 +203,30 @@ impl WriterHandle {
     }
 
     async fn send_by_policy(&self, batch: Arc<Vec<Event>>, n: u64) -> bool {
+        let bytes = batch_bytes(batch.len());
         match self.when_full {
             WhenFull::Block => {
-                if self.tx.send(batch).await.is_err() {
+                // A runner that is gone dropped its queue, and with it every byte held, so
+                // this wait ends; the send then fails.
+                let held = self.budget.acquire(bytes).await;
+                let queued = Queued {
+                    events: batch,
+                    _held: held,
+                };
+                if self.tx.send(queued).await.is_err() {
                     WriterStats::add(&self.stats.dropped, n);
                     return false;
                 }
                 true
             }
-            WhenFull::Drop => match self.tx.try_send(batch) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            WhenFull::Drop => match self.budget.try_acquire(bytes).map(|held| {
+                self.tx.try_send(Queued {
+                    events: batch,
+                    _held: held,
+                })
+            }) {
+                Some(Ok(())) => true,
+                None | Some(Err(mpsc::error::TrySendError::Full(_))) => {
                     WriterStats::add(&self.stats.dropped, n);
                     tracing::error!(
                         writer = %self.name,
@@ -202,7 +235,7 @@ impl WriterHandle {
                     );
                     true
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Some(Err(mpsc::error::TrySendError::Closed(_))) => {
                     WriterStats::add(&self.stats.dropped, n);
                     false
                 }
@@ -240,6 +273,7 @@ impl WriterRunner {
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let name: Arc<str> = Arc::from(settings.name.as_deref().unwrap_or(writer.name()));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let budget = ByteBudget::new(settings.queue_bytes);
         let stats = Arc::new(WriterStats::default());
         let spill = settings.spill.as_ref().and_then(|s| match Spill::open(s) {
             Ok(spill) => Some(spill),
@@ -251,6 +285,7 @@ impl WriterRunner {
         let handle = WriterHandle {
             name: name.clone(),
             tx,
+            budget,
             when_full: settings.when_full,
             stats: stats.clone(),
             spill: spill.clone(),
@@ -291,7 +326,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Vec<Event>>>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Queued>) {
         let size = self.settings.batch_size;
         let linger = self.settings.batch_delay;
         // Events received but not yet written.
@@ -320,12 +355,12 @@ impl Task {
                 }
             };
             let Some(batch) = next else { break };
-            self.take(batch, &mut pending).await;
+            self.take_queued(batch, &mut pending).await;
             // Take whatever else is already queued: under load batches grow by themselves,
             // and an idle queue costs no waiting.
             while pending.len() < size {
                 match rx.try_recv() {
-                    Ok(batch) => self.take(batch, &mut pending).await,
+                    Ok(batch) => self.take_queued(batch, &mut pending).await,
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         open = false;
@@ -370,6 +405,13 @@ impl Task {
         }
     }
 
+    /// Takes a batch off the queue; its bytes go back to the queue's budget once the batch is
+    /// written or copied into `pending` (which holds less than one `batch_size` beyond it).
+    async fn take_queued(&mut self, queued: Queued, pending: &mut Vec<Event>) {
+        let Queued { events, _held } = queued;
+        self.take(events, pending).await;
+    }
+
     /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
     /// arriving when nothing is pending is written straight from the shared allocation.
     async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
@@ -410,16 +452,12 @@ impl Task {
 
     /// Writes, in order, what is queued (older than anything spilled: nothing is queued while
     /// the spill is in use), then every spilled batch, until the spill is empty.
-    async fn replay_spill(
-        &mut self,
-        rx: &mut mpsc::Receiver<Arc<Vec<Event>>>,
-        pending: &mut Vec<Event>,
-    ) {
+    async fn replay_spill(&mut self, rx: &mut mpsc::Receiver<Queued>, pending: &mut Vec<Event>) {
         let Some(spill) = self.spill.clone() else {
             return;
         };
         while let Ok(batch) = rx.try_recv() {
-            self.take(batch, pending).await;
+            self.take_queued(batch, pending).await;
         }
         self.write_pending(pending).await;
         let mut replayed = 0usize;
@@ -603,5 +641,105 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{parse_decimal, Side, Timestamp, Trade, TradeId};
+    use async_trait::async_trait;
+    use futures::FutureExt;
+    use tokio::sync::{Notify, Semaphore};
+
+    /// Signals each write it starts and finishes one per permit it is given.
+    struct Gated {
+        started: Arc<Notify>,
+        go: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl Writer for Gated {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        async fn write(&mut self, _batch: &[Event]) -> Result<(), WriteError> {
+            self.started.notify_one();
+            self.go.acquire().await.expect("open").forget();
+            Ok(())
+        }
+    }
+
+    const EVENTS: usize = 100;
+
+    /// A writer stuck in its first write, behind a queue of 64 KiB and a thousand batches, and
+    /// how many more batches the queue takes.
+    async fn stuck(when_full: WhenFull) -> (WriterHandle, Arc<Semaphore>, usize) {
+        let started = Arc::new(Notify::new());
+        let go = Arc::new(Semaphore::new(0));
+        let settings = RunnerSettings {
+            batch_size: EVENTS,
+            queue_capacity: 1000,
+            queue_bytes: 64 << 10,
+            when_full,
+            ..RunnerSettings::default()
+        };
+        let writer = Gated {
+            started: started.clone(),
+            go: go.clone(),
+        };
+        let (handle, _task) =
+            WriterRunner::spawn(Box::new(writer), settings, CancellationToken::new());
+        let in_write = started.notified();
+        assert!(handle.send(batch()).await);
+        in_write.await;
+        // The batch being written holds its bytes until the write ends.
+        let per_batch = batch_bytes(EVENTS).div_ceil(1024);
+        (handle, go, 64 / per_batch - 1)
+    }
+
+    fn batch() -> Arc<Vec<Event>> {
+        let trade = |i: u64| Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::from_u64(i),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(i as i64),
+            received_at: Timestamp::from_unix_secs(i as i64),
+        };
+        Arc::new((0..EVENTS as u64).map(|i| Event::Trade(trade(i))).collect())
+    }
+
+    #[tokio::test]
+    async fn a_queue_full_in_bytes_drops_and_counts_under_drop() {
+        let (handle, go, fits) = stuck(WhenFull::Drop).await;
+        assert!((1..10).contains(&fits), "{fits} batches fit");
+        for _ in 0..10 {
+            assert!(handle.send(batch()).await);
+        }
+        let dropped = handle.stats().dropped.load(Ordering::Relaxed);
+        assert_eq!(dropped, ((10 - fits) * EVENTS) as u64);
+        go.add_permits(1 + fits);
+    }
+
+    #[tokio::test]
+    async fn a_queue_full_in_bytes_holds_the_sender_under_block() {
+        let (handle, go, fits) = stuck(WhenFull::Block).await;
+        for _ in 0..fits {
+            assert!(handle.send(batch()).await);
+        }
+        let blocked = handle.send(batch());
+        tokio::pin!(blocked);
+        assert!(
+            blocked.as_mut().now_or_never().is_none(),
+            "the budget is spent"
+        );
+        // The first write ends and the runner takes the next batch: room for one more.
+        go.add_permits(1);
+        assert!(blocked.await);
+        assert_eq!(handle.stats().dropped.load(Ordering::Relaxed), 0);
+        go.add_permits(1 + fits);
     }
 }
