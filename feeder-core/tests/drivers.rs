@@ -635,6 +635,22 @@ async fn stream_answers_app_pings_protocol_pings_and_sends_keepalives() {
     run.stop().await.unwrap();
 }
 
+/// A burst far longer than one batch (frames read back to back) loses nothing at the batch
+/// boundaries.
+#[tokio::test]
+async fn stream_a_long_burst_arrives_whole() {
+    let script = vec![
+        Step::Expect(1),
+        Step::Burst((1..=2_500).map(wire).collect()),
+    ];
+    let server = WsServer::scripted(script).unwrap();
+    let toy = Toy::new(server.url(), unused_rest());
+    let mut run = Run::start(StreamExchange::new("toy", Arc::new(toy)), None);
+    run.until_ids(1..=2_500).await;
+    assert_eq!(run.seen.len(), 2_500, "each trade once");
+    run.stop().await.unwrap();
+}
+
 /// A message of a shape the parser does not know is counted, and the stream goes on.
 #[tokio::test]
 async fn stream_counts_messages_it_does_not_know_and_goes_on() {

@@ -177,6 +177,14 @@ impl WsConn {
         self.ws.send(Message::binary(data)).await
     }
 
+    /// Queues `frames` as text frames and writes them in one flush.
+    pub async fn send_burst(&mut self, frames: &[String]) -> Result<(), WsError> {
+        for f in frames {
+            self.ws.feed(Message::text(f.clone())).await?;
+        }
+        self.ws.flush().await
+    }
+
     /// Sends a protocol ping.
     pub async fn send_ping(&mut self, payload: Vec<u8>) -> Result<(), WsError> {
         self.ws.send(Message::Ping(payload.into())).await
@@ -231,6 +239,9 @@ pub enum Step {
     Send(String),
     /// Send a binary frame.
     SendBinary(Vec<u8>),
+    /// Send these text frames in one write, as a busy server's buffer does: the client
+    /// finds them all waiting at once.
+    Burst(Vec<String>),
     /// Send a protocol ping.
     Ping(Vec<u8>),
     /// Wait for a protocol pong from the client.
@@ -261,6 +272,7 @@ async fn play(mut conn: WsConn, script: Arc<Vec<Step>>) {
             }
             Step::Send(text) => conn.send_text(text.clone()).await.is_ok(),
             Step::SendBinary(data) => conn.send_binary(data.clone()).await.is_ok(),
+            Step::Burst(frames) => conn.send_burst(frames).await.is_ok(),
             Step::Ping(payload) => conn.send_ping(payload.clone()).await.is_ok(),
             Step::ExpectPong => loop {
                 match conn.recv_frame().await {

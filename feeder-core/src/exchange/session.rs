@@ -195,14 +195,14 @@ impl<'a, V: StreamVenue> Session<'a, V> {
         first: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<(), End> {
         let mut next = first;
-        for _ in 0..MAX_FRAMES_PER_BATCH {
+        for read in 1.. {
             let msg = match next {
                 None => return Err(End::Failed(ExchangeError::Closed(None))),
                 Some(Err(e)) => return Err(End::Failed(e.into())),
                 Some(Ok(m)) => m,
             };
             self.on_message(msg).await?;
-            if self.batch.len() >= MAX_BATCH {
+            if read >= MAX_FRAMES_PER_BATCH || self.batch.len() >= MAX_BATCH {
                 break;
             }
             // More frames already read off the socket? Take them without waiting.
