@@ -1603,3 +1603,157 @@ async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Rows of `table`.
+async fn postgres_count(url: &str, table: &str) -> usize {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+        .await
+        .unwrap()
+        .get(0);
+    usize::try_from(n).unwrap()
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` in `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How far the flood runs ahead of the store, in trades: several times what the byte
+/// budgets hold (1 MiB each, some five thousand trades), so they stay full all along.
+const FLOOD_AHEAD: usize = 30_000;
+/// The flood's length; the feeder's memory is sampled once a second meanwhile.
+const FLOOD_SECONDS: usize = 60;
+/// Most resident memory the feeder may reach under the flood.
+const FLOOD_RSS_LIMIT_KIB: u64 = 96 << 10;
+/// Most the feeder's memory may move over the flood's second half.
+const FLOOD_RSS_DRIFT_KIB: u64 = 6 << 10;
+
+/// A venue publishing faster than a slow store can take, for a minute, under
+/// `when_full: block`: the byte budgets hold the feeder back (it stops reading the venue),
+/// so its memory stays flat instead of growing with queues counted in batches, and every
+/// published trade ends up stored once. Memory used to grow by ~90 MiB in three minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_into_a_slow_store_keeps_memory_flat_and_stores_every_trade() {
+    let Some((url, proxy)) = chaos_postgres().await else {
+        return;
+    };
+    // Every packet to and from the store waits: a store that stays slow all along.
+    proxy.set_latency(Duration::from_millis(100));
+    let mock = MockCoinbase::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!("flood_trades_{}", std::process::id());
+    let symbols: Vec<String> = mock.symbols().iter().map(ToString::to_string).collect();
+    let config = format!(
+        "exchanges:
+  - name: coinbase
+    symbols: [{symbols}]
+    ws_url: {ws}
+    rest_url: {rest}
+pipeline:
+  candles: []
+  buffer: 1MiB
+writers:
+  - type: postgres
+    url: {url}
+    table: {table}
+    candles_table: {table}_candles
+    gaps_table: {table}_gaps
+    queue_bytes: 1MiB
+    when_full: block
+shutdown_timeout: 20s
+",
+        symbols = symbols.join(", "),
+        ws = mock.ws_url(),
+        rest = mock.rest_url(),
+    );
+    // The test reads the store around the proxy, at full speed.
+    let mut direct = url::Url::parse(&url).unwrap();
+    direct.set_port(Some(proxy.upstream().port())).unwrap();
+    let direct = direct.to_string();
+    let mut feeder = Feeder::start(dir.path(), &config);
+    let pid = feeder.child.as_ref().expect("running").id();
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    mock.publish(10);
+    wait_for_rows(&direct, &table, 10).await;
+
+    let mut samples = Vec::with_capacity(FLOOD_SECONDS);
+    let mut stored = 10;
+    for _ in 0..FLOOD_SECONDS {
+        let published = mock.published_count();
+        if published < stored + FLOOD_AHEAD {
+            mock.publish(stored + FLOOD_AHEAD - published);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(rss_kib(pid));
+        stored = postgres_count(&direct, &table).await;
+    }
+    let published = mock.published_count();
+    let half = &samples[samples.len() / 2..];
+    let (low, high) = (*half.iter().min().unwrap(), *half.iter().max().unwrap());
+    let peak = *samples.iter().max().unwrap();
+    eprintln!(
+        "flood: {published} trades published, {stored} stored after {FLOOD_SECONDS}s; \
+         RSS KiB first {} peak {peak}, second half {low}..{high}; samples {samples:?}",
+        samples[0]
+    );
+
+    // The flood ends: what the feeder held back reaches the store (bounded).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while postgres_count(&direct, &table).await < published {
+        assert!(
+            Instant::now() < deadline,
+            "the store never caught up with the flood:\n{}",
+            feeder.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.set_latency(Duration::ZERO);
+    let status = feeder.terminate();
+    assert_eq!(status.code(), Some(0), "{}", feeder.log());
+
+    let mut keys: Vec<(String, String)> = postgres_keys(&direct, &table)
+        .await
+        .into_iter()
+        .map(|(exchange, symbol, id)| {
+            assert_eq!(exchange, "coinbase");
+            (symbol, id)
+        })
+        .collect();
+    keys.sort();
+    let mut expected: Vec<(String, String)> = mock
+        .published()
+        .iter()
+        .map(|t| (t.symbol.to_string(), t.trade_id.to_string()))
+        .collect();
+    expected.sort();
+    assert!(
+        keys == expected,
+        "stored {} rows for {} published trades",
+        keys.len(),
+        expected.len()
+    );
+    assert!(
+        peak < FLOOD_RSS_LIMIT_KIB,
+        "RSS reached {peak} KiB: {samples:?}"
+    );
+    assert!(
+        high - low < FLOOD_RSS_DRIFT_KIB,
+        "RSS moved {} KiB over the second half: {samples:?}",
+        high - low
+    );
+    assert!(
+        published > stored + FLOOD_AHEAD / 2,
+        "the store kept up, so this was no flood: {published} published, {stored} stored"
+    );
+}

@@ -8,6 +8,7 @@
 //! // Point the client at proxy.addr() instead of the server.
 //! proxy.cut(); // open connections drop, new ones are closed at once
 //! proxy.restore(); // new connections reach the server again
+//! proxy.set_latency(std::time::Duration::from_millis(100)); // a slow store from now on
 //! # Ok(())
 //! # }
 //! ```
@@ -15,6 +16,9 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -42,6 +46,8 @@ struct Shared {
     generation: Mutex<CancellationToken>,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Delay before each chunk read from either side is passed on, in milliseconds.
+    latency_ms: AtomicU64,
 }
 
 impl Shared {
@@ -63,6 +69,7 @@ impl TcpProxy {
             generation: Mutex::new(CancellationToken::new()),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            latency_ms: AtomicU64::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, upstream, Arc::clone(&shared)));
         Ok(TcpProxy {
@@ -97,6 +104,14 @@ impl TcpProxy {
             }
         }
         self.shared.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds each chunk read from either side for `latency` before passing it on, in open
+    /// connections and new ones: a store that stays slow (a far region, an overloaded disk).
+    /// Zero passes bytes straight through.
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared.latency_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Whether the proxy is cut.
@@ -143,11 +158,16 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Sh
         }
         shared.accepted.fetch_add(1, Ordering::SeqCst);
         let token = shared.token();
-        conns.spawn(pipe(client, upstream, token));
+        conns.spawn(pipe(client, upstream, token, Arc::clone(&shared)));
     }
 }
 
-async fn pipe(mut client: TcpStream, upstream: SocketAddr, cut: CancellationToken) {
+async fn pipe(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    cut: CancellationToken,
+    shared: Arc<Shared>,
+) {
     let mut server = tokio::select! {
         s = TcpStream::connect(upstream) => match s {
             Ok(s) => s,
@@ -157,12 +177,44 @@ async fn pipe(mut client: TcpStream, upstream: SocketAddr, cut: CancellationToke
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        () = cut.cancelled() => {
-            let _ = client.set_zero_linger();
-            let _ = server.set_zero_linger();
+    let cut_off = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        let both = async {
+            tokio::join!(
+                relay(client_read, server_write, &shared),
+                relay(server_read, client_write, &shared),
+            )
+        };
+        tokio::select! {
+            _ = both => false,
+            () = cut.cancelled() => true,
         }
+    };
+    if cut_off {
+        let _ = client.set_zero_linger();
+        let _ = server.set_zero_linger();
+    }
+}
+
+/// Copies one direction, chunk by chunk, each held for the proxy's latency; shuts the
+/// writing side down when the reading side ends, as a half-close passes through.
+async fn relay(
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        let latency = shared.latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        to.write_all(&buf[..n]).await?;
     }
 }
 
