@@ -5,13 +5,16 @@ mod support;
 
 use std::time::Duration;
 
+use feeder_core::config::ExchangeConfig;
 use feeder_core::exchange::{ExchangeStats, Transport};
 use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::{GapReason, Symbol};
 use feeder_exchanges::bitstamp::BitstampFactory;
 use feeder_exchanges::bybit::BybitFactory;
 use feeder_exchanges::coinbase::CoinbaseFactory;
-use feeder_testkit::venues::{MockBitstamp, MockBybit, MockCoinbase, MockConfig, WsFault};
+use feeder_testkit::venues::{
+    MockBitstamp, MockBybit, MockCoinbase, MockConfig, MockVenue, WsFault,
+};
 
 use support::{Running, WAIT};
 
@@ -62,6 +65,18 @@ async fn coinbase_heartbeat_gap_is_backfilled_without_reconnecting() {
     run.stop().await;
 }
 
+/// The next connection's application hangs after `after` trades while its WebSocket library
+/// keeps pinging; the returned config gives a silent feed up after a second.
+fn hang_next(mock: &MockVenue, name: &str, after: usize) -> ExchangeConfig {
+    mock.fault_next_connection(WsFault::HangAfter {
+        after,
+        ping_every: Duration::from_millis(100),
+    });
+    let mut cfg = mock.exchange_config(name, Transport::Websocket);
+    cfg.stale_timeout = Some(Duration::from_secs(1));
+    cfg
+}
+
 /// A Coinbase server whose matching engine hangs while its WebSocket library keeps pinging
 /// and answering pings: the feed is judged by its messages, so the silence is caught within
 /// the stale timeout, and what was published meanwhile is filled over REST.
@@ -72,12 +87,7 @@ async fn coinbase_stall_that_keeps_pinging_is_detected_and_filled() {
         ..MockConfig::default()
     };
     let mock = MockCoinbase::start_with(cfg).await.unwrap();
-    mock.fault_next_connection(WsFault::HangAfter {
-        after: 5,
-        ping_every: Duration::from_millis(100),
-    });
-    let mut cfg = mock.exchange_config("coinbase", Transport::Websocket);
-    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let cfg = hang_next(&mock, "coinbase", 5);
     let mut run = Running::start(CoinbaseFactory.build(&cfg).unwrap(), &mock);
 
     mock.wait_subscriptions(1, WAIT).await.unwrap();
@@ -106,12 +116,7 @@ async fn coinbase_outage_of_thousands_of_trades_is_filled_to_the_last() {
         ..MockConfig::default()
     };
     let mock = MockCoinbase::start_with(cfg).await.unwrap();
-    mock.fault_next_connection(WsFault::HangAfter {
-        after: 3,
-        ping_every: Duration::from_millis(100),
-    });
-    let mut cfg = mock.exchange_config("coinbase", Transport::Websocket);
-    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let cfg = hang_next(&mock, "coinbase", 3);
     let mut run = Running::start(CoinbaseFactory.build(&cfg).unwrap(), &mock);
 
     mock.wait_subscriptions(1, WAIT).await.unwrap();
@@ -140,12 +145,7 @@ async fn bybit_outage_beyond_its_newest_trades_is_one_gap_with_exact_bounds() {
         ..MockConfig::default()
     };
     let mock = MockBybit::start_with(cfg).await.unwrap();
-    mock.fault_next_connection(WsFault::HangAfter {
-        after: 3,
-        ping_every: Duration::from_millis(100),
-    });
-    let mut cfg = mock.exchange_config("bybit", Transport::Websocket);
-    cfg.stale_timeout = Some(Duration::from_secs(1));
+    let cfg = hang_next(&mock, "bybit", 3);
     let mut run = Running::start(BybitFactory.build(&cfg).unwrap(), &mock);
 
     mock.wait_subscriptions(1, WAIT).await.unwrap();
