@@ -211,14 +211,14 @@ impl<'a, V: StreamVenue> Session<'a, V> {
                 None => break,
             }
         }
+        // Once per burst rather than per frame: resetting a timer is not free.
+        self.liveness.settle();
         self.flush_checking_ids().await
     }
 
     /// Handles one message: its trades go into the batch, its control meaning is acted on.
     async fn on_message(&mut self, msg: Message) -> Result<(), End> {
-        if self.liveness.proves_life(&msg) {
-            self.liveness.alive();
-        }
+        self.liveness.note(&msg);
         let frame = match &msg {
             Message::Text(t) => self.parse(t.as_str().as_bytes()),
             Message::Binary(b) => self.parse(b),
@@ -544,6 +544,8 @@ struct Liveness {
     stale: Duration,
     deadline: Pin<Box<Sleep>>,
     pong_proves: bool,
+    /// Whether the burst being read held a message that proves life.
+    proven: bool,
 }
 
 impl Liveness {
@@ -552,6 +554,19 @@ impl Liveness {
             stale,
             deadline: Box::pin(tokio::time::sleep(stale)),
             pong_proves,
+            proven: false,
+        }
+    }
+
+    /// Notes a message of the burst being read.
+    fn note(&mut self, msg: &Message) {
+        self.proven |= self.proves_life(msg);
+    }
+
+    /// At the end of a burst: if it proved the feed alive, the stale timeout starts again.
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.proven) {
+            self.alive();
         }
     }
 
