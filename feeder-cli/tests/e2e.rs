@@ -248,7 +248,10 @@ fn read_events(dir: &Path) -> Vec<Event> {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "jsonl") {
                 let text = std::fs::read_to_string(&p).unwrap();
-                for line in text.lines() {
+                // The feeder may be writing this file: a last line without its newline is
+                // not written yet.
+                let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+                for line in whole.lines() {
                     events.push(
                         serde_json::from_str(line)
                             .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", p.display())),
