@@ -234,29 +234,42 @@ shutdown_timeout: 10s
     )
 }
 
-/// Every event in every JSON lines file under `dir`.
-fn read_events(dir: &Path) -> Vec<Event> {
-    let mut events = Vec::new();
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
-        for e in entries.flatten() {
-            let p = e.path();
+        for p in entries.flatten().map(|e| e.path()) {
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "jsonl") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                // The feeder may be writing this file: a last line without its newline is
-                // not written yet.
-                let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-                for line in whole.lines() {
-                    events.push(
-                        serde_json::from_str(line)
-                            .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", p.display())),
-                    );
-                }
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+/// The lines of a file the feeder may still be writing: a last line without its newline is
+/// not written yet (or was never acknowledged) and is left out.
+fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.rfind('\n').map_or("", |end| &text[..end]).lines()
+}
+
+/// Every event in every JSON lines file under `dir`.
+fn read_events(dir: &Path) -> Vec<Event> {
+    let mut events = Vec::new();
+    for p in files_under(dir) {
+        if p.extension().is_some_and(|x| x == "jsonl") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            for line in complete_lines(&text) {
+                events.push(
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", p.display())),
+                );
             }
         }
     }
@@ -659,27 +672,17 @@ async fn a_killed_feeder_restarts_where_the_files_end_with_no_gap_and_no_duplica
 /// of the journals of parts still being written.
 fn parquet_trades(dir: &Path, journals: bool) -> Vec<Trade> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() {
-                stack.push(p);
-            } else if name.ends_with(".parquet") {
-                let events = read_parquet(&p).unwrap_or_else(|e| panic!("{}: {e:#?}", p.display()));
-                out.extend(trades(&events));
-            } else if journals && name.ends_with(".parquet.wal") {
-                // Finished into its part and removed meanwhile: the part holds its trades.
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                // A torn last line is a write still going on (or never acknowledged).
-                for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-                    if let Ok(Event::Trade(t)) = serde_json::from_str(line) {
-                        out.push(t);
-                    }
+    for p in files_under(dir) {
+        let name = p.to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            let events = read_parquet(&p).unwrap_or_else(|e| panic!("{}: {e:#?}", p.display()));
+            out.extend(trades(&events));
+        } else if journals && name.ends_with(".parquet.wal") {
+            // Finished into its part and removed meanwhile: the part holds its trades.
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for line in complete_lines(&text) {
+                if let Ok(Event::Trade(t)) = serde_json::from_str(line) {
+                    out.push(t);
                 }
             }
         }
