@@ -33,6 +33,12 @@ impl Cursor {
             None => trade.timestamp >= self.timestamp,
         }
     }
+
+    /// True when `trade` is this cursor's trade or older: what a store that resumed from
+    /// this cursor already holds, and what a backfill from it does not bring again.
+    pub fn covers(&self, trade: &Trade) -> bool {
+        !self.is_older_than(trade) || trade.trade_id == self.trade_id
+    }
 }
 
 /// The newest trade seen per symbol of one exchange, shared between its runs so a restarted

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::WriteError;
 use crate::exchange::Cursor;
-use crate::model::{Event, Symbol};
+use crate::model::{Event, Symbol, Timestamp};
 
 pub use crate::error::ErrorChain;
 pub(crate) use resume::resume_points;
@@ -68,6 +68,32 @@ pub trait Writer: Send + 'static {
         let _ = (exchange, symbol);
         Ok(None)
     }
+
+    /// For a durable store that can read back what it holds: hands `out` the events of
+    /// (`exchange`, `symbol`) it holds from `from` on, up to the trade `upto`, and returns
+    /// `true`. That is every trade with a time at or after `from` that `upto` covers
+    /// ([`Cursor::covers`]), and every gap whose span reaches `from` or later and starts no
+    /// later than `upto`'s time; in the order the store keeps them. Candles are not handed
+    /// back.
+    ///
+    /// Asked once per resumed stream at start-up, after [`resume_point`](Self::resume_point),
+    /// with `upto` at or before the point this store gave: the aggregator rebuilds from these
+    /// the candles a restart interrupted, so that the first candles after a restart hold the
+    /// trades of the earlier run too. Nothing handed back is written again.
+    ///
+    /// `Ok(false)` (the default) when the store cannot read back; those candles are then
+    /// emitted with `complete: false`. An `Err` is treated the same way, and logged.
+    async fn replay(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+        from: Timestamp,
+        upto: &Cursor,
+        out: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<bool, WriteError> {
+        let _ = (exchange, symbol, from, upto, out);
+        Ok(false)
+    }
 }
 
 #[async_trait]
@@ -90,5 +116,15 @@ impl<W: Writer + ?Sized> Writer for Box<W> {
         symbol: &Symbol,
     ) -> Result<Option<Cursor>, WriteError> {
         (**self).resume_point(exchange, symbol).await
+    }
+    async fn replay(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+        from: Timestamp,
+        upto: &Cursor,
+        out: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<bool, WriteError> {
+        (**self).replay(exchange, symbol, from, upto, out).await
     }
 }
