@@ -5,12 +5,14 @@
 //! it); a stream's connection drops (`Behind`), its missed trades come back in backfill pages
 //! in order, or are lost and reported as a gap (with the next trade, at once without an end,
 //! or before what a venue's limited REST API still had); a poll says `UpTo`; the feeder
-//! restarts and resumes each stream after its newest trade; and while no stream is live the
+//! restarts and resumes each stream after its newest trade, rebuilding the candles it
+//! interrupted from the store when the store reads back; and while no stream is live the
 //! wall clock runs on by any amount, ticking all the way.
 //!
 //! Every candle emitted must equal the recomputation from the trades of its interval that its
-//! run took in, and say `complete: false` exactly when a gap recorded before it, or its run's
-//! resume point, overlaps its interval. A candle that says it is complete must also equal the
+//! run took in (read back from the store or live), and say `complete: false` exactly when a
+//! gap recorded before it, or the part of its interval before what its run rebuilt, overlaps
+//! it. A candle that says it is complete must also equal the
 //! recomputation from every trade the venue published in its interval.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -69,8 +71,8 @@ enum Op {
     Back { stream: usize, how: Back },
     /// A poll answered every trade until now.
     UpTo { stream: usize },
-    /// The feeder restarts.
-    Restart,
+    /// The feeder restarts; the store reads back, or not.
+    Restart { reads_back: bool },
     /// The wall clock ticks.
     Tick,
 }
@@ -103,7 +105,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(stream, how)| Op::Back { stream, how }),
         2 => stream.prop_map(|stream| Op::UpTo { stream }),
-        2 => Just(Op::Restart),
+        2 => any::<bool>().prop_map(|reads_back| Op::Restart { reads_back }),
         8 => Just(Op::Tick),
     ]
 }
@@ -195,6 +197,8 @@ struct Run {
     agg: Aggregator,
     /// Trades taken in, in arrival order, by stream.
     taken: Vec<Vec<Trade>>,
+    /// Per stream: candles opening at or before this are incomplete (a restart that did not
+    /// rebuild them, or the part before a rebuild).
     resumed: Vec<Option<i64>>,
     gaps: Vec<Recorded>,
     emitted: Vec<(u64, Candle)>,
@@ -207,6 +211,13 @@ struct Model {
     runs: Vec<Run>,
     /// Every trade published, by stream.
     published: Vec<Vec<Trade>>,
+    /// What the store holds, in the order written: trades by stream, and the gaps as
+    /// emitted (stream, from, to).
+    stored: Vec<Vec<Trade>>,
+    stored_gaps: Vec<(usize, i64, Option<i64>)>,
+    stored_candles: Vec<Candle>,
+    /// A restart found a store that could not read back.
+    unrebuilt: bool,
     seq: u64,
     intervals: Vec<Interval>,
     grace: Duration,
@@ -235,12 +246,16 @@ impl Model {
             lanes,
             runs: Vec::new(),
             published: vec![Vec::new(); STREAMS.len()],
+            stored: vec![Vec::new(); STREAMS.len()],
+            stored_gaps: Vec::new(),
+            stored_candles: Vec::new(),
+            unrebuilt: false,
             seq: 0,
             intervals: s.intervals.clone(),
             grace: Duration::from_millis(s.grace_ms),
             policy: s.policy,
         };
-        m.start_run();
+        m.start_run(false);
         m
     }
 
@@ -252,29 +267,91 @@ impl Model {
         self.runs.last_mut().expect("a run")
     }
 
-    fn start_run(&mut self) {
+    fn start_run(&mut self, reads_back: bool) {
         let mut agg = Aggregator::new(&self.intervals, self.grace, self.policy);
         let mut resumed = Vec::new();
-        for lane in &mut self.lanes {
-            let after = lane.cursor.as_ref().map(|c| c.timestamp);
-            if let Some(after) = after {
+        let mut taken = vec![Vec::new(); STREAMS.len()];
+        let mut gaps = Vec::new();
+        let mut sent_at_once = Vec::new();
+        for (stream, lane) in self.lanes.iter().enumerate() {
+            let Some(cursor) = &lane.cursor else {
+                resumed.push(None);
+                continue;
+            };
+            let after = cursor.timestamp;
+            if !reads_back {
                 agg.resume(&lane.exchange, &lane.symbol, after);
+                resumed.push(Some(after.unix_nanos()));
+                continue;
             }
-            resumed.push(after.map(Timestamp::unix_nanos));
+            // The store reads back, as `Writer::replay` does: the trades from `from` that
+            // the cursor covers, and the gaps as stored that reach `from` and start by the
+            // cursor's time.
+            let from = agg.rebuild_from(after);
+            let upto = feeder_core::exchange::Cursor {
+                trade_id: cursor.trade_id.clone(),
+                timestamp: after,
+            };
+            let mut times = Vec::new();
+            for t in &self.stored[stream] {
+                if t.timestamp >= from && upto.covers(t) {
+                    agg.rebuild_trade(t);
+                    taken[stream].push(t.clone());
+                    times.push(t.timestamp.unix_nanos());
+                }
+            }
+            times.sort_unstable();
+            for &(s, g_from, g_to) in &self.stored_gaps {
+                if s != stream
+                    || g_from > after.unix_nanos()
+                    || g_to.is_some_and(|to| to < from.unix_nanos())
+                {
+                    continue;
+                }
+                agg.rebuild_gap(&Gap {
+                    exchange: lane.exchange.clone(),
+                    symbol: lane.symbol.clone(),
+                    after_trade_id: TradeId::new("cursor"),
+                    before_trade_id: None,
+                    from: Timestamp::from_unix_nanos(g_from, 9),
+                    to: g_to.map(|t| Timestamp::from_unix_nanos(t, 9)),
+                    reason: GapReason::NoBackfill,
+                });
+                // Ended by the first trade read back after it, else by the next live one.
+                let to =
+                    g_to.or_else(|| times.get(times.partition_point(|&t| t <= g_from)).copied());
+                self.seq += 1;
+                gaps.push(Recorded {
+                    stream,
+                    from: g_from,
+                    to,
+                    seq: self.seq,
+                    ended: None,
+                });
+            }
+            for c in &self.stored_candles {
+                if c.exchange == lane.exchange && c.symbol == lane.symbol && c.open_time >= from {
+                    agg.rebuild_candle(c);
+                }
+            }
+            agg.rebuilt(&lane.exchange, &lane.symbol, from, after, &mut sent_at_once);
+            resumed.push(Some(from.unix_nanos() - 1));
         }
         self.runs.push(Run {
             agg,
-            taken: vec![Vec::new(); STREAMS.len()],
+            taken,
             resumed,
-            gaps: Vec::new(),
+            gaps,
             emitted: Vec::new(),
         });
+        self.record(sent_at_once);
     }
 
     fn record(&mut self, out: Vec<Candle>) {
         for c in out {
             self.seq += 1;
             let seq = self.seq;
+            self.stored_candles.push(c.clone());
             self.run().emitted.push((seq, c));
         }
     }
@@ -292,6 +369,7 @@ impl Model {
             reason: GapReason::NoBackfill,
         };
         let seq = self.seq;
+        self.stored_gaps.push((stream, from, to));
         let run = self.run();
         run.agg.on_gap(&gap);
         run.gaps.push(Recorded {
@@ -332,6 +410,7 @@ impl Model {
             let run = self.run();
             run.agg.on_trade(&t, now, &mut out);
             run.taken[stream].push(t.clone());
+            self.stored[stream].push(t.clone());
             self.record(out);
             self.lanes[stream].cursor = Some(t);
             self.lanes[stream].lost_since_cursor = false;
@@ -478,7 +557,8 @@ impl Model {
                     self.progress(stream, Completeness::UpTo(t));
                 }
             }
-            Op::Restart => {
+            Op::Restart { reads_back } => {
+                self.unrebuilt |= !reads_back;
                 assert_eq!(self.run().agg.late_trades(), 0, "late trades in the run");
                 for lane in &mut self.lanes {
                     lane.state = State::Resuming;
@@ -487,7 +567,7 @@ impl Model {
                         lane.pending = lane.pending.or(from);
                     }
                 }
-                self.start_run();
+                self.start_run(reads_back);
             }
             Op::Tick => self.tick(),
         }
@@ -563,6 +643,35 @@ fn expected_complete(run: &Run, stream: usize, open: i64, close: i64, seq: u64) 
 
 fn check(m: &Model) -> Result<(), TestCaseError> {
     let last = m.runs.len() - 1;
+    // Across runs too, a candle is emitted once: a rebuild does not send again what the
+    // earlier run sent.
+    let mut runs_of: BTreeMap<(&str, &str, Interval, i64), usize> = BTreeMap::new();
+    for (r, run) in m.runs.iter().enumerate() {
+        for (_, c) in &run.emitted {
+            let key = (
+                &*c.exchange,
+                c.symbol.as_str(),
+                c.interval,
+                c.open_time.unix_nanos(),
+            );
+            if let Some(earlier) = runs_of.insert(key, r) {
+                prop_assert_eq!(earlier, r, "emitted by two runs: {:?}", c);
+            }
+        }
+    }
+    if !m.unrebuilt {
+        // Every restart rebuilt what it interrupted: each interval with a stored trade has
+        // its candle, from one run or another.
+        for (stream, stored) in m.stored.iter().enumerate() {
+            for t in stored {
+                for &iv in &m.intervals {
+                    let open = t.timestamp.unix_nanos().div_euclid(iv.nanos()) * iv.nanos();
+                    let key = (STREAMS[stream].0, STREAMS[stream].1, iv, open);
+                    prop_assert!(runs_of.contains_key(&key), "no run emitted {:?}", key);
+                }
+            }
+        }
+    }
     for (r, run) in m.runs.iter().enumerate() {
         let mut seen: BTreeMap<(usize, Interval, i64), u64> = BTreeMap::new();
         for (seq, c) in &run.emitted {
@@ -598,6 +707,11 @@ fn check(m: &Model) -> Result<(), TestCaseError> {
                 for t in taken {
                     for &iv in &m.intervals {
                         let open = t.timestamp.unix_nanos().div_euclid(iv.nanos()) * iv.nanos();
+                        let key = (STREAMS[stream].0, STREAMS[stream].1, iv, open);
+                        if runs_of.get(&key).is_some_and(|&r| r < last) {
+                            // Read back for a candle an earlier run emitted.
+                            continue;
+                        }
                         prop_assert!(
                             seen.contains_key(&(stream, iv, open)),
                             "never emitted: {} {} at {}",

@@ -1082,3 +1082,210 @@ async fn a_gap_marks_the_candle_it_cuts_incomplete() {
     assert_eq!((c.trades, c.complete), (100, false));
     assert_eq!(summary.incomplete_candles, 1);
 }
+
+/// 2024-01-02T10:00:00Z: the start of a minute.
+const T10: i64 = 1_704_189_600;
+
+/// Trade `id` of BTC-USD at `T10 + id` seconds, at a price of `100 + id`.
+fn timed(id: u64) -> Trade {
+    let at = Timestamp::from_unix_secs(T10 + id as i64);
+    Trade {
+        price: parse_decimal(&(100 + id).to_string()).unwrap(),
+        timestamp: at,
+        received_at: at,
+        ..trade("x", id)
+    }
+}
+
+/// A store kept across runs: answers where it left off and, when `reads_back`, replays.
+struct Shelf {
+    events: Arc<Mutex<Vec<Event>>>,
+    reads_back: bool,
+}
+
+#[async_trait]
+impl Writer for Shelf {
+    fn name(&self) -> &str {
+        "shelf"
+    }
+    async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+        self.events.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<feeder_core::exchange::Cursor>, WriteError> {
+        let events = self.events.lock().unwrap();
+        Ok(events.iter().rev().find_map(|e| match e {
+            Event::Trade(t) if &*t.exchange == exchange && t.symbol == *symbol => {
+                Some(feeder_core::exchange::Cursor {
+                    trade_id: t.trade_id.clone(),
+                    timestamp: t.timestamp,
+                })
+            }
+            _ => None,
+        }))
+    }
+    async fn replay(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+        from: Timestamp,
+        upto: &feeder_core::exchange::Cursor,
+        out: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<bool, WriteError> {
+        if !self.reads_back {
+            return Ok(false);
+        }
+        let held: Vec<Event> = self.events.lock().unwrap().clone();
+        for e in held {
+            let wanted = match &e {
+                Event::Trade(t) => {
+                    &*t.exchange == exchange
+                        && t.symbol == *symbol
+                        && t.timestamp >= from
+                        && upto.covers(t)
+                }
+                Event::Candle(c) => {
+                    &*c.exchange == exchange && c.symbol == *symbol && c.open_time >= from
+                }
+                Event::Gap(_) => false,
+            };
+            if wanted {
+                out(e);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Publishes `ids` (as [`timed`] trades), leaving out those its cursor already covers, as a
+/// venue's backfill and live feed would; says so, then waits for shutdown.
+struct Venue {
+    ids: std::ops::RangeInclusive<u64>,
+    sent: Arc<Notify>,
+}
+
+#[async_trait]
+impl Exchange for Venue {
+    fn name(&self) -> &str {
+        "x"
+    }
+    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let symbol = ctx.symbols[0].clone();
+        let cursor = ctx.cursors.get(&symbol);
+        let trades: Vec<Trade> = self
+            .ids
+            .clone()
+            .map(timed)
+            .filter(|t| cursor.as_ref().is_none_or(|c| !c.covers(t)))
+            .collect();
+        ctx.sink.send(trades).await?;
+        self.sent.notify_one();
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+/// One run of a feeder with 1 m candles over `ids`, into `shelf`; returns once its events
+/// are stored and the run has ended.
+async fn run_over(
+    ids: std::ops::RangeInclusive<u64>,
+    events: &Arc<Mutex<Vec<Event>>>,
+    reads_back: bool,
+) -> feeder_core::feeder::Summary {
+    let sent = Arc::new(Notify::new());
+    let feeder = Feeder::builder()
+        .pipeline(PipelineConfig {
+            candles: vec![Interval::parse("1m").unwrap()],
+            candle_grace: Duration::from_secs(1),
+            ..PipelineConfig::default()
+        })
+        .exchange(
+            Arc::new(Venue {
+                ids,
+                sent: sent.clone(),
+            }),
+            vec![Symbol::parse("BTC-USD").unwrap()],
+        )
+        .writer(
+            Box::new(Shelf {
+                events: events.clone(),
+                reads_back,
+            }),
+            settings(10),
+        )
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(feeder.run(shutdown.clone()));
+    sent.notified().await;
+    shutdown.cancel();
+    run.await.unwrap()
+}
+
+/// The candle of the minute from `open`, recomputed from the trades stored in it.
+fn recomputed(
+    events: &[Event],
+    open: i64,
+) -> (
+    usize,
+    rust_decimal::Decimal,
+    rust_decimal::Decimal,
+    rust_decimal::Decimal,
+    rust_decimal::Decimal,
+) {
+    let ts: Vec<&Trade> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) if (open..open + 60).contains(&t.timestamp.unix_secs()) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let prices = ts.iter().map(|t| t.price);
+    (
+        ts.len(),
+        ts[0].price,
+        prices.clone().max().unwrap(),
+        prices.min().unwrap(),
+        ts[ts.len() - 1].price,
+    )
+}
+
+/// Stopped 40 s into a minute and started again: the minute's candle holds the trades of both
+/// runs, read back from the store for the first part, and equals its stored trades.
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_candle_rebuilds_it_from_the_store() {
+    for reads_back in [true, false] {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let first = run_over(1..=40, &events, reads_back).await;
+        assert_eq!(first.candles, 0, "the minute was still open");
+        let second = run_over(1..=100, &events, reads_back).await;
+
+        let stored = events.lock().unwrap().clone();
+        assert_eq!(
+            trade_ids(&stored),
+            (1..=100).map(|i| i.to_string()).collect::<Vec<_>>(),
+            "every trade stored once"
+        );
+        let candles = candles_of(&stored);
+        assert_eq!(candles.len(), 1, "{candles:?}");
+        let c = &candles[0];
+        assert_eq!(c.open_time.unix_secs(), T10);
+        if reads_back {
+            let (n, open, high, low, close) = recomputed(&stored, T10);
+            assert_eq!(c.trades as usize, n);
+            assert_eq!(n, 59);
+            assert_eq!((c.open, c.high, c.low, c.close), (open, high, low, close));
+            assert_eq!(c.volume, parse_decimal("0.00000059").unwrap());
+            assert!(c.complete, "{c:?}");
+            assert_eq!(second.incomplete_candles, 0);
+        } else {
+            // Only the second run's part of the minute, and said so.
+            assert_eq!(c.trades, 19);
+            assert!(!c.complete, "{c:?}");
+            assert_eq!(second.incomplete_candles, 1);
+        }
+    }
+}

@@ -34,7 +34,7 @@ use crate::error::WriteError;
 use crate::exchange::{
     Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink,
 };
-use crate::model::Symbol;
+use crate::model::{Event, Symbol};
 use crate::pipeline::TradeRules;
 use crate::writer::{
     resume_points, ErrorChain, ResumeError, ResumePoints, RunnerSettings, Writer, WriterRunner,
@@ -294,6 +294,9 @@ impl Feeder {
             }
         }
 
+        let mut stages = stage::Stages::new(&pipeline, &seeds);
+        rebuild_candles(&mut stages, &mut writers, &resume_points, &seeds, &shutdown).await;
+
         let mut writer_tasks = Vec::new();
         let mut handles = Vec::new();
         for (slot, resume) in writers.into_iter().zip(resume_points) {
@@ -305,13 +308,7 @@ impl Feeder {
 
         let (tx, rx) = mpsc::channel(pipeline.channel_capacity.max(1));
         let budget = ByteBudget::new(pipeline.buffer.bytes());
-        let stage_task = tokio::spawn(stage::run(
-            rx,
-            budget.clone(),
-            stage::Stages::new(&pipeline, &seeds),
-            handles,
-            clock,
-        ));
+        let stage_task = tokio::spawn(stage::run(rx, budget.clone(), stages, handles, clock));
 
         let rules = TradeRules::from_pipeline(&pipeline);
         let (dead_letters, dead_letter_task) = match pipeline.rejected.clone() {
@@ -451,6 +448,76 @@ async fn drain(
 }
 
 /// Older first: by id where both are numbers, else by time.
+/// Rebuilds the candles a restart interrupted: for each resumed stream, a store that holds
+/// it reads back its trades from the open of those candles up to the resume point, and they
+/// go into the aggregator only. The stores are asked in the order of their resume points,
+/// oldest first (the one the stream resumes from holds exactly what is needed); the first
+/// that can read back does it. Without one, the candles stay marked incomplete.
+async fn rebuild_candles(
+    stages: &mut stage::Stages,
+    writers: &mut [WriterSlot],
+    resume_points: &[ResumePoints],
+    seeds: &[(Arc<str>, Symbol, Cursor)],
+    stop: &CancellationToken,
+) {
+    for (ex, sym, upto) in seeds {
+        let Some(from) = stages.rebuild_from(upto.timestamp) else {
+            return;
+        };
+        let mut order: Vec<(usize, &Cursor)> = resume_points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, points)| {
+                let (_, _, c) = points.iter().find(|(e, s, _)| e == ex && s == sym)?;
+                Some((i, c))
+            })
+            .collect();
+        order.sort_by(|a, b| cursor_order(a.1, b.1));
+        let mut rebuilt = false;
+        for (i, _) in order {
+            let slot = &mut writers[i];
+            let name = slot.name().to_owned();
+            let mut trades = 0u64;
+            let mut feed = |event: Event| {
+                trades += u64::from(stages.rebuild(ex, sym, &event));
+            };
+            let replay = slot.writer.replay(ex, sym, from, upto, &mut feed);
+            let answer = tokio::select! {
+                r = replay => r,
+                () = stop.cancelled() => Ok(false),
+            };
+            match answer {
+                Ok(false) => {
+                    stages.rebuilt(ex, sym, from, upto.timestamp, false);
+                    continue;
+                }
+                Ok(true) => {
+                    tracing::info!(
+                        exchange = %ex, symbol = %sym, writer = name, from = %from, trades,
+                        "rebuilt the open candles from the store"
+                    );
+                    stages.rebuilt(ex, sym, from, upto.timestamp, true);
+                    rebuilt = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        exchange = %ex, symbol = %sym, writer = name, error = %ErrorChain(&e),
+                        "cannot read the stored trades back; the interrupted candles are marked incomplete"
+                    );
+                    stages.rebuilt(ex, sym, from, upto.timestamp, false);
+                }
+            }
+        }
+        if !rebuilt {
+            tracing::info!(
+                exchange = %ex, symbol = %sym,
+                "no store reads back; the candles this restart interrupted are marked incomplete"
+            );
+        }
+    }
+}
+
 fn cursor_order(a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
     a.trade_id
         .cmp_numeric(&b.trade_id)

@@ -53,6 +53,55 @@ impl Stages {
         }
     }
 
+    /// Where a rebuild of the candles of a stream resumed after a trade at `after` starts;
+    /// `None` when no candles are built.
+    pub(crate) fn rebuild_from(&self, after: Timestamp) -> Option<Timestamp> {
+        self.aggregator.as_ref().map(|a| a.rebuild_from(after))
+    }
+
+    /// An event a store read back for the rebuild of (`exchange`, `symbol`): trades go into
+    /// their candles, gaps mark them, stored candles are not sent again; nothing is sent on.
+    /// Returns whether it was a trade.
+    pub(crate) fn rebuild(&mut self, exchange: &str, symbol: &Symbol, event: &Event) -> bool {
+        let Some(a) = &mut self.aggregator else {
+            return false;
+        };
+        match event {
+            Event::Trade(t) if &*t.exchange == exchange && t.symbol == *symbol => {
+                a.rebuild_trade(t);
+                true
+            }
+            Event::Gap(g) if &*g.exchange == exchange && g.symbol == *symbol => {
+                a.rebuild_gap(g);
+                false
+            }
+            Event::Candle(c) if &*c.exchange == exchange && c.symbol == *symbol => {
+                a.rebuild_candle(c);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The rebuild of (`exchange`, `symbol`) from `from` to its trade at `after` is whole
+    /// (`ok`), or it failed part way and is dropped.
+    pub(crate) fn rebuilt(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        from: Timestamp,
+        after: Timestamp,
+        ok: bool,
+    ) {
+        if let Some(a) = &mut self.aggregator {
+            if ok {
+                a.rebuilt(exchange, symbol, from, after, &mut self.candles);
+            } else {
+                a.abandon_rebuild(exchange, symbol, after);
+            }
+        }
+    }
+
     /// Dedups `trades`, taken in at wall time `now`, feeds the aggregator, and returns the
     /// events to fan out (trades, then any candles they closed).
     pub(crate) fn process(

@@ -101,6 +101,18 @@ pub struct Aggregator {
     late_trades: u64,
     incomplete_candles: u64,
     open_candles: usize,
+    /// What a rebuild in progress read back, until [`rebuilt`](Aggregator::rebuilt).
+    rebuilding: Rebuilding,
+}
+
+/// What the store read back for the stream being rebuilt.
+#[derive(Debug, Default)]
+struct Rebuilding {
+    /// Its trades' times, to end the gaps read back without an end.
+    times: Vec<i64>,
+    gaps: Vec<Gap>,
+    /// The candles the earlier run emitted: interval, open time, revision.
+    candles: Vec<(Interval, i64, u32)>,
 }
 
 /// The candles of one stream.
@@ -344,6 +356,71 @@ impl StreamCandles {
     }
 }
 
+/// What placing a trade in its stream's candles did.
+struct Placed {
+    /// It fell in an interval whose candle was already emitted.
+    late: bool,
+    /// Candles it opened.
+    opened: usize,
+    /// Incomplete revisions it emitted.
+    incomplete: u64,
+}
+
+/// Puts `trade` (of `st`'s stream) into the open candle of each interval, opening it if need
+/// be; a trade for an emitted interval is late, and under `Revise` revises it into `out`.
+fn place(
+    st: &mut StreamCandles,
+    trade: &Trade,
+    grace: i64,
+    policy: LateTradePolicy,
+    out: &mut Vec<Candle>,
+) -> Placed {
+    let ts = trade.timestamp.unix_nanos();
+    let mut placed = Placed {
+        late: false,
+        opened: 0,
+        incomplete: 0,
+    };
+    for series in &mut st.series {
+        let open_time = align(ts, series.interval);
+        if let Some(done) = &mut series.emitted {
+            let done_open = done.open_time();
+            if open_time <= done_open {
+                placed.late = true;
+                if open_time == done_open && policy == LateTradePolicy::Revise {
+                    done.add(trade);
+                    done.candle.revision = done.candle.revision.saturating_add(1);
+                    placed.incomplete += u64::from(done.emit(&st.marks, out));
+                }
+                continue;
+            }
+        }
+        // Open candles are few and sorted: search from the newest, where trades land.
+        let mut at = series.open.len();
+        let mut found = false;
+        for (i, b) in series.open.iter_mut().enumerate().rev() {
+            let o = b.open_time();
+            if o == open_time {
+                b.add(trade);
+                found = true;
+                break;
+            }
+            if o < open_time {
+                break;
+            }
+            at = i;
+        }
+        if !found {
+            let b = Building::new(trade, series.interval, open_time);
+            let deadline = b.deadline(grace);
+            st.next_close = Some(st.next_close.map_or(deadline, |d| d.min(deadline)));
+            series.open.insert(at, b);
+            placed.opened += 1;
+        }
+    }
+    placed
+}
+
 /// Start of the interval that contains `ts`.
 fn align(ts: i64, interval: Interval) -> i64 {
     let n = interval.nanos();
@@ -377,6 +454,7 @@ impl Aggregator {
             late_trades: 0,
             incomplete_candles: 0,
             open_candles: 0,
+            rebuilding: Rebuilding::default(),
         }
     }
 
@@ -398,44 +476,10 @@ impl Aggregator {
             return;
         };
         st.marks.end_open_holes(ts);
-        let mut late = false;
-        for series in &mut st.series {
-            let open_time = align(ts, series.interval);
-            if let Some(done) = &mut series.emitted {
-                let done_open = done.open_time();
-                if open_time <= done_open {
-                    late = true;
-                    if open_time == done_open && self.late == LateTradePolicy::Revise {
-                        done.add(trade);
-                        done.candle.revision = done.candle.revision.saturating_add(1);
-                        self.incomplete_candles += u64::from(done.emit(&st.marks, out));
-                    }
-                    continue;
-                }
-            }
-            // Open candles are few and sorted: search from the newest, where trades land.
-            let mut at = series.open.len();
-            let mut found = false;
-            for (i, b) in series.open.iter_mut().enumerate().rev() {
-                let o = b.open_time();
-                if o == open_time {
-                    b.add(trade);
-                    found = true;
-                    break;
-                }
-                if o < open_time {
-                    break;
-                }
-                at = i;
-            }
-            if !found {
-                let b = Building::new(trade, series.interval, open_time);
-                let deadline = b.deadline(grace);
-                st.next_close = Some(st.next_close.map_or(deadline, |d| d.min(deadline)));
-                series.open.insert(at, b);
-                self.open_candles += 1;
-            }
-        }
+        let placed = place(st, trade, grace, self.late, out);
+        self.open_candles += placed.opened;
+        self.incomplete_candles += placed.incomplete;
+        let late = placed.late;
         if late {
             self.late_trades += 1;
         }
@@ -499,6 +543,137 @@ impl Aggregator {
             return;
         }
         if let Some(st) = stream_of(&mut self.streams, &self.intervals, exchange, symbol) {
+            st.marks.resumed_after = Some(after.unix_nanos());
+        }
+    }
+
+    /// Where a rebuild of a stream resumed after a trade at `after` starts: the earliest open
+    /// time among the candles that `after`'s trade may have left open, that is, for each
+    /// interval, the one holding `after - grace`.
+    pub fn rebuild_from(&self, after: Timestamp) -> Timestamp {
+        let at = after.unix_nanos().saturating_sub(self.grace);
+        let from = self
+            .intervals
+            .iter()
+            .map(|&i| align(at, i))
+            .min()
+            .unwrap_or(at);
+        Timestamp::from_unix_nanos(from, 0)
+    }
+
+    /// Rebuilding a resumed stream: `trade`, which an earlier run took in and a store holds,
+    /// goes into its candles, and nothing closes. One stream is rebuilt at a time; call
+    /// [`rebuilt`](Self::rebuilt) after its last trade and gap. Its trades' times are kept
+    /// until then (8 bytes each), to end the gaps read back with them.
+    pub fn rebuild_trade(&mut self, trade: &Trade) {
+        let Some(st) = stream_of(
+            &mut self.streams,
+            &self.intervals,
+            &trade.exchange,
+            &trade.symbol,
+        ) else {
+            return;
+        };
+        self.rebuilding.times.push(trade.timestamp.unix_nanos());
+        let placed = place(
+            st,
+            trade,
+            self.grace,
+            LateTradePolicy::Drop,
+            &mut Vec::new(),
+        );
+        self.open_candles += placed.opened;
+    }
+
+    /// Rebuilding a resumed stream: a gap a store holds. It marks the candles it overlaps
+    /// once the rebuild is [`rebuilt`](Self::rebuilt); a gap whose end was not known then
+    /// ends at the first trade read back after it (or, without one, at the stream's next).
+    pub fn rebuild_gap(&mut self, gap: &Gap) {
+        self.rebuilding.gaps.push(gap.clone());
+    }
+
+    /// Rebuilding a resumed stream: a candle a store holds, which the earlier run emitted.
+    /// Once [`rebuilt`](Self::rebuilt), it is not sent again: its rebuilt candle is set aside
+    /// as emitted, with its revision, and a late trade revises it from there.
+    pub fn rebuild_candle(&mut self, candle: &Candle) {
+        self.rebuilding.candles.push((
+            candle.interval,
+            candle.open_time.unix_nanos(),
+            candle.revision,
+        ));
+    }
+
+    /// A rebuild of the stream's candles from a store, from `from` (see
+    /// [`rebuild_from`](Self::rebuild_from)) up to its trade at `after`, is complete. The
+    /// candles the store held (the earlier run emitted them) are set aside as emitted,
+    /// unsent; the others are whole from `from` on and close as usual (one older than a
+    /// stored candle is appended to `out` at once), and the stream is known complete up to
+    /// `after`. It runs on as the exchange reports its progress. This replaces
+    /// [`resume`](Self::resume) for the stream.
+    pub fn rebuilt(
+        &mut self,
+        exchange: &Arc<str>,
+        symbol: &Symbol,
+        from: Timestamp,
+        after: Timestamp,
+        out: &mut Vec<Candle>,
+    ) {
+        let Rebuilding {
+            mut times,
+            gaps,
+            candles,
+        } = std::mem::take(&mut self.rebuilding);
+        times.sort_unstable();
+        for mut gap in gaps {
+            if gap.to.is_none() {
+                let from = gap.from.unix_nanos();
+                let i = times.partition_point(|&t| t <= from);
+                gap.to = times.get(i).map(|&t| Timestamp::from_unix_nanos(t, 9));
+            }
+            self.on_gap(&gap);
+        }
+        let grace = self.grace;
+        let Some(st) = stream_of(&mut self.streams, &self.intervals, exchange, symbol) else {
+            return;
+        };
+        st.marks.resumed_after = Some(from.unix_nanos().saturating_sub(1));
+        for series in &mut st.series {
+            let interval = series.interval;
+            let stored = |b: &Building| {
+                candles
+                    .iter()
+                    .filter(|&&(iv, open, _)| iv == interval && open == b.open_time())
+                    .map(|&(_, _, rev)| rev)
+                    .max()
+            };
+            let Some(last) = series.open.iter().rposition(|b| stored(b).is_some()) else {
+                continue;
+            };
+            // Up to the newest candle the store holds, the earlier runs' watermark passed
+            // every deadline: a candle among them that the store lacks (a run that could
+            // not rebuild it never had its trades) is whole now, and goes out at once.
+            for mut b in series.open.drain(..=last) {
+                match stored(&b) {
+                    Some(revision) => b.candle.revision = revision,
+                    None => self.incomplete_candles += u64::from(b.emit(&st.marks, out)),
+                }
+                series.emitted = Some(b);
+            }
+            self.open_candles = self.open_candles.saturating_sub(last + 1);
+        }
+        st.watermark.raise(after.unix_nanos());
+        st.close_due(None, grace, &mut Vec::new());
+    }
+
+    /// Drops what a rebuild of the stream took in (the store failed part way), and marks the
+    /// stream resumed after `after` as [`resume`](Self::resume) does.
+    pub fn abandon_rebuild(&mut self, exchange: &Arc<str>, symbol: &Symbol, after: Timestamp) {
+        self.rebuilding = Rebuilding::default();
+        let intervals = &self.intervals;
+        if let Some(st) = stream_of(&mut self.streams, intervals, exchange, symbol) {
+            let open: usize = st.series.iter().map(|s| s.open.len()).sum();
+            self.open_candles = self.open_candles.saturating_sub(open);
+            *st = StreamCandles::new(intervals);
             st.marks.resumed_after = Some(after.unix_nanos());
         }
     }
@@ -1128,5 +1303,119 @@ mod tests {
         a.on_tick(Timestamp::from_unix_secs(10), &mut out);
         assert_eq!(out[0].open_time, Timestamp::from_unix_secs(-3_600));
         assert_eq!(out[0].close_time, Timestamp::EPOCH);
+    }
+
+    /// Rebuilds from trades `ids` (one a second from 10:00, at a price of 100 + id) up to
+    /// `after`, with the candles the store held opening at `stored` (1 m).
+    fn rebuild(
+        a: &mut Aggregator,
+        ids: std::ops::RangeInclusive<i64>,
+        after: Timestamp,
+        stored: &[i64],
+    ) {
+        let ex: Arc<str> = Arc::from("x");
+        let sym = Symbol::parse("BTC-USD").unwrap();
+        let from = a.rebuild_from(after);
+        for i in ids {
+            let t = trade(i as u64, at(i), &format!("{}", 100 + i), "1");
+            if t.timestamp >= from {
+                a.rebuild_trade(&t);
+            }
+        }
+        for &open in stored {
+            let t = trade(0, at(open), "1", "1");
+            let c = Building::new(&t, Interval::parse("1m").unwrap(), at(open).unix_nanos());
+            a.rebuild_candle(&c.candle);
+        }
+        a.rebuilt(&ex, &sym, from, after, &mut Vec::new());
+    }
+
+    #[test]
+    fn a_rebuild_starts_at_the_oldest_candle_the_grace_may_have_left_open() {
+        let a = agg(
+            &[
+                Interval::parse("30m").unwrap(),
+                Interval::parse("1h").unwrap(),
+            ],
+            LateTradePolicy::Drop,
+        );
+        // 10:40 is in the 10:30 half hour and the 10:00 hour.
+        assert_eq!(a.rebuild_from(at(40 * 60)), at(0));
+        let a = agg(&[Interval::parse("1m").unwrap()], LateTradePolicy::Drop);
+        assert_eq!(
+            a.rebuild_from(at(62)),
+            at(0),
+            "10:01:02 less 5 s grace is in 10:00"
+        );
+        assert_eq!(a.rebuild_from(at(66)), at(60));
+    }
+
+    #[test]
+    fn a_rebuilt_candle_holds_the_earlier_runs_trades_and_is_complete() {
+        let mut a = agg(&[Interval::parse("1m").unwrap()], LateTradePolicy::Drop);
+        rebuild(&mut a, 1..=40, at(40), &[]);
+        assert_eq!(a.open_candles(), 1);
+        assert!(
+            tick(&mut a, at(10_000)).is_empty(),
+            "no live trade yet: nothing runs on"
+        );
+        let mut out = Vec::new();
+        for i in 41..=70 {
+            out.extend(on(
+                &mut a,
+                &trade(i as u64, at(i), &format!("{}", 100 + i), "1"),
+                at(i),
+            ));
+        }
+        assert_eq!(out.len(), 1);
+        let c = &out[0];
+        assert_eq!((c.trades, c.complete), (59, true));
+        assert_eq!(c.open, parse_decimal("101").unwrap());
+        assert_eq!(c.close, parse_decimal("159").unwrap());
+        assert_eq!(c.volume, parse_decimal("59").unwrap());
+        assert_eq!(a.incomplete_candles(), 0);
+    }
+
+    #[test]
+    fn a_candle_the_store_holds_is_not_sent_again_and_one_it_lacks_is() {
+        // Up to 10:01:03 with the 10:00 candle stored (a quiet market can close it by the
+        // wall clock before its deadline trade): only 10:01 is left to send.
+        let mut a = agg(&[Interval::parse("1m").unwrap()], LateTradePolicy::Drop);
+        rebuild(&mut a, 1..=63, at(63), &[0]);
+        assert_eq!(a.open_candles(), 1, "only 10:01 is open");
+        let out = on(&mut a, &trade(200, at(200), "1", "1"), at(200));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].open_time, at(60));
+        assert_eq!((out[0].trades, out[0].complete), (4, true));
+
+        // The same, but the store lacks the 10:00 candle (the run ended before it closed):
+        // it is sent once the stream passes its deadline, whole.
+        let mut a = agg(&[Interval::parse("1m").unwrap()], LateTradePolicy::Drop);
+        rebuild(&mut a, 1..=63, at(63), &[]);
+        assert_eq!(a.open_candles(), 2);
+        let out = on(&mut a, &trade(66, at(66), "1", "1"), at(66));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].open_time, out[0].trades, out[0].complete),
+            (at(0), 59, true)
+        );
+    }
+
+    #[test]
+    fn an_abandoned_rebuild_leaves_the_interrupted_candle_incomplete() {
+        let ex: Arc<str> = Arc::from("x");
+        let sym = Symbol::parse("BTC-USD").unwrap();
+        let mut a = agg(&[Interval::parse("1m").unwrap()], LateTradePolicy::Drop);
+        for i in 1..=20 {
+            a.rebuild_trade(&trade(i, at(i as i64), "1", "1"));
+        }
+        a.abandon_rebuild(&ex, &sym, at(40));
+        assert_eq!(a.open_candles(), 0);
+        let mut out = Vec::new();
+        for i in 41..=70 {
+            out.extend(on(&mut a, &trade(i as u64, at(i), "1", "1"), at(i)));
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].trades, out[0].complete), (19, false));
     }
 }

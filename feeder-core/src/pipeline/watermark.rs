@@ -87,6 +87,11 @@ impl Watermark {
         }
     }
 
+    /// Known complete up to `t` (if that is further), whatever the stream's state.
+    pub(crate) fn raise(&mut self, t: i64) {
+        self.mark = Some(self.mark.map_or(t, |m| m.max(t)));
+    }
+
     /// The wall time at which it reaches `t`: `Some(i64::MIN)` when it already has, `None`
     /// when it does not run on (behind, or live without a live trade yet).
     pub(crate) fn reaches(&self, t: i64) -> Option<i64> {

@@ -71,15 +71,18 @@ pub trait Writer: Send + 'static {
 
     /// For a durable store that can read back what it holds: hands `out` the events of
     /// (`exchange`, `symbol`) it holds from `from` on, up to the trade `upto`, and returns
-    /// `true`. That is every trade with a time at or after `from` that `upto` covers
-    /// ([`Cursor::covers`]), and every gap whose span reaches `from` or later and starts no
-    /// later than `upto`'s time; in the order the store keeps them. Candles are not handed
-    /// back.
+    /// `true`. That is, in any order:
+    /// - every trade with a time at or after `from` that `upto` covers ([`Cursor::covers`]),
+    ///   in the order the store keeps them;
+    /// - every gap whose span reaches `from` or later (or has no end) and starts no later
+    ///   than `upto`'s time;
+    /// - every candle whose open time is at or after `from` (each revision, or the newest).
     ///
     /// Asked once per resumed stream at start-up, after [`resume_point`](Self::resume_point),
     /// with `upto` at or before the point this store gave: the aggregator rebuilds from these
     /// the candles a restart interrupted, so that the first candles after a restart hold the
-    /// trades of the earlier run too. Nothing handed back is written again.
+    /// trades of the earlier run too, and does not send again the candles the store holds.
+    /// Nothing handed back is written again.
     ///
     /// `Ok(false)` (the default) when the store cannot read back; those candles are then
     /// emitted with `complete: false`. An `Err` is treated the same way, and logged.
