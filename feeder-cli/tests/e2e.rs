@@ -2,7 +2,7 @@
 //! with faults in the middle, stopped by SIGTERM. Every trade the mock published must be in
 //! the files exactly once, with exact price and amount, taker side and full-precision time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -623,6 +623,92 @@ async fn candles_written_match_the_trades_in_the_same_output() {
         assert_eq!(c, &recompute(&inside, c), "candle differs from its trades");
         assert_eq!(c.revision, 0);
     }
+}
+
+/// Checks that `events` hold each candle once, each equal to the trades of its interval
+/// that the same files hold, and complete; returns the count per interval.
+fn check_candles(events: &[Event]) -> BTreeMap<String, usize> {
+    let trades = trades(events);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut count = BTreeMap::new();
+    for e in events {
+        let Event::Candle(c) = e else { continue };
+        assert!(
+            seen.insert((c.symbol.clone(), c.interval.to_string(), c.open_time)),
+            "candle written twice: {c:?}"
+        );
+        let inside: Vec<&Trade> = trades
+            .iter()
+            .filter(|t| {
+                t.symbol == c.symbol && t.timestamp >= c.open_time && t.timestamp < c.close_time
+            })
+            .collect();
+        assert!(!inside.is_empty());
+        assert_eq!(c, &recompute(&inside, c), "candle differs from its trades");
+        assert!(c.complete, "{c:?}");
+        *count.entry(c.interval.to_string()).or_insert(0) += 1;
+    }
+    count
+}
+
+/// Killed in the middle of a half hour and of an hour, then started again: the candles of
+/// those intervals hold the trades of both runs (read back from the files) and equal them,
+/// and none is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feeder_killed_mid_interval_restarts_with_candles_that_equal_their_trades() {
+    // Trades 20 s apart from a whole hour a day ahead, round-robin over two symbols.
+    let hour = 3_600_000_000_000;
+    let start = Timestamp::now().unix_nanos().div_euclid(hour) * hour + 24 * hour;
+    let start = Timestamp::from_unix_micros(start / 1_000);
+    let cfg = MockConfig {
+        simulated_time: Some((start, Duration::from_secs(20))),
+        ..MockConfig::default()
+    };
+    let mock = start_mock("coinbase", cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = config(&mock, "coinbase", Transport::Websocket, &out, "[30m, 1h]")
+        .replace("pipeline:\n", "pipeline:\n  max_clock_skew: 2d\n");
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    // 40 minutes: the first half hour closes, the second and the first hour are open.
+    mock.publish(120);
+    wait_for_trades(&out, 120, &feeder).await;
+    let deadline = Instant::now() + WAIT;
+    while check_candles(&read_events(&out)).get("30m") != Some(&2) {
+        assert!(Instant::now() < deadline, "{}", feeder.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    feeder.kill();
+    let log_before = feeder.log();
+
+    // Published while the feeder is down, then after it is back: up to 1h50m.
+    mock.publish(30);
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    mock.publish(180);
+    wait_for_trades(&out, 330, &feeder).await;
+    let status = feeder.terminate();
+    let log = feeder.log();
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{log_before}\n{log}"
+    );
+    assert!(
+        log.contains("rebuilt the open candles from the store"),
+        "{log}"
+    );
+
+    let events = read_events(&out);
+    check_exactly_once(&mock.published(), &trades(&events), true);
+    // 1h50m of trades: three closed half hours and one closed hour per symbol; the rest is
+    // open at shutdown.
+    let count = check_candles(&events);
+    assert_eq!(
+        (count.get("30m"), count.get("1h")),
+        (Some(&6), Some(&2)),
+        "{count:?}"
+    );
 }
 
 impl Feeder {
