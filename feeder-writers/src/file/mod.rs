@@ -22,6 +22,7 @@ pub(crate) mod encode;
 pub(crate) mod files;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+mod replay;
 mod resume;
 mod writer;
 

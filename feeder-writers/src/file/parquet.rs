@@ -418,16 +418,51 @@ pub fn decode_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     let reader = ParquetRecordBatchReaderBuilder::try_new(source)?.build()?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch?;
-        if batch.schema().column_with_name("trade_id").is_some() {
-            decode_trades(&batch, &mut out)?;
-        } else if batch.schema().column_with_name("after_trade_id").is_some() {
-            decode_gaps(&batch, &mut out)?;
-        } else {
-            decode_candles(&batch, &mut out)?;
-        }
+        decode_batch(&batch?, &mut out)?;
     }
     Ok(out)
+}
+
+/// Decodes a record batch of trades, gaps or candles, told apart by their columns.
+fn decode_batch(batch: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCodecError> {
+    if batch.schema().column_with_name("trade_id").is_some() {
+        decode_trades(batch, out)
+    } else if batch.schema().column_with_name("after_trade_id").is_some() {
+        decode_gaps(batch, out)
+    } else {
+        decode_candles(batch, out)
+    }
+}
+
+/// Hands the events of a Parquet file written by this crate to `each`, with their row
+/// numbers (from 0), one record batch at a time, so that memory holds a batch and not the
+/// file; stops early when `each` returns `false`. On failure, says from which row on the
+/// file could not be read.
+pub(crate) fn stream_parquet(
+    path: &Path,
+    mut each: impl FnMut(u64, Event) -> bool,
+) -> Result<(), (u64, ParquetCodecError)> {
+    let open = || -> Result<_, ParquetCodecError> {
+        Ok(ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?.build()?)
+    };
+    let reader = open().map_err(|e| (0, e))?;
+    let mut row = 0u64;
+    let mut events = Vec::new();
+    for batch in reader {
+        let decoded = batch.map_err(ParquetCodecError::from).and_then(|batch| {
+            events.clear();
+            decode_batch(&batch, &mut events)?;
+            Ok(batch.num_rows())
+        });
+        let rows = decoded.map_err(|e| (row, e))?;
+        for (i, event) in events.drain(..).enumerate() {
+            if !each(row + i as u64, event) {
+                return Ok(());
+            }
+        }
+        row += rows as u64;
+    }
+    Ok(())
 }
 
 /// The trade id and trade time of every trade in the last row group of a trades part, in

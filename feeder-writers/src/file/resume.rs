@@ -47,24 +47,14 @@ pub(super) fn last_trade(
         .join(&*path_component(exchange))
         .join(symbol.as_str());
     let horizon = now.saturating_add(FUTURE_TOLERANCE);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(with_path("list", &dir)(e)),
-    };
-    let mut files: Vec<(Stored, PathBuf)> = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(with_path("list", &dir))?.path();
-        let Some(stored) = Stored::of(&path, format) else {
-            continue;
-        };
-        if stored.day > horizon {
+    let mut files = stored_files(&dir, format)?;
+    files.retain(|(stored, path)| {
+        let future = stored.day > horizon;
+        if future {
             tracing::warn!(path = %path.display(), "a file dated in the future; not resuming from it");
-            continue;
         }
-        files.push((stored, path));
-    }
-    files.sort();
+        !future
+    });
     for (stored, path) in files.iter().rev() {
         let cursors = stored.tail.cursors(path, format)?;
         if let Some(cursor) = newest(&cursors, horizon) {
@@ -74,6 +64,26 @@ pub(super) fn last_trade(
         // before decides.
     }
     Ok(None)
+}
+
+/// The files of one stream's directory (`{kind}/{exchange}/{symbol}`) in `format`, in the
+/// order they were written: by day, then part. Other files are left out; a directory that
+/// does not exist holds none.
+pub(super) fn stored_files(dir: &Path, format: FileFormat) -> io::Result<Vec<(Stored, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(with_path("list", dir)(e)),
+    };
+    let mut files: Vec<(Stored, PathBuf)> = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(with_path("list", dir))?.path();
+        if let Some(stored) = Stored::of(&path, format) {
+            files.push((stored, path));
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The newest of the trades of a file's tail not later than `horizon`: by id when both ids
@@ -92,21 +102,21 @@ fn newest(cursors: &[Cursor], horizon: Timestamp) -> Option<&Cursor> {
 
 /// A file of a stream's directory that holds trades. Ordered as written: by day, then part.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Stored {
+pub(super) struct Stored {
     /// The UTC day it holds, as the time the day starts.
-    day: Timestamp,
+    pub(super) day: Timestamp,
     /// The part number of a Parquet part or journal; 0 for a day file of lines.
-    part: u32,
+    pub(super) part: u32,
     /// What it is. A journal sorts after the part of the same number: one left next to
     /// its finished part (a crash between the two) holds the same trades, and is read
     /// first.
-    tail: Tail,
+    pub(super) tail: Tail,
 }
 
 /// What kind of file holds a stream's trades, which says how the trades at its end are
 /// read.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Tail {
+pub(super) enum Tail {
     /// JSON lines or CSV, in the writer's format: `{YYYY-MM-DD}.{jsonl|csv}`.
     Lines,
     /// A finished Parquet part: `{YYYY-MM-DD}.part-NNNN.parquet`.
@@ -265,7 +275,7 @@ fn parse(line: &str, format: FileFormat) -> Option<Cursor> {
 }
 
 /// Splits one CSV line (RFC 4180 quoting).
-fn csv_fields(line: &str) -> Vec<String> {
+pub(super) fn csv_fields(line: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;

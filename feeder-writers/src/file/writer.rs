@@ -24,6 +24,11 @@ const POOL_SIZE: usize = 8;
 /// Most events of a batch written without a blocking thread (see `FileWriter::writes_inline`).
 const INLINE_EVENTS: usize = 256;
 
+/// Events read back (`replay`) that the reading thread hands over at a time, and how many
+/// such handfuls may wait: what bounds the memory of a replay, whatever the size of a day.
+const REPLAY_BATCH: usize = 1024;
+const REPLAY_BATCHES: usize = 4;
+
 /// Writes events to JSON lines or CSV files under a directory, one file per stream and UTC
 /// day: `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`.
 ///
@@ -244,14 +249,72 @@ impl Writer for FileWriter {
         })
         .await
         .map_err(|e| WriteError::terminal("reading where the files left off failed", e))?
-        .map_err(|e| match e.kind() {
-            // A tail that is not trades (lines, or a Parquet part that does not decode) stays
-            // so: asking again cannot help.
-            std::io::ErrorKind::InvalidData => {
-                WriteError::terminal("cannot read where the files left off", e)
+        // A tail that is not trades (lines, or a Parquet part that does not decode) stays
+        // so: asking again cannot help.
+        .map_err(read_error("cannot read where the files left off"))
+    }
+
+    /// Reads the stream's day files from the day of `from` to the day of `upto` (for
+    /// Parquet, their parts and the journals of parts still being written) and the gaps
+    /// files up to the day of `upto`, on a blocking thread, handing events over as they
+    /// are read: memory holds a few thousand events, not a day. A torn last line is not
+    /// read; any other line or row that cannot be read fails the replay, naming the file
+    /// and line.
+    async fn replay(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+        from: Timestamp,
+        upto: &Cursor,
+        out: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<bool, WriteError> {
+        let (root, format) = (self.options.path.clone(), self.options.format);
+        let (exchange, symbol, upto) = (exchange.to_owned(), symbol.clone(), upto.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Event>>(REPLAY_BATCHES);
+        let span = tracing::Span::current();
+        let reader = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            let range = super::replay::Range {
+                exchange: &exchange,
+                symbol: &symbol,
+                from,
+                upto: &upto,
+            };
+            let mut batch = Vec::with_capacity(REPLAY_BATCH);
+            // `false` once the receiver is gone (the replay was given up): stop reading.
+            let mut emit = |event: Event| {
+                batch.push(event);
+                batch.len() < REPLAY_BATCH || {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
+                    tx.blocking_send(full).is_ok()
+                }
+            };
+            super::replay::replay(&root, format, &range, &mut emit)?;
+            if !batch.is_empty() {
+                // A receiver gone by now wants nothing more anyway.
+                let _ = tx.blocking_send(batch);
             }
-            _ => WriteError::Io(e),
-        })
+            Ok(())
+        });
+        while let Some(batch) = rx.recv().await {
+            for event in batch {
+                out(event);
+            }
+        }
+        reader
+            .await
+            .map_err(|e| WriteError::terminal("reading the files back failed", e))?
+            .map_err(read_error("cannot read the files back"))?;
+        Ok(true)
+    }
+}
+
+/// Maps an error of reading the files back: a line or row that cannot be read stays
+/// unreadable however often it is asked; other I/O may pass.
+fn read_error(context: &'static str) -> impl FnOnce(std::io::Error) -> WriteError {
+    move |e| match e.kind() {
+        std::io::ErrorKind::InvalidData => WriteError::terminal(context, e),
+        _ => WriteError::Io(e),
     }
 }
 

@@ -1,17 +1,23 @@
 //! The `postgres` writer: one connection, one transaction per batch, inserts through
 //! `UNNEST` of parameter arrays (one statement per table, whatever the batch size).
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use feeder_core::exchange::Cursor;
-use feeder_core::model::{Candle, Event, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{Candle, Event, Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
+use futures::StreamExt;
 use rust_decimal::Decimal;
+use serde::de::value::StrDeserializer;
+use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::config::{quote_ident, PostgresOptions};
 
@@ -57,6 +63,13 @@ struct Sql {
     insert_gap: String,
     /// The newest stored trade of one stream, for resuming after a restart.
     last_trade: String,
+    /// A stream's trades from a time on that a cursor with a numeric id covers, in the
+    /// order of `last_trade`.
+    replay_numeric: String,
+    /// The same for a cursor whose id is not a number.
+    replay_textual: String,
+    /// A stream's gaps that overlap a span of time.
+    replay_gaps: String,
 }
 
 impl Sql {
@@ -94,6 +107,24 @@ impl Sql {
             "SELECT trade_id, timestamp_ns FROM {trades} WHERE exchange = $1 AND symbol = $2 \
              ORDER BY timestamp_ns DESC, length(trade_id) DESC, trade_id DESC LIMIT 1"
         );
+        // `Cursor::covers` in SQL: a trade is covered when it is the cursor's trade, or when
+        // both ids are numbers and its id is not greater, or otherwise when it is older.
+        // Two statements rather than one with a flag: a cast of the cursor's id to numeric
+        // must never be planned for an id that is not a number.
+        let replay = |covered: &str| {
+            format!(
+                "SELECT exchange, symbol, trade_id, price, amount, side, timestamp_ns, \
+                 received_at FROM {trades} \
+                 WHERE exchange = $1 AND symbol = $2 AND timestamp_ns >= $3 \
+                 AND (trade_id = $4 OR {covered}) \
+                 ORDER BY timestamp_ns, length(trade_id), trade_id"
+            )
+        };
+        let replay_numeric = replay(
+            "CASE WHEN trade_id ~ '^[0-9]{1,38}$' THEN trade_id::numeric <= $4::text::numeric \
+             ELSE timestamp_ns < $5 END",
+        );
+        let replay_textual = replay("timestamp_ns < $5");
         create.push(format!(
             "CREATE TABLE IF NOT EXISTS {candles} (
                 exchange text NOT NULL,
@@ -134,6 +165,12 @@ impl Sql {
                 PRIMARY KEY (exchange, symbol, after_trade_id)
             )"
         ));
+        let replay_gaps = format!(
+            "SELECT after_trade_id, before_trade_id, from_ns, to_ns, reason FROM {gaps} \
+             WHERE exchange = $1 AND symbol = $2 AND from_ns <= $3 \
+             AND (to_ns IS NULL OR to_ns >= $4) \
+             ORDER BY from_ns, after_trade_id"
+        );
         let insert_gap = format!(
             "INSERT INTO {gaps} AS g
                 (exchange, symbol, after_trade_id, before_trade_id, from_ts, to_ts, reason,
@@ -173,6 +210,9 @@ impl Sql {
             upsert_candles,
             insert_gap,
             last_trade,
+            replay_numeric,
+            replay_textual,
+            replay_gaps,
         }
     }
 }
@@ -262,6 +302,21 @@ impl PostgresWriter {
             Ok(Err(e)) => Err(OpenError::Postgres(e)),
             Err(_) => Err(OpenError::Timeout(limit)),
         }
+    }
+
+    /// Opens a connection when there is none or it was closed, for the reads made at
+    /// start-up; a failure is worth asking again.
+    async fn connect_if_needed(&mut self) -> Result<(), WriteError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            let conn = self.open().await.map_err(|e| {
+                WriteError::retriable(
+                    format!("cannot connect to {}", self.options.redacted_url()),
+                    e,
+                )
+            })?;
+            self.conn = Some(conn);
+        }
+        Ok(())
     }
 
     async fn store(&mut self, batch: &[Event]) -> Result<(), tokio_postgres::Error> {
@@ -396,15 +451,7 @@ impl Writer for PostgresWriter {
         exchange: &str,
         symbol: &Symbol,
     ) -> Result<Option<Cursor>, WriteError> {
-        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            let conn = self.open().await.map_err(|e| {
-                WriteError::retriable(
-                    format!("cannot connect to {}", self.options.redacted_url()),
-                    e,
-                )
-            })?;
-            self.conn = Some(conn);
-        }
+        self.connect_if_needed().await?;
         let Some(conn) = &self.conn else {
             return Ok(None);
         };
@@ -421,6 +468,79 @@ impl Writer for PostgresWriter {
                 timestamp: Timestamp::from_unix_nanos(ns, 9),
             }
         }))
+    }
+
+    /// Streams the stream's trades from `from` on that `upto` covers, ordered as
+    /// [`resume_point`](Writer::resume_point) orders them (by trade time, then by id, numeric
+    /// ids as numbers), a row at a time as the server sends them, and its gaps that overlap
+    /// them, each just before the first trade later than its start.
+    async fn replay(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+        from: Timestamp,
+        upto: &Cursor,
+        out: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<bool, WriteError> {
+        self.connect_if_needed().await?;
+        let (Some(conn), sql) = (&self.conn, &self.sql) else {
+            return Ok(false);
+        };
+        let read = |e| {
+            let context = "reading the stored trades back failed";
+            if is_retriable(&e) {
+                WriteError::retriable(context, e)
+            } else {
+                WriteError::terminal(context, e)
+            }
+        };
+        let (from_ns, upto_ns) = (from.unix_nanos(), upto.timestamp.unix_nanos());
+        let exchange_arc: Arc<str> = Arc::from(exchange);
+        let mut gaps: VecDeque<Gap> = VecDeque::new();
+        for row in conn
+            .client
+            .query(
+                &sql.replay_gaps,
+                &[&exchange, &symbol.as_str(), &upto_ns, &from_ns],
+            )
+            .await
+            .map_err(read)?
+        {
+            gaps.push_back(gap_of(&row, &exchange_arc, symbol).map_err(unreadable_row)?);
+        }
+        let trades = match upto.trade_id.as_number() {
+            Some(_) => &sql.replay_numeric,
+            None => &sql.replay_textual,
+        };
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &exchange,
+            &symbol.as_str(),
+            &from_ns,
+            &upto.trade_id.as_str(),
+            &upto_ns,
+        ];
+        // Rows come off the socket as they are read: the connection waits for this loop
+        // rather than buffer the result.
+        let rows = conn
+            .client
+            .query_raw(trades.as_str(), params)
+            .await
+            .map_err(read)?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.next().await {
+            let trade =
+                trade_of(&row.map_err(read)?, &exchange_arc, symbol).map_err(unreadable_row)?;
+            while gaps.front().is_some_and(|g| g.from < trade.timestamp) {
+                if let Some(gap) = gaps.pop_front() {
+                    out(Event::Gap(gap));
+                }
+            }
+            out(Event::Trade(trade));
+        }
+        for gap in gaps {
+            out(Event::Gap(gap));
+        }
+        Ok(true)
     }
 
     async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
@@ -481,6 +601,60 @@ impl Writer for PostgresWriter {
         self.conn = None;
         Ok(())
     }
+}
+
+/// A stored row that cannot be read back as the event it holds: it stays so however often
+/// it is asked.
+fn unreadable_row(e: Box<dyn std::error::Error + Send + Sync>) -> WriteError {
+    WriteError::terminal("a stored row cannot be read back", e)
+}
+
+type RowResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A trade from a row of the replay statements (`exchange, symbol, trade_id, price, amount,
+/// side, timestamp_ns, received_at`); the stream's names are those asked for.
+fn trade_of(row: &Row, exchange: &Arc<str>, symbol: &Symbol) -> RowResult<Trade> {
+    let id: &str = row.try_get(2)?;
+    let side: &str = row.try_get(5)?;
+    let received: SystemTime = row.try_get(7)?;
+    Ok(Trade {
+        exchange: Arc::clone(exchange),
+        symbol: symbol.clone(),
+        trade_id: TradeId::new(id),
+        price: row.try_get(3)?,
+        amount: row.try_get(4)?,
+        side: side
+            .parse()
+            .map_err(|()| format!("trade {id}: side {side:?} is not buy, sell or unknown"))?,
+        timestamp: Timestamp::from_unix_nanos(row.try_get(6)?, 9),
+        received_at: timestamp(received),
+    })
+}
+
+/// A gap from a row of the gaps replay statement (`after_trade_id, before_trade_id,
+/// from_ns, to_ns, reason`).
+fn gap_of(row: &Row, exchange: &Arc<str>, symbol: &Symbol) -> RowResult<Gap> {
+    let before: Option<&str> = row.try_get(1)?;
+    let to: Option<i64> = row.try_get(3)?;
+    let reason: &str = row.try_get(4)?;
+    Ok(Gap {
+        exchange: Arc::clone(exchange),
+        symbol: symbol.clone(),
+        after_trade_id: TradeId::new(row.try_get(0)?),
+        before_trade_id: before.map(TradeId::new),
+        from: Timestamp::from_unix_nanos(row.try_get(2)?, 9),
+        to: to.map(|ns| Timestamp::from_unix_nanos(ns, 9)),
+        reason: GapReason::deserialize(StrDeserializer::<serde::de::value::Error>::new(reason))?,
+    })
+}
+
+/// A `timestamptz` read back: microseconds, as the column keeps them.
+fn timestamp(t: SystemTime) -> Timestamp {
+    let micros = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    };
+    Timestamp::from_unix_micros(micros)
 }
 
 /// Nanoseconds since the epoch as a `SystemTime`, the type the driver binds to

@@ -2,6 +2,8 @@
 //! rule for missing services, unique names, and reading files back into events.
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
