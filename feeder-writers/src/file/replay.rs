@@ -1,5 +1,6 @@
 //! Reading a stream back out of its files, for `Writer::replay`: the trades of one
-//! (exchange, symbol) from a time on, up to a trade, and the gaps that overlap them.
+//! (exchange, symbol) from a time on, up to a trade, the gaps that overlap them, and the
+//! candles that open from that time on.
 //!
 //! Everything here is blocking I/O, run on a blocking thread. Events are handed on one at a
 //! time as they are read, so memory holds a line (or one Parquet record batch), never a
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use feeder_core::exchange::Cursor;
-use feeder_core::model::{parse_decimal, Event, Gap, Symbol, Timestamp, Trade, TradeId};
+use feeder_core::model::{parse_decimal, Candle, Event, Gap, Symbol, Timestamp, Trade, TradeId};
 
 use super::config::FileFormat;
 use super::encode::Kind;
@@ -145,6 +146,26 @@ pub(super) fn replay(
     }
     for gap in gaps {
         if !emit(Event::Gap(gap)) {
+            return Ok(());
+        }
+    }
+    // The candles the store holds from `from` on, filed under the day they open: the
+    // aggregator does not send them again.
+    for (stored, path) in stream_files(root, Kind::Candles, format, range)? {
+        if stored.day < first_day {
+            continue;
+        }
+        let more = read_file(
+            &path,
+            &stored.tail,
+            format,
+            Kind::Candles,
+            &mut |event| match &event {
+                Event::Candle(c) if c.open_time >= range.from => emit(event),
+                _ => true,
+            },
+        )?;
+        if !more {
             break;
         }
     }
@@ -287,7 +308,7 @@ fn parse_line(
             match kind {
                 Kind::Trades => Event::Trade(csv_trade(&fields)?),
                 Kind::Gaps => Event::Gap(csv_gap(&fields)?),
-                Kind::Candles => return Err("candles are not read back".into()),
+                Kind::Candles => Event::Candle(csv_candle(&fields)?),
             }
         }
         _ => serde_json::from_slice::<Event>(text)?,
@@ -321,6 +342,29 @@ fn csv_trade(fields: &[String]) -> Result<Trade, Box<dyn std::error::Error + Sen
 /// A gap from the CSV fields
 /// `exchange,symbol,after_trade_id,before_trade_id,from,to,reason`; the optional ones empty
 /// when absent.
+fn csv_candle(fields: &[String]) -> Result<Candle, Box<dyn std::error::Error + Send + Sync>> {
+    let [exchange, symbol, interval, open_time, close_time, open, high, low, close, volume, trades, revision, complete] =
+        fields
+    else {
+        return Err(format!("{} fields where a candle has 13", fields.len()).into());
+    };
+    Ok(Candle {
+        exchange: Arc::from(exchange.as_str()),
+        symbol: Symbol::parse(symbol)?,
+        interval: interval.parse()?,
+        open_time: Timestamp::parse_rfc3339(open_time)?,
+        close_time: Timestamp::parse_rfc3339(close_time)?,
+        open: parse_decimal(open)?,
+        high: parse_decimal(high)?,
+        low: parse_decimal(low)?,
+        close: parse_decimal(close)?,
+        volume: parse_decimal(volume)?,
+        trades: trades.parse()?,
+        revision: revision.parse()?,
+        complete: complete.parse()?,
+    })
+}
+
 fn csv_gap(fields: &[String]) -> Result<Gap, Box<dyn std::error::Error + Send + Sync>> {
     let [exchange, symbol, after, before, from, to, reason] = fields else {
         return Err(format!("{} fields where a gap has 7", fields.len()).into());

@@ -70,6 +70,8 @@ struct Sql {
     replay_textual: String,
     /// A stream's gaps that overlap a span of time.
     replay_gaps: String,
+    /// A stream's candles that open at or after a time.
+    replay_candles: String,
 }
 
 impl Sql {
@@ -171,6 +173,12 @@ impl Sql {
              AND (to_ns IS NULL OR to_ns >= $4) \
              ORDER BY from_ns, after_trade_id"
         );
+        let replay_candles = format!(
+            "SELECT \"interval\", open_time, close_time, open, high, low, close, volume, \
+             trades, revision, complete FROM {candles} \
+             WHERE exchange = $1 AND symbol = $2 AND open_time >= $3 \
+             ORDER BY open_time, \"interval\""
+        );
         let insert_gap = format!(
             "INSERT INTO {gaps} AS g
                 (exchange, symbol, after_trade_id, before_trade_id, from_ts, to_ts, reason,
@@ -213,6 +221,7 @@ impl Sql {
             replay_numeric,
             replay_textual,
             replay_gaps,
+            replay_candles,
         }
     }
 }
@@ -473,7 +482,8 @@ impl Writer for PostgresWriter {
     /// Streams the stream's trades from `from` on that `upto` covers, ordered as
     /// [`resume_point`](Writer::resume_point) orders them (by trade time, then by id, numeric
     /// ids as numbers), a row at a time as the server sends them, and its gaps that overlap
-    /// them, each just before the first trade later than its start.
+    /// them, each just before the first trade later than its start; then its candles that
+    /// open at or after `from`.
     async fn replay(
         &mut self,
         exchange: &str,
@@ -539,6 +549,20 @@ impl Writer for PostgresWriter {
         }
         for gap in gaps {
             out(Event::Gap(gap));
+        }
+        // Candles are few (one per interval and stream per interval's length).
+        for row in conn
+            .client
+            .query(
+                &sql.replay_candles,
+                &[&exchange, &symbol.as_str(), &system_time(from)],
+            )
+            .await
+            .map_err(read)?
+        {
+            out(Event::Candle(
+                candle_of(&row, &exchange_arc, symbol).map_err(unreadable_row)?,
+            ));
         }
         Ok(true)
     }
@@ -645,6 +669,31 @@ fn gap_of(row: &Row, exchange: &Arc<str>, symbol: &Symbol) -> RowResult<Gap> {
         from: Timestamp::from_unix_nanos(row.try_get(2)?, 9),
         to: to.map(|ns| Timestamp::from_unix_nanos(ns, 9)),
         reason: GapReason::deserialize(StrDeserializer::<serde::de::value::Error>::new(reason))?,
+    })
+}
+
+/// A candle from a row of the candles replay statement (`interval, open_time, close_time,
+/// open, high, low, close, volume, trades, revision, complete`).
+fn candle_of(row: &Row, exchange: &Arc<str>, symbol: &Symbol) -> RowResult<Candle> {
+    let interval: &str = row.try_get(0)?;
+    let trades: i64 = row.try_get(8)?;
+    let revision: i32 = row.try_get(9)?;
+    Ok(Candle {
+        exchange: Arc::clone(exchange),
+        symbol: symbol.clone(),
+        interval: interval
+            .parse()
+            .map_err(|e| format!("candle interval {interval:?}: {e}"))?,
+        open_time: timestamp(row.try_get(1)?),
+        close_time: timestamp(row.try_get(2)?),
+        open: row.try_get(3)?,
+        high: row.try_get(4)?,
+        low: row.try_get(5)?,
+        close: row.try_get(6)?,
+        volume: row.try_get(7)?,
+        trades: u64::try_from(trades).map_err(|_| format!("candle trades {trades} < 0"))?,
+        revision: u32::try_from(revision).map_err(|_| format!("candle revision {revision} < 0"))?,
+        complete: row.try_get(10)?,
     })
 }
 

@@ -100,6 +100,8 @@ pub struct Dataset {
     pub trades: Vec<Trade>,
     /// The gaps of BTC-USD it hands back, by start.
     pub gaps: Vec<Gap>,
+    /// The candles of BTC-USD it hands back (those opening at or after `from`), by open.
+    pub candles: Vec<Candle>,
 }
 
 impl Dataset {
@@ -136,6 +138,7 @@ impl Dataset {
         let mut first_run = Vec::new();
         let mut second_run = Vec::new();
         let mut trades = Vec::new();
+        let mut candles = Vec::new();
         for day in 0..3 {
             for k in 0..PER_DAY {
                 let run = if day == 0 || (day == 1 && k < PER_DAY / 2) {
@@ -154,7 +157,11 @@ impl Dataset {
                         .map(|g| Event::Gap(g.clone())),
                 );
                 if k % 4 == 3 {
-                    batch.push(Event::Candle(candle(&btc, day, k / 2)));
+                    let c = candle(&btc, day, k / 2);
+                    if c.open_time >= from {
+                        candles.push(c.clone());
+                    }
+                    batch.push(Event::Candle(c));
                     batch.push(Event::Candle(candle(&eth, day, k / 2)));
                 }
                 run.push(batch);
@@ -175,6 +182,7 @@ impl Dataset {
             upto,
             trades,
             gaps,
+            candles,
         }
     }
 
@@ -204,10 +212,12 @@ pub async fn replay(writer: &mut dyn Writer, data: &Dataset) -> Result<Option<Ve
 }
 
 /// Checks a replay's events against the data set: the stored trades of BTC-USD in the span,
-/// in the order written; its gaps that overlap the span; nothing else.
+/// in the order written; its gaps that overlap the span; its candles that open in or after
+/// it; nothing else.
 pub fn check_events(events: &[Event], data: &Dataset) -> Result<(), String> {
     let mut trades = Vec::new();
     let mut gaps = Vec::new();
+    let mut candles = Vec::new();
     for e in events {
         if e.exchange() != EXCHANGE || *e.symbol() != btc() {
             return Err(format!("an event of another stream: {e:?}"));
@@ -215,7 +225,7 @@ pub fn check_events(events: &[Event], data: &Dataset) -> Result<(), String> {
         match e {
             Event::Trade(t) => trades.push(t.clone()),
             Event::Gap(g) => gaps.push(g.clone()),
-            Event::Candle(c) => return Err(format!("a candle was handed back: {c:?}")),
+            Event::Candle(c) => candles.push(c.clone()),
         }
     }
     if trades != data.trades {
@@ -235,6 +245,15 @@ pub fn check_events(events: &[Event], data: &Dataset) -> Result<(), String> {
     });
     if gaps != data.gaps {
         return Err(format!("gaps {gaps:?}, expected {:?}", data.gaps));
+    }
+    candles.sort_by_key(|c| c.open_time);
+    if candles != data.candles {
+        let opens = |cs: &[Candle]| cs.iter().map(|c| c.open_time).collect::<Vec<_>>();
+        return Err(format!(
+            "candles opening at {:?}, expected {:?}",
+            opens(&candles),
+            opens(&data.candles)
+        ));
     }
     Ok(())
 }
