@@ -15,6 +15,7 @@ use feeder_testkit::venues::{MockBitfinex, MockGemini, MockHuobi};
 use feeder_testkit::venues::{
     MockBitstamp, MockCoinbase, MockConfig, MockTrade, MockVenue, WsFault,
 };
+use feeder_testkit::venues::{ALSO_LISTED, HALTED};
 use feeder_writers::file::parquet::read_parquet;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1588,32 +1589,115 @@ async fn crypto_feeder(args: Vec<String>) -> std::process::Output {
     .unwrap()
 }
 
-/// `symbols` prints the venue's list in normalized form, sorted: Bitfinex's `tBTCUST` is
-/// `BTC-USDT` and Kraken's `XBT/USD` is `BTC-USD`, and Kraken's `cancel_only` pair is left out.
+/// One venue's instrument list as its mock serves it, in the venue's own format.
+struct ListingCase {
+    venue: &'static str,
+    /// The mock's symbols, spelled the usual way (the mock writes them the venue's way:
+    /// Bitfinex's `BTCUST`, Kraken's `XBT/USD` and `XDG`, Huobi's `btcusdt`).
+    symbols: &'static [&'static str],
+    /// What `symbols` prints: the mock's symbols and [`ALSO_LISTED`], sorted.
+    listed: &'static [&'static str],
+    /// The symbol the venue lists but not as trading ([`HALTED`], in the venue's words),
+    /// or `None` where the list names only what trades (Bitfinex).
+    not_trading: Option<&'static str>,
+    /// The instrument list's path and query, under the REST URL.
+    list_path: &'static str,
+}
+
+const LISTINGS: &[ListingCase] = &[
+    ListingCase {
+        venue: "bitstamp",
+        symbols: &["BTC-USD", "ETH-EUR"],
+        listed: &["BTC-USD", "ETH-EUR", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "api/v2/trading-pairs-info/",
+    },
+    ListingCase {
+        venue: "coinbase",
+        symbols: &["BTC-USD", "ETH-USDT"],
+        listed: &["BTC-USD", "ETH-USDT", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "products",
+    },
+    ListingCase {
+        venue: "bitfinex",
+        symbols: &["BTC-USDT", "LINK-USDT", "ETH-USD"],
+        listed: &["BTC-USDT", "ETH-USD", "LINK-USDT", "LTC-BTC", "XMR-USD"],
+        not_trading: None,
+        list_path: "v2/conf/pub:list:pair:exchange",
+    },
+    ListingCase {
+        venue: "gemini",
+        symbols: &["BTC-USD", "ETH-BTC"],
+        listed: &["BTC-USD", "ETH-BTC", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "v1/symbols",
+    },
+    ListingCase {
+        venue: "huobi",
+        symbols: &["BTC-USDT", "ETH-BTC"],
+        listed: &["BTC-USDT", "ETH-BTC", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "v1/common/symbols",
+    },
+    ListingCase {
+        venue: "binance",
+        symbols: &["BTC-USDT", "ETH-BTC"],
+        listed: &["BTC-USDT", "ETH-BTC", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "api/v3/exchangeInfo",
+    },
+    ListingCase {
+        venue: "bybit",
+        symbols: &["BTC-USDT", "ETH-USDC"],
+        listed: &["BTC-USDT", "ETH-USDC", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "v5/market/instruments-info?category=spot",
+    },
+    ListingCase {
+        venue: "okx",
+        symbols: &["BTC-USDT", "ETH-USDC"],
+        listed: &["BTC-USDT", "ETH-USDC", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "api/v5/public/instruments?instType=SPOT",
+    },
+    ListingCase {
+        venue: "kraken",
+        symbols: &["BTC-USD", "DOGE-USD"],
+        listed: &["BTC-USD", "DOGE-USD", "LTC-BTC", "XMR-USD"],
+        not_trading: Some(HALTED),
+        list_path: "0/public/AssetPairs",
+    },
+];
+
+/// A symbol no mock lists at all.
+const UNLISTED: &str = "ZZZ-USD";
+
+/// Every venue's mock, started with its listing case's symbols, in [`LISTINGS`] order.
+async fn start_listing_mocks() -> Vec<Mock> {
+    let mut mocks = Vec::with_capacity(LISTINGS.len());
+    for case in LISTINGS {
+        let symbols: Vec<_> = case.symbols.iter().map(|s| s.parse().unwrap()).collect();
+        mocks.push(start_mock(case.venue, MockConfig::with_symbols(&symbols)).await);
+    }
+    mocks
+}
+
+/// `symbols` prints each venue's list in normalized form, sorted, for all nine venues:
+/// Bitfinex's `tBTCUST` is `BTC-USDT`, Kraken's `XBT/USD` is `BTC-USD`, Huobi's `btcusdt` is
+/// `BTC-USDT`, Gemini's `ethbtc` is `ETH-BTC` by its details; the pair each venue lists as not
+/// trading (Kraken's `cancel_only`, Binance's `BREAK`, Gemini's `closed`, ...) and Gemini's
+/// perpetual are left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symbols_lists_a_venues_pairs_normalized_and_sorted() {
-    let symbols = |list: &[&str]| {
-        MockConfig::with_symbols(&list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>())
-    };
-    let bitfinex = MockBitfinex::start_with(symbols(&["BTC-USDT", "LINK-USDT", "ETH-USD"]))
-        .await
-        .unwrap();
-    let kraken = MockKraken::start_with(symbols(&["BTC-USD", "DOGE-USD"]))
-        .await
-        .unwrap();
-    let cases: [(&str, &MockVenue, &[&str]); 2] = [
-        (
-            "bitfinex",
-            &bitfinex,
-            &["BTC-USDT", "ETH-USD", "LINK-USDT", "LTC-BTC", "XMR-USD"],
-        ),
-        (
-            "kraken",
-            &kraken,
-            &["BTC-USD", "DOGE-USD", "LTC-BTC", "XMR-USD"],
-        ),
-    ];
-    for (venue, mock, want) in cases {
+    assert_eq!(
+        LISTINGS.len(),
+        VENUES.len(),
+        "every venue has a listing case"
+    );
+    let mocks = start_listing_mocks().await;
+    for (case, mock) in LISTINGS.iter().zip(&mocks) {
+        let venue = case.venue;
         let out = crypto_feeder(vec![
             "symbols".into(),
             venue.into(),
@@ -1624,7 +1708,8 @@ async fn symbols_lists_a_venues_pairs_normalized_and_sorted() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{venue}: {stderr}");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{venue}");
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), case.listed, "{venue}");
+        assert!(!stdout.contains(HALTED), "{venue}");
     }
 
     let out = crypto_feeder(vec!["symbols".into(), "nowhere".into()]).await;
@@ -1632,29 +1717,31 @@ async fn symbols_lists_a_venues_pairs_normalized_and_sorted() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown exchange \"nowhere\""));
 }
 
-/// `validate --online` accepts symbols the venues list and refuses one they do not, naming
-/// the exchange and the symbol; without `--online` the same config passes untouched.
+/// `validate --online` over all nine venues in one config: it accepts symbols the venues
+/// list and refuses, naming `exchanges[INDEX] (NAME): SYMBOL` for each and nothing else, one
+/// a venue lists as not trading and one it does not list at all; without `--online` the
+/// same config passes untouched. A venue whose list answers 500 fails the check with an
+/// error naming the exchange and the URL, not a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
-    let symbols = |list: &[&str]| {
-        MockConfig::with_symbols(&list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>())
-    };
-    let bitfinex = MockBitfinex::start_with(symbols(&["BTC-USDT"]))
-        .await
-        .unwrap();
-    let kraken = MockKraken::start_with(symbols(&["BTC-USD"])).await.unwrap();
+    let mocks = start_listing_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feeder.yaml");
-    let write = |kraken_symbols: &str| {
-        std::fs::write(
-            &path,
-            format!(
-                "exchanges:\n  - name: bitfinex\n    symbols: [BTC-USDT, LTC-BTC]\n    rest_url: {}\n  - name: kraken\n    symbols: [{kraken_symbols}]\n    rest_url: {}\nwriters:\n  - type: log\n",
-                bitfinex.rest_url(),
-                kraken.rest_url()
-            ),
-        )
-        .unwrap();
+    let write = |extra: &[&str]| {
+        let mut yaml = String::from("exchanges:\n");
+        for (case, mock) in LISTINGS.iter().zip(&mocks) {
+            let mut symbols: Vec<&str> = case.symbols.to_vec();
+            symbols.push(ALSO_LISTED[1]);
+            symbols.extend_from_slice(extra);
+            yaml.push_str(&format!(
+                "  - name: {}\n    symbols: [{}]\n    rest_url: {}\n",
+                case.venue,
+                symbols.join(", "),
+                mock.rest_url()
+            ));
+        }
+        yaml.push_str("writers:\n  - type: log\n");
+        std::fs::write(&path, yaml).unwrap();
     };
     let validate = |online: bool| {
         let mut args = vec![
@@ -1668,7 +1755,7 @@ async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
         crypto_feeder(args)
     };
 
-    write("BTC-USD, XMR-USD");
+    write(&[]);
     let out = validate(true).await;
     assert!(
         out.status.success(),
@@ -1677,13 +1764,32 @@ async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("symbols listed"));
 
-    // Listed by Kraken, but not trading there.
-    write("BTC-USD, OLD-USD");
+    // Listed but not trading (Bitfinex lists only what trades), and not listed at all.
+    write(&[HALTED, UNLISTED]);
     let out = validate(true).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let named: Vec<&str> = stderr
+        .trim_end()
+        .split_once("symbols the venue does not list as trading: ")
+        .map(|(_, list)| list.split("; ").collect())
+        .unwrap_or_default();
+    let mut want = Vec::new();
+    for (i, case) in LISTINGS.iter().enumerate() {
+        if let Some(s) = case.not_trading {
+            assert!(
+                stderr.contains(&format!("exchanges[{i}] ({}): {s}", case.venue)),
+                "{}: {stderr}",
+                case.venue
+            );
+        }
+        want.push(format!("exchanges[{i}] ({}): {HALTED}", case.venue));
+        want.push(format!("exchanges[{i}] ({}): {UNLISTED}", case.venue));
+    }
+    assert_eq!(named, want, "{stderr}");
     assert!(
-        stderr.contains("exchanges[1] (kraken): OLD-USD"),
+        stderr.contains("exchanges[8] (kraken): OLD-USD"),
         "{stderr}"
     );
     assert!(!stderr.contains("BTC-USD;"), "{stderr}");
@@ -1694,6 +1800,27 @@ async fn validate_online_refuses_a_symbol_the_venue_does_not_list() {
         "offline: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Each venue in turn cannot be listed: the check stops there and says which and where.
+    write(&[]);
+    for (i, (case, mock)) in LISTINGS.iter().zip(&mocks).enumerate() {
+        mock.fail_rest(1, 500);
+        let out = validate(true).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", case.venue);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let url = mock.rest_url().join(case.list_path).unwrap();
+        assert!(
+            stderr.contains(&format!("exchanges[{i}] ({})", case.venue)),
+            "{}: {stderr}",
+            case.venue
+        );
+        assert!(
+            stderr.contains(&format!("http 500 from {url}")),
+            "{}: {stderr}",
+            case.venue
+        );
+    }
 }
 
 /// Rows of `table`.

@@ -27,7 +27,9 @@ pub use backoff::Backoff;
 pub use context::{
     Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
 };
-pub use instruments::{fetch_instruments, InstrumentsVenue};
+pub use instruments::{
+    fetch_instruments, InstrumentsVenue, DETAIL_CONCURRENCY, MAX_DETAIL_REQUESTS,
+};
 pub use poll::PollExchange;
 pub use stream::StreamExchange;
 

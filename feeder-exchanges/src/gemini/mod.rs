@@ -21,6 +21,7 @@
 //! have no taker and are written as `unknown`.
 //! Symbols: `BTC-USD` is `BTCUSD` on the stream and `btcusd` in REST paths.
 
+mod instruments;
 mod wire;
 
 #[cfg(test)]
@@ -40,6 +41,8 @@ use feeder_core::{ExchangeError, ParseError};
 use url::Url;
 
 use crate::common::{self, append_all, decimal, missing, truncate, Uint};
+
+pub use instruments::GeminiInstruments;
 
 /// The registry name.
 pub const NAME: &str = "gemini";
@@ -374,6 +377,13 @@ impl ExchangeFactory for GeminiFactory {
     fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
         let venue = Arc::new(GeminiVenue::new(cfg)?);
         Ok(common::build_exchange(cfg, venue))
+    }
+
+    fn instruments(
+        &self,
+        cfg: &ExchangeConfig,
+    ) -> Option<Result<Box<dyn feeder_core::exchange::InstrumentsVenue>, ConfigError>> {
+        Some(GeminiInstruments::new(cfg).map(|i| Box::new(i) as _))
     }
 }
 

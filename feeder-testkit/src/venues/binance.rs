@@ -1,8 +1,8 @@
 //! A mock Binance spot: combined trade streams named in the URL
 //! (`/stream?streams=btcusdt@trade/...`, events wrapped as `{"stream":..,"data":..}`), live
 //! `SUBSCRIBE` requests, protocol pings from the server, `serverShutdown`, and
-//! `GET /api/v3/trades` / `GET /api/v3/historicalTrades?fromId=` over REST. Times are in
-//! milliseconds, as Binance reports them.
+//! `GET /api/v3/trades` / `GET /api/v3/historicalTrades?fromId=` over REST, with the symbol
+//! list `GET /api/v3/exchangeInfo`. Times are in milliseconds, as Binance reports them.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -227,10 +227,31 @@ fn error_response(status: u16, code: i64, msg: &str) -> Response {
         )
 }
 
+/// `GET /api/v3/exchangeInfo`: every symbol as `BTCUSDT` with its assets and `status`;
+/// [`super::HALTED`] is on `BREAK`.
+fn exchange_info(shared: &Shared) -> Response {
+    let info = |(s, trading): &(Symbol, bool)| {
+        let status = if *trading { "TRADING" } else { "BREAK" };
+        format!(
+            r#"{{"symbol":"{name}","status":"{status}","baseAsset":"{b}","baseAssetPrecision":8,"quoteAsset":"{q}","quotePrecision":8,"quoteAssetPrecision":8,"baseCommissionPrecision":8,"quoteCommissionPrecision":8,"orderTypes":["LIMIT","LIMIT_MAKER","MARKET","STOP_LOSS_LIMIT","TAKE_PROFIT_LIMIT"],"icebergAllowed":true,"ocoAllowed":true,"otoAllowed":true,"quoteOrderQtyMarketAllowed":true,"allowTrailingStop":true,"cancelReplaceAllowed":true,"isSpotTradingAllowed":true,"isMarginTradingAllowed":false,"filters":[{{"filterType":"PRICE_FILTER","minPrice":"0.01000000","maxPrice":"1000000.00000000","tickSize":"0.01000000"}},{{"filterType":"LOT_SIZE","minQty":"0.00001000","maxQty":"9000.00000000","stepSize":"0.00001000"}}],"permissions":[],"permissionSets":[["SPOT"]],"defaultSelfTradePreventionMode":"EXPIRE_MAKER","allowedSelfTradePreventionModes":["EXPIRE_TAKER","EXPIRE_MAKER","EXPIRE_BOTH"]}}"#,
+            name = venue_symbol(s),
+            b = s.base(),
+            q = s.quote(),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(info).collect();
+    Response::json(format!(
+        r#"{{"timezone":"UTC","serverTime":{},"rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":6000}}],"exchangeFilters":[],"symbols":[{}]}}"#,
+        Timestamp::now().unix_nanos() / 1_000_000,
+        all.join(",")
+    ))
+}
+
 /// `GET /api/v3/trades?symbol=&limit=` (the newest, oldest first) and
 /// `GET /api/v3/historicalTrades?symbol=&limit=&fromId=` (from that id on, oldest first).
 fn rest(shared: &Shared, req: &Request) -> Response {
     let historical = match req.path.as_str() {
+        "/api/v3/exchangeInfo" => return exchange_info(shared),
         "/api/v3/trades" => false,
         "/api/v3/historicalTrades" => true,
         _ => return error_response(404, -1000, "Not found."),

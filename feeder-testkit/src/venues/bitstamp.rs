@@ -1,6 +1,6 @@
 //! A mock Bitstamp: WebSocket API v2 (`live_trades_[pair]`, `bts:heartbeat`,
 //! `bts:request_reconnect`, `bts:error`) and HTTP API v2 transactions with the
-//! `minute` / `hour` / `day` windows.
+//! `minute` / `hour` / `day` windows, and the pair list `GET /api/v2/trading-pairs-info/`.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ impl MockBitstamp {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new(cfg, FIRST_ID, false);
-        let venue = MockVenue::start(shared, Arc::new(BitstampWire), transactions)?;
+        let venue = MockVenue::start(shared, Arc::new(BitstampWire), rest)?;
         Ok(Self { venue })
     }
 
@@ -154,6 +154,31 @@ impl Wire for BitstampWire {
         // Bitstamp only answers the client's heartbeats.
         None
     }
+}
+
+/// The REST API: the trading pairs and their transactions.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/api/v2/trading-pairs-info/" {
+        trading_pairs_info(shared)
+    } else {
+        transactions(shared, req)
+    }
+}
+
+/// `GET /api/v2/trading-pairs-info/`: every pair as `BTC/USD` with its `url_symbol`;
+/// [`super::HALTED`] has trading `Disabled`.
+fn trading_pairs_info(shared: &Shared) -> Response {
+    let info = |(s, trading): &(Symbol, bool)| {
+        let enabled = if *trading { "Enabled" } else { "Disabled" };
+        format!(
+            r#"{{"name":"{b}/{q}","url_symbol":"{url}","base_decimals":8,"counter_decimals":2,"instant_order_counter_decimals":2,"minimum_order":"10.00 {q}","trading":"{enabled}","instant_and_market_orders":"{enabled}","description":"{b} / {q}"}}"#,
+            b = s.base(),
+            q = s.quote(),
+            url = pair(s),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(info).collect();
+    Response::json(format!("[{}]", all.join(",")))
 }
 
 /// `GET /api/v2/transactions/{pair}/?time=minute|hour|day`: the pair's trades within the

@@ -1,6 +1,7 @@
 //! A mock Bybit v5 spot: the public stream's `subscribe` (acknowledged with `success`), the
 //! app-level `ping` / `pong`, `publicTrade.{symbol}` pushes batching consecutive trades, and
-//! `GET /v5/market/recent-trade` over REST (errors as HTTP 200 with a `retCode`). Trade ids
+//! `GET /v5/market/recent-trade` and `GET /v5/market/instruments-info?category=spot` over
+//! REST (errors as HTTP 200 with a `retCode`). Trade ids
 //! are 19-digit strings and times milliseconds, as on Bybit spot.
 
 use std::ops::Deref;
@@ -52,7 +53,7 @@ impl MockBybit {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new_millis(cfg, FIRST_ID, true);
-        let venue = MockVenue::start(shared, Arc::new(BybitWire), recent_trade)?;
+        let venue = MockVenue::start(shared, Arc::new(BybitWire), rest)?;
         Ok(Self { venue })
     }
 }
@@ -205,6 +206,38 @@ fn rest_error(code: i64, msg: &str) -> Response {
         serde_json::json!({"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": time})
             .to_string(),
     )
+}
+
+/// The REST API: the spot instruments and their recent trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/v5/market/instruments-info" {
+        instruments_info(shared, req)
+    } else {
+        recent_trade(shared, req)
+    }
+}
+
+/// `GET /v5/market/instruments-info?category=spot`: every instrument as `BTCUSDT` with its
+/// coins and `status`; [`super::HALTED`] is `Closed`. Spot answers in one page.
+fn instruments_info(shared: &Shared, req: &Request) -> Response {
+    if req.query_param("category") != Some("spot") {
+        return rest_error(10001, "params error: category invalid");
+    }
+    let info = |(s, trading): &(Symbol, bool)| {
+        let status = if *trading { "Trading" } else { "Closed" };
+        format!(
+            r#"{{"symbol":"{name}","baseCoin":"{b}","quoteCoin":"{q}","innovation":"0","status":"{status}","marginTrading":"none","stTag":"0","lotSizeFilter":{{"basePrecision":"0.000001","quotePrecision":"0.00000001","minOrderQty":"0.000048","maxOrderQty":"71.73956243","minOrderAmt":"1","maxOrderAmt":"2000000"}},"priceFilter":{{"tickSize":"0.01"}},"riskParameters":{{"priceLimitRatioX":"0.01","priceLimitRatioY":"0.02"}}}}"#,
+            name = venue_symbol(s),
+            b = s.base(),
+            q = s.quote(),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(info).collect();
+    Response::json(format!(
+        r#"{{"retCode":0,"retMsg":"OK","result":{{"category":"spot","list":[{}]}},"retExtInfo":{{}},"time":{}}}"#,
+        all.join(","),
+        Timestamp::now().unix_nanos() / 1_000_000
+    ))
 }
 
 /// `GET /v5/market/recent-trade?category=spot&symbol=&limit=`: the newest trades, newest

@@ -1,7 +1,7 @@
 //! A mock Coinbase Exchange: the WebSocket feed's `matches` and `heartbeat` channels
 //! (`subscriptions`, `last_match`, `match`, `heartbeat`, `error`) and
 //! `GET /products/{id}/trades` paginated with `after`/`before` and the `cb-after`/`cb-before`
-//! headers.
+//! headers, and the product list `GET /products`.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -43,7 +43,7 @@ impl MockCoinbase {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new(cfg, FIRST_ID, true);
-        let venue = MockVenue::start(shared, Arc::new(CoinbaseWire), product_trades)?;
+        let venue = MockVenue::start(shared, Arc::new(CoinbaseWire), rest)?;
         Ok(Self { venue })
     }
 
@@ -244,6 +244,34 @@ impl Wire for CoinbaseWire {
     fn heartbeat_every(&self, shared: &Shared) -> Option<Duration> {
         Some(shared.cfg.heartbeat_every)
     }
+}
+
+/// The REST API: the products and their trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/products" {
+        products(shared)
+    } else {
+        product_trades(shared, req)
+    }
+}
+
+/// `GET /products`: every product by its id (`BTC-USD`); [`super::HALTED`] is `delisted`
+/// with trading disabled.
+fn products(shared: &Shared) -> Response {
+    let product = |(s, trading): &(Symbol, bool)| {
+        let (status, disabled) = if *trading {
+            ("online", false)
+        } else {
+            ("delisted", true)
+        };
+        format!(
+            r#"{{"id":"{s}","base_currency":"{b}","quote_currency":"{q}","quote_increment":"0.01","base_increment":"0.00000001","display_name":"{b}/{q}","min_market_funds":"1","margin_enabled":false,"post_only":false,"limit_only":false,"cancel_only":false,"status":"{status}","status_message":"","trading_disabled":{disabled},"fx_stablecoin":false,"max_slippage_percentage":"0.02000000","auction_mode":false,"high_bid_limit_percentage":""}}"#,
+            b = s.base(),
+            q = s.quote(),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(product).collect();
+    Response::json(format!("[{}]", all.join(",")))
 }
 
 /// `GET /products/{id}/trades?limit=N&after=ID&before=ID`: newest first; `after` pages to

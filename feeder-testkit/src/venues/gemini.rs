@@ -1,6 +1,7 @@
 //! A mock Gemini: WebSocket market data v2 (`subscribe` to `l2`, a first `l2_updates` with
 //! the book and the latest trades, then a book update and a `trade` per trade, `heartbeat`,
-//! `error`) and REST `GET /v1/trades/{symbol}` with `limit_trades` and `since_tid`.
+//! `error`) and REST `GET /v1/trades/{symbol}` with `limit_trades` and `since_tid`, the
+//! symbol list `GET /v1/symbols` and each symbol's `GET /v1/symbols/details/{symbol}`.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ impl MockGemini {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new_millis(cfg, FIRST_ID, false);
-        let venue = MockVenue::start(shared, Arc::new(GeminiWire), trades)?;
+        let venue = MockVenue::start(shared, Arc::new(GeminiWire), rest)?;
         Ok(Self { venue })
     }
 }
@@ -222,6 +223,58 @@ impl Wire for GeminiWire {
     fn heartbeat_every(&self, shared: &Shared) -> Option<Duration> {
         Some(shared.cfg.heartbeat_every)
     }
+}
+
+/// The REST API: the symbol list, each symbol's details, and the trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/v1/symbols" {
+        symbols(shared)
+    } else if let Some(name) = req.path.strip_prefix("/v1/symbols/details/") {
+        symbol_details(shared, name)
+    } else {
+        trades(shared, req)
+    }
+}
+
+/// A perpetual Gemini lists among its symbols: open, but not spot, so never listed as a
+/// spot symbol that trades.
+const PERPETUAL: &str = "btcgusdperp";
+
+/// `GET /v1/symbols`: every symbol's name in lower case (`btcusd`), perpetuals included.
+fn symbols(shared: &Shared) -> Response {
+    let mut names: Vec<String> = shared
+        .listing()
+        .iter()
+        .map(|(s, _)| format!("\"{}\"", market(s).to_ascii_lowercase()))
+        .collect();
+    names.push(format!("\"{PERPETUAL}\""));
+    Response::json(format!("[{}]", names.join(",")))
+}
+
+/// `GET /v1/symbols/details/{symbol}` (any case): the symbol's currencies, `status` and
+/// `product_type`; [`super::HALTED`] is `closed`, [`PERPETUAL`] a `swap`.
+fn symbol_details(shared: &Shared, name: &str) -> Response {
+    let details = |symbol: &str, b: &str, q: &str, status: &str, product: &str, contract: &str| {
+        Response::json(format!(
+            r#"{{"symbol":"{symbol}","base_currency":"{b}","quote_currency":"{q}","tick_size":1E-8,"quote_increment":0.01,"min_order_size":"0.00001","status":"{status}","wrap_enabled":false,"product_type":"{product}","contract_type":"{contract}","contract_price_currency":"{q}"}}"#
+        ))
+    };
+    if name.eq_ignore_ascii_case(PERPETUAL) {
+        return details("BTCGUSDPERP", "BTC", "GUSD", "open", "swap", "linear");
+    }
+    let upper = name.to_ascii_uppercase();
+    let listing = shared.listing();
+    let Some((s, trading)) = listing.iter().find(|(s, _)| market(s) == upper) else {
+        return Response::status(400)
+            .with_header("content-type", "application/json")
+            .with_body(
+                serde_json::json!({"result": "error", "reason": "InvalidSymbol", "message": format!("Supplied value '{name}' is not a valid symbol")})
+                    .to_string()
+                    .into_bytes(),
+            );
+    };
+    let status = if *trading { "open" } else { "closed" };
+    details(&upper, s.base(), s.quote(), status, "spot", "vanilla")
 }
 
 /// `GET /v1/trades/{symbol}?limit_trades=N&since_tid=T`: newest first; with `since_tid`, the

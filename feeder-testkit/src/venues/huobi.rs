@@ -1,6 +1,7 @@
 //! A mock Huobi (HTX): the market WebSocket with every frame gzip-compressed (`sub` /
 //! `subbed`, `market.$symbol.trade.detail`, a server `ping` the client must answer with
-//! `pong`, errors) and REST `GET /market/history/trade?symbol=..&size=..`.
+//! `pong`, errors) and REST `GET /market/history/trade?symbol=..&size=..` and the symbol
+//! list `GET /v1/common/symbols`.
 
 use std::io::Write;
 use std::ops::Deref;
@@ -58,7 +59,7 @@ impl MockHuobi {
     /// Starts a mock with these settings.
     pub async fn start_with(cfg: MockConfig) -> std::io::Result<Self> {
         let shared = Shared::new_millis(cfg, FIRST_ID, false);
-        let venue = MockVenue::start(shared, Arc::new(HuobiWire), history_trade)?;
+        let venue = MockVenue::start(shared, Arc::new(HuobiWire), rest)?;
         Ok(Self { venue })
     }
 
@@ -194,6 +195,35 @@ impl Wire for HuobiWire {
     fn encode(&self, frame: String) -> Encoded {
         Encoded::Binary(gzip(frame.as_bytes()))
     }
+}
+
+/// The REST API: the symbols and their recent trades.
+fn rest(shared: &Shared, req: &Request) -> Response {
+    if req.path == "/v1/common/symbols" {
+        common_symbols(shared)
+    } else {
+        history_trade(shared, req)
+    }
+}
+
+/// `GET /v1/common/symbols`: every symbol as `btcusdt` with its currencies in lower case and
+/// its `state`; [`super::HALTED`] is `offline`.
+fn common_symbols(shared: &Shared) -> Response {
+    let info = |(s, trading): &(Symbol, bool)| {
+        let (state, api) = if *trading {
+            ("online", "enabled")
+        } else {
+            ("offline", "disabled")
+        };
+        format!(
+            r#"{{"base-currency":"{b}","quote-currency":"{q}","price-precision":2,"amount-precision":6,"symbol-partition":"main","symbol":"{name}","state":"{state}","value-precision":8,"min-order-amt":0.0001,"max-order-amt":1000,"min-order-value":5,"limit-order-min-order-amt":0.0001,"limit-order-max-order-amt":1000,"limit-order-max-buy-amt":1000,"limit-order-max-sell-amt":1000,"buy-limit-must-less-than":1.1,"sell-limit-must-greater-than":0.9,"sell-market-min-order-amt":0.0001,"sell-market-max-order-amt":100,"buy-market-max-order-value":1000000,"market-sell-order-rate-must-less-than":0.1,"market-buy-order-rate-must-less-than":0.1,"api-trading":"{api}","tags":""}}"#,
+            b = s.base().to_ascii_lowercase(),
+            q = s.quote().to_ascii_lowercase(),
+            name = symbol_name(s),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(info).collect();
+    Response::json(format!(r#"{{"status":"ok","data":[{}]}}"#, all.join(",")))
 }
 
 /// `GET /market/history/trade?symbol=btcusdt&size=N`: the `N` most recent trades, newest

@@ -51,8 +51,9 @@ pub use okx::MockOkx;
 /// Symbols every mock lists as trading besides its configured ones, so that a listing is
 /// more than the configuration read back.
 pub const ALSO_LISTED: &[&str] = &["LTC-BTC", "XMR-USD"];
-/// A symbol the mocks whose venues say so list as not trading (halted or delisted): it must
-/// never come out of a listing of what trades.
+/// A symbol every mock lists as not trading, in its venue's own words (Binance's `BREAK`,
+/// Gemini's `closed`, Huobi's `offline`, ...), except Bitfinex, whose list names only what
+/// trades: it must never come out of a listing of what trades.
 pub const HALTED: &str = "OLD-USD";
 
 /// A trade a mock published: the ground truth a client's output is checked against.
@@ -431,6 +432,18 @@ impl Shared {
         for s in ALSO_LISTED.iter().filter_map(|s| Symbol::parse(s).ok()) {
             if !all.contains(&s) {
                 all.push(s);
+            }
+        }
+        all
+    }
+
+    /// Every symbol the instrument list names, with whether it trades: [`Self::listed`]
+    /// trading, then [`HALTED`] not (each mock says so in its venue's own words).
+    pub(crate) fn listing(&self) -> Vec<(Symbol, bool)> {
+        let mut all: Vec<(Symbol, bool)> = self.listed().into_iter().map(|s| (s, true)).collect();
+        if let Ok(halted) = Symbol::parse(HALTED) {
+            if !all.iter().any(|(s, _)| s == &halted) {
+                all.push((halted, false));
             }
         }
         all

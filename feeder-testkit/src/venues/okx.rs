@@ -1,8 +1,8 @@
 //! A mock OKX v5: the public WebSocket's `subscribe` (one `event: subscribe` per channel),
 //! the bare-text `ping` / `pong` keep-alive, `trades` pushes batching a symbol's trades, the
 //! service-upgrade `notice`, and `GET /api/v5/market/trades` /
-//! `GET /api/v5/market/history-trades?type=1&after=&before=` over REST. Times are
-//! milliseconds.
+//! `GET /api/v5/market/history-trades?type=1&after=&before=` over REST, with the instrument
+//! list `GET /api/v5/public/instruments?instType=SPOT`. Times are milliseconds.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -205,6 +205,29 @@ fn rest_error(status: u16, code: &str, msg: &str) -> Response {
         )
 }
 
+/// `GET /api/v5/public/instruments?instType=SPOT`: every instrument as `BTC-USDT` with its
+/// currencies and `state`; [`super::HALTED`] is `suspend`.
+fn instruments(shared: &Shared, req: &Request) -> Response {
+    match req.query_param("instType") {
+        Some("SPOT") => {}
+        Some(_) => return rest_error(400, "51000", "Parameter instType error"),
+        None => return rest_error(400, "50014", "Parameter instType can not be empty."),
+    }
+    let info = |(s, trading): &(Symbol, bool)| {
+        let state = if *trading { "live" } else { "suspend" };
+        format!(
+            r#"{{"alias":"","auctionEndTime":"","baseCcy":"{b}","category":"1","ctMult":"","ctType":"","ctVal":"","ctValCcy":"","expTime":"","instFamily":"","instId":"{s}","instType":"SPOT","lever":"10","listTime":"1606468572000","lotSz":"0.00000001","maxIcebergSz":"9999999999.0000000000000000","maxLmtAmt":"1000000","maxLmtSz":"9999999999","maxMktAmt":"1000000","maxMktSz":"","maxStopSz":"","maxTriggerSz":"9999999999.0000000000000000","maxTwapSz":"9999999999.0000000000000000","minSz":"0.00001","optType":"","quoteCcy":"{q}","ruleType":"normal","settleCcy":"","state":"{state}","stk":"","tickSz":"0.1","uly":""}}"#,
+            b = s.base(),
+            q = s.quote(),
+        )
+    };
+    let all: Vec<String> = shared.listing().iter().map(info).collect();
+    Response::json(format!(
+        r#"{{"code":"0","data":[{}],"msg":""}}"#,
+        all.join(",")
+    ))
+}
+
 /// `GET /api/v5/market/trades?instId=&limit=` (the newest, newest first) and
 /// `GET /api/v5/market/history-trades?instId=&type=1&after=&before=&limit=`: trades older
 /// than `after` and newer than `before`, newest first, at most `limit` from the newest end.
@@ -212,6 +235,7 @@ fn rest_error(status: u16, code: &str, msg: &str) -> Response {
 /// both bounds together name the page that follows an id.
 fn rest(shared: &Shared, req: &Request) -> Response {
     let history = match req.path.as_str() {
+        "/api/v5/public/instruments" => return instruments(shared, req),
         "/api/v5/market/trades" => false,
         "/api/v5/market/history-trades" => true,
         _ => return rest_error(404, "50000", "Not found"),
