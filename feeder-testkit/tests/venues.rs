@@ -167,6 +167,10 @@ struct PagingBack {
     /// Whether the last one says there is nothing older (`older: None`); where it does not,
     /// its cursor would only repeat trades already had.
     ends: bool,
+    /// Whether pages may overlap at their edges; where they may not, no trade comes twice.
+    overlap: bool,
+    /// Whether the pages, one after the other, give the trades newest first.
+    newest_first: bool,
     /// What the second request must be, given the cursor the first page handed on and the
     /// first symbol's trades, newest first.
     second: fn(&Request, &str, &[MockTrade]),
@@ -395,6 +399,8 @@ impl Venue for Coinbase {
             // 100 + 25 + an empty last page.
             pages: 3,
             ends: true,
+            overlap: false,
+            newest_first: true,
             second: |r, _, newest_first| {
                 assert_eq!(
                     r.query_param("after"),
@@ -673,6 +679,8 @@ impl Venue for Binance {
             // The history starts within the second page; its older cursor would only
             // repeat it.
             ends: false,
+            overlap: true,
+            newest_first: false,
             second: |r, older, _| {
                 assert_eq!(r.path, "/api/v3/historicalTrades");
                 assert_eq!(r.query_param("fromId"), Some(older));
@@ -814,6 +822,8 @@ impl Venue for Okx {
             // 100 + 100 + 50 + an empty last page.
             pages: 4,
             ends: true,
+            overlap: false,
+            newest_first: false,
             second: |r, _, _| {
                 assert_eq!(r.path, "/api/v5/market/history-trades");
                 assert_eq!(r.query_param("type"), Some("1"));
@@ -988,6 +998,10 @@ fn exemption(check: &str, row: &Row) -> Option<&'static str> {
             "gemini",
             "only Gemini's REST history has a reach in time (seven days)",
         ),
+        "polls_the_trades_after_the_last_seen" => only(
+            "gemini",
+            "only Gemini's poll from a last-seen trade asks for the trades after it (`since_tid`); Kraken's is since_and_last_walk_forward",
+        ),
         "since_and_last_walk_forward" => {
             only("kraken", "only Kraken hands on `last` for the next `since`")
         }
@@ -1077,6 +1091,7 @@ per_venue! {
     history_walks_forward_from_a_trade: [coinbase, bitfinex, gemini, binance, okx, kraken];
     rest_refuses_what_the_venue_refuses: [bitfinex, gemini, binance, kraken];
     serves_a_week_of_trades_and_no_more: [gemini];
+    polls_the_trades_after_the_last_seen: [gemini];
     since_and_last_walk_forward: [kraken];
     before_alone_gives_the_latest_trades: [okx];
     same_seed_same_trades:
@@ -1766,7 +1781,12 @@ async fn rest_pages_back_through_the_history<V: Venue>() {
             cursor = Some(older.unwrap_or_else(|| panic!("{name}: page {n} ends the history")));
         }
     }
-    assert_same_set(name, &dedup(out), &newest_first);
+    let out = if pb.overlap { dedup(out) } else { out };
+    if pb.newest_first {
+        assert_exact(&out, &newest_first);
+    } else {
+        assert_same_set(name, &out, &newest_first);
+    }
     let reqs = mock.http_server().requests();
     (pb.second)(&reqs[1], first_older.as_deref().unwrap(), &newest_first);
 }
@@ -1891,6 +1911,38 @@ async fn serves_a_week_of_trades_and_no_more<V: Venue>() {
     parse_body(&venue, &cfg, &body, &mut out).unwrap();
     out.reverse();
     assert_exact(&out, &served);
+}
+
+/// Gemini polls from the last trade seen: after the fifth trade, the ten that follow it,
+/// newest first.
+async fn polls_the_trades_after_the_last_seen<V: Venue>() {
+    assert_eq!(V::ROW.name, "gemini");
+    let (mock, cfg, venue) = rest_venue::<Gemini>(two_symbols(&V::ROW, QUIET)).await;
+    let published = mock.publish(30);
+    let btc: Vec<_> = published
+        .iter()
+        .filter(|t| t.symbol == cfg.symbols[0])
+        .cloned()
+        .collect();
+    let cursor = Cursor {
+        trade_id: TradeId::from_u64(btc[4].trade_id),
+        timestamp: btc[4].time,
+    };
+    let mut after = Vec::new();
+    fetch_page(
+        &venue,
+        &cfg,
+        PollRequest {
+            last_seen: Some(&cursor),
+            page: None,
+        },
+        &mut after,
+    )
+    .await
+    .unwrap();
+    let want: Vec<_> = btc[5..].iter().rev().cloned().collect();
+    assert_eq!(want.len(), 10);
+    assert_exact(&after, &want);
 }
 
 /// Kraken polls from a cursor by `since`: a full page hands on `last`, and the page from
