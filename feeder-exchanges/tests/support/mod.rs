@@ -1,8 +1,11 @@
-//! Plumbing shared by the driver tests: an exchange run in a task against a mock venue, its
-//! trades collected by id until every expected one arrived or a deadline passed.
+//! Plumbing shared by the driver tests: the mock venues by name, an exchange run in a task
+//! against one, its trades collected by id until every expected one arrived or a deadline
+//! passed.
 
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod mock;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,17 +153,22 @@ impl Running {
     /// Checks that what arrived is exactly `published` (after deduplication by id), each
     /// trade equal to its ground truth, and nothing else.
     pub fn assert_exactly(&self, published: &[MockTrade]) {
+        self.assert_exactly_to(published, Precision::Exact);
+    }
+
+    /// [`Running::assert_exactly`], with times compared to `precision`.
+    pub fn assert_exactly_to(&self, published: &[MockTrade], precision: Precision) {
         let want: HashMap<Key, &MockTrade> = published.iter().map(|p| (key(p), p)).collect();
         assert_eq!(want.len(), published.len(), "published ids are unique");
         for p in published {
             let t = &self.seen[&key(p)];
-            assert!(p.matches(t), "{t:?} != {p:?}");
+            assert!(precision.matches(p, t), "{t:?} != {p:?}");
         }
         for (k, t) in &self.seen {
             let p = want
                 .get(k)
                 .unwrap_or_else(|| panic!("{k:?} was never published"));
-            assert!(p.matches(t), "{t:?} != {p:?}");
+            assert!(precision.matches(p, t), "{t:?} != {p:?}");
         }
         assert_eq!(
             self.seen.len(),
@@ -178,6 +186,26 @@ impl Running {
             .unwrap();
         assert!(r.is_ok(), "{r:?}");
         self.ctx.stats
+    }
+}
+
+/// How close a trade received must come to its ground truth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Every field, the time to the venue's full precision.
+    Exact,
+    /// Every field, the time to the second: what a venue whose REST API gives whole seconds
+    /// (Bitstamp) recovers.
+    Second,
+}
+
+impl Precision {
+    /// Whether `t` is `p` to this precision.
+    pub fn matches(self, p: &MockTrade, t: &Trade) -> bool {
+        match self {
+            Precision::Exact => p.matches(t),
+            Precision::Second => p.matches_to_the_second(t),
+        }
     }
 }
 
