@@ -657,9 +657,10 @@ fn check_candles(events: &[Event]) -> BTreeMap<String, usize> {
 /// and none is written twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feeder_killed_mid_interval_restarts_with_candles_that_equal_their_trades() {
-    // Trades 20 s apart from a whole hour a day ahead, round-robin over two symbols.
+    // Trades 20 s apart from a whole hour a day ago (a replay: candles close by the trades'
+    // own times), round-robin over two symbols.
     let hour = 3_600_000_000_000;
-    let start = Timestamp::now().unix_nanos().div_euclid(hour) * hour + 24 * hour;
+    let start = Timestamp::now().unix_nanos().div_euclid(hour) * hour - 24 * hour;
     let start = Timestamp::from_unix_micros(start / 1_000);
     let cfg = MockConfig {
         simulated_time: Some((start, Duration::from_secs(20))),
