@@ -72,7 +72,7 @@ pub fn register(registry: &mut Registry) {
     #[cfg(feature = "bitfinex")]
     bitfinex::register(registry);
     #[cfg(feature = "bitstamp")]
-    bitstamp::register(registry);
+    registry.register_venue(bitstamp::VENUE);
     #[cfg(feature = "bybit")]
     bybit::register(registry);
     #[cfg(feature = "coinbase")]
