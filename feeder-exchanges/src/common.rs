@@ -1,25 +1,21 @@
 //! Small pieces the bundled venues share beyond the public readers of
-//! [`feeder_core::venue::read`]: venues' own asset names, instrument list requests and the
-//! choice of driver.
+//! [`feeder_core::venue::read`]: venues' own asset names and instrument list requests.
 // With one venue compiled out, some helpers go unused; that is expected.
 #![cfg_attr(not(all(feature = "bitstamp", feature = "coinbase")), allow(dead_code))]
 
-use std::sync::Arc;
-
 use feeder_core::config::{ConfigError, ExchangeConfig};
-use feeder_core::exchange::{
-    Exchange, PollExchange, PollVenue, StreamExchange, StreamVenue, Transport,
-};
 use url::Url;
 
 // The readers every venue's parser uses, public in `feeder-core` so that a venue of another
-// crate reads its payloads the same way.
+// crate reads its payloads the same way. With venues compiled out, some go unused.
 #[cfg(any(feature = "bybit", feature = "okx"))]
 pub(crate) use feeder_core::venue::read::TextId;
+#[allow(unused_imports)]
 pub(crate) use feeder_core::venue::read::{
     append_all, decimal, from_json, join_path, missing, rfc3339, side_word, truncate, unix_micros,
     unix_millis, unix_secs, Uint,
 };
+#[allow(unused_imports)]
 pub(crate) use feeder_core::venue::{SymbolTable, USER_AGENT};
 
 /// One venue's own names for assets it does not call by their usual code: Bitfinex's `UST`
@@ -94,8 +90,8 @@ impl AssetAliases {
         for s in &cfg.symbols {
             let (base, quote) = (self.code_of(s.base()), self.code_of(s.quote()));
             if base != s.base() || quote != s.quote() {
-                return Err(ConfigError::invalid(
-                    format!("exchanges[{}].symbols", cfg.name),
+                return Err(cfg.invalid(
+                    "symbols",
                     format!(
                         "{s} names an asset as {venue} does; configure {base}-{quote} \
                          (symbols use the usual codes, {venue}'s names are for the wire)",
@@ -105,50 +101,6 @@ impl AssetAliases {
             }
         }
         Ok(())
-    }
-}
-
-/// The endpoint to use: the configured override, or the venue's production default.
-pub(crate) fn endpoint(
-    configured: Option<&Url>,
-    default: &str,
-    path: &str,
-    schemes: &[&str],
-) -> Result<Url, ConfigError> {
-    let url = match configured {
-        Some(u) => u.clone(),
-        None => Url::parse(default).map_err(|e| ConfigError::invalid(path, e.to_string()))?,
-    };
-    if !schemes.contains(&url.scheme()) {
-        return Err(ConfigError::invalid(
-            path,
-            format!("unsupported scheme {:?} in {url}", url.scheme()),
-        ));
-    }
-    Ok(url)
-}
-
-/// Wraps a venue in the driver its config asks for: a WebSocket stream (backfilled over the
-/// same venue's REST API when enabled) or a REST poll.
-pub(crate) fn build_exchange<V>(cfg: &ExchangeConfig, venue: Arc<V>) -> Arc<dyn Exchange>
-where
-    V: StreamVenue + PollVenue,
-{
-    match cfg.transport {
-        Transport::Websocket => {
-            let stream = StreamExchange::new(&cfg.name, venue.clone())
-                .with_request_timeout(cfg.request_timeout)
-                .with_stale_timeout(cfg.stale_timeout);
-            if cfg.backfill {
-                Arc::new(stream.with_backfill(venue))
-            } else {
-                Arc::new(stream)
-            }
-        }
-        Transport::Rest => Arc::new(
-            PollExchange::new(&cfg.name, venue, cfg.poll_interval)
-                .with_timeout(cfg.request_timeout),
-        ),
     }
 }
 
@@ -184,10 +136,7 @@ pub(crate) fn listed(base: &str, quote: &str) -> Option<feeder_core::Symbol> {
 /// Rejects a config without symbols: the venue would connect and stream nothing.
 pub(crate) fn require_symbols(cfg: &ExchangeConfig) -> Result<(), ConfigError> {
     if cfg.symbols.is_empty() {
-        return Err(ConfigError::invalid(
-            format!("exchanges[{}].symbols", cfg.name),
-            "at least one symbol is required",
-        ));
+        return Err(cfg.invalid("symbols", "at least one symbol is required"));
     }
     Ok(())
 }
