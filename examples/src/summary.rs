@@ -1,15 +1,9 @@
 //! A custom writer: per-symbol totals (trades, volume, VWAP), reported at shutdown.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_trait::async_trait;
-use feeder_core::config::WriterConfig;
-use feeder_core::feeder::WriterFactory;
-use feeder_core::model::Event;
-use feeder_core::writer::Writer;
-use feeder_core::WriteError;
-use rust_decimal::Decimal;
+use feeder_core::prelude::*;
 use serde::Deserialize;
 
 /// Totals of one (exchange, symbol).
