@@ -9,8 +9,9 @@
 //! Parsers are pure and allocation-light: they read borrowed wire structs straight from the
 //! payload and append normalized [`Trade`](feeder_core::Trade)s to the caller's buffer.
 //!
-//! Each venue sits behind a cargo feature of its name (all on by default). [`register`] adds
-//! every enabled venue to a [`Registry`].
+//! Each venue is one folder with a `VENUE` description ([`VenueSpec`](feeder_core::venue::VenueSpec))
+//! and one line in the `venues!` list of this file, behind a cargo feature of its name (all
+//! on by default). [`register`] adds every enabled venue to a [`Registry`].
 //!
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
@@ -34,12 +35,13 @@ pub(crate) mod test_support;
 
 use feeder_core::feeder::Registry;
 
-/// Declares each venue's module behind the cargo feature of its name and registers its
-/// `VENUE` description, from one list: a venue cannot be compiled in and left unregistered.
+/// Declares each venue's module and registers its `VENUE` description, from one list: a
+/// venue cannot be compiled in and left unregistered. `name: "feature"` builds the venue
+/// only with that cargo feature; a bare `name` always builds it.
 macro_rules! venues {
-    ($($name:ident: $feature:literal),* $(,)?) => {
+    ($($name:ident $(: $feature:literal)?),* $(,)?) => {
         $(
-            #[cfg(feature = $feature)]
+            $(#[cfg(feature = $feature)])?
             pub mod $name;
         )*
 
@@ -49,7 +51,7 @@ macro_rules! venues {
         /// its `VENUE` description.
         pub fn register(registry: &mut Registry) {
             $(
-                #[cfg(feature = $feature)]
+                $(#[cfg(feature = $feature)])?
                 registry.register_venue($name::VENUE);
             )*
             let _ = registry;
@@ -57,7 +59,7 @@ macro_rules! venues {
     };
 }
 
-// The bundled venues: one line each, the module and the cargo feature that builds it.
+// The bundled venues, one line each: the module, and the cargo feature that builds it.
 venues! {
     binance: "binance",
     bitfinex: "bitfinex",
