@@ -337,3 +337,156 @@ impl<V: Send + Sync + 'static> ExchangeFactory for VenueFactory<V> {
         Some(self.spec.resolve(config).and_then(|cfg| list(&cfg)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::feeder::{Feeder, Registry};
+    use crate::model::{Symbol, Timestamp, Trade};
+    use crate::ParseError;
+
+    /// A venue that only streams.
+    struct Streams;
+
+    impl StreamVenue for Streams {
+        fn url(&self, _: &[Symbol]) -> Result<url::Url, crate::ExchangeError> {
+            Ok(url::Url::parse("ws://127.0.0.1:1").expect("a URL"))
+        }
+        fn subscribe(&self, _: &[Symbol]) -> Vec<crate::exchange::WsMessage> {
+            Vec::new()
+        }
+        fn parse(
+            &self,
+            _: &[u8],
+            _: Timestamp,
+            _: &mut Vec<Trade>,
+        ) -> Result<crate::exchange::Frame, ParseError> {
+            Ok(crate::exchange::Frame::Ignored)
+        }
+    }
+
+    /// A venue that is only polled.
+    struct Polls;
+
+    impl PollVenue for Polls {
+        fn trades_request(
+            &self,
+            _: &Symbol,
+            _: crate::exchange::PollRequest<'_>,
+        ) -> Result<crate::exchange::HttpRequest, crate::ExchangeError> {
+            Ok(crate::exchange::HttpRequest::get(
+                url::Url::parse("http://127.0.0.1:1/t").expect("a URL"),
+            ))
+        }
+        fn parse_trades(
+            &self,
+            _: &Symbol,
+            _: &crate::exchange::HttpResponse<'_>,
+            _: Timestamp,
+            _: &mut Vec<Trade>,
+        ) -> Result<crate::exchange::Page, ParseError> {
+            Ok(crate::exchange::Page::default())
+        }
+    }
+
+    const STREAMS: VenueSpec<Streams> = VenueSpec {
+        name: "streams",
+        transports: Transports::websocket("wss://streams.invalid/ws"),
+        new: |_| Ok(Streams),
+        instruments: None,
+    };
+
+    const POLLS: VenueSpec<Polls> = VenueSpec {
+        name: "polls",
+        transports: Transports::rest("https://polls.invalid"),
+        new: |cfg| {
+            // What the constructor sees: the default endpoint, resolved.
+            if cfg.rest_url.as_ref().map(url::Url::as_str) != Some("https://polls.invalid/") {
+                return Err(cfg.invalid("rest_url", "not resolved"));
+            }
+            Ok(Polls)
+        },
+        instruments: None,
+    };
+
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        r.register_venue(STREAMS).register_venue(POLLS);
+        r
+    }
+
+    /// `validate`'s message for the config whose `exchanges:` list is `entries`.
+    fn refusal(entries: &str) -> Option<String> {
+        let yaml = format!("exchanges:\n{entries}writers:\n  - type: none\n");
+        let config = Config::from_yaml_str_with_env(&yaml, &|_| None).expect("parses");
+        // No writer is registered: an error about `writers` means the exchanges passed.
+        let e = Feeder::validate(&config, &registry()).expect_err("no writer");
+        let e = e.to_string();
+        (!e.starts_with("writers[0]")).then_some(e)
+    }
+
+    #[test]
+    fn options_a_venues_transports_do_not_read_are_refused_naming_entry_and_key() {
+        let ok = "  - name: streams\n    symbols: [BTC-USD]\n    stale_timeout: 1s\n  - name: polls\n    symbols: [BTC-USD]\n    transport: rest\n    poll_interval: 1s\n    request_timeout: 1s\n";
+        assert_eq!(refusal(ok), None);
+        for (entry, path) in [
+            ("  - name: streams\n    symbols: [BTC-USD]\n    rest_url: http://127.0.0.1:1\n", "exchanges[0] (streams).rest_url: "),
+            ("  - name: streams\n    symbols: [BTC-USD]\n    poll_interval: 10s\n", "exchanges[0] (streams).poll_interval: "),
+            ("  - name: streams\n    symbols: [BTC-USD]\n    request_timeout: 10s\n", "exchanges[0] (streams).request_timeout: "),
+            ("  - name: streams\n    symbols: [BTC-USD]\n    backfill: true\n", "exchanges[0] (streams).backfill: "),
+            ("  - name: streams\n    symbols: [BTC-USD]\n  - name: polls\n    symbols: [BTC-USD]\n    transport: rest\n    ws_url: ws://127.0.0.1:1\n", "exchanges[1] (polls).ws_url: "),
+            ("  - name: polls\n    symbols: [BTC-USD]\n    transport: rest\n    stale_timeout: 5s\n", "exchanges[0] (polls).stale_timeout: "),
+        ] {
+            let e = refusal(entry).unwrap_or_else(|| panic!("accepted:\n{entry}"));
+            assert!(e.starts_with(path), "{e}");
+        }
+        let e = refusal("  - name: polls\n    symbols: [BTC-USD]\n").expect("refused");
+        assert!(e.starts_with("exchanges[0] (polls).transport: "), "{e}");
+    }
+
+    #[test]
+    fn entries_built_in_code_count_options_set_away_from_their_default() {
+        let mut cfg = ExchangeConfig::new("streams", vec![Symbol::parse("BTC-USD").expect("ok")]);
+        assert!(!cfg.is_set("poll_interval") && !cfg.is_set("backfill"));
+        cfg.backfill = false;
+        cfg.poll_interval = std::time::Duration::from_secs(1);
+        assert!(cfg.is_set("backfill") && cfg.is_set("poll_interval"));
+    }
+
+    #[test]
+    fn endpoints_default_or_override_with_their_scheme_and_host_checked() {
+        let mut cfg = ExchangeConfig::new("acme", Vec::new());
+        let d = cfg
+            .rest_endpoint("https://www.bitstamp.net")
+            .expect("the default");
+        assert_eq!(d.as_str(), "https://www.bitstamp.net/");
+        let o = url::Url::parse("http://127.0.0.1:9000/prefix").expect("a URL");
+        cfg.rest_url = Some(o.clone());
+        assert_eq!(cfg.rest_endpoint("https://x").expect("the override"), o);
+        cfg.ws_url = Some(url::Url::parse("http://127.0.0.1:9000").expect("a URL"));
+        let e = cfg.ws_endpoint("wss://x").expect_err("not a WebSocket URL");
+        assert!(
+            e.to_string().starts_with("exchanges[0] (acme).ws_url: "),
+            "{e}"
+        );
+        cfg.rest_url = Some(url::Url::parse("mailto:a@b").expect("a URL"));
+        assert!(cfg.rest_endpoint("https://x").is_err());
+    }
+
+    #[test]
+    fn the_generic_factory_resolves_endpoints_and_refuses_transports_not_offered() {
+        let f = VenueFactory::new(POLLS);
+        let mut cfg = ExchangeConfig::new("polls", vec![Symbol::parse("BTC-USD").expect("ok")]);
+        cfg.transport = Transport::Rest;
+        assert_eq!(f.build(&cfg).expect("built").name(), "polls");
+        cfg.transport = Transport::Websocket;
+        assert!(f.build(&cfg).is_err());
+        assert_eq!(f.transports(), [Transport::Rest]);
+        assert!(f.instruments(&cfg).is_none());
+        assert_eq!(
+            VenueFactory::new(STREAMS).transports(),
+            [Transport::Websocket]
+        );
+    }
+}
