@@ -8,7 +8,7 @@
 //! [`Exchange`], [`Writer`], [`WriterFactory`]), the description a venue registers
 //! ([`VenueSpec`], [`Transports`]), the readers of venue payloads ([`SymbolTable`] and the
 //! functions of [`read`]), the model, the errors, the config entries, and the crates their
-//! signatures use, re-exported at the versions this crate is built with: [`async_trait`],
+//! signatures use, re-exported at the versions this crate is built with: [`async_trait`](macro@async_trait),
 //! [`CancellationToken`], [`Url`], [`Decimal`], [`Arc`] and [`Duration`]. An outside crate
 //! then needs no other dependency than `feeder-core` (add `serde` for `#[derive(Deserialize)]`
 //! on writer options, and `tokio` for a `main`).

@@ -82,8 +82,11 @@ pub struct VenueSpec<V> {
     pub new: fn(&ExchangeConfig) -> Result<V, ConfigError>,
     /// Builds the venue's instrument list (for `validate --online` and `symbols`), or `None`
     /// when it has none. Its entry may have no symbols.
-    pub instruments: Option<fn(&ExchangeConfig) -> Result<Box<dyn InstrumentsVenue>, ConfigError>>,
+    pub instruments: Option<ListInstruments>,
 }
+
+/// Builds a venue's instrument list from its entry (see [`VenueSpec::instruments`]).
+pub type ListInstruments = fn(&ExchangeConfig) -> Result<Box<dyn InstrumentsVenue>, ConfigError>;
 
 impl<V> Clone for VenueSpec<V> {
     fn clone(&self) -> Self {

@@ -1,5 +1,5 @@
 //! Readers of venue payloads: what every parser needs to turn a venue's fields into a
-//! [`Trade`](crate::model::Trade) exactly, with errors that name the field.
+//! [`Trade`] exactly, with errors that name the field.
 //!
 //! Each reader takes the field's name, so that an error says which field of the venue's
 //! message was wrong (`price: invalid decimal "1.2.3"`). None allocates on success, and they

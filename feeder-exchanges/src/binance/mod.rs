@@ -348,7 +348,7 @@ impl PollVenue for BinanceVenue {
 }
 
 /// Binance as data: the registry builds it with the generic
-/// [`VenueFactory`](feeder_core::venue::VenueFactory).
+/// [`VenueFactory`].
 pub const VENUE: VenueSpec<BinanceVenue> = VenueSpec {
     name: NAME,
     transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),

@@ -429,7 +429,7 @@ impl PollVenue for BitfinexVenue {
 }
 
 /// Bitfinex as data: the registry builds it with the generic
-/// [`VenueFactory`](feeder_core::venue::VenueFactory).
+/// [`VenueFactory`].
 pub const VENUE: VenueSpec<BitfinexVenue> = VenueSpec {
     name: NAME,
     transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),

@@ -318,7 +318,7 @@ impl PollVenue for BitstampVenue {
 }
 
 /// Bitstamp as data: the registry builds it with the generic
-/// [`VenueFactory`](feeder_core::venue::VenueFactory).
+/// [`VenueFactory`].
 pub const VENUE: VenueSpec<BitstampVenue> = VenueSpec {
     name: NAME,
     transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),

@@ -260,7 +260,7 @@ impl PollVenue for BybitVenue {
 }
 
 /// Bybit as data: the registry builds it with the generic
-/// [`VenueFactory`](feeder_core::venue::VenueFactory).
+/// [`VenueFactory`].
 pub const VENUE: VenueSpec<BybitVenue> = VenueSpec {
     name: NAME,
     transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),

@@ -352,7 +352,7 @@ impl PollVenue for GeminiVenue {
 }
 
 /// Gemini as data: the registry builds it with the generic
-/// [`VenueFactory`](feeder_core::venue::VenueFactory).
+/// [`VenueFactory`].
 pub const VENUE: VenueSpec<GeminiVenue> = VenueSpec {
     name: NAME,
     transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),
