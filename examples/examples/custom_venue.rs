@@ -1,96 +1,28 @@
-//! A WebSocket venue written outside the bundled crates, in a few lines: a URL, a subscribe
-//! message and a pure parse function. The core's driver does connecting, keep-alives, stale
-//! detection and reconnects. A local server plays the venue, so this runs offline.
+//! A venue written outside the bundled crates ([`feeder_examples::toy`]: a URL, a subscribe
+//! message and pure parse functions, described as data), registered and configured like a
+//! bundled one. The core's drivers do connecting, keep-alives, stale detection, reconnects
+//! and backfill. A local server plays the venue, so this runs offline.
 //!
 //! cargo run -p feeder-examples --example custom_venue
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use feeder_core::exchange::{Frame, StreamExchange, StreamVenue, WsMessage};
-use feeder_core::feeder::Feeder;
-use feeder_core::model::{parse_decimal, Side, Symbol, Timestamp, Trade, TradeId};
-use feeder_core::writer::RunnerSettings;
-use feeder_core::{ExchangeError, ParseError};
-use feeder_examples::summary::{SharedTotals, SummaryWriter};
+use feeder_core::prelude::*;
+use feeder_examples::summary::SummaryFactory;
+use feeder_examples::toy;
 use feeder_testkit::ws::{Step, WsServer};
-use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
-use url::Url;
 
-/// A made-up venue: `{"op":"sub","streams":["BTC-USD"]}` subscribes; trades arrive as
-/// `{"ch":"trade","s":"BTC-USD","id":7,"p":"43210.12","q":"0.5","taker":"b","t":1704164645123}`.
-struct ToyVenue {
-    name: Arc<str>,
-    url: Url,
-}
-
-/// The wire form of a toy message, borrowed from the frame.
-#[derive(Deserialize)]
-struct Wire<'a> {
-    ch: &'a str,
-    #[serde(default)]
-    s: &'a str,
-    #[serde(default)]
-    id: u64,
-    #[serde(default)]
-    p: &'a str,
-    #[serde(default)]
-    q: &'a str,
-    #[serde(default)]
-    taker: &'a str,
-    #[serde(default)]
-    t: i64,
-}
-
-impl StreamVenue for ToyVenue {
-    fn url(&self, _symbols: &[Symbol]) -> Result<Url, ExchangeError> {
-        Ok(self.url.clone())
-    }
-
-    fn subscribe(&self, symbols: &[Symbol]) -> Vec<WsMessage> {
-        let streams: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
-        vec![WsMessage::Text(format!(
-            r#"{{"op":"sub","streams":{}}}"#,
-            serde_json_string_list(&streams)
-        ))]
-    }
-
-    fn parse(
-        &self,
-        frame: &[u8],
-        received_at: Timestamp,
-        out: &mut Vec<Trade>,
-    ) -> Result<Frame, ParseError> {
-        let w: Wire<'_> = serde_json::from_slice(frame)?;
-        match w.ch {
-            "ack" => Ok(Frame::Ack),
-            "trade" => {
-                out.push(Trade {
-                    exchange: self.name.clone(),
-                    symbol: Symbol::parse(w.s).map_err(|e| ParseError::field("s", e))?,
-                    trade_id: TradeId::from_u64(w.id),
-                    price: parse_decimal(w.p).map_err(|e| ParseError::field("p", e))?,
-                    amount: parse_decimal(w.q).map_err(|e| ParseError::field("q", e))?,
-                    side: match w.taker {
-                        "b" => Side::Buy,
-                        "s" => Side::Sell,
-                        _ => Side::Unknown,
-                    },
-                    timestamp: Timestamp::from_unix_millis(w.t),
-                    received_at,
-                });
-                Ok(Frame::Data)
-            }
-            _ => Ok(Frame::Ignored),
-        }
-    }
-}
-
-fn serde_json_string_list(items: &[&str]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
-}
+const CONFIG: &str = "
+exchanges:
+  - name: toy
+    symbols: [BTC-USD]
+    ws_url: ${TOY_WS}
+    backfill: false
+pipeline:
+  candles: []
+writers:
+  - type: summary
+";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -123,21 +55,28 @@ async fn main() -> ExitCode {
         }
     };
 
-    let venue = Arc::new(ToyVenue {
-        name: Arc::from("toyx"),
-        url: server.url(),
-    });
-    let totals = SharedTotals::default();
-    let feeder = Feeder::builder()
-        .exchange(
-            Arc::new(StreamExchange::new("toyx", venue)),
-            vec![Symbol::parse("BTC-USD").expect("valid symbol")],
-        )
-        .writer(
-            Box::new(SummaryWriter::new("summary", totals.clone())),
-            RunnerSettings::default(),
-        )
-        .build();
+    let mut registry = Registry::new();
+    registry.register_venue(toy::VENUE);
+    let summary = SummaryFactory::default();
+    let totals = summary.totals.clone();
+    registry.register_writer("summary", summary);
+    let ws_url = server.url().to_string();
+    let config = match Config::from_yaml_str_with_env(CONFIG, &|name| {
+        (name == "TOY_WS").then(|| ws_url.clone())
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("bad config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let feeder = match Feeder::from_config(config, &registry).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(feeder.run(shutdown.clone()));
 

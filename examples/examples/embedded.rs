@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use feeder_core::config::Config;
 use feeder_core::feeder::{Feeder, Registry};
-use feeder_examples::random_walk::RandomWalkFactory;
+use feeder_core::prelude::CancellationToken;
 use feeder_examples::summary::SummaryFactory;
-use tokio_util::sync::CancellationToken;
 
 const CONFIG: &str = "
 exchanges:
@@ -38,7 +37,7 @@ async fn main() -> ExitCode {
     let mut registry = Registry::new();
     feeder_exchanges::register(&mut registry);
     feeder_writers::register(&mut registry);
-    registry.register_exchange("random-walk", RandomWalkFactory);
+    registry.register_venue(feeder_examples::random_walk::VENUE);
     let summary_factory = SummaryFactory::default();
     let totals = summary_factory.totals.clone();
     registry.register_writer("summary", summary_factory);

@@ -1,15 +1,20 @@
-//! A custom exchange: a synthetic market whose price walks at random.
+//! A custom exchange: a synthetic market whose price walks at random. It needs no network,
+//! so it is its own [`Exchange`] rather than a stream or poll venue, and it is registered as
+//! data like any venue ([`VENUE`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use feeder_core::prelude::*;
 
-use async_trait::async_trait;
-use feeder_core::config::{ConfigError, ExchangeConfig};
-use feeder_core::exchange::{Exchange, ExchangeContext, Transport};
-use feeder_core::feeder::ExchangeFactory;
-use feeder_core::model::{Side, Timestamp, Trade, TradeId};
-use feeder_core::ExchangeError;
-use rust_decimal::Decimal;
+/// The registry name.
+pub const NAME: &str = "random-walk";
+
+/// The random walk as data: polled like a REST venue, one trade per symbol every
+/// `poll_interval`.
+pub const VENUE: VenueSpec<RandomWalk> = VenueSpec {
+    name: NAME,
+    transports: Transports::itself(&[Transport::Rest]),
+    new: RandomWalk::from_config,
+    instruments: None,
+};
 
 /// Emits a batch of trades per symbol on every tick, with increasing ids, until shutdown.
 #[derive(Debug)]
@@ -28,6 +33,30 @@ impl RandomWalk {
             per_tick,
         }
     }
+
+    /// One trade per symbol every `poll_interval` of the entry.
+    pub fn from_config(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(&cfg.name, cfg.poll_interval, 1))
+    }
+}
+
+/// A small xorshift generator: a synthetic market needs no better randomness, and no
+/// dependency for it.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `lo..=hi`.
+    fn between(&mut self, lo: i64, hi: i64) -> i64 {
+        let span = hi.abs_diff(lo) + 1;
+        lo + (self.next() % span) as i64
+    }
 }
 
 #[async_trait]
@@ -37,7 +66,7 @@ impl Exchange for RandomWalk {
     }
 
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
-        let mut rng = fastrand::Rng::with_seed(7);
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut ticker = tokio::time::interval(self.every);
         // Resume after the newest id a previous run sent, so a restart does not repeat ids.
         let mut next_id: u64 = ctx
@@ -56,15 +85,19 @@ impl Exchange for RandomWalk {
                 let mut batch = Vec::with_capacity(self.per_tick as usize);
                 for _ in 0..self.per_tick {
                     // Cents up or down; amounts in satoshis.
-                    price += Decimal::new(rng.i64(-50..=50), 2);
+                    price += Decimal::new(rng.between(-50, 50), 2);
                     let now = Timestamp::now();
                     batch.push(Trade {
                         exchange: self.name.clone(),
                         symbol: symbol.clone(),
                         trade_id: TradeId::from_u64(next_id),
                         price,
-                        amount: Decimal::new(rng.i64(1..=10_000_000), 8),
-                        side: if rng.bool() { Side::Buy } else { Side::Sell },
+                        amount: Decimal::new(rng.between(1, 10_000_000), 8),
+                        side: if rng.next() & 1 == 0 {
+                            Side::Buy
+                        } else {
+                            Side::Sell
+                        },
                         timestamp: now.with_digits(6),
                         received_at: now,
                     });
@@ -73,23 +106,5 @@ impl Exchange for RandomWalk {
                 ctx.sink.send(batch).await?;
             }
         }
-    }
-}
-
-/// Builds [`RandomWalk`] from a config entry: one trade per symbol every `poll_interval`.
-#[derive(Debug, Default)]
-pub struct RandomWalkFactory;
-
-impl ExchangeFactory for RandomWalkFactory {
-    fn transports(&self) -> Vec<Transport> {
-        vec![Transport::Rest]
-    }
-
-    fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
-        Ok(Arc::new(RandomWalk::new(
-            &config.name,
-            config.poll_interval,
-            1,
-        )))
     }
 }

@@ -1,15 +1,9 @@
 //! A custom writer: per-symbol totals (trades, volume, VWAP), reported at shutdown.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_trait::async_trait;
-use feeder_core::config::{ConfigError, WriterConfig};
-use feeder_core::feeder::WriterFactory;
-use feeder_core::model::Event;
-use feeder_core::writer::Writer;
-use feeder_core::WriteError;
-use rust_decimal::Decimal;
+use feeder_core::prelude::*;
 use serde::Deserialize;
 
 /// Totals of one (exchange, symbol).
@@ -102,10 +96,10 @@ impl Writer for SummaryWriter {
     }
 }
 
-/// Options of the `summary` writer.
+/// Options of the `summary` writer: it has none, and refuses any key.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SummaryOptions {}
+pub struct SummaryOptions {}
 
 /// Builds [`SummaryWriter`]s that all add into one shared map.
 #[derive(Debug, Default, Clone)]
@@ -116,11 +110,13 @@ pub struct SummaryFactory {
 
 #[async_trait]
 impl WriterFactory for SummaryFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        config.options::<SummaryOptions>().map(|_| ())
-    }
+    type Options = SummaryOptions;
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+    async fn open(
+        &self,
+        _options: SummaryOptions,
+        config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(SummaryWriter::new(
             config.display_name(),
             self.totals.clone(),

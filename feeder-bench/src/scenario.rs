@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use feeder_core::config::{ExchangeConfig, PipelineConfig, WriterConfig};
-use feeder_core::exchange::Transport;
+
 use feeder_core::feeder::{Feeder, Registry, Summary};
 use feeder_core::model::{Interval, Symbol, Timestamp};
 use feeder_core::writer::{RunnerSettings, Writer};
@@ -154,17 +154,10 @@ fn file_config(dir: &std::path::Path, format: &str) -> WriterConfig {
 
 /// The config entry for `venue` streaming `symbols` from `ws_url`, backfill off.
 pub fn exchange_config(venue: Venue, symbols: Vec<Symbol>, ws_url: Url) -> ExchangeConfig {
-    ExchangeConfig {
-        name: venue.name().to_owned(),
-        symbols,
-        transport: Transport::Websocket,
-        poll_interval: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(10),
-        rest_url: None,
-        ws_url: Some(ws_url),
-        backfill: false,
-        stale_timeout: None,
-    }
+    let mut cfg = ExchangeConfig::new(venue.name(), symbols);
+    cfg.ws_url = Some(ws_url);
+    cfg.backfill = false;
+    cfg
 }
 
 /// The pipeline every scenario uses: dedup on, 30m and 1h candles.

@@ -441,7 +441,7 @@ mod tests {
     use std::sync::Arc;
 
     use feeder_core::config::ExchangeConfig;
-    use feeder_core::exchange::{Frame, StreamVenue, Transport};
+    use feeder_core::exchange::{Frame, StreamVenue};
     use feeder_core::model::{parse_decimal, Side, Trade};
     use feeder_exchanges::bitstamp::BitstampVenue;
     use feeder_exchanges::coinbase::CoinbaseVenue;
@@ -454,17 +454,9 @@ mod tests {
     };
 
     pub(crate) fn config(venue: Venue, symbols: Vec<Symbol>) -> ExchangeConfig {
-        ExchangeConfig {
-            name: venue.name().to_owned(),
-            symbols,
-            transport: Transport::Websocket,
-            poll_interval: std::time::Duration::from_secs(10),
-            request_timeout: std::time::Duration::from_secs(10),
-            rest_url: None,
-            ws_url: None,
-            backfill: false,
-            stale_timeout: None,
-        }
+        let mut cfg = ExchangeConfig::new(venue.name(), symbols);
+        cfg.backfill = false;
+        cfg
     }
 
     fn parse_all(venue: Venue, chunk: &Chunk, symbols: &[Symbol]) -> Vec<Trade> {

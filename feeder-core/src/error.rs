@@ -123,9 +123,12 @@ pub enum WriteError {
     /// Encoding an event failed. Not retried.
     #[error("encoding failed")]
     Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A setting is wrong. Not retried.
-    #[error("configuration: {0}")]
-    Config(String),
+    /// A setting is wrong. Not retried. `?` turns a
+    /// [`ConfigError`](crate::config::ConfigError) (from
+    /// [`WriterConfig::options`](crate::config::WriterConfig::options) or
+    /// [`WriterConfig::option_error`](crate::config::WriterConfig::option_error)) into this.
+    #[error("invalid configuration")]
+    Config(#[from] crate::config::ConfigError),
     /// The store holds the whole batch except these events, which it refused one by one
     /// (a value it cannot represent). Not retried: the runner counts the refused events as
     /// rejected and the others as stored.

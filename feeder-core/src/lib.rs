@@ -13,6 +13,10 @@
 //! - [`writer`]: the [`Writer`](writer::Writer) trait and the runner around each writer.
 //! - [`pipeline`]: the dedup [`Valve`](pipeline::Valve) and the candle
 //!   [`Aggregator`](pipeline::Aggregator), plain structs usable on their own.
+//! - [`venue`]: a venue described as data ([`VenueSpec`](venue::VenueSpec)), the one
+//!   factory that builds every venue from it, and the readers its parser needs
+//!   ([`SymbolTable`](venue::SymbolTable), [`read`](venue::read)).
+//! - [`prelude`]: what a venue or a writer in another crate needs, in one `use`.
 //! - [`budget`]: the bounds in bytes of the queues between the tasks.
 //! - [`feeder`]: the orchestrator that builds all of it from a [`config::Config`], supervises
 //!   it and shuts it down cleanly.
@@ -28,8 +32,10 @@ pub mod exchange;
 pub mod feeder;
 pub mod model;
 pub mod pipeline;
+pub mod prelude;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod venue;
 pub mod writer;
 
 pub use error::{ExchangeError, ParseError, Rejection, WriteError};

@@ -152,12 +152,19 @@ struct StoreFactory {
     resume_failures: u32,
 }
 
+/// The memory store has no options of its own.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
 #[async_trait]
 impl WriterFactory for StoreFactory {
-    fn validate(&self, _config: &WriterConfig) -> Result<(), ConfigError> {
-        Ok(())
-    }
-    async fn build(&self, _config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+    type Options = NoOptions;
+    async fn open(
+        &self,
+        _options: NoOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(Store::new(None, self.resume_failures).0))
     }
 }

@@ -9,23 +9,13 @@
 //! Parsers are pure and allocation-light: they read borrowed wire structs straight from the
 //! payload and append normalized [`Trade`](feeder_core::Trade)s to the caller's buffer.
 //!
-//! Each venue sits behind a cargo feature of its name (all on by default). [`register`] adds
-//! every enabled venue to a [`Registry`].
+//! Each venue is one folder with a `VENUE` description ([`VenueSpec`](feeder_core::venue::VenueSpec))
+//! and one line in the `venues!` list of this file, behind a cargo feature of its name (all
+//! on by default). [`register`] adds every enabled venue to a [`Registry`].
 //!
 //! What is not here: the drivers (in `feeder-core`) and mock servers (in `feeder-testkit`).
 #![deny(missing_docs)]
 
-#[cfg(any(
-    feature = "bitstamp",
-    feature = "coinbase",
-    feature = "bitfinex",
-    feature = "gemini",
-    feature = "huobi",
-    feature = "binance",
-    feature = "bybit",
-    feature = "okx",
-    feature = "kraken",
-))]
 mod common;
 #[cfg(all(
     test,
@@ -43,49 +33,43 @@ mod scan;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-#[cfg(feature = "binance")]
-pub mod binance;
-#[cfg(feature = "bitfinex")]
-pub mod bitfinex;
-#[cfg(feature = "bitstamp")]
-pub mod bitstamp;
-#[cfg(feature = "bybit")]
-pub mod bybit;
-#[cfg(feature = "coinbase")]
-pub mod coinbase;
-#[cfg(feature = "gemini")]
-pub mod gemini;
-#[cfg(feature = "huobi")]
-pub mod huobi;
-#[cfg(feature = "kraken")]
-pub mod kraken;
-#[cfg(feature = "okx")]
-pub mod okx;
-
 use feeder_core::feeder::Registry;
 
-/// Registers every venue enabled at build time under its usual name (`bitstamp`,
-/// `coinbase`, `bitfinex`, `gemini`, `huobi`, `binance`, `bybit`, `okx`, `kraken`).
-pub fn register(registry: &mut Registry) {
-    #[cfg(feature = "binance")]
-    binance::register(registry);
-    #[cfg(feature = "bitfinex")]
-    bitfinex::register(registry);
-    #[cfg(feature = "bitstamp")]
-    bitstamp::register(registry);
-    #[cfg(feature = "bybit")]
-    bybit::register(registry);
-    #[cfg(feature = "coinbase")]
-    coinbase::register(registry);
-    #[cfg(feature = "gemini")]
-    gemini::register(registry);
-    #[cfg(feature = "huobi")]
-    huobi::register(registry);
-    #[cfg(feature = "okx")]
-    okx::register(registry);
-    #[cfg(feature = "kraken")]
-    kraken::register(registry);
-    let _ = registry;
+/// Declares each venue's module and registers its `VENUE` description, from one list: a
+/// venue cannot be compiled in and left unregistered. `name: "feature"` builds the venue
+/// only with that cargo feature; a bare `name` always builds it.
+macro_rules! venues {
+    ($($name:ident $(: $feature:literal)?),* $(,)?) => {
+        $(
+            $(#[cfg(feature = $feature)])?
+            pub mod $name;
+        )*
+
+        /// Registers every venue enabled at build time under its usual name (`bitstamp`,
+        /// `coinbase`, `bitfinex`, `gemini`, `huobi`, `binance`, `bybit`, `okx`, `kraken`),
+        /// each built by the generic [`VenueFactory`](feeder_core::venue::VenueFactory) from
+        /// its `VENUE` description.
+        pub fn register(registry: &mut Registry) {
+            $(
+                $(#[cfg(feature = $feature)])?
+                registry.register_venue($name::VENUE);
+            )*
+            let _ = registry;
+        }
+    };
+}
+
+// The bundled venues, one line each: the module, and the cargo feature that builds it.
+venues! {
+    binance: "binance",
+    bitfinex: "bitfinex",
+    bitstamp: "bitstamp",
+    bybit: "bybit",
+    coinbase: "coinbase",
+    gemini: "gemini",
+    huobi: "huobi",
+    kraken: "kraken",
+    okx: "okx",
 }
 
 /// How far back each bundled venue can fill, one row per venue: the README's table of

@@ -2,8 +2,6 @@
 //! runner every venue's websocket payload test goes through, so that a venue's tests hold
 //! only what is particular to that venue.
 
-use std::time::Duration;
-
 use feeder_core::config::ExchangeConfig;
 use feeder_core::exchange::{Cursor, Frame, HttpResponse, Page, PollVenue, StreamVenue, Transport};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
@@ -21,14 +19,10 @@ pub fn config(
     rest_url: Option<&str>,
     ws_url: Option<&str>,
 ) -> ExchangeConfig {
-    ExchangeConfig {
-        transport: Transport::Websocket,
-        poll_interval: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(10),
-        rest_url: rest_url.map(|u| Url::parse(u).unwrap()),
-        ws_url: ws_url.map(|u| Url::parse(u).unwrap()),
-        ..ExchangeConfig::new(name, symbols.iter().map(|s| sym(s)).collect())
-    }
+    let mut cfg = ExchangeConfig::new(name, symbols.iter().map(|s| sym(s)).collect());
+    cfg.rest_url = rest_url.map(|u| Url::parse(u).unwrap());
+    cfg.ws_url = ws_url.map(|u| Url::parse(u).unwrap());
+    cfg
 }
 
 /// A stored payload, `test_data/<venue>/<file>`.

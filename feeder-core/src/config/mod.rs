@@ -85,12 +85,14 @@ pub enum ConfigError {
         reason: String,
     },
     /// An option of a writer is unknown or has a bad value.
-    #[error("writers[{index}] ({kind}): {message}{}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    #[error("writers[{index}] ({name}){}: {message}{}", key.as_ref().map(|k| format!(".{k}")).unwrap_or_default(), line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     WriterOption {
         /// Position in the `writers` list.
         index: usize,
-        /// The writer type.
-        kind: String,
+        /// The writer's name (its type unless it has a `name`).
+        name: String,
+        /// The option, when known.
+        key: Option<String>,
         /// The parser's message.
         message: String,
         /// The line of the offending key, when it can be found.
@@ -168,6 +170,13 @@ pub struct ExchangeConfig {
         with = "optional_duration"
     )]
     pub stale_timeout: Option<Duration>,
+    /// Position in the `exchanges` list, for error messages.
+    #[serde(skip)]
+    index: usize,
+    /// The keys written in the file for this entry, with their lines: which options were
+    /// set, not left at their default.
+    #[serde(skip)]
+    key_lines: HashMap<String, usize>,
 }
 
 /// Serde adapter for `Option<Duration>` written as text.
@@ -205,7 +214,85 @@ impl ExchangeConfig {
             ws_url: None,
             backfill: true,
             stale_timeout: None,
+            index: 0,
+            key_lines: HashMap::new(),
         }
+    }
+
+    /// Where option `key` of this entry is, for error messages: `exchanges[2] (acme).ws_url`.
+    pub fn at(&self, key: &str) -> String {
+        format!("exchanges[{}] ({}).{key}", self.index, self.name)
+    }
+
+    /// A [`ConfigError::Invalid`] about option `key` of this entry.
+    pub fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.at(key), reason)
+    }
+
+    /// Whether option `key` was given: written in the file, or (for entries built in code)
+    /// set to something other than its default.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.key_lines.contains_key(key)
+            || match key {
+                "transport" => self.transport != default_transport(),
+                "poll_interval" => self.poll_interval != default_poll_interval(),
+                "request_timeout" => self.request_timeout != default_request_timeout(),
+                "rest_url" => self.rest_url.is_some(),
+                "ws_url" => self.ws_url.is_some(),
+                "backfill" => !self.backfill,
+                "stale_timeout" => self.stale_timeout.is_some(),
+                _ => false,
+            }
+    }
+
+    /// The WebSocket endpoint: `ws_url` when set, else `default`; `ws://` or `wss://` with a
+    /// host (plain `ws://` is for mocks and proxies).
+    pub fn ws_endpoint(&self, default: &str) -> Result<Url, ConfigError> {
+        self.endpoint("ws_url", self.ws_url.as_ref(), default, &["wss", "ws"])
+    }
+
+    /// The REST base URL: `rest_url` when set, else `default`; `http://` or `https://` with a
+    /// host.
+    pub fn rest_endpoint(&self, default: &str) -> Result<Url, ConfigError> {
+        self.endpoint(
+            "rest_url",
+            self.rest_url.as_ref(),
+            default,
+            &["https", "http"],
+        )
+    }
+
+    fn endpoint(
+        &self,
+        key: &str,
+        configured: Option<&Url>,
+        default: &str,
+        schemes: &[&str],
+    ) -> Result<Url, ConfigError> {
+        let url = match configured {
+            Some(u) => u.clone(),
+            None => Url::parse(default).map_err(|e| self.invalid(key, e.to_string()))?,
+        };
+        if !schemes.contains(&url.scheme()) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "unsupported scheme {:?} in {url}; expected one of {}",
+                    url.scheme(),
+                    schemes.join(", ")
+                ),
+            ));
+        }
+        if url.cannot_be_a_base() || url.host_str().is_none() {
+            return Err(self.invalid(key, format!("{url} has no host")));
+        }
+        Ok(url)
+    }
+
+    /// This entry as the `index`th of its list (its position names it in errors).
+    pub(crate) fn numbered(mut self, index: usize) -> Self {
+        self.index = index;
+        self
     }
 }
 
@@ -435,7 +522,8 @@ impl WriterConfig {
                     });
                 ConfigError::WriterOption {
                     index: self.index,
-                    kind: self.kind.clone(),
+                    name: self.display_name().to_owned(),
+                    key: None,
                     message,
                     line,
                 }
@@ -443,12 +531,18 @@ impl WriterConfig {
         )
     }
 
+    /// Where option `key` of this writer is, for error messages: `writers[1] (name).path`.
+    pub fn at(&self, key: &str) -> String {
+        format!("writers[{}] ({}).{key}", self.index, self.display_name())
+    }
+
     /// A [`ConfigError::WriterOption`] for this writer about option `key`.
     pub fn option_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::WriterOption {
             index: self.index,
-            kind: self.kind.clone(),
-            message: format!("{key}: {}", message.into()),
+            name: self.display_name().to_owned(),
+            key: Some(key.to_owned()),
+            message: message.into(),
             line: self.key_lines.get(key).copied(),
         }
     }
@@ -543,6 +637,13 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let text = interpolate(text, lookup)?;
         let mut config: Config = serde_yaml_ng::from_str(&text)?;
+        let lines = locate::item_key_lines(&text, "exchanges");
+        for (i, e) in config.exchanges.iter_mut().enumerate() {
+            e.index = i;
+            if let Some(l) = lines.get(i) {
+                e.key_lines = l.clone();
+            }
+        }
         let lines = locate::item_key_lines(&text, "writers");
         for (i, w) in config.writers.iter_mut().enumerate() {
             w.index = i;

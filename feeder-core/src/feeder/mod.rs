@@ -29,10 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
-use crate::config::{Config, ConfigError, PipelineConfig};
+use crate::config::{Config, ConfigError, ExchangeConfig, PipelineConfig};
 use crate::error::WriteError;
 use crate::exchange::{
-    Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink,
+    Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink, Transport,
 };
 use crate::model::{Event, Symbol};
 use crate::pipeline::TradeRules;
@@ -41,7 +41,7 @@ use crate::writer::{
     WriterStats,
 };
 
-pub use registry::{ExchangeFactory, Registry, WriterFactory};
+pub use registry::{AnyWriterFactory, ExchangeFactory, PreparedWriter, Registry, WriterFactory};
 pub use summary::{ExchangeSummary, Summary, WriterSummary};
 
 /// Why a feeder could not be built.
@@ -62,6 +62,39 @@ pub enum BuildError {
     /// A writer could not say where its store left off, even after retries.
     #[error(transparent)]
     Resume(#[from] ResumeError),
+}
+
+/// A config's exchanges, built, and its writers, ready to open.
+struct Prepared<'a> {
+    exchanges: Vec<(Arc<dyn Exchange>, Vec<Symbol>)>,
+    writers: Vec<(PreparedWriter, &'a crate::config::WriterConfig)>,
+}
+
+/// Refuses options set on `ex` that none of the transports its venue offers reads: a
+/// `rest_url` on a WebSocket-only venue would otherwise be silently ignored, and the reader
+/// of the config would believe it in effect.
+fn refuse_unused_options(ex: &ExchangeConfig, offered: &[Transport]) -> Result<(), ConfigError> {
+    let ws = offered.contains(&Transport::Websocket);
+    let rest = offered.contains(&Transport::Rest);
+    let unused: &[&str] = match (ws, rest) {
+        // Without REST there is nothing to poll and nothing to backfill from; the request
+        // timeout is only ever the timeout of a REST request.
+        (true, false) => &["rest_url", "poll_interval", "request_timeout", "backfill"],
+        (false, true) => &["ws_url", "stale_timeout", "backfill"],
+        _ => &[],
+    };
+    if let Some(key) = unused.iter().find(|k| ex.is_set(k)) {
+        let only = offered
+            .iter()
+            .map(Transport::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ex.invalid(
+            key,
+            format!("{} offers only {only}, which does not use {key}", ex.name),
+        ));
+    }
+    Ok(())
 }
 
 /// How long past the shutdown deadline the writers have to give up what they hold (counting
@@ -143,11 +176,19 @@ impl Feeder {
     }
 
     /// Checks a configuration against a registry without any I/O: every exchange name is
-    /// registered, offers the transport asked for and accepts its settings; every writer type
-    /// is registered and accepts its options.
+    /// registered, offers the transport asked for, sets no option its transports do not use
+    /// and accepts its settings; every writer type is registered and accepts its options.
     pub fn validate(config: &Config, registry: &Registry) -> Result<(), ConfigError> {
+        Self::prepare(config, registry).map(drop)
+    }
+
+    /// Validates `config` and builds its exchanges, and reads and checks each writer's
+    /// options (once), without any I/O.
+    fn prepare<'a>(config: &'a Config, registry: &Registry) -> Result<Prepared<'a>, ConfigError> {
         config.validate()?;
+        let mut exchanges = Vec::with_capacity(config.exchanges.len());
         for (i, ex) in config.exchanges.iter().enumerate() {
+            let ex = ex.clone().numbered(i);
             let factory = registry.exchange(&ex.name).ok_or_else(|| {
                 ConfigError::invalid(
                     format!("exchanges[{i}].name"),
@@ -162,14 +203,17 @@ impl Feeder {
                     ),
                 )
             })?;
-            if !factory.transports().contains(&ex.transport) {
-                return Err(ConfigError::invalid(
-                    format!("exchanges[{i}] ({}).transport", ex.name),
+            let offered = factory.transports();
+            if !offered.contains(&ex.transport) {
+                return Err(ex.invalid(
+                    "transport",
                     format!("{} does not offer {}", ex.name, ex.transport),
                 ));
             }
-            factory.build(ex)?;
+            refuse_unused_options(&ex, &offered)?;
+            exchanges.push((factory.build(&ex)?, ex.symbols.clone()));
         }
+        let mut writers = Vec::with_capacity(config.writers.len());
         for (i, w) in config.writers.iter().enumerate() {
             let factory = registry.writer(&w.kind).ok_or_else(|| {
                 ConfigError::invalid(
@@ -181,35 +225,27 @@ impl Feeder {
                     ),
                 )
             })?;
-            factory.validate(w)?;
+            writers.push((factory.prepare(w)?, w));
         }
-        Ok(())
+        Ok(Prepared { exchanges, writers })
     }
 
     /// Validates `config`, builds every exchange, opens every writer and asks each where its
     /// store left off (retrying with backoff; see [`Writer::resume_point`]).
     pub async fn from_config(config: Config, registry: &Registry) -> Result<Feeder, BuildError> {
-        Self::validate(&config, registry)?;
+        let prepared = Self::prepare(&config, registry)?;
         let mut b = Feeder::builder()
             .pipeline(config.pipeline.clone())
             .shutdown_timeout(config.shutdown_timeout);
-        for ex in &config.exchanges {
-            // Present: checked by validate.
-            if let Some(factory) = registry.exchange(&ex.name) {
-                b = b.exchange(factory.build(ex)?, ex.symbols.clone());
-            }
+        for (exchange, symbols) in prepared.exchanges {
+            b = b.exchange(exchange, symbols);
         }
-        for w in &config.writers {
-            if let Some(factory) = registry.writer(&w.kind) {
-                let writer = factory
-                    .build(w)
-                    .await
-                    .map_err(|source| BuildError::Writer {
-                        name: w.display_name().to_owned(),
-                        source,
-                    })?;
-                b = b.writer(writer, RunnerSettings::from(w));
-            }
+        for (writer, w) in prepared.writers {
+            let writer = writer.open().await.map_err(|source| BuildError::Writer {
+                name: w.display_name().to_owned(),
+                source,
+            })?;
+            b = b.writer(writer, RunnerSettings::from(w));
         }
         let mut feeder = b.build();
         feeder.ask_resume_points(&CancellationToken::new()).await?;

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, ExchangeConfig, WriterConfig};
 use crate::error::WriteError;
 use crate::exchange::{Exchange, InstrumentsVenue, Transport};
+use crate::venue::{VenueFactory, VenueSpec};
 use crate::writer::Writer;
 
 /// Builds an exchange from its config entry. Building is pure: no I/O happens until the
@@ -32,14 +34,97 @@ pub trait ExchangeFactory: Send + Sync + 'static {
 }
 
 /// Builds a writer from its config entry.
+///
+/// The writer's own keys are read once into [`Options`](Self::Options) by the feeder, checked
+/// by [`check`](Self::check) without any I/O (that is all `crypto-feeder validate` does), and
+/// handed to [`build`](Self::build).
 #[async_trait]
 pub trait WriterFactory: Send + Sync + 'static {
-    /// Checks the writer's options without any I/O.
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError>;
+    /// The writer's own options: every key of its entry besides `type` and the keys all
+    /// writers have. Declare it `#[serde(deny_unknown_fields)]`, so that a misspelt key is an
+    /// error naming it and its line.
+    type Options: DeserializeOwned + Send + 'static;
 
-    /// Opens the writer (creates directories, connects, checks credentials). A bad URL or
-    /// bad credentials fail here, at start-up, with a clear error.
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError>;
+    /// Checks what the options' types cannot say (a path that must be absolute, a value in a
+    /// range), without any I/O. Errors name the option with
+    /// [`WriterConfig::option_error`]. Nothing more to check by default.
+    fn check(&self, options: &Self::Options, config: &WriterConfig) -> Result<(), ConfigError> {
+        let _ = (options, config);
+        Ok(())
+    }
+
+    /// Opens the writer with its options (creates directories, connects, checks
+    /// credentials). A bad URL or bad credentials fail here, at start-up, with a clear
+    /// error. A [`ConfigError`] converts into a [`WriteError`] with `?`.
+    async fn open(
+        &self,
+        options: Self::Options,
+        config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError>;
+
+    /// Reads and checks `config`'s options, without any I/O.
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        self.check(&config.options()?, config)
+    }
+
+    /// Reads and checks `config`'s options, then opens the writer: the factory used on its
+    /// own, without a [`Registry`].
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        let options = config.options()?;
+        self.check(&options, config)?;
+        self.open(options, config).await
+    }
+}
+
+/// A writer whose options were read and checked, ready to be opened.
+pub struct PreparedWriter {
+    open: futures::future::BoxFuture<'static, Result<Box<dyn Writer>, WriteError>>,
+}
+
+impl std::fmt::Debug for PreparedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedWriter").finish_non_exhaustive()
+    }
+}
+
+impl PreparedWriter {
+    /// Opens the writer.
+    pub async fn open(self) -> Result<Box<dyn Writer>, WriteError> {
+        self.open.await
+    }
+}
+
+/// A [`WriterFactory`] of any options type, as the registry keeps it.
+#[async_trait]
+pub trait AnyWriterFactory: Send + Sync + 'static {
+    /// Reads and checks `config`'s options, without any I/O.
+    fn prepare(&self, config: &WriterConfig) -> Result<PreparedWriter, ConfigError>;
+
+    /// Reads and checks `config`'s options, without any I/O, and drops them.
+    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        self.prepare(config).map(drop)
+    }
+
+    /// Reads and checks `config`'s options, then opens the writer.
+    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
+        self.prepare(config)?.open().await
+    }
+}
+
+/// The factory, shared with the futures of the writers it prepares.
+struct Shared<F>(Arc<F>);
+
+#[async_trait]
+impl<F: WriterFactory> AnyWriterFactory for Shared<F> {
+    fn prepare(&self, config: &WriterConfig) -> Result<PreparedWriter, ConfigError> {
+        let options: F::Options = config.options()?;
+        self.0.check(&options, config)?;
+        let factory = self.0.clone();
+        let config = config.clone();
+        Ok(PreparedWriter {
+            open: Box::pin(async move { factory.open(options, &config).await }),
+        })
+    }
 }
 
 /// Exchange and writer factories by name. The CLI registers the bundled ones; a program that
@@ -47,7 +132,7 @@ pub trait WriterFactory: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct Registry {
     exchanges: BTreeMap<String, Arc<dyn ExchangeFactory>>,
-    writers: BTreeMap<String, Arc<dyn WriterFactory>>,
+    writers: BTreeMap<String, Arc<dyn AnyWriterFactory>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -75,13 +160,20 @@ impl Registry {
         self
     }
 
+    /// Registers (or replaces) the venue `spec` describes under its name, built by the
+    /// generic [`VenueFactory`].
+    pub fn register_venue<V: Send + Sync + 'static>(&mut self, spec: VenueSpec<V>) -> &mut Self {
+        self.register_exchange(spec.name, VenueFactory::new(spec))
+    }
+
     /// Registers (or replaces) the writer factory for `kind`.
     pub fn register_writer(
         &mut self,
         kind: impl Into<String>,
         factory: impl WriterFactory,
     ) -> &mut Self {
-        self.writers.insert(kind.into(), Arc::new(factory));
+        self.writers
+            .insert(kind.into(), Arc::new(Shared(Arc::new(factory))));
         self
     }
 
@@ -91,7 +183,7 @@ impl Registry {
     }
 
     /// The writer factory for `kind`.
-    pub fn writer(&self, kind: &str) -> Option<&Arc<dyn WriterFactory>> {
+    pub fn writer(&self, kind: &str) -> Option<&Arc<dyn AnyWriterFactory>> {
         self.writers.get(kind)
     }
 

@@ -438,7 +438,7 @@ fn factory_offers_both_transports() {
         vec![Transport::Websocket, Transport::Rest]
     );
     let mut r = Registry::new();
-    register(&mut r);
+    crate::register(&mut r);
     assert!(r.exchange("bitstamp").is_some());
     assert!(BitstampFactory
         .build(&config("bitstamp", &[], None, None))

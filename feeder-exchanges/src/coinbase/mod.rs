@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, PollRequest,
-    PollVenue, StreamVenue, Transport, WsMessage,
+    Cursor, Frame, HttpRequest, HttpResponse, Page, PollRequest,
+    PollVenue, StreamVenue, WsMessage,
 };
-use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::venue::{Transports, VenueFactory, VenueSpec};
 use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
@@ -71,21 +71,10 @@ impl CoinbaseVenue {
     /// otherwise).
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
-        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
-            ws_url: common::endpoint(
-                cfg.ws_url.as_ref(),
-                DEFAULT_WS_URL,
-                &at("ws_url"),
-                &["wss", "ws"],
-            )?,
-            rest_url: common::endpoint(
-                cfg.rest_url.as_ref(),
-                DEFAULT_REST_URL,
-                &at("rest_url"),
-                &["https", "http"],
-            )?,
+            ws_url: cfg.ws_endpoint(DEFAULT_WS_URL)?,
+            rest_url: cfg.rest_endpoint(DEFAULT_REST_URL)?,
             symbols: SymbolTable::new(cfg, |s| vec![to_venue(s).to_owned()])?,
         })
     }
@@ -291,29 +280,15 @@ impl PollVenue for CoinbaseVenue {
     }
 }
 
-/// Builds Coinbase Exchange exchanges from config entries.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CoinbaseFactory;
+/// Coinbase as data: the registry builds it with the generic
+/// [`VenueFactory`].
+pub const VENUE: VenueSpec<CoinbaseVenue> = VenueSpec {
+    name: NAME,
+    transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),
+    new: CoinbaseVenue::new,
+    instruments: Some(|cfg| Ok(Box::new(CoinbaseInstruments::new(cfg)?))),
+};
 
-impl ExchangeFactory for CoinbaseFactory {
-    fn transports(&self) -> Vec<Transport> {
-        vec![Transport::Websocket, Transport::Rest]
-    }
-
-    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
-        let venue = Arc::new(CoinbaseVenue::new(cfg)?);
-        Ok(common::build_exchange(cfg, venue))
-    }
-
-    fn instruments(
-        &self,
-        cfg: &ExchangeConfig,
-    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
-        Some(CoinbaseInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
-    }
-}
-
-/// Registers [`CoinbaseFactory`] as `coinbase`.
-pub fn register(registry: &mut Registry) {
-    registry.register_exchange(NAME, CoinbaseFactory);
-}
+/// The factory of [`VENUE`], for code that builds Coinbase without a registry.
+#[allow(non_upper_case_globals)] // Named as the type it replaced, so callers keep working.
+pub const CoinbaseFactory: VenueFactory<CoinbaseVenue> = VenueFactory::new(VENUE);

@@ -31,10 +31,10 @@ use std::sync::{Arc, Mutex};
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, PollRequest, PollVenue,
-    StreamVenue, Transport, WsMessage,
+    Frame, HttpRequest, HttpResponse, Page, PollRequest, PollVenue,
+    StreamVenue, WsMessage,
 };
-use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::venue::{Transports, VenueFactory, VenueSpec};
 use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use serde_json::value::RawValue;
@@ -89,14 +89,13 @@ impl HuobiVenue {
     /// otherwise). Two symbols with the same Huobi name (`AB-CD` and `ABC-D`) are an error.
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
-        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         let mut symbols: HashMap<Box<str>, Symbol> = HashMap::with_capacity(cfg.symbols.len());
         for s in &cfg.symbols {
             let name = to_venue(s);
             if let Some(prev) = symbols.get(name.as_str()) {
                 if prev != s {
-                    return Err(ConfigError::invalid(
-                        at("symbols"),
+                    return Err(cfg.invalid(
+                        "symbols",
                         format!("{prev} and {s} are both called {name:?} on Huobi"),
                     ));
                 }
@@ -106,18 +105,8 @@ impl HuobiVenue {
         }
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
-            ws_url: common::endpoint(
-                cfg.ws_url.as_ref(),
-                DEFAULT_WS_URL,
-                &at("ws_url"),
-                &["wss", "ws"],
-            )?,
-            rest_url: common::endpoint(
-                cfg.rest_url.as_ref(),
-                DEFAULT_REST_URL,
-                &at("rest_url"),
-                &["https", "http"],
-            )?,
+            ws_url: cfg.ws_endpoint(DEFAULT_WS_URL)?,
+            rest_url: cfg.rest_endpoint(DEFAULT_REST_URL)?,
             symbols,
             inflated: Mutex::new(Vec::new()),
         })
@@ -359,29 +348,15 @@ impl PollVenue for HuobiVenue {
     }
 }
 
-/// Builds Huobi exchanges from config entries.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HuobiFactory;
+/// Huobi as data: the registry builds it with the generic
+/// [`VenueFactory`].
+pub const VENUE: VenueSpec<HuobiVenue> = VenueSpec {
+    name: NAME,
+    transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),
+    new: HuobiVenue::new,
+    instruments: Some(|cfg| Ok(Box::new(HuobiInstruments::new(cfg)?))),
+};
 
-impl ExchangeFactory for HuobiFactory {
-    fn transports(&self) -> Vec<Transport> {
-        vec![Transport::Websocket, Transport::Rest]
-    }
-
-    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
-        let venue = Arc::new(HuobiVenue::new(cfg)?);
-        Ok(common::build_exchange(cfg, venue))
-    }
-
-    fn instruments(
-        &self,
-        cfg: &ExchangeConfig,
-    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
-        Some(HuobiInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
-    }
-}
-
-/// Registers [`HuobiFactory`] as `huobi`.
-pub fn register(registry: &mut Registry) {
-    registry.register_exchange(NAME, HuobiFactory);
-}
+/// The factory of [`VENUE`], for code that builds Huobi without a registry.
+#[allow(non_upper_case_globals)] // Named as the type it replaced, so callers keep working.
+pub const HuobiFactory: VenueFactory<HuobiVenue> = VenueFactory::new(VENUE);

@@ -43,10 +43,10 @@ use std::time::Duration;
 
 use feeder_core::config::{ConfigError, ExchangeConfig};
 use feeder_core::exchange::{
-    Cursor, Exchange, Frame, HttpRequest, HttpResponse, InstrumentsVenue, Page, Ping, PollRequest,
-    PollVenue, StreamVenue, Transport, WsMessage,
+    Cursor, Frame, HttpRequest, HttpResponse, Page, Ping, PollRequest,
+    PollVenue, StreamVenue, WsMessage,
 };
-use feeder_core::feeder::{ExchangeFactory, Registry};
+use feeder_core::venue::{Transports, VenueFactory, VenueSpec};
 use feeder_core::model::{Side, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
 use url::Url;
@@ -88,21 +88,10 @@ impl KrakenVenue {
     pub fn new(cfg: &ExchangeConfig) -> Result<Self, ConfigError> {
         common::require_symbols(cfg)?;
         KRAKEN_ASSETS.check(cfg)?;
-        let at = |field: &str| format!("exchanges[{}].{field}", cfg.name);
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
-            ws_url: common::endpoint(
-                cfg.ws_url.as_ref(),
-                DEFAULT_WS_URL,
-                &at("ws_url"),
-                &["wss", "ws"],
-            )?,
-            rest_url: common::endpoint(
-                cfg.rest_url.as_ref(),
-                DEFAULT_REST_URL,
-                &at("rest_url"),
-                &["https", "http"],
-            )?,
+            ws_url: cfg.ws_endpoint(DEFAULT_WS_URL)?,
+            rest_url: cfg.rest_endpoint(DEFAULT_REST_URL)?,
             ws_symbols: SymbolTable::new(cfg, symbols::ws_names)?,
             rest_symbols: SymbolTable::new(cfg, symbols::rest_names)?,
         })
@@ -349,29 +338,15 @@ impl PollVenue for KrakenVenue {
     }
 }
 
-/// Builds Kraken spot exchanges from config entries.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KrakenFactory;
+/// Kraken as data: the registry builds it with the generic
+/// [`VenueFactory`].
+pub const VENUE: VenueSpec<KrakenVenue> = VenueSpec {
+    name: NAME,
+    transports: Transports::websocket_and_rest(DEFAULT_WS_URL, DEFAULT_REST_URL),
+    new: KrakenVenue::new,
+    instruments: Some(|cfg| Ok(Box::new(KrakenInstruments::new(cfg)?))),
+};
 
-impl ExchangeFactory for KrakenFactory {
-    fn transports(&self) -> Vec<Transport> {
-        vec![Transport::Websocket, Transport::Rest]
-    }
-
-    fn build(&self, cfg: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
-        let venue = Arc::new(KrakenVenue::new(cfg)?);
-        Ok(common::build_exchange(cfg, venue))
-    }
-
-    fn instruments(
-        &self,
-        cfg: &ExchangeConfig,
-    ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
-        Some(KrakenInstruments::new(cfg).map(|i| Box::new(i) as Box<dyn InstrumentsVenue>))
-    }
-}
-
-/// Registers [`KrakenFactory`] as `kraken`.
-pub fn register(registry: &mut Registry) {
-    registry.register_exchange(NAME, KrakenFactory);
-}
+/// The factory of [`VENUE`], for code that builds Kraken without a registry.
+#[allow(non_upper_case_globals)] // Named as the type it replaced, so callers keep working.
+pub const KrakenFactory: VenueFactory<KrakenVenue> = VenueFactory::new(VENUE);

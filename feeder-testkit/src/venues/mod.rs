@@ -703,16 +703,12 @@ impl MockVenue {
 
     /// A config entry for `name` pointing at this mock, over `transport`, with backfill on.
     pub fn exchange_config(&self, name: &str, transport: Transport) -> ExchangeConfig {
-        ExchangeConfig {
-            name: name.to_owned(),
-            symbols: self.shared.cfg.symbols.clone(),
-            transport,
-            poll_interval: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(5),
-            rest_url: Some(self.rest_url()),
-            ws_url: Some(self.ws_url()),
-            backfill: true,
-            stale_timeout: None,
-        }
+        let mut cfg = ExchangeConfig::new(name, self.shared.cfg.symbols.clone());
+        cfg.transport = transport;
+        cfg.poll_interval = Duration::from_millis(200);
+        cfg.request_timeout = Duration::from_secs(5);
+        cfg.rest_url = Some(self.rest_url());
+        cfg.ws_url = Some(self.ws_url());
+        cfg
     }
 }

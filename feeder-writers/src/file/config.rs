@@ -74,10 +74,16 @@ impl FileOptions {
     /// Errors name the writer, the key and, where known, its line.
     pub fn from_config(config: &WriterConfig) -> Result<Self, ConfigError> {
         let options: FileOptions = config.options()?;
-        if options.path.as_os_str().is_empty() {
+        options.check(config)?;
+        Ok(options)
+    }
+
+    /// Checks what the types cannot say, naming the option of `config` that is wrong.
+    pub(crate) fn check(&self, config: &WriterConfig) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
             return Err(config.option_error("path", "must not be empty"));
         }
-        Ok(options)
+        Ok(())
     }
 }
 

@@ -41,13 +41,17 @@ pub struct FileWriterFactory;
 
 #[async_trait]
 impl WriterFactory for FileWriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        FileOptions::from_config(config).map(drop)
+    type Options = FileOptions;
+
+    fn check(&self, options: &FileOptions, config: &WriterConfig) -> Result<(), ConfigError> {
+        options.check(config)
     }
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        let options =
-            FileOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        options: FileOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         let writer = tokio::task::spawn_blocking(move || FileWriter::open(options))
             .await
             .map_err(|e| WriteError::terminal("opening the file writer failed", e))??;

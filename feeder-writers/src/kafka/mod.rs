@@ -23,13 +23,19 @@ pub struct KafkaWriterFactory;
 
 #[async_trait]
 impl WriterFactory for KafkaWriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        KafkaOptions::from_config(config).map(drop)
+    type Options = KafkaOptions;
+
+    fn check(&self, options: &KafkaOptions, config: &WriterConfig) -> Result<(), ConfigError> {
+        options
+            .check()
+            .map_err(|(key, message)| config.option_error(key, message))
     }
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        let options =
-            KafkaOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        options: KafkaOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(KafkaWriter::connect(options).await?))
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use feeder_core::config::ConfigError;
 use feeder_core::model::{write_json_line, Event};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
@@ -51,7 +52,7 @@ impl KafkaWriter {
     pub async fn connect(options: KafkaOptions) -> Result<Self, WriteError> {
         options
             .check()
-            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         let config = client_config(&options);
         let producer = create(&config)?;
         let brokers = options.brokers.join(",");

@@ -6,7 +6,7 @@
 //! itself: durability is that of the subscriber the program installed.
 
 use async_trait::async_trait;
-use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::config::WriterConfig;
 use feeder_core::feeder::WriterFactory;
 use feeder_core::model::{write_json_line, Event};
 use feeder_core::writer::Writer;
@@ -64,13 +64,13 @@ pub struct LogWriterFactory;
 
 #[async_trait]
 impl WriterFactory for LogWriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        config.options::<LogOptions>().map(drop)
-    }
+    type Options = LogOptions;
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        self.validate(config)
-            .map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        _options: LogOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(LogWriter::new()))
     }
 }

@@ -32,13 +32,19 @@ pub struct PostgresWriterFactory;
 
 #[async_trait]
 impl WriterFactory for PostgresWriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        PostgresOptions::from_config(config).map(drop)
+    type Options = PostgresOptions;
+
+    fn check(&self, options: &PostgresOptions, config: &WriterConfig) -> Result<(), ConfigError> {
+        options
+            .check()
+            .map_err(|(key, message)| config.option_error(key, message))
     }
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        let options =
-            PostgresOptions::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        options: PostgresOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(PostgresWriter::connect(options).await?))
     }
 }

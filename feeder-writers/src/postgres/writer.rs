@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use feeder_core::config::ConfigError;
 use feeder_core::exchange::Cursor;
 use feeder_core::model::{Candle, Event, Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
 use feeder_core::writer::Writer;
@@ -242,10 +243,10 @@ impl PostgresWriter {
     pub async fn connect(options: PostgresOptions) -> Result<Self, WriteError> {
         let config = options
             .connection_config()
-            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         options
             .check()
-            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         let sql = Sql::new(&options);
         let mut writer = Self {
             options,

@@ -28,13 +28,19 @@ pub struct S3WriterFactory;
 
 #[async_trait]
 impl WriterFactory for S3WriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        S3Options::from_config(config).map(drop)
+    type Options = S3Options;
+
+    fn check(&self, options: &S3Options, config: &WriterConfig) -> Result<(), ConfigError> {
+        options
+            .check()
+            .map_err(|(key, message)| config.option_error(key, message))
     }
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        let options =
-            S3Options::from_config(config).map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        options: S3Options,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(S3Writer::connect(options).await?))
     }
 }

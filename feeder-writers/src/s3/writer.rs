@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use feeder_core::config::ConfigError;
 use feeder_core::exchange::Backoff;
 use feeder_core::model::Event;
 use feeder_core::writer::Writer;
@@ -82,7 +83,7 @@ impl S3Writer {
     pub async fn connect(options: S3Options) -> Result<Self, WriteError> {
         options
             .check()
-            .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&options.bucket)
             .with_retry(RetryConfig {
@@ -101,7 +102,7 @@ impl S3Writer {
         if let Some(endpoint) = &options.endpoint {
             let http = options
                 .allow_http(endpoint)
-                .map_err(|(key, message)| WriteError::Config(format!("{key}: {message}")))?;
+                .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
             builder = builder.with_endpoint(endpoint).with_allow_http(http);
         }
         let store: Arc<dyn ObjectStore> = Arc::new(

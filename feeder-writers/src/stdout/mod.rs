@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 use async_trait::async_trait;
-use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::config::WriterConfig;
 use feeder_core::feeder::WriterFactory;
 use feeder_core::model::{write_json_line, Event};
 use feeder_core::writer::Writer;
@@ -115,13 +115,13 @@ pub struct StdoutWriterFactory;
 
 #[async_trait]
 impl WriterFactory for StdoutWriterFactory {
-    fn validate(&self, config: &WriterConfig) -> Result<(), ConfigError> {
-        config.options::<StdoutOptions>().map(drop)
-    }
+    type Options = StdoutOptions;
 
-    async fn build(&self, config: &WriterConfig) -> Result<Box<dyn Writer>, WriteError> {
-        self.validate(config)
-            .map_err(|e| WriteError::Config(e.to_string()))?;
+    async fn open(
+        &self,
+        _options: StdoutOptions,
+        _config: &WriterConfig,
+    ) -> Result<Box<dyn Writer>, WriteError> {
         Ok(Box::new(StdoutWriter::new()))
     }
 }
