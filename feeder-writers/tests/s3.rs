@@ -273,6 +273,208 @@ async fn a_spool_left_by_a_crash_is_uploaded_at_the_next_start() {
 
 use std::io::Write as _;
 
+/// A trade of `symbol` on exchange `resume` with a numeric id, at `at` (RFC 3339).
+fn trade(symbol: &str, id: u64, at: &str) -> Event {
+    let at = feeder_core::model::Timestamp::parse_rfc3339(at).unwrap();
+    Event::Trade(feeder_core::model::Trade {
+        exchange: Arc::from("resume"),
+        symbol: feeder_core::model::Symbol::parse(symbol).unwrap(),
+        trade_id: feeder_core::model::TradeId::from_u64(id),
+        price: "100.5".parse().unwrap(),
+        amount: "0.25".parse().unwrap(),
+        side: feeder_core::model::Side::Buy,
+        timestamp: at,
+        received_at: at,
+    })
+}
+
+fn symbol(s: &str) -> feeder_core::model::Symbol {
+    feeder_core::model::Symbol::parse(s).unwrap()
+}
+
+/// Trades of BTC-USD over two days, the newest (id 30) not written last: a late trade of the
+/// first day and an older one of the second day follow it.
+fn two_days() -> Vec<Event> {
+    vec![
+        trade("BTC-USD", 10, "2024-03-01T10:00:00Z"),
+        trade("BTC-USD", 11, "2024-03-01T10:00:01Z"),
+        trade("BTC-USD", 29, "2024-03-02T09:00:00Z"),
+        trade("BTC-USD", 30, "2024-03-02T09:00:01Z"),
+        trade("BTC-USD", 12, "2024-03-01T23:59:59Z"),
+        trade("BTC-USD", 28, "2024-03-02T08:59:59Z"),
+        trade("ETH-USDT", 5, "2024-03-01T00:00:00Z"),
+    ]
+}
+
+async fn resume_bucket(endpoint: &url::Url, name: &str) -> (String, tempfile::TempDir) {
+    let bucket = unique(name);
+    create_bucket(endpoint, &bucket).await;
+    (bucket, tempfile::tempdir().unwrap())
+}
+
+fn resume_options(endpoint: &url::Url, bucket: &str, spool: &std::path::Path) -> S3Options {
+    S3Options::new(bucket)
+        .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+        .with_prefix("feed")
+        .with_spool_dir(spool)
+}
+
+async fn point(w: &mut S3Writer, sym: &str) -> Option<String> {
+    w.resume_point("resume", &symbol(sym))
+        .await
+        .unwrap()
+        .map(|c| c.trade_id.as_str().to_string())
+}
+
+async fn resume_from_objects_only(format: S3Format) {
+    let Some(endpoint) = server().await else {
+        return;
+    };
+    let (bucket, spool) = resume_bucket(&endpoint, "resume-objects").await;
+    let options = resume_options(&endpoint, &bucket, spool.path()).with_format(format);
+    let mut w = S3Writer::connect(options.clone()).await.unwrap();
+    w.write(&two_days()).await.unwrap();
+    w.close().await.unwrap();
+    drop(w);
+    assert!(conformance_support::read_tree(spool.path()).is_empty());
+
+    // A fresh writer with an empty spool of its own: only the bucket can tell.
+    let other = tempfile::tempdir().unwrap();
+    let mut w = S3Writer::connect(options.with_spool_dir(other.path()))
+        .await
+        .unwrap();
+    assert_eq!(point(&mut w, "BTC-USD").await.as_deref(), Some("30"));
+    assert_eq!(point(&mut w, "ETH-USDT").await.as_deref(), Some("5"));
+    assert_eq!(point(&mut w, "SOL-USD").await, None);
+    assert_eq!(
+        w.resume_point("unknown-venue", &symbol("BTC-USD"))
+            .await
+            .unwrap(),
+        None
+    );
+    w.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_resume_point_comes_from_the_newest_jsonl_object() {
+    resume_from_objects_only(S3Format::Jsonl).await;
+}
+
+#[tokio::test]
+async fn the_resume_point_comes_from_the_newest_parquet_object() {
+    resume_from_objects_only(S3Format::Parquet).await;
+}
+
+#[tokio::test]
+async fn the_resume_point_comes_from_the_spool_before_anything_is_uploaded() {
+    let Some(endpoint) = server().await else {
+        return;
+    };
+    let (bucket, spool) = resume_bucket(&endpoint, "resume-spool").await;
+    let options = resume_options(&endpoint, &bucket, spool.path());
+    {
+        // Objects are completed after ten minutes, at 64 MiB, or when their stream moves to
+        // a later day: one day per stream stays in `active/`.
+        let one_day: Vec<Event> = two_days()
+            .into_iter()
+            .filter(|e| e.symbol().as_str() == "ETH-USDT" || e.time().unix_secs() >= 1_709_337_600)
+            .collect();
+        assert_eq!(one_day.len(), 4);
+        let mut w = S3Writer::connect(options.clone()).await.unwrap();
+        w.write(&one_day).await.unwrap();
+        assert!(objects(&*direct(&endpoint, &bucket)).await.is_empty());
+        assert_eq!(point(&mut w, "BTC-USD").await.as_deref(), Some("30"));
+        assert_eq!(point(&mut w, "ETH-USDT").await.as_deref(), Some("5"));
+        assert_eq!(point(&mut w, "SOL-USD").await, None);
+        // Dropped without close, as a crash leaves it: the spool alone holds the trades.
+    }
+    assert!(objects(&*direct(&endpoint, &bucket)).await.is_empty());
+    // A torn line after the newest trade, as a crash in the middle of a write leaves.
+    let dir = spool.path().join("active/trades/resume/BTC-USD/2024-03-02");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(
+            b"{\"type\":\"trade\",\"exchange\":\"resume\",\"symbol\":\"BTC-USD\",\"trade_id\":\"99",
+        )
+        .unwrap();
+    // The next start answers the same whether or not its uploader got there first.
+    let mut w = S3Writer::connect(options).await.unwrap();
+    assert_eq!(point(&mut w, "BTC-USD").await.as_deref(), Some("30"));
+    w.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_newer_of_spool_and_objects_is_the_resume_point() {
+    let Some(endpoint) = server().await else {
+        return;
+    };
+    let (bucket, spool) = resume_bucket(&endpoint, "resume-both").await;
+    let options = resume_options(&endpoint, &bucket, spool.path());
+    let mut w = S3Writer::connect(options.clone()).await.unwrap();
+    w.write(&two_days()).await.unwrap();
+    w.close().await.unwrap();
+    drop(w);
+
+    let mut w = S3Writer::connect(options).await.unwrap();
+    // Spooled only: newer than the objects for BTC-USD, older for ETH-USDT (a late trade
+    // of a day the bucket already holds a newer one of).
+    w.write(&[
+        trade("BTC-USD", 31, "2024-03-02T09:00:02Z"),
+        trade("BTC-USD", 32, "2024-03-03T00:00:01Z"),
+        trade("ETH-USDT", 4, "2024-02-29T23:00:00Z"),
+    ])
+    .await
+    .unwrap();
+    let stored = objects(&*direct(&endpoint, &bucket)).await;
+    assert!(
+        stored.iter().all(|(k, _)| !k.contains("2024-03-03")),
+        "{stored:?}"
+    );
+    assert_eq!(point(&mut w, "BTC-USD").await.as_deref(), Some("32"));
+    assert_eq!(point(&mut w, "ETH-USDT").await.as_deref(), Some("5"));
+    w.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreadable_newest_object_stops_the_start_naming_its_key() {
+    let Some(endpoint) = server().await else {
+        return;
+    };
+    let (bucket, spool) = resume_bucket(&endpoint, "resume-bad").await;
+    let options = resume_options(&endpoint, &bucket, spool.path());
+    let mut w = S3Writer::connect(options.clone()).await.unwrap();
+    w.write(&two_days()).await.unwrap();
+    w.close().await.unwrap();
+    drop(w);
+    // Newer than any part the writer names: 9… sorts after every nanosecond time of now.
+    let bad = "feed/trades/resume/BTC-USD/2024-03-02/9999999999999999999-0000.jsonl";
+    direct(&endpoint, &bucket)
+        .put(
+            &object_store::path::Path::from(bad),
+            object_store::PutPayload::from_static(b"this is not an event\n"),
+        )
+        .await
+        .unwrap();
+    let mut w = S3Writer::connect(options).await.unwrap();
+    let err = w
+        .resume_point("resume", &symbol("BTC-USD"))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retriable(), "{err}");
+    assert!(err.to_string().contains(bad), "{err}");
+    // Other streams are not concerned.
+    assert_eq!(point(&mut w, "ETH-USDT").await.as_deref(), Some("5"));
+    w.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn plain_http_to_a_remote_endpoint_is_refused_before_any_io() {
     let options = S3Options::new("b").with_endpoint("http://198.51.100.7:9000");

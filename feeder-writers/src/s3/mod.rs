@@ -7,9 +7,10 @@
 //! ```
 //!
 //! See [`S3Writer`] for when a batch counts as written (on local disk) and when it reaches
-//! the bucket.
+//! the bucket, and for where a restart resumes.
 
 mod config;
+mod resume;
 mod spool;
 mod writer;
 

@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use feeder_core::model::{utc_date, Timestamp};
+use feeder_core::exchange::Cursor;
+use feeder_core::model::{utc_date, Symbol, Timestamp};
 
 use crate::file::encode::{Chunk, FileKey, StreamKey};
 use crate::file::files::{path_component, repair_tail};
+
+use super::resume::{day, horizon, newest, tail_trades, TAIL};
 
 /// Makes part names unique within a process even when opened in the same nanosecond.
 static PART_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -179,10 +182,100 @@ impl Spool {
         Ok(files)
     }
 
+    /// The newest trade of (`exchange`, `symbol`) in the spool, not later than a day past
+    /// `now`: from the last lines of its newest file (by day, then part; `active/` and
+    /// `ready/` alike) that holds such a trade. Holding the spool's lock keeps files from
+    /// moving between `active/` and `ready/` meanwhile; a file that vanishes was uploaded,
+    /// and the bucket holds it.
+    ///
+    /// A file whose last complete lines are not events fails with `InvalidData`.
+    pub(super) fn newest_trade(
+        &self,
+        exchange: &str,
+        symbol: &Symbol,
+        now: Timestamp,
+    ) -> io::Result<Option<Cursor>> {
+        let horizon = horizon(now);
+        let mut files: Vec<(Timestamp, std::ffi::OsString, PathBuf)> = Vec::new();
+        for state in ["active", "ready"] {
+            let stream = self
+                .root
+                .join(state)
+                .join("trades")
+                .join(&*path_component(exchange))
+                .join(symbol.as_str());
+            for rel in list(&stream)? {
+                let (Some(date), Some(name)) = (rel.parent(), rel.file_name()) else {
+                    continue;
+                };
+                let Some(day) = date.to_str().and_then(day) else {
+                    continue;
+                };
+                if day <= horizon && rel.extension().is_some_and(|e| e == "jsonl") {
+                    files.push((day, name.to_owned(), stream.join(&rel)));
+                }
+            }
+        }
+        files.sort();
+        for (_, _, path) in files.iter().rev() {
+            let tail = match read_tail(path) {
+                Ok(tail) => tail,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let cursors = tail_trades(&tail.bytes, tail.whole).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    UnreadableSpoolFile {
+                        path: path.clone(),
+                        source: e,
+                    },
+                )
+            })?;
+            if let Some(c) = newest(cursors, horizon) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
     /// The absolute path of a ready file.
     pub(super) fn ready_path(&self, rel: &Path) -> PathBuf {
         self.root.join("ready").join(rel)
     }
+}
+
+/// A spool file whose last lines are not events.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the last lines of the spool file {} are not events; move it away to resume from the \
+     one before it",
+    path.display()
+)]
+struct UnreadableSpoolFile {
+    path: PathBuf,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// The end of a file, at most [`TAIL`] bytes.
+struct Tail {
+    bytes: Vec<u8>,
+    /// Whether it is the whole file.
+    whole: bool,
+}
+
+fn read_tail(path: &Path) -> io::Result<Tail> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(Tail {
+        bytes,
+        whole: start == 0,
+    })
 }
 
 /// Every file under `dir`, relative to it.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use feeder_core::config::ConfigError;
-use feeder_core::exchange::Backoff;
-use feeder_core::model::Event;
+use feeder_core::exchange::{Backoff, Cursor};
+use feeder_core::model::{Event, Symbol, Timestamp};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 use object_store::aws::AmazonS3Builder;
@@ -18,8 +18,10 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::config::{S3Format, S3Options};
+use super::resume::{day, horizon, newest, newest_of, tail_trades, TAIL};
 use super::spool::Spool;
 use crate::file::encode::{group, Chunk};
+use crate::file::files::path_component;
 use crate::file::FileFormat;
 
 /// Upload attempts of the final upload at close before the rest is left for the next start.
@@ -40,6 +42,9 @@ const CLOSE_ATTEMPTS: usize = 4;
 /// everything that is left; what cannot be uploaded stays in the spool and is uploaded at
 /// the next start. Uploading the same spool file twice writes the same object again, so
 /// nothing is duplicated.
+///
+/// Where a stream left off is the newest trade in its spool files or in its newest object
+/// (see [`resume_point`](Writer::resume_point)), so a restart stores nothing again.
 pub struct S3Writer {
     options: S3Options,
     uploader: Uploader,
@@ -170,7 +175,6 @@ impl S3Writer {
         // Leftovers of an earlier run go first.
         wake.notify_one();
         tracing::info!(bucket = %options.bucket, prefix = %uploader.prefix, spool = %options.spool().display(), "s3 writer ready");
-        tracing::warn!(bucket = %options.bucket, "the s3 writer does not report where it left off: after a restart it may receive again, and upload again, what it stored just before (readers dedup on exchange, symbol and trade_id)");
         Ok(Self {
             options,
             uploader,
@@ -217,6 +221,120 @@ impl Uploader {
             key.push_str(&part.to_string_lossy());
         }
         ObjectPath::from(key)
+    }
+
+    /// The key prefix of a stream's trades: `{prefix}/trades/{exchange}/{symbol}`, as
+    /// [`key`](Self::key) names its objects.
+    fn trades_prefix(&self, exchange: &str, symbol: &Symbol) -> ObjectPath {
+        let mut key = self.prefix.clone();
+        for part in ["trades", &path_component(exchange), symbol.as_str()] {
+            if !key.is_empty() {
+                key.push('/');
+            }
+            key.push_str(part);
+        }
+        ObjectPath::from(key)
+    }
+
+    /// The newest trade of a stream in the bucket, not later than `horizon`: from the
+    /// newest object (by day, then part) that holds such a trade. Listing failures are
+    /// retriable; an object that cannot be read as events is a terminal error naming it.
+    async fn newest_object_trade(
+        &self,
+        exchange: &str,
+        symbol: &Symbol,
+        horizon: Timestamp,
+    ) -> Result<Option<Cursor>, WriteError> {
+        let stream = self.trades_prefix(exchange, symbol);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&stream))
+            .await
+            .map_err(|e| self.list_error(&stream, e))?;
+        let mut days: Vec<(Timestamp, ObjectPath)> = listing
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| {
+                let d = day(p.filename()?)?;
+                (d <= horizon).then_some((d, p))
+            })
+            .collect();
+        days.sort();
+        let extension = format!(".{}", self.format.extension());
+        for (_, dir) in days.iter().rev() {
+            let listing = self
+                .store
+                .list_with_delimiter(Some(dir))
+                .await
+                .map_err(|e| self.list_error(dir, e))?;
+            let mut objects: Vec<_> = listing
+                .objects
+                .into_iter()
+                .filter(|o| {
+                    o.location
+                        .filename()
+                        .is_some_and(|n| n.ends_with(&extension))
+                })
+                .collect();
+            // Part names start with the time the part was started, at a fixed width.
+            objects.sort_by(|a, b| a.location.filename().cmp(&b.location.filename()));
+            for object in objects.iter().rev() {
+                if let Some(c) = newest(self.object_trades(object).await?, horizon) {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The trades at the end of an object: the last lines of JSON lines, every trade of a
+    /// Parquet object.
+    async fn object_trades(
+        &self,
+        object: &object_store::ObjectMeta,
+    ) -> Result<Vec<Cursor>, WriteError> {
+        let key = &object.location;
+        let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| {
+            WriteError::terminal(
+                format!(
+                    "cannot read where s3://{}/{key} left off; move the object away to resume \
+                     from the one before it",
+                    self.bucket
+                ),
+                e,
+            )
+        };
+        match self.format {
+            S3Format::Jsonl => {
+                let start = object.size.saturating_sub(TAIL);
+                let tail = self
+                    .store
+                    .get_range(key, start..object.size)
+                    .await
+                    .map_err(|e| self.get_error(key, e))?;
+                tail_trades(&tail, start == 0).map_err(|e| unreadable(Box::new(e)))
+            }
+            #[cfg(feature = "parquet")]
+            S3Format::Parquet => {
+                let bytes = self
+                    .store
+                    .get(key)
+                    .await
+                    .map_err(|e| self.get_error(key, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| self.get_error(key, e))?;
+                super::resume::parquet_trades(bytes).map_err(|e| unreadable(Box::new(e)))
+            }
+        }
+    }
+
+    fn list_error(&self, prefix: &ObjectPath, e: object_store::Error) -> WriteError {
+        WriteError::retriable(format!("cannot list s3://{}/{prefix}/", self.bucket), e)
+    }
+
+    fn get_error(&self, key: &ObjectPath, e: object_store::Error) -> WriteError {
+        WriteError::retriable(format!("cannot download s3://{}/{key}", self.bucket), e)
     }
 
     /// Uploads every ready file, oldest first; stops at the first failure.
@@ -358,6 +476,45 @@ impl Writer for S3Writer {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The newer of the newest trade in the stream's spool files and that in its newest
+    /// object (see [`S3Writer`]); trades and days more than a day past now do not count.
+    /// The spool is read first: a file uploaded meanwhile leaves the spool only once it is
+    /// an object, so the listing after it finds it.
+    ///
+    /// A spool that cannot be read and a bucket that cannot be listed or downloaded from
+    /// are retriable errors; a spool file or newest object whose end is not events is
+    /// terminal, naming it.
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        let now = Timestamp::now();
+        let (ex, sym) = (exchange.to_owned(), symbol.clone());
+        let spooled = self
+            .uploader
+            .with_spool(move |s| s.newest_trade(&ex, &sym, now))
+            .await
+            .map_err(|e| match e {
+                WriteError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    WriteError::terminal("cannot read where the s3 spool left off", e)
+                }
+                WriteError::Io(e) => WriteError::retriable(
+                    format!(
+                        "cannot read the s3 spool under {}",
+                        self.options.spool().display()
+                    ),
+                    e,
+                ),
+                e => e,
+            })?;
+        let stored = self
+            .uploader
+            .newest_object_trade(exchange, symbol, horizon(now))
+            .await?;
+        Ok(newest_of(spooled, stored))
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
