@@ -1525,6 +1525,31 @@ fn validate_names_the_bad_key_and_its_line_and_exits_non_zero() {
     assert!(stderr.contains("unknown exchange \"nowhere\""), "{stderr}");
 }
 
+/// A bad duration is reported at its own key and line, not at the list item around it (it
+/// once said `exchanges[0] ... at line 2`).
+#[test]
+fn validate_places_a_bad_duration_on_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "exchanges:\n  - name: bitstamp\n    symbols: [BTC-USD]\n    transport: rest\n    poll_interval: 5x\nwriters:\n  - type: log\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exchanges[0].poll_interval: invalid duration \"5x\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" at line 5 column "), "{stderr}");
+}
+
 #[test]
 fn exchanges_lists_the_nine_venues_with_their_transports() {
     let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))

@@ -192,10 +192,14 @@ mod optional_duration {
         }
     }
 
+    /// Read through `serde_duration` inside the visit of the value, so that an error names
+    /// the key and the line of the value.
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Text(#[serde(with = "crate::model::serde_duration")] Duration);
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-        s.map(|s| crate::model::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        Ok(<Option<Text>>::deserialize(d)?.map(|t| t.0))
     }
 }
 
@@ -550,52 +554,61 @@ impl WriterConfig {
 
 impl<'de> Deserialize<'de> for WriterConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(WriterVisitor)
+    }
+}
+
+/// Reads a writer's map one key at a time. Each common setting is read by the deserializer
+/// itself, inside its visit of the map, so that a bad value is reported with its key path and
+/// line (`writers[0].batch_delay ... at line 9`) rather than those of the `writers` list.
+struct WriterVisitor;
+
+/// A [`Duration`] written as text, read where it stands in the map (see [`WriterVisitor`]).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct DurationText(#[serde(with = "serde_duration")] Duration);
+
+impl<'de> serde::de::Visitor<'de> for WriterVisitor {
+    type Value = WriterConfig;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a writer: a map with a `type` and its settings")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WriterConfig, A::Error> {
         use serde::de::Error;
-        let mut map = serde_yaml_ng::Mapping::deserialize(d)?;
-        let mut take = |key: &str| map.remove(key);
-        let kind = match take("type") {
-            Some(serde_yaml_ng::Value::String(s)) => s,
-            Some(_) => return Err(D::Error::custom("writer `type` must be a string")),
-            None => return Err(D::Error::custom("missing field `type` in a writer")),
-        };
-        let mut cfg = WriterConfig::new(kind);
-        fn read<T: DeserializeOwned, E: Error>(key: &str, v: serde_yaml_ng::Value) -> Result<T, E> {
-            serde_yaml_ng::from_value(v).map_err(|e| E::custom(format!("writer `{key}`: {e}")))
-        }
-        fn read_duration<E: Error>(key: &str, v: serde_yaml_ng::Value) -> Result<Duration, E> {
-            let s: String = read(key, v)?;
-            crate::model::parse_duration(&s).map_err(|e| E::custom(format!("writer `{key}`: {e}")))
-        }
-        if let Some(v) = take("name") {
-            cfg.name = Some(read("name", v)?);
-        }
-        if let Some(v) = take("batch_size") {
-            cfg.batch_size = read("batch_size", v)?;
-        }
-        if let Some(v) = take("batch_delay") {
-            cfg.batch_delay = read_duration("batch_delay", v)?;
-        }
-        if let Some(v) = take("queue_capacity") {
-            cfg.queue_capacity = read("queue_capacity", v)?;
-        }
-        if let Some(v) = take("queue_bytes") {
-            cfg.queue_bytes = read("queue_bytes", v)?;
-        }
-        if let Some(v) = take("when_full") {
-            cfg.when_full = read("when_full", v)?;
-        }
-        if let Some(v) = take("retry_max_delay") {
-            cfg.retry_max_delay = read_duration("retry_max_delay", v)?;
-        }
-        if let Some(v) = take("spill") {
-            cfg.spill = Some(read("spill", v)?);
-        }
-        for key in map.keys() {
-            if key.as_str().is_none() {
-                return Err(D::Error::custom("writer option keys must be strings"));
+        let mut kind: Option<String> = None;
+        let mut cfg = WriterConfig::new(String::new());
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
+            let name = key
+                .as_str()
+                .ok_or_else(|| A::Error::custom("writer option keys must be strings"))?
+                .to_owned();
+            if !seen.insert(name.clone()) {
+                return Err(A::Error::custom(format!(
+                    "duplicate entry with key {name:?}"
+                )));
+            }
+            match name.as_str() {
+                "type" => kind = Some(map.next_value()?),
+                "name" => cfg.name = Some(map.next_value()?),
+                "batch_size" => cfg.batch_size = map.next_value()?,
+                "batch_delay" => cfg.batch_delay = map.next_value::<DurationText>()?.0,
+                "queue_capacity" => cfg.queue_capacity = map.next_value()?,
+                "queue_bytes" => cfg.queue_bytes = map.next_value()?,
+                "when_full" => cfg.when_full = map.next_value()?,
+                "retry_max_delay" => {
+                    cfg.retry_max_delay = map.next_value::<DurationText>()?.0;
+                }
+                "spill" => cfg.spill = Some(map.next_value()?),
+                _ => {
+                    let value: serde_yaml_ng::Value = map.next_value()?;
+                    cfg.options.insert(key, value);
+                }
             }
         }
-        cfg.options = map;
+        cfg.kind = kind.ok_or_else(|| A::Error::custom("missing field `type` in a writer"))?;
         Ok(cfg)
     }
 }

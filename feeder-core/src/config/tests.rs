@@ -127,7 +127,7 @@ fn bad_values_are_rejected_with_their_place() {
         (
             "batch_delay: 50ms",
             "batch_delay: soon",
-            "writer `batch_delay`",
+            "writers[0].batch_delay: invalid duration",
         ),
         (
             "rest_url: http://127.0.0.1:8080",
@@ -180,7 +180,7 @@ fn a_writer_spill_reads_its_settings() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("writer `spill`") && err.contains("unknown field `pth`"),
+        err.contains("writers[1].spill: unknown field `pth`") && err.contains("at line 14 "),
         "{err}"
     );
 }
@@ -218,4 +218,147 @@ fn a_file_larger_than_the_limit_is_refused_without_reading_it_whole() {
         matches!(err, ConfigError::TooLarge { limit, .. } if limit == MAX_CONFIG_BYTES),
         "{err}"
     );
+}
+
+/// A config with every custom-read value on a line of its own: the place each must be
+/// reported at when it is wrong.
+const EVERY_VALUE: &str = "\
+exchanges:
+  - name: bitstamp
+    symbols:
+      - BTC-USD
+      - ETH-USD
+    transport: rest
+    poll_interval: 500ms
+    request_timeout: 5s
+    stale_timeout: 30s
+pipeline:
+  candles: [1m, 1h]
+  candle_grace: 5s
+  max_clock_skew: 1d
+  buffer: 32MiB
+writers:
+  - type: log
+    batch_delay: 50ms
+    retry_max_delay: 30s
+    queue_bytes: 32MiB
+    batch_size: 100
+    queue_capacity: 8
+    when_full: block
+    spill:
+      path: /tmp/spill
+      max_bytes: 1073741824
+shutdown_timeout: 10s
+";
+
+/// Each value read by the project's own parsers (durations, sizes, intervals, symbols) and
+/// each of a writer's common settings is reported, when bad, with its key path and its own
+/// line, not those of the map or list around it.
+#[test]
+fn a_bad_value_names_its_key_and_its_line() {
+    Config::from_yaml_str_with_env(EVERY_VALUE, &env).unwrap();
+    for (from, to, key, line) in [
+        (
+            "poll_interval: 500ms",
+            "poll_interval: 5x",
+            "exchanges[0].poll_interval",
+            7,
+        ),
+        (
+            "request_timeout: 5s",
+            "request_timeout: 5",
+            "exchanges[0].request_timeout",
+            8,
+        ),
+        (
+            "stale_timeout: 30s",
+            "stale_timeout: soon",
+            "exchanges[0].stale_timeout",
+            9,
+        ),
+        (
+            "      - ETH-USD",
+            "      - ethusd",
+            "exchanges[0].symbols[1]",
+            5,
+        ),
+        (
+            "candles: [1m, 1h]",
+            "candles: [1m, 7m]",
+            "pipeline.candles[1]",
+            11,
+        ),
+        (
+            "candle_grace: 5s",
+            "candle_grace: 5 s",
+            "pipeline.candle_grace",
+            12,
+        ),
+        (
+            "max_clock_skew: 1d",
+            "max_clock_skew: 1 day",
+            "pipeline.max_clock_skew",
+            13,
+        ),
+        ("buffer: 32MiB", "buffer: 32MB", "pipeline.buffer", 14),
+        (
+            "batch_delay: 50ms",
+            "batch_delay: 50",
+            "writers[0].batch_delay",
+            17,
+        ),
+        (
+            "retry_max_delay: 30s",
+            "retry_max_delay: 30x",
+            "writers[0].retry_max_delay",
+            18,
+        ),
+        (
+            "queue_bytes: 32MiB",
+            "queue_bytes: -1",
+            "writers[0].queue_bytes",
+            19,
+        ),
+        (
+            "batch_size: 100",
+            "batch_size: many",
+            "writers[0].batch_size",
+            20,
+        ),
+        (
+            "queue_capacity: 8",
+            "queue_capacity: -8",
+            "writers[0].queue_capacity",
+            21,
+        ),
+        (
+            "when_full: block",
+            "when_full: panic",
+            "writers[0].when_full",
+            22,
+        ),
+        (
+            "max_bytes: 1073741824",
+            "max_bytes: 1GiB",
+            "writers[0].spill.max_bytes",
+            25,
+        ),
+        (
+            "shutdown_timeout: 10s",
+            "shutdown_timeout: 10",
+            "shutdown_timeout",
+            26,
+        ),
+    ] {
+        let text = EVERY_VALUE.replace(from, to);
+        assert_ne!(text, EVERY_VALUE, "{from}");
+        let err = Config::from_yaml_str_with_env(&text, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!(" {key}: ")), "{to}: {err}");
+        assert!(
+            err.contains(&format!(" at line {line} column ")),
+            "{to}: {err}"
+        );
+    }
 }

@@ -138,8 +138,34 @@ impl Serialize for Interval {
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(de::Error::custom)
+        d.deserialize_str(TextVisitor {
+            expecting: "a candle interval such as 30m or 1h",
+            parse: Interval::parse,
+        })
+    }
+}
+
+/// Reads a value written as text with `parse`, inside the deserializer's visit of the scalar.
+///
+/// Parsing there, rather than after `deserialize` returned the string, is what lets a
+/// deserializer that tracks positions (the YAML config's) place an error on the value itself:
+/// its key path and line, not those of the enclosing map or list.
+pub(crate) struct TextVisitor<T, E> {
+    /// What the value should look like, for type errors.
+    pub(crate) expecting: &'static str,
+    /// The parser of the text.
+    pub(crate) parse: fn(&str) -> Result<T, E>,
+}
+
+impl<T, E: fmt::Display> de::Visitor<'_> for TextVisitor<T, E> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<Er: de::Error>(self, s: &str) -> Result<T, Er> {
+        (self.parse)(s).map_err(Er::custom)
     }
 }
 
@@ -154,8 +180,10 @@ pub mod serde_duration {
 
     /// Deserializes a duration from text.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse_duration(&s).map_err(de::Error::custom)
+        d.deserialize_str(TextVisitor {
+            expecting: "a duration such as 500ms, 10s or 1h",
+            parse: parse_duration,
+        })
     }
 }
 

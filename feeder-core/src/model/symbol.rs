@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A normalized market symbol, `BASE-QUOTE` in upper case (`BTC-USD`, `ETH-USDT`).
 ///
@@ -92,8 +92,12 @@ impl Serialize for Symbol {
 
 impl<'de> Deserialize<'de> for Symbol {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(de::Error::custom)
+        // Parsed inside the visit of the string, so that a config error is placed on the
+        // symbol itself (see `TextVisitor`).
+        d.deserialize_str(crate::model::interval::TextVisitor {
+            expecting: "a symbol such as BTC-USD",
+            parse: Symbol::parse,
+        })
     }
 }
 
