@@ -480,5 +480,6 @@ async fn plain_http_to_a_remote_endpoint_is_refused_before_any_io() {
     let options = S3Options::new("b").with_endpoint("http://198.51.100.7:9000");
     let err = S3Writer::connect(options).await.unwrap_err();
     assert!(!err.is_retriable());
-    assert!(err.to_string().contains("loopback"), "{err}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains("loopback"), "{chain}");
 }
