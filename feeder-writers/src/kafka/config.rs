@@ -18,7 +18,6 @@ use serde::{Deserialize, Deserializer};
 ///     compression: lz4                        # none | gzip | snappy | lz4 (default)
 ///     delivery_timeout: 30s                   # message.timeout.ms
 ///     connect_timeout: 10s                    # start-up check of the brokers
-///     resume_scan_records: 1000000            # newest records per partition searched at start
 ///     properties:                             # any other librdkafka setting
 ///       linger.ms: "5"
 ///       security.protocol: SASL_PLAINTEXT
@@ -46,16 +45,9 @@ pub struct KafkaOptions {
     /// runner retries it).
     #[serde(default = "default_delivery_timeout", with = "serde_duration")]
     pub delivery_timeout: Duration,
-    /// How long the start-up check waits for the brokers to answer; also the longest wait
-    /// for each answer while the trades topic is read back for resume points.
+    /// How long the start-up check waits for the brokers to answer.
     #[serde(default = "default_connect_timeout", with = "serde_duration")]
     pub connect_timeout: Duration,
-    /// How many of the newest records of each partition of the trades topic are read, at
-    /// most, to find where a stream left off. A stream with no trade among them is taken
-    /// as new (with a warning) and starts from the live feed. Reading a million records
-    /// takes a few seconds.
-    #[serde(default = "default_resume_scan_records")]
-    pub resume_scan_records: u64,
     /// Extra librdkafka properties, applied last (they may override the settings above,
     /// except that idempotence and `acks=all` are what make retries safe). Values are never
     /// logged.
@@ -118,9 +110,6 @@ fn default_delivery_timeout() -> Duration {
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_resume_scan_records() -> u64 {
-    1_000_000
-}
 
 impl std::fmt::Debug for KafkaOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +120,6 @@ impl std::fmt::Debug for KafkaOptions {
             .field("compression", &self.compression)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("connect_timeout", &self.connect_timeout)
-            .field("resume_scan_records", &self.resume_scan_records)
             // Keys only: values may hold credentials.
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
             .finish()
@@ -148,7 +136,6 @@ impl KafkaOptions {
             compression: Compression::default(),
             delivery_timeout: default_delivery_timeout(),
             connect_timeout: default_connect_timeout(),
-            resume_scan_records: default_resume_scan_records(),
             properties: BTreeMap::new(),
         }
     }
@@ -169,13 +156,6 @@ impl KafkaOptions {
     /// The same options with another start-up timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
-        self
-    }
-
-    /// The same options with another bound on the records read per partition to find
-    /// where a stream left off.
-    pub fn with_resume_scan_records(mut self, records: u64) -> Self {
-        self.resume_scan_records = records;
         self
     }
 
@@ -231,9 +211,6 @@ impl KafkaOptions {
         if self.connect_timeout.is_zero() {
             return Err(("connect_timeout", "must be more than 0".into()));
         }
-        if self.resume_scan_records == 0 {
-            return Err(("resume_scan_records", "must be more than 0".into()));
-        }
         Ok(())
     }
 }
@@ -255,10 +232,6 @@ mod tests {
             (
                 KafkaOptions::new("h:1").with_delivery_timeout(Duration::ZERO),
                 "delivery_timeout",
-            ),
-            (
-                KafkaOptions::new("h:1").with_resume_scan_records(0),
-                "resume_scan_records",
             ),
         ];
         for (o, key) in bad {

@@ -3,11 +3,9 @@
 //!
 //! One message per event, keyed `exchange:symbol`, valued with the event's JSON line
 //! (without the newline). The producer is idempotent with `acks=all`, and a batch counts as
-//! written only when every message of it is acknowledged. Where each stream left off is read
-//! back from the trades topic at start-up (see [`KafkaWriter`]).
+//! written only when every message of it is acknowledged.
 
 mod config;
-mod resume;
 mod writer;
 
 use async_trait::async_trait;
