@@ -1,7 +1,9 @@
 //! # feeder-writers
 //!
 //! The stores bundled with crypto-feeder, one folder each, each behind a cargo feature of the
-//! same name (all on by default):
+//! same name. `file`, `log` and `stdout` are on by default; the others bring heavy
+//! dependencies and are opted into one by one, or all at once with `full` (as the
+//! `crypto-feeder` command does):
 //! - [`file`](mod@file): JSON lines or CSV files under a directory, one file per stream
 //!   (trades or candles of one exchange and symbol) and UTC day.
 //! - [`log`]: every event as a `tracing` event (target `feeder::events`).
