@@ -483,3 +483,25 @@ async fn plain_http_to_a_remote_endpoint_is_refused_before_any_io() {
     let chain = feeder_core::writer::ErrorChain(&err).to_string();
     assert!(chain.contains("loopback"), "{chain}");
 }
+
+#[tokio::test]
+async fn a_missing_bucket_refuses_to_start_naming_it_and_leaves_no_spool_behind() {
+    let Some(endpoint) = server().await else {
+        return;
+    };
+    let bucket = unique("never-created");
+    let spool = tempfile::tempdir().unwrap();
+    let options = S3Options::new(&bucket)
+        .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+        .with_spool_dir(spool.path().join("spool"));
+    let err = S3Writer::connect(options).await.unwrap_err();
+    // Terminal: the feeder refuses to start instead of reporting a writer that fails every
+    // batch.
+    assert!(!err.is_retriable(), "{err}");
+    let chain = feeder_core::writer::ErrorChain(&err).to_string();
+    assert!(chain.contains(&format!("s3://{bucket}")), "{chain}");
+    assert!(chain.contains("check the bucket"), "{chain}");
+    // The check comes before the spool is made, so nothing waits there for a bucket that
+    // does not exist.
+    assert!(!spool.path().join("spool").exists());
+}
