@@ -9,7 +9,8 @@
 #   client.crt/key  a client certificate for the role feeder_cert (CN=feeder_cert)
 #   other-ca.crt    a CA that signed nothing here, to check that a wrong CA is refused
 # Authentication is trust on loopback, except for feeder_cert, which must show its client
-# certificate. Database `test`.
+# certificate, and feeder_scram, which signs in with the password `feeder-scram-test` over
+# TLS. Database `test`.
 
 pg_tls_dir="$LOG_DIR/pg-tls"
 pg_tls_port=5433
@@ -73,25 +74,32 @@ if [ ! -d "$pg_tls_conf" ]; then
     say "creating postgresql cluster $pg_tls_version/$pg_tls_cluster on port $pg_tls_port"
     pg_createcluster "$pg_tls_version" "$pg_tls_cluster" -p "$pg_tls_port" --start-conf=manual \
         -- --auth-local=trust --auth-host=trust >"$LOG_DIR/pg-tls-create.log" 2>&1
-    cat >"$pg_tls_conf/conf.d/feeder-tls.conf" <<EOF
-listen_addresses = '127.0.0.1'
+fi
+# The settings are rewritten when they differ from these (an older version of this script),
+# and a running server reloads them.
+pg_tls_settings="listen_addresses = '127.0.0.1'
 ssl = on
 ssl_cert_file = '$pg_tls_dir/server.crt'
 ssl_key_file = '$pg_tls_dir/server.key'
-ssl_ca_file = '$pg_tls_dir/ca.crt'
-EOF
-    cat >"$pg_tls_conf/pg_hba.conf" <<'EOF'
-# feeder_cert must show a client certificate signed by the test CA, with its name as CN.
-hostssl all feeder_cert 127.0.0.1/32 cert
-host    all feeder_cert 0.0.0.0/0    reject
-local   all all                      trust
-host    all all         127.0.0.1/32 trust
-EOF
+ssl_ca_file = '$pg_tls_dir/ca.crt'"
+pg_tls_hba="# feeder_cert must show a client certificate signed by the test CA, with its name as CN.
+hostssl all feeder_cert  127.0.0.1/32 cert
+host    all feeder_cert  0.0.0.0/0    reject
+# feeder_scram signs in with a password over TLS (SCRAM, bound to the TLS channel).
+hostssl all feeder_scram 127.0.0.1/32 scram-sha-256
+local   all all                       trust
+host    all all          127.0.0.1/32 trust"
+if [ "$(cat "$pg_tls_conf/conf.d/feeder-tls.conf" 2>/dev/null)" != "$pg_tls_settings" ] ||
+    [ "$(cat "$pg_tls_conf/pg_hba.conf" 2>/dev/null)" != "$pg_tls_hba" ]; then
+    printf '%s\n' "$pg_tls_settings" >"$pg_tls_conf/conf.d/feeder-tls.conf"
+    printf '%s\n' "$pg_tls_hba" >"$pg_tls_conf/pg_hba.conf"
+    pg_tls_new_certs=1
 fi
 
 if port_open "$pg_tls_port"; then
     say "postgresql with TLS already running"
     if [ "$pg_tls_new_certs" = 1 ]; then
+        say "reloading postgresql $pg_tls_version/$pg_tls_cluster"
         pg_ctlcluster --skip-systemctl-redirect "$pg_tls_version" "$pg_tls_cluster" reload
     fi
 else
@@ -106,4 +114,8 @@ fi
 if ! su postgres -c "psql -p $pg_tls_port -tAc \"SELECT 1 FROM pg_roles WHERE rolname='feeder_cert'\"" 2>/dev/null | grep -q 1; then
     say "creating role feeder_cert on port $pg_tls_port"
     su postgres -c "psql -p $pg_tls_port -d test -qc 'CREATE ROLE feeder_cert LOGIN; GRANT ALL ON SCHEMA public TO feeder_cert'" >/dev/null
+fi
+if ! su postgres -c "psql -p $pg_tls_port -tAc \"SELECT 1 FROM pg_roles WHERE rolname='feeder_scram'\"" 2>/dev/null | grep -q 1; then
+    say "creating role feeder_scram on port $pg_tls_port"
+    su postgres -c "psql -p $pg_tls_port -d test -qc \"SET password_encryption = 'scram-sha-256'; CREATE ROLE feeder_scram LOGIN PASSWORD 'feeder-scram-test'; GRANT ALL ON SCHEMA public TO feeder_scram\"" >/dev/null
 fi
