@@ -487,7 +487,13 @@ fn describe(e: &tokio_postgres::Error) -> &'static str {
 fn certificate_refused(e: &tokio_postgres::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(rustls::Error::InvalidCertificate(_)) = c.downcast_ref::<rustls::Error>() {
+        // The TLS layer hands rustls's error over inside an `io::Error`, whose `source` skips
+        // it.
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map_or(c, |inner| inner as &(dyn std::error::Error + 'static));
+        if let Some(rustls::Error::InvalidCertificate(_)) = inner.downcast_ref::<rustls::Error>() {
             return true;
         }
         cause = c.source();
