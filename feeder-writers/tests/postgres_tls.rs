@@ -507,3 +507,35 @@ async fn scram_is_bound_to_the_tls_channel() {
     attempt(options).await.unwrap();
     server.drop_tables(&[&trades, &candles]).await;
 }
+
+/// Over the server's Unix socket, where PostgreSQL never offers TLS, `prefer` connects in
+/// plain text as it always did, and `require` is refused rather than let through.
+#[tokio::test]
+async fn the_unix_socket_stays_plain_under_prefer_and_is_refused_under_require() {
+    let Some(server) = server().await else { return };
+    let dir = env_or("FEEDER_TEST_PG_TLS_SOCKET_DIR", "/var/run/postgresql");
+    let port = server.url.port().unwrap_or(5432);
+    let socket = PathBuf::from(&dir).join(format!(".s.PGSQL.{port}"));
+    if !socket.exists()
+        && missing(
+            "PostgreSQL's Unix socket",
+            &format!("{} is missing", socket.display()),
+        )
+    {
+        return;
+    }
+    let (trades, candles) = (
+        unique("tls_unix").replace('-', "_"),
+        unique("tls_unix_c").replace('-', "_"),
+    );
+    let url =
+        |mode: &str| format!("host={dir} port={port} user=postgres dbname=test sslmode={mode}");
+    attempt(PostgresOptions::new(url("prefer")).with_tables(&trades, &candles))
+        .await
+        .unwrap();
+    let shown = attempt(PostgresOptions::new(url("require")).with_tables(&trades, &candles))
+        .await
+        .unwrap_err();
+    assert!(shown.contains("does not support TLS"), "{shown}");
+    server.drop_tables(&[&trades, &candles]).await;
+}

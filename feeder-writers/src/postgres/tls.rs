@@ -326,11 +326,17 @@ impl MakeTlsConnect<Socket> for MakeRustlsConnect {
 
     /// `domain` is the connection's `host` (also when `hostaddr` says where to connect): the
     /// name the certificate must carry under `verify-full`. An IP address is checked against
-    /// the certificate's IP addresses.
+    /// the certificate's IP addresses. It is empty for a Unix socket, where the server never
+    /// offers TLS: `prefer` then goes on in plain text and the other modes fail.
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
+        let name = if domain.is_empty() {
+            None
+        } else {
+            Some(ServerName::try_from(domain)?.to_owned())
+        };
         Ok(RustlsConnect {
             config: Arc::clone(&self.config),
-            name: ServerName::try_from(domain)?.to_owned(),
+            name,
         })
     }
 }
@@ -338,7 +344,8 @@ impl MakeTlsConnect<Socket> for MakeRustlsConnect {
 /// One TLS handshake to come, for one host.
 pub(super) struct RustlsConnect {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    /// `None` when there is no host name to check (a Unix socket).
+    name: Option<ServerName<'static>>,
 }
 
 impl TlsConnect<Socket> for RustlsConnect {
@@ -348,8 +355,14 @@ impl TlsConnect<Socket> for RustlsConnect {
 
     fn connect(self, stream: Socket) -> Self::Future {
         Box::pin(async move {
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TLS needs the server's host name",
+                )
+            })?;
             let stream = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await?;
             Ok(RustlsStream(stream))
         })
