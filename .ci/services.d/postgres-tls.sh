@@ -70,8 +70,10 @@ extendedKeyUsage=clientAuth"
     pg_tls_new_certs=1
 fi
 
-if [ ! -d "$pg_tls_conf" ]; then
+if [ ! -f "$pg_tls_conf/postgresql.conf" ]; then
     say "creating postgresql cluster $pg_tls_version/$pg_tls_cluster on port $pg_tls_port"
+    # What a dropped cluster of this name left behind (the files written below).
+    rm -rf "$pg_tls_conf"
     pg_createcluster "$pg_tls_version" "$pg_tls_cluster" -p "$pg_tls_port" --start-conf=manual \
         -- --auth-local=trust --auth-host=trust >"$LOG_DIR/pg-tls-create.log" 2>&1
 fi
