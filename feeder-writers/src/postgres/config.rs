@@ -619,7 +619,8 @@ pub(super) fn redact(url: &str) -> String {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
+                    // `password`, and any other `...password` (libpq's `sslpassword`).
+                    let v = if k.to_ascii_lowercase().ends_with("password") {
                         "***".to_string()
                     } else {
                         v.into_owned()
@@ -877,7 +878,7 @@ mod tests {
     #[test]
     fn tls_settings_keep_passwords_hidden() {
         let o = PostgresOptions::new(
-            "postgres://u:s3cret@h/db?sslmode=verify-full&sslrootcert=/ca.crt&password=other",
+            "postgres://u:s3cret@h/db?sslmode=verify-full&sslrootcert=/ca.crt&password=other&sslpassword=other",
         )
         .with_client_cert("/c.crt", "/c.key");
         let shown = format!("{o:?} {}", o.redacted_url());
