@@ -11,10 +11,11 @@
 //!
 //! Decimals are stored exactly (`numeric`). `timestamptz` has microsecond precision, so a
 //! venue's nanosecond trade time is also kept whole in `timestamp_ns`; `received_at` is
-//! stored to the microsecond. Connections are plain TCP (or the server's Unix socket):
-//! TLS is not supported.
+//! stored to the microsecond. Connections are plain TCP or the server's Unix socket, or TLS
+//! through rustls with libpq's `sslmode` meanings ([`SslMode`]).
 
 mod config;
+mod tls;
 mod writer;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use feeder_core::feeder::WriterFactory;
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 
-pub use config::PostgresOptions;
+pub use config::{PostgresOptions, SslMode};
 pub use writer::PostgresWriter;
 
 /// Builds [`PostgresWriter`]s from config entries of type `postgres`.

@@ -17,10 +17,12 @@ use serde::de::value::StrDeserializer;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, NoTls, Row, Socket, Statement};
 
 use super::config::{quote_ident, PostgresOptions};
+use super::tls::{MakeRustlsConnect, TlsSetupError};
 
 /// Stores trades and candles in PostgreSQL tables.
 ///
@@ -37,6 +39,8 @@ use super::config::{quote_ident, PostgresOptions};
 pub struct PostgresWriter {
     options: PostgresOptions,
     config: tokio_postgres::Config,
+    /// The TLS client, built once from the options' files; `None` for plain connections.
+    tls: Option<MakeRustlsConnect>,
     /// `None` before the first connection and after a connection failed; the next write
     /// connects again.
     conn: Option<Conn>,
@@ -238,19 +242,38 @@ impl std::fmt::Debug for PostgresWriter {
 
 impl PostgresWriter {
     /// Connects, creates the tables if absent and prepares the statements. A bad URL, an
-    /// unknown user or database, a refused password or a server that does not answer within
+    /// unknown user or database, a refused password, a TLS file that cannot be read, a server
+    /// certificate that fails its check or a server that does not answer within
     /// `connect_timeout` fail here with a terminal error that says which.
     pub async fn connect(options: PostgresOptions) -> Result<Self, WriteError> {
-        let config = options
+        let (config, tls) = options
             .connection_config()
             .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         options
             .check()
             .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
+        let tls = match tls {
+            None => None,
+            Some(settings) => Some(MakeRustlsConnect::new(&settings).map_err(|e| {
+                let context = match &e {
+                    TlsSetupError::Rustls(_) => "cannot set up TLS for the postgres writer",
+                    _ => "cannot read the postgres writer's TLS files",
+                };
+                WriteError::terminal(context, e)
+            })?),
+        };
+        if options.plain_over_network() {
+            tracing::warn!(
+                url = %options.redacted_url(),
+                "postgres writer connects without TLS to a host off this machine: its traffic, \
+                 password included, is readable on the way; set sslmode: verify-full"
+            );
+        }
         let sql = Sql::new(&options);
         let mut writer = Self {
             options,
             config,
+            tls,
             conn: None,
             sql,
             candles: Vec::new(),
@@ -286,13 +309,10 @@ impl PostgresWriter {
     async fn open(&self) -> Result<Conn, OpenError> {
         let limit = self.options.connect_timeout;
         let setup = async {
-            let (client, connection) = self.config.connect(NoTls).await?;
-            // Aborted (closing the socket) if the set-up below fails or times out.
-            let driver = AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "postgres connection ended");
-                }
-            }));
+            let (client, driver) = match &self.tls {
+                Some(tls) => connect_with(&self.config, tls.clone()).await?,
+                None => connect_with(&self.config, NoTls).await?,
+            };
             for statement in &self.sql.create {
                 client.batch_execute(statement).await?;
             }
@@ -400,6 +420,28 @@ impl PostgresWriter {
     }
 }
 
+/// Connects, and spawns the task that drives the connection's socket. The task is aborted
+/// (closing the socket) when the returned guard is dropped, as when the set-up after this
+/// fails or times out.
+async fn connect_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<(Client, AbortOnDrop), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection ended");
+        }
+    }));
+    Ok((client, driver))
+}
+
 /// A spawned task that is aborted when this value is dropped.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -433,8 +475,30 @@ fn describe(e: &tokio_postgres::Error) -> &'static str {
             "permission denied (the user must be able to create and write the tables)"
         }
         Some(_) => "the server refused the set-up",
+        None if certificate_refused(e) => {
+            "the server's TLS certificate failed verification (check sslrootcert, and under \
+             sslmode=verify-full that the certificate names the host connected to)"
+        }
         None => "cannot connect",
     }
+}
+
+/// Whether the connection failed because the server's certificate did not pass its check.
+fn certificate_refused(e: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // The TLS layer hands rustls's error over inside an `io::Error`, whose `source` skips
+        // it.
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map_or(c, |inner| inner as &(dyn std::error::Error + 'static));
+        if let Some(rustls::Error::InvalidCertificate(_)) = inner.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether retrying a batch after `e` can succeed: connection trouble, server restarts,
