@@ -506,6 +506,70 @@ async fn retries_are_bounded_then_retriable_and_refusals_are_not_retried() {
         "{shown}"
     );
     assert_eq!(fake.posts().len(), 4);
+    // A redirect is not followed (a POST would become a GET elsewhere): it is said.
+    fake.state()
+        .faults
+        .push_back(Response::status(308).with_header("location", "http://127.0.0.1:1/elsewhere"));
+    let err = w.write(&events).await.unwrap_err();
+    assert!(!err.is_retriable());
+    assert!(
+        ErrorChain(&err).to_string().contains("redirects"),
+        "{}",
+        ErrorChain(&err)
+    );
+    assert_eq!(fake.posts().len(), 5);
+}
+
+/// The writer's own tries run out, the runner retries the batch, and it arrives once.
+#[tokio::test]
+async fn when_the_writers_tries_run_out_the_runner_retries_and_nothing_is_lost() {
+    use feeder_core::exchange::Backoff;
+    use feeder_core::writer::{RunnerSettings, WriterRunner};
+    let fake = Fake::start();
+    let events = sample_events("runner-es", 40);
+    let busy = {
+        let Event::Trade(t) = &events[5] else {
+            panic!("not a trade")
+        };
+        format!("{}:{}:{}", t.exchange, t.symbol, t.trade_id)
+    };
+    fake.state().item_faults.insert(
+        busy.clone(),
+        ItemFault {
+            status: 503,
+            kind: "unavailable_shards_exception",
+            times: Some(5),
+        },
+    );
+    let w = HttpWriter::connect(
+        options(&fake, BULK, Preset::Elasticsearch).with_retries(1, Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    let writer_stats = w.stats();
+    let settings = RunnerSettings {
+        batch_size: events.len(),
+        retry: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+        ..RunnerSettings::default()
+    };
+    let abort = tokio_util::sync::CancellationToken::new();
+    let (handle, task) = WriterRunner::spawn(Box::new(w), settings, abort.clone());
+    let stats = Arc::clone(handle.stats());
+    assert!(handle.send(Arc::new(events.clone())).await);
+    drop(handle);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the runner ended")
+        .unwrap();
+    // Five failures of two tries each: the writer gave up twice, then the third batch went.
+    assert_eq!(stats.errors.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.retries.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.events.load(Ordering::SeqCst), events.len() as u64);
+    assert_eq!(stats.dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(writer_stats.retries.load(Ordering::SeqCst), 3);
+    let st = fake.state();
+    assert_eq!(st.docs.len(), events.len());
+    assert!(st.docs.keys().any(|(_, id)| *id == busy));
 }
 
 #[tokio::test]

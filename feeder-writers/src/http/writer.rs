@@ -31,7 +31,7 @@ pub enum HttpError {
     #[error("no answer")]
     Transport(#[source] reqwest::Error),
     /// The server answered with an error status.
-    #[error("HTTP {status}: {body}")]
+    #[error("HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
         /// The status code.
         status: u16,
@@ -317,6 +317,7 @@ fn advice(status: StatusCode) -> String {
         405 => "this URL does not take POST (check its path)",
         413 => "the body is too large for the server (lower batch_size, or set gzip: true)",
         415 => "the server does not take this content type or encoding",
+        300..=399 => "the URL redirects elsewhere (set url to where it leads)",
         _ => "the server refused it",
     };
     format!("HTTP {} ({hint}); not retried", status.as_u16())
@@ -378,6 +379,9 @@ fn request_headers(options: &HttpOptions) -> Result<HeaderMap, WriteError> {
 fn client(options: &HttpOptions) -> Result<reqwest::Client, WriteError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
+        // A redirect would turn the POST into a GET, or carry the credentials to another
+        // host: it is reported instead, to be fixed in `url`.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(options.timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("crypto-feeder/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &options.ca_file {
