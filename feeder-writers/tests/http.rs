@@ -742,3 +742,84 @@ async fn the_elasticsearch_preset_conforms_and_rides_out_an_outage() {
 async fn the_ndjson_preset_conforms_and_rides_out_an_outage() {
     conforms(INGEST, Preset::Ndjson).await;
 }
+
+/// An HTTPS server on 127.0.0.1 whose certificate (for IP 127.0.0.1) is signed by the test
+/// CA in `test_data/http/ca.pem`; it answers 200 to everything and counts the POSTs.
+async fn tls_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/test_data/http");
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&posts);
+    // Ends with the test's runtime.
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                // A client that does not trust the certificate hangs up here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    if req.method() == hyper::Method::POST {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, posts)
+}
+
+#[tokio::test]
+async fn certificates_are_verified_and_ca_file_adds_a_private_ca() {
+    let (addr, posts) = tls_server().await;
+    let url = url::Url::parse(&format!("https://{addr}/ingest")).unwrap();
+    let base = || HttpOptions::new(url.clone()).with_timeout(Duration::from_secs(10));
+    // Unknown issuer: refused at start, for good.
+    let err = HttpWriter::connect(base()).await.unwrap_err();
+    assert!(!err.is_retriable(), "{}", ErrorChain(&err));
+    let shown = ErrorChain(&err).to_string();
+    assert!(shown.contains("certificate"), "{shown}");
+    // With the private CA, the same server is trusted and takes the batch.
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/test_data/http/ca.pem");
+    let mut w = HttpWriter::connect(base().with_ca_file(&ca)).await.unwrap();
+    w.write(&sample_events("tls", 10)).await.unwrap();
+    assert_eq!(posts.load(Ordering::SeqCst), 1);
+    // A CA file that is not one is a configuration error.
+    let not_pem = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let err = HttpWriter::connect(base().with_ca_file(&not_pem))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WriteError::Config(_)), "{err:?}");
+}

@@ -132,7 +132,10 @@ impl HttpWriter {
             .await
             .map_err(|e| {
                 WriteError::terminal(
-                    format!("nothing answers at {url} (start-up check)"),
+                    format!(
+                        "no answer from {url} at start-up (refused, unreachable, timed out, or \
+                         its certificate is not trusted: see the cause)"
+                    ),
                     HttpError::Transport(e.without_url()),
                 )
             })?;
