@@ -13,10 +13,13 @@
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
 //!
+//! - [`http`](mod@http): each batch POSTed to a URL as JSON lines, an Elasticsearch `_bulk`
+//!   request or a Loki push (feature `http`, not in the default set).
+//!
 //! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
 //!
 //! [`register`] adds them to a [`Registry`] under the config types `file`, `log`,
-//! `stdout`, `postgres`, `kafka` and `s3`. Each writer can also be built directly, without a registry or a config file
+//! `stdout`, `postgres`, `kafka`, `s3` and `http`. Each writer can also be built directly, without a registry or a config file
 //! (for example [`file::FileWriter::open`]).
 //!
 //! What is not here: batching, retries and queues. Those belong to the runner in
@@ -28,6 +31,8 @@ use feeder_core::feeder::Registry;
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "log")]
@@ -41,6 +46,8 @@ pub mod stdout;
 
 #[cfg(feature = "file")]
 pub use file::{FileFormat, FileOptions, FileWriter, FileWriterFactory};
+#[cfg(feature = "http")]
+pub use http::{HttpOptions, HttpWriter, HttpWriterFactory};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaOptions, KafkaWriter, KafkaWriterFactory};
 #[cfg(feature = "log")]
@@ -53,7 +60,7 @@ pub use s3::{S3Options, S3Writer, S3WriterFactory};
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`, `postgres`, `kafka`, `s3`.
+/// `stdout`, `postgres`, `kafka`, `s3`, `http`.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);
@@ -67,6 +74,8 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("kafka", KafkaWriterFactory);
     #[cfg(feature = "s3")]
     registry.register_writer("s3", S3WriterFactory);
+    #[cfg(feature = "http")]
+    registry.register_writer("http", HttpWriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }
