@@ -10,6 +10,10 @@
 //! - [`stdout`]: JSON lines on standard output, for piping into other tools.
 //! - [`postgres`]: PostgreSQL tables with idempotent batched inserts (feature `postgres`).
 //! - [`kafka`]: Kafka topics through librdkafka, idempotent producer (feature `kafka`).
+//! - [`nats`]: NATS JetStream streams, deduplicated by message id (feature `nats`, not on by
+//!   default).
+//! - [`redis`]: Redis streams, deduplicated by a server-side script (feature `redis`, not on
+//!   by default).
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
 //!
@@ -32,8 +36,12 @@ pub mod file;
 pub mod kafka;
 #[cfg(feature = "log")]
 pub mod log;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "stdout")]
@@ -45,15 +53,19 @@ pub use file::{FileFormat, FileOptions, FileWriter, FileWriterFactory};
 pub use kafka::{KafkaOptions, KafkaWriter, KafkaWriterFactory};
 #[cfg(feature = "log")]
 pub use log::{LogOptions, LogWriter, LogWriterFactory};
+#[cfg(feature = "nats")]
+pub use nats::{NatsOptions, NatsWriter, NatsWriterFactory};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresWriter, PostgresWriterFactory};
+#[cfg(feature = "redis")]
+pub use redis::{RedisOptions, RedisWriter, RedisWriterFactory};
 #[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`, `postgres`, `kafka`, `s3`.
+/// `stdout`, `postgres`, `kafka`, `s3`, and `nats` and `redis` when their features are on.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);
@@ -67,6 +79,10 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("kafka", KafkaWriterFactory);
     #[cfg(feature = "s3")]
     registry.register_writer("s3", S3WriterFactory);
+    #[cfg(feature = "nats")]
+    registry.register_writer("nats", NatsWriterFactory);
+    #[cfg(feature = "redis")]
+    registry.register_writer("redis", RedisWriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }
