@@ -10,17 +10,15 @@
 //! - [`stdout`]: JSON lines on standard output, for piping into other tools.
 //! - [`postgres`]: PostgreSQL tables with idempotent batched inserts (feature `postgres`).
 //! - [`kafka`]: Kafka topics through librdkafka, idempotent producer (feature `kafka`).
-//! - [`nats`]: NATS JetStream streams, deduplicated by message id (feature `nats`, not on by
-//!   default).
-//! - [`redis`]: Redis streams, deduplicated by a server-side script (feature `redis`, not on
-//!   by default).
+//! - [`nats`]: NATS JetStream streams, deduplicated by message id (feature `nats`).
+//! - [`redis`]: Redis streams, deduplicated by a server-side script (feature `redis`).
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
 //!
 //! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
 //!
 //! [`register`] adds them to a [`Registry`] under the config types `file`, `log`,
-//! `stdout`, `postgres`, `kafka` and `s3`. Each writer can also be built directly, without a registry or a config file
+//! `stdout`, `postgres`, `kafka`, `s3`, `nats` and `redis`. Each writer can also be built directly, without a registry or a config file
 //! (for example [`file::FileWriter::open`]).
 //!
 //! What is not here: batching, retries and queues. Those belong to the runner in
@@ -65,7 +63,7 @@ pub use s3::{S3Options, S3Writer, S3WriterFactory};
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`, `postgres`, `kafka`, `s3`, and `nats` and `redis` when their features are on.
+/// `stdout`, `postgres`, `kafka`, `s3`, `nats`, `redis`.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);

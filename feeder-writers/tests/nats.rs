@@ -131,7 +131,12 @@ impl ConformanceTarget for NatsTarget {
                 Event::Candle(_) => "candles",
                 Event::Gap(_) => "gaps",
             };
-            let want = format!("{}.{kind}.{}.{}", self.prefix, event.exchange(), event.symbol());
+            let want = format!(
+                "{}.{kind}.{}.{}",
+                self.prefix,
+                event.exchange(),
+                event.symbol()
+            );
             assert!(subject.starts_with(&want), "{subject} for a {kind} event");
             match event {
                 Event::Candle(c) => {
@@ -175,7 +180,11 @@ impl ConformanceTarget for NatsTarget {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = free.local_addr().unwrap().port();
         drop(free);
-        let o = options(&format!("nats://127.0.0.1:{port}"), &self.stream, &self.prefix);
+        let o = options(
+            &format!("nats://127.0.0.1:{port}"),
+            &self.stream,
+            &self.prefix,
+        );
         Some(
             NatsWriter::connect(o)
                 .await
@@ -290,5 +299,8 @@ async fn a_stream_that_does_not_cover_the_subjects_is_refused() {
     let message = ErrorChain(&err).to_string();
     assert!(!err.is_retriable(), "{message}");
     assert!(message.contains(&stream), "{message}");
-    assert!(message.contains(&format!("{prefix}.candles.*.*.*")), "{message}");
+    assert!(
+        message.contains(&format!("{prefix}.candles.*.*.*")),
+        "{message}"
+    );
 }

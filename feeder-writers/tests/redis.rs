@@ -88,9 +88,12 @@ async fn keys(c: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
     out
 }
 
+/// An entry as XRANGE gives it: its id and its field-value pairs.
+type Entry = (String, Vec<(String, Vec<u8>)>);
+
 /// The events of one stream, oldest entry first, with XRANGE.
 async fn entries(c: &mut MultiplexedConnection, key: &str) -> Vec<Event> {
-    let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let rows: Vec<Entry> = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")
@@ -111,7 +114,11 @@ async fn read_all(url: &url::Url, prefix: &str) -> Vec<Event> {
     let mut c = connection(url).await;
     let mut out = Vec::new();
     for key in keys(&mut c, prefix).await {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut c).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         if kind == "stream" {
             out.extend(entries(&mut c, &key).await);
         }
@@ -123,7 +130,11 @@ async fn delete_all(url: &url::Url, prefix: &str) {
     let mut c = connection(url).await;
     let all = keys(&mut c, prefix).await;
     if !all.is_empty() {
-        let _: u64 = redis::cmd("DEL").arg(&all).query_async(&mut c).await.unwrap();
+        let _: u64 = redis::cmd("DEL")
+            .arg(&all)
+            .query_async(&mut c)
+            .await
+            .unwrap();
     }
 }
 
@@ -282,7 +293,9 @@ async fn an_id_past_the_dedup_window_is_stored_again() {
     let mut w = RedisWriter::connect(options(url.as_str(), &prefix).with_limits(0, 5))
         .await
         .unwrap();
-    let trades: Vec<Event> = (0..10).map(|i| trade(i, 1_704_153_600 + i as i64)).collect();
+    let trades: Vec<Event> = (0..10)
+        .map(|i| trade(i, 1_704_153_600 + i as i64))
+        .collect();
     w.write(&trades).await.unwrap();
     w.write(&trades[9..]).await.unwrap(); // remembered: dropped
     w.write(&trades[..1]).await.unwrap(); // forgotten: stored again
@@ -319,7 +332,10 @@ async fn a_key_in_the_way_fails_the_whole_batch_for_good() {
         .await
         .unwrap();
     let events = feeder_core::testing::sample_events("bitstamp", 20);
-    let err = w.write(&events).await.expect_err("a string where a stream goes");
+    let err = w
+        .write(&events)
+        .await
+        .expect_err("a string where a stream goes");
     let message = ErrorChain(&err).to_string();
     let streams = keys(&mut c, &prefix).await;
     delete_all(&url, &prefix).await;

@@ -282,10 +282,7 @@ impl NatsOptions {
         if !matches!(scheme, Some("nats" | "tls")) {
             return Err((
                 "url",
-                format!(
-                    "{:?} is not a nats:// or tls:// URL",
-                    redact_url(&self.url)
-                ),
+                format!("{:?} is not a nats:// or tls:// URL", redact_url(&self.url)),
             ));
         }
         let name_ok = !self.stream.is_empty()
@@ -344,7 +341,10 @@ impl NatsOptions {
                 return Err(("create_stream", "replicas must be 1 to 5".into()));
             }
             if c.max_bytes == 0 || c.max_bytes < -1 {
-                return Err(("create_stream", "max_bytes must be -1 or more than 0".into()));
+                return Err((
+                    "create_stream",
+                    "max_bytes must be -1 or more than 0".into(),
+                ));
             }
         }
         Ok(())

@@ -369,7 +369,9 @@ fn address(subjects: &Subjects, event: &Event, out: &mut String) {
                 .candles
                 .render(&c.exchange, c.symbol.as_str(), &interval, out);
         }
-        Event::Gap(g) => subjects.gaps.render(&g.exchange, g.symbol.as_str(), "", out),
+        Event::Gap(g) => subjects
+            .gaps
+            .render(&g.exchange, g.symbol.as_str(), "", out),
     }
 }
 

@@ -216,8 +216,7 @@ impl RedisOptions {
             keys.candles.pattern(),
             keys.gaps.pattern(),
         ];
-        if patterns[0] == patterns[1] || patterns[0] == patterns[2] || patterns[1] == patterns[2]
-        {
+        if patterns[0] == patterns[1] || patterns[0] == patterns[2] || patterns[1] == patterns[2] {
             return Err((
                 "key",
                 "key, candles_key and gaps_key must give different keys".into(),

@@ -175,7 +175,10 @@ mod tests {
     #[test]
     fn values_cannot_reach_into_other_parts() {
         let t = KeyTemplate::parse("trades:{exchange}:{symbol}", &["exchange", "symbol"]).unwrap();
-        assert_eq!(t.render("bitstamp", "BTC-USD", ""), "trades:bitstamp:BTC-USD");
+        assert_eq!(
+            t.render("bitstamp", "BTC-USD", ""),
+            "trades:bitstamp:BTC-USD"
+        );
         assert_eq!(t.render("a:b", "c", ""), "trades:a%3Ab:c");
         assert_ne!(t.render("a:b", "c", ""), t.render("a", "b:c", ""));
         assert_eq!(t.render("{x}", "a b", ""), "trades:%7Bx%7D:a%20b");
@@ -185,7 +188,14 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused() {
-        for bad in ["", "t:{interval}", "t:{exchange", "t:}x", "a b:{symbol}", "t:{}"] {
+        for bad in [
+            "",
+            "t:{interval}",
+            "t:{exchange",
+            "t:}x",
+            "a b:{symbol}",
+            "t:{}",
+        ] {
             assert!(
                 KeyTemplate::parse(bad, &["exchange", "symbol"]).is_err(),
                 "{bad:?}"

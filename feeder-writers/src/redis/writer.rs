@@ -78,7 +78,9 @@ impl RedisWriter {
         };
         // Every failure at start is for the operator to fix: terminal.
         check.await.map_err(|e| match e {
-            WriteError::Store { context, source, .. } => WriteError::Store {
+            WriteError::Store {
+                context, source, ..
+            } => WriteError::Store {
                 context,
                 retriable: false,
                 source,
@@ -153,7 +155,10 @@ impl RedisWriter {
 
     /// Classifies an error, and drops the connection after one that may have broken it.
     fn failed(&mut self, e: RedisError, context: &str) -> WriteError {
-        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
         {
             self.conn = None;
             return WriteError::retriable(context.to_string(), e);
@@ -216,7 +221,9 @@ impl RedisWriter {
                         duplicates,
                     })
                 }
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
                     self.load_script().await?;
                 }
                 Err(e) => return Err(self.failed(e, "storing a batch in Redis")),
