@@ -304,3 +304,110 @@ async fn a_stream_that_does_not_cover_the_subjects_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn the_registry_knows_nats_and_its_options_come_from_yaml() {
+    let mut registry = feeder_core::feeder::Registry::new();
+    feeder_writers::register(&mut registry);
+    let yaml = |writer: &str| {
+        feeder_core::config::Config::from_yaml_str(&format!(
+            "exchanges:\n  - name: x\n    symbols: [BTC-USD]\nwriters:\n  - type: nats\n{writer}"
+        ))
+        .unwrap()
+    };
+    let config = yaml(
+        "    stream: MARKET\n    candles_subject: c.{exchange}.{symbol}.{interval}\n    create_stream:\n      duplicate_window: 10m\n",
+    );
+    let w = &config.writers[0];
+    registry.writer("nats").unwrap().validate(w).unwrap();
+    let o = NatsOptions::from_config(w).unwrap();
+    assert_eq!(o.stream, "MARKET");
+    assert_eq!(o.url, "nats://127.0.0.1:4222");
+    assert_eq!(
+        o.create_stream.map(|c| c.duplicate_window),
+        Some(Duration::from_secs(600))
+    );
+    for (bad, key) in [
+        ("    subjet: t.{symbol}\n", "subjet"),
+        ("    subject: t.*.{symbol}\n", "subject"),
+        ("    user: feeder\n", "password_env"),
+    ] {
+        let err = registry
+            .writer("nats")
+            .unwrap()
+            .validate(&yaml(bad).writers[0])
+            .unwrap_err();
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+}
+
+/// `name` on the PATH or in /usr/sbin.
+fn binary(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|p| p.join(name))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn a_password_comes_from_the_environment_and_never_shows() {
+    let Some(bin) = binary("nats-server") else {
+        missing(
+            "nats-server",
+            "no nats-server binary on PATH or in /usr/sbin",
+        );
+        return;
+    };
+    // A server of this test's own, which wants a password.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let store = tempfile::tempdir().unwrap();
+    let secret = "s3cret-9f2c";
+    let _server = tokio::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store.path())
+        .args(["--user", "feeder", "--pass", secret])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start nats-server");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !reachable(addr).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("nats://{addr}");
+    std::env::set_var("CF_TEST_NATS_PASSWORD", secret);
+    std::env::set_var("CF_TEST_NATS_WRONG", "not-the-password");
+    let (stream, prefix) = names("auth");
+    let good = options(&url, &stream, &prefix)
+        .with_user("feeder", "CF_TEST_NATS_PASSWORD")
+        .with_create_stream(CreateStream::default());
+    let mut w = NatsWriter::connect(good.clone()).await.unwrap();
+    w.write(&feeder_core::testing::sample_events("auth", 10))
+        .await
+        .unwrap();
+    assert!(!format!("{w:?}").contains(secret));
+
+    let wrong = options(&url, &stream, &prefix).with_user("feeder", "CF_TEST_NATS_WRONG");
+    let err = NatsWriter::connect(wrong)
+        .await
+        .expect_err("a wrong password");
+    let shown = format!("{} {err:?}", ErrorChain(&err));
+    assert!(!err.is_retriable(), "{shown}");
+    assert!(
+        !shown.contains("not-the-password") && !shown.contains(secret),
+        "{shown}"
+    );
+
+    let unset = options(&url, &stream, &prefix).with_user("feeder", "CF_TEST_NATS_UNSET");
+    let err = NatsWriter::connect(unset).await.expect_err("no password");
+    assert!(ErrorChain(&err).to_string().contains("CF_TEST_NATS_UNSET"));
+}

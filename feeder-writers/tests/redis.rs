@@ -343,3 +343,101 @@ async fn a_key_in_the_way_fails_the_whole_batch_for_good() {
     assert!(message.contains(&blocked), "{message}");
     assert_eq!(streams, vec![blocked], "nothing of the batch was stored");
 }
+
+#[test]
+fn the_registry_knows_redis_and_its_options_come_from_yaml() {
+    let mut registry = feeder_core::feeder::Registry::new();
+    feeder_writers::register(&mut registry);
+    let yaml = |writer: &str| {
+        feeder_core::config::Config::from_yaml_str(&format!(
+            "exchanges:\n  - name: x\n    symbols: [BTC-USD]\nwriters:\n  - type: redis\n{writer}"
+        ))
+        .unwrap()
+    };
+    let config = yaml("    url: rediss://cache.internal:6380/2\n    maxlen: 5000\n");
+    let w = &config.writers[0];
+    registry.writer("redis").unwrap().validate(w).unwrap();
+    let o = RedisOptions::from_config(w).unwrap();
+    assert_eq!((o.maxlen, o.dedup_window), (5000, 100_000));
+    assert_eq!(o.key, "trades:{exchange}:{symbol}");
+    for (bad, key) in [
+        ("    max_len: 10\n", "max_len"),
+        ("    key: t:{exchange}:{sym}\n", "key"),
+        ("    dedup_window: 0\n", "dedup_window"),
+    ] {
+        let err = registry
+            .writer("redis")
+            .unwrap()
+            .validate(&yaml(bad).writers[0])
+            .unwrap_err();
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+}
+
+/// `name` on the PATH or in /usr/bin and /usr/sbin.
+fn binary(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin"].map(std::path::PathBuf::from))
+        .map(|p| p.join(name))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn a_password_comes_from_the_environment_and_never_shows() {
+    let Some(bin) = binary("redis-server") else {
+        missing("redis-server", "no redis-server binary on PATH");
+        return;
+    };
+    // A server of this test's own, which wants a password.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let secret = "s3cret-41d7";
+    let _server = tokio::process::Command::new(bin)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--requirepass", secret, "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start redis-server");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !reachable(addr).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("redis://{addr}");
+    std::env::set_var("CF_TEST_REDIS_PASSWORD", secret);
+    std::env::set_var("CF_TEST_REDIS_WRONG", "not-the-password");
+    let prefix = unique("cf-redis-auth");
+    let mut w =
+        RedisWriter::connect(options(&url, &prefix).with_password_env("CF_TEST_REDIS_PASSWORD"))
+            .await
+            .unwrap();
+    let events = feeder_core::testing::sample_events("auth", 10);
+    w.write(&events).await.unwrap();
+    assert!(!format!("{w:?}").contains(secret));
+
+    let err = RedisWriter::connect(options(&url, &prefix).with_password_env("CF_TEST_REDIS_WRONG"))
+        .await
+        .expect_err("a wrong password");
+    let shown = format!("{} {err:?}", ErrorChain(&err));
+    assert!(!err.is_retriable(), "{shown}");
+    assert!(
+        !shown.contains("not-the-password") && !shown.contains(secret),
+        "{shown}"
+    );
+
+    let err = RedisWriter::connect(options(&url, &prefix).with_password_env("CF_TEST_REDIS_UNSET"))
+        .await
+        .expect_err("no password");
+    assert!(ErrorChain(&err).to_string().contains("CF_TEST_REDIS_UNSET"));
+    // A password in the URL is not shown either.
+    let o = options(&format!("redis://:{secret}@{addr}"), &prefix);
+    assert!(!format!("{o:?}").contains(secret));
+}
