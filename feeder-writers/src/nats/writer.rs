@@ -73,8 +73,12 @@ impl NatsWriter {
             )
         })?
         .map_err(|e| WriteError::terminal(format!("cannot connect to NATS at {shown}"), e))?;
+        // Acknowledgements a failed batch left unawaited hold their slots until
+        // `ack_timeout`; room for three batches' worth keeps a retry from waiting on them.
         let js = jetstream::ContextBuilder::new()
             .timeout(options.ack_timeout)
+            .ack_timeout(options.ack_timeout)
+            .max_ack_inflight(IN_FLIGHT * 3)
             .build(client);
         tokio::time::timeout(
             options.connect_timeout,
