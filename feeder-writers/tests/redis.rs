@@ -441,3 +441,137 @@ async fn a_password_comes_from_the_environment_and_never_shows() {
     let o = options(&format!("redis://:{secret}@{addr}"), &prefix);
     assert!(!format!("{o:?}").contains(secret));
 }
+
+/// A test CA and a certificate it signed for 127.0.0.1, made with the `openssl` command, as
+/// (`ca.pem`, `cert.pem`, `key.pem`) in `dir`; `None` (after the skip note) without
+/// `openssl`.
+fn certificates(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let p = |name: &str| dir.join(name);
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        args("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=feeder-test-ca")
+            .chain([
+                "-keyout".into(),
+                p("ca.key").into(),
+                "-out".into(),
+                p("ca.pem").into(),
+            ])
+            .collect(),
+        args("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1")
+            .chain([
+                "-keyout".into(),
+                p("key.pem").into(),
+                "-out".into(),
+                p("leaf.csr").into(),
+            ])
+            .collect(),
+        args("x509 -req -days 1 -CAcreateserial")
+            .chain([
+                "-in".into(),
+                p("leaf.csr").into(),
+                "-CA".into(),
+                p("ca.pem").into(),
+                "-CAkey".into(),
+                p("ca.key").into(),
+                "-extfile".into(),
+                p("leaf.ext").into(),
+                "-out".into(),
+                p("cert.pem").into(),
+            ])
+            .collect(),
+    ];
+    for step in steps {
+        let made = std::process::Command::new("openssl")
+            .args(step)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !matches!(made, Ok(s) if s.success()) {
+            missing("openssl", "cannot make test certificates");
+            return None;
+        }
+    }
+    Some((p("ca.pem"), p("cert.pem"), p("key.pem")))
+}
+
+fn args(line: &str) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+    line.split(' ').map(std::ffi::OsString::from)
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    free.local_addr().unwrap().port()
+}
+
+/// Waits (bounded) until `port` on 127.0.0.1 accepts connections.
+async fn wait_listening(port: u16, what: &str) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !reachable(addr).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn tls_verifies_the_server_against_ca_file_and_refuses_an_unknown_one() {
+    let Some(bin) = binary("redis-server") else {
+        missing("redis-server", "no redis-server binary on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = certificates(dir.path()) else {
+        return;
+    };
+    let port = free_port();
+    let _server = tokio::process::Command::new(bin)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start redis-server");
+    wait_listening(port, "redis-server").await;
+    let prefix = unique("cf-redis-tls");
+    let mut o = options(&format!("rediss://127.0.0.1:{port}"), &prefix);
+    let err = RedisWriter::connect(o.clone())
+        .await
+        .expect_err("a certificate no trusted root signed");
+    assert!(!err.is_retriable(), "{}", ErrorChain(&err));
+    o.ca_file = Some(ca);
+    let mut w = RedisWriter::connect(o).await.unwrap();
+    w.write(&feeder_core::testing::sample_events("tls", 10))
+        .await
+        .unwrap();
+}
