@@ -10,6 +10,8 @@
 //! - [`stdout`]: JSON lines on standard output, for piping into other tools.
 //! - [`postgres`]: PostgreSQL tables with idempotent batched inserts (feature `postgres`).
 //! - [`kafka`]: Kafka topics through librdkafka, idempotent producer (feature `kafka`).
+//! - [`nats`]: NATS JetStream streams, deduplicated by message id (feature `nats`).
+//! - [`redis`]: Redis streams, deduplicated by a server-side script (feature `redis`).
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
 //!
@@ -19,7 +21,8 @@
 //! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
 //!
 //! [`register`] adds them to a [`Registry`] under the config types `file`, `log`,
-//! `stdout`, `postgres`, `kafka`, `s3` and `http`. Each writer can also be built directly, without a registry or a config file
+//! `stdout`, `postgres`, `kafka`, `s3`, `http`, `nats` and `redis`. Each writer can also be
+//! built directly, without a registry or a config file
 //! (for example [`file::FileWriter::open`]).
 //!
 //! What is not here: batching, retries and queues. Those belong to the runner in
@@ -37,8 +40,12 @@ pub mod http;
 pub mod kafka;
 #[cfg(feature = "log")]
 pub mod log;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "stdout")]
@@ -52,15 +59,19 @@ pub use http::{HttpOptions, HttpWriter, HttpWriterFactory};
 pub use kafka::{KafkaOptions, KafkaWriter, KafkaWriterFactory};
 #[cfg(feature = "log")]
 pub use log::{LogOptions, LogWriter, LogWriterFactory};
+#[cfg(feature = "nats")]
+pub use nats::{NatsOptions, NatsWriter, NatsWriterFactory};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresWriter, PostgresWriterFactory};
+#[cfg(feature = "redis")]
+pub use redis::{RedisOptions, RedisWriter, RedisWriterFactory};
 #[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`, `postgres`, `kafka`, `s3`, `http`.
+/// `stdout`, `postgres`, `kafka`, `s3`, `http`, `nats`, `redis`, `syslog`.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);
@@ -76,6 +87,10 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("s3", S3WriterFactory);
     #[cfg(feature = "http")]
     registry.register_writer("http", HttpWriterFactory);
+    #[cfg(feature = "nats")]
+    registry.register_writer("nats", NatsWriterFactory);
+    #[cfg(feature = "redis")]
+    registry.register_writer("redis", RedisWriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }

@@ -68,6 +68,8 @@ pub fn read_tree(root: &Path) -> Vec<Event> {
             match p.extension().and_then(|e| e.to_str()) {
                 Some("jsonl") => out.extend(parse_jsonl(&std::fs::read(&p).unwrap())),
                 Some("csv") => out.extend(parse_csv(&std::fs::read_to_string(&p).unwrap())),
+                // Only store tests built with Parquet write Parquet files.
+                #[cfg(feature = "parquet")]
                 Some("parquet") => {
                     out.extend(feeder_writers::file::parquet::read_parquet(&p).unwrap())
                 }
