@@ -12,6 +12,7 @@
 //! - [`kafka`]: Kafka topics through librdkafka, idempotent producer (feature `kafka`).
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
+//! - [`syslog`](mod@syslog): RFC 5424 messages over UDP, TCP or TLS (feature `syslog`).
 //!
 //! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
 //!
@@ -38,6 +39,8 @@ pub mod postgres;
 pub mod s3;
 #[cfg(feature = "stdout")]
 pub mod stdout;
+#[cfg(feature = "syslog")]
+pub mod syslog;
 
 #[cfg(feature = "file")]
 pub use file::{FileFormat, FileOptions, FileWriter, FileWriterFactory};
@@ -51,9 +54,11 @@ pub use postgres::{PostgresOptions, PostgresWriter, PostgresWriterFactory};
 pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
+#[cfg(feature = "syslog")]
+pub use syslog::{SyslogOptions, SyslogWriter, SyslogWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
-/// `stdout`, `postgres`, `kafka`, `s3`.
+/// `stdout`, `postgres`, `kafka`, `s3`, `syslog`.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "file")]
     registry.register_writer("file", FileWriterFactory);
@@ -67,6 +72,8 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("kafka", KafkaWriterFactory);
     #[cfg(feature = "s3")]
     registry.register_writer("s3", S3WriterFactory);
+    #[cfg(feature = "syslog")]
+    registry.register_writer("syslog", SyslogWriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }
