@@ -128,7 +128,8 @@ impl Rsyslog {
         // messages go to the default ruleset, which has no action.
         conf.push_str(&format!(
             "template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
-             ruleset(name=\"feeder\") {{\n  action(type=\"omfile\" file=\"{}\" template=\"raw\")\n}}\n\
+             ruleset(name=\"feeder\") {{\n\
+             action(type=\"omfile\" file=\"{}\" template=\"raw\")\n}}\n\
              input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"feeder\")\n",
             out.display()
         ));
@@ -691,13 +692,28 @@ async fn udp_delivers_one_datagram_per_event() {
     for part in events.chunks(10) {
         w.write(part).await.unwrap();
     }
-    let want = key_counts(&events);
+    // A message too long for one datagram is refused alone; the others of its batch go.
+    let pair = sample_events("udp-pair", 2);
+    let Event::Trade(mut huge) = pair[0].clone() else {
+        panic!("sample events start with trades");
+    };
+    huge.exchange = Arc::from("x".repeat(70_000));
+    let batch = [pair[0].clone(), Event::Trade(huge), pair[1].clone()];
+    match w.write(&batch).await {
+        Err(WriteError::Rejected(refused)) => {
+            assert_eq!(refused.len(), 1);
+            assert_eq!(refused[0].index, 1);
+            assert!(refused[0].reason.to_string().contains("UDP datagram"));
+        }
+        other => panic!("expected the long message alone refused, got {other:?}"),
+    }
+    let want = key_counts(events.iter().chain(&pair));
     let arrived = eventually(PATIENCE, || key_counts(&rsyslog.events()) == want).await;
     assert!(
         arrived,
         "{} of {} datagrams arrived",
         rsyslog.lines().len(),
-        events.len()
+        want.len()
     );
 }
 

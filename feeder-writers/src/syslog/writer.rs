@@ -229,7 +229,8 @@ impl SyslogWriter {
                 rejected.push(Rejection::new(
                     index,
                     format!(
-                        "a {}-byte message does not fit in one UDP datagram (at most {UDP_MAX_MESSAGE})",
+                        "a {}-byte message does not fit in one UDP datagram (at most \
+                         {UDP_MAX_MESSAGE})",
                         self.message.len()
                     ),
                 ));
