@@ -35,7 +35,7 @@ pub const UDP_MAX_MESSAGE: usize = 65_507;
 /// end, so that close is the one confirmation syslog gives; the batch counts as written
 /// only then. Any failure before it (refused, reset, a close before the end was read, a
 /// timeout) fails the batch with a retriable error, and the runner sends it again whole:
-/// messages may repeat, never go missing. Over UDP a batch counts as written once every
+/// messages may repeat, and none the server did not read counts as written. Over UDP a batch counts as written once every
 /// datagram was handed to the network, which confirms nothing.
 pub struct SyslogWriter {
     /// The server as configured, for messages.
@@ -180,7 +180,9 @@ impl SyslogWriter {
     /// after our end of stream.
     async fn send_confirmed(&self, bytes: &[u8]) -> Result<(), StepError> {
         let mut conn = self.open().await?;
-        within(self.write_timeout, "sending the batch", async {
+        // One deadline for sending and for the confirming close together.
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        let sent = tokio::time::timeout_at(deadline, async {
             // A server that closes a connection as soon as it accepts it (one at its
             // session limit) would drop whatever we send: find out before sending.
             if peer_closed(&mut conn).await? {
@@ -193,14 +195,39 @@ impl SyslogWriter {
             }
             Ok(())
         })
-        .await
-        .map_err(|e| StepError::new(Step::Send, e))?;
-        within(self.write_timeout, "the server's confirming close", async {
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StepError::new(Step::Send, e)),
+            Err(_) => {
+                return Err(StepError::new(
+                    Step::Send,
+                    self.timed_out("sending the batch"),
+                ))
+            }
+        }
+        let confirmed = tokio::time::timeout_at(deadline, async {
             conn.shutdown().await?;
             drain_to_end(&mut conn).await
         })
-        .await
-        .map_err(|e| StepError::new(Step::Confirm, e))
+        .await;
+        match confirmed {
+            Ok(result) => result.map_err(|e| StepError::new(Step::Confirm, e)),
+            Err(_) => Err(StepError::new(
+                Step::Confirm,
+                self.timed_out("sending the batch and waiting for the server's close"),
+            )),
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> io::Error {
+        other(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{what} took longer than write_timeout ({:?})",
+                self.write_timeout
+            ),
+        )
     }
 
     async fn write_stream(&mut self, batch: &[Event]) -> Result<(), WriteError> {
