@@ -14,14 +14,14 @@
 //! - [`redis`]: Redis streams, deduplicated by a server-side script (feature `redis`).
 //! - [`s3`]: objects in S3 or an S3-compatible store, spooled on local disk first (feature
 //!   `s3`).
-//!
+//! - [`syslog`](mod@syslog): RFC 5424 messages over UDP, TCP or TLS (feature `syslog`).
 //! - [`http`](mod@http): each batch POSTed to a URL as JSON lines, an Elasticsearch `_bulk`
-//!   request or a Loki push (feature `http`, not in the default set).
+//!   request or a Loki push (feature `http`).
 //!
 //! The `file` and `s3` writers also write Parquet (`format: parquet`, feature `parquet`).
 //!
 //! [`register`] adds them to a [`Registry`] under the config types `file`, `log`,
-//! `stdout`, `postgres`, `kafka`, `s3`, `http`, `nats` and `redis`. Each writer can also be
+//! `stdout`, `postgres`, `kafka`, `s3`, `http`, `nats`, `redis` and `syslog`. Each writer can also be
 //! built directly, without a registry or a config file
 //! (for example [`file::FileWriter::open`]).
 //!
@@ -50,6 +50,8 @@ pub mod redis;
 pub mod s3;
 #[cfg(feature = "stdout")]
 pub mod stdout;
+#[cfg(feature = "syslog")]
+pub mod syslog;
 
 #[cfg(feature = "file")]
 pub use file::{FileFormat, FileOptions, FileWriter, FileWriterFactory};
@@ -69,6 +71,8 @@ pub use redis::{RedisOptions, RedisWriter, RedisWriterFactory};
 pub use s3::{S3Options, S3Writer, S3WriterFactory};
 #[cfg(feature = "stdout")]
 pub use stdout::{StdoutOptions, StdoutWriter, StdoutWriterFactory};
+#[cfg(feature = "syslog")]
+pub use syslog::{SyslogOptions, SyslogWriter, SyslogWriterFactory};
 
 /// Registers the writers enabled by cargo features under their config types: `file`, `log`,
 /// `stdout`, `postgres`, `kafka`, `s3`, `http`, `nats`, `redis`, `syslog`.
@@ -91,6 +95,8 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("nats", NatsWriterFactory);
     #[cfg(feature = "redis")]
     registry.register_writer("redis", RedisWriterFactory);
+    #[cfg(feature = "syslog")]
+    registry.register_writer("syslog", SyslogWriterFactory);
     // Without any writer feature the registry is left as it was.
     let _ = registry;
 }
