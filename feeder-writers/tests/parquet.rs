@@ -232,8 +232,10 @@ fn the_columns_are_typed_for_analytics() {
             "price:Decimal128(38, 18)",
             "amount:Decimal128(38, 18)",
             "side:Utf8",
-            "timestamp:Timestamp(ns, \"UTC\")",
-            "received_at:Timestamp(ns, \"UTC\")"
+            "timestamp:Timestamp(µs, \"UTC\")",
+            "received_at:Timestamp(µs, \"UTC\")",
+            "timestamp_ns:Int64",
+            "received_at_ns:Int64"
         ]
     );
 }
@@ -272,7 +274,7 @@ async fn pyarrow_reads_the_files() {
     );
     assert_eq!(
         text.trim(),
-        "1 43210.120000000000000000 7 timestamp[ns, tz=UTC]"
+        "1 43210.120000000000000000 7 timestamp[us, tz=UTC]"
     );
 }
 

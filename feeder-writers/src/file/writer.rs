@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+#[cfg(feature = "parquet")]
+use std::time::Duration;
 
 use async_trait::async_trait;
 use feeder_core::exchange::Cursor;
@@ -11,12 +13,14 @@ use feeder_core::writer::Writer;
 #[cfg(feature = "parquet")]
 use feeder_core::Rejection;
 use feeder_core::WriteError;
+#[cfg(feature = "parquet")]
+use tracing::Instrument;
 
 use super::config::{FileFormat, FileOptions};
 use super::encode::{group, Chunk};
 use super::files::Files;
 #[cfg(feature = "parquet")]
-use super::parquet::{check_event, ParquetFiles};
+use super::parquet::{check_event, ParquetFiles, Roll};
 
 /// How many spare encode buffers are kept between batches.
 const POOL_SIZE: usize = 8;
@@ -46,6 +50,18 @@ pub struct FileWriter {
     chunks: Vec<Chunk>,
     /// Spare buffers for chunks.
     pool: Vec<Vec<u8>>,
+    /// Parquet: the task that finishes parts open for `roll_interval`, so that they are
+    /// finished while their streams are quiet too. Started by the first write (parts are
+    /// opened only by writes), stopped at close and when the writer is dropped.
+    roller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if let Some(roller) = self.roller.take() {
+            roller.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for FileWriter {
@@ -81,7 +97,11 @@ impl FileWriter {
         let backend = match options.format {
             #[cfg(feature = "parquet")]
             FileFormat::Parquet => {
-                let mut parts = ParquetFiles::new(root, options.fsync);
+                let roll = Roll {
+                    rows: options.roll_rows.max(1),
+                    interval: options.roll_interval,
+                };
+                let mut parts = ParquetFiles::new(root, options.fsync, roll);
                 // Parts left open by a crash hold acknowledged batches: finish them first.
                 parts.recover().map_err(|e| {
                     WriteError::terminal(
@@ -101,7 +121,24 @@ impl FileWriter {
             options,
             chunks: Vec::new(),
             pool: Vec::new(),
+            roller: None,
         })
+    }
+
+    /// Starts the task that finishes Parquet parts by age, once.
+    #[cfg(feature = "parquet")]
+    fn start_roller(&mut self) {
+        if self.roller.is_some() || self.options.format != FileFormat::Parquet {
+            return;
+        }
+        // Checked a few times per interval: a part is finished at most a quarter of an
+        // interval (5 s at most) late.
+        let tick = (self.options.roll_interval / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let files = Arc::clone(&self.files);
+        // What it logs belongs to this writer's span (its name) too.
+        let task = roll_parts(files, tick).instrument(tracing::Span::current());
+        self.roller = Some(tokio::spawn(task));
     }
 
     /// The directory written under.
@@ -215,6 +252,7 @@ impl Writer for FileWriter {
         }
         #[cfg(feature = "parquet")]
         if self.options.format == FileFormat::Parquet {
+            self.start_roller();
             // Checked now, while the event can still be refused alone, rather than when the
             // part is finished: by then the whole journal would fail to convert.
             if let Some((fit, rejected)) = refuse_unfit(batch) {
@@ -226,6 +264,10 @@ impl Writer for FileWriter {
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
+        if let Some(roller) = self.roller.take() {
+            // A finish it has under way holds the lock, so `close_all` waits for it.
+            roller.abort();
+        }
         self.with_files(Backend::close_all)
             .await?
             .map_err(WriteError::Io)
@@ -340,6 +382,34 @@ fn refuse_unfit(batch: &[Event]) -> Option<(Vec<Event>, Vec<Rejection>)> {
     Some((fit, rejected))
 }
 
+/// Finishes the Parquet parts that are due, every `tick`, until aborted.
+#[cfg(feature = "parquet")]
+async fn roll_parts(files: Arc<Mutex<Backend>>, tick: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = tokio::time::Instant::now();
+        let files = Arc::clone(&files);
+        let span = tracing::Span::current();
+        let rolled = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            // Poisoned: see `FileWriter::lock_files`; the next write reports it.
+            files.lock().ok().map(|mut files| files.roll_due(now))
+        })
+        .await;
+        match rolled {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                tracing::error!(
+                    "Parquet parts are no longer finished by age: the writer's state is                      unusable after an internal failure"
+                );
+                return;
+            }
+        }
+    }
+}
+
 /// Where the bytes of a batch go: appended to line files, or to the journals of Parquet
 /// parts.
 pub(super) enum Backend {
@@ -354,6 +424,15 @@ impl Backend {
             Backend::Lines(f) => f.write(chunks),
             #[cfg(feature = "parquet")]
             Backend::Parquet(p) => p.write(chunks),
+        }
+    }
+
+    /// Finishes the Parquet parts open for their `roll_interval`.
+    #[cfg(feature = "parquet")]
+    fn roll_due(&mut self, now: tokio::time::Instant) -> usize {
+        match self {
+            Backend::Lines(_) => 0,
+            Backend::Parquet(p) => p.roll_due(now),
         }
     }
 
