@@ -265,7 +265,10 @@ fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
     );
     let (mut price, mut amount) = (decimal_builder(n)?, decimal_builder(n)?);
     let (mut ts, mut rx) = (ts_builder(n), ts_builder(n));
-    let (mut ts_ns, mut rx_ns) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+    let (mut ts_ns, mut rx_ns) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
     for t in trades {
         ex.append_value(&*t.exchange);
         sym.append_value(t.symbol.as_str());
@@ -351,7 +354,10 @@ fn gaps_batch(gaps: &[&Gap]) -> Result<RecordBatch, ParquetCodecError> {
     let n = gaps.len();
     let mut text: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
     let (mut from, mut to) = (ts_builder(n), ts_builder(n));
-    let (mut from_ns, mut to_ns) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+    let (mut from_ns, mut to_ns) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
     for g in gaps {
         let [ex, sym, after, before, reason] = &mut text;
         ex.append_value(&*g.exchange);
