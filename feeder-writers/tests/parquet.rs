@@ -63,14 +63,16 @@ async fn parts_are_finished_at_rotation_and_close_and_read_back_exactly() {
     );
     let day2 = vec![trade(3, DAY2 + 1, "99999999999999999999.5")];
     w.write(&day2).await.unwrap();
-    // The new day finished the old day's part.
-    assert_eq!(
-        files(&stream_dir(dir.path())),
-        [
-            "2024-01-01.part-0001.parquet",
-            "2024-01-02.part-0001.parquet.wal"
-        ]
-    );
+    // The new day finished the old day's part (converted by the writer's task, not by the
+    // write that sealed it).
+    until("the old day's part is finished", || {
+        files(&stream_dir(dir.path()))
+            == [
+                "2024-01-01.part-0001.parquet",
+                "2024-01-02.part-0001.parquet.wal",
+            ]
+    })
+    .await;
     w.close().await.unwrap();
     let s = stream_dir(dir.path());
     assert_eq!(
@@ -799,6 +801,11 @@ async fn parts_roll_by_age_and_rows_while_running_and_a_crash_loses_or_doubles_n
     assert_eq!(files(&s), ["2024-01-02.part-0001.parquet.wal"]);
     tokio::time::advance(minute / 2).await;
     w.write(&batch(100..150)).await.unwrap();
+    assert_eq!(
+        files(&s),
+        ["2024-01-02.part-0001.parquet.wal"],
+        "not due yet"
+    );
     tokio::time::advance(minute).await;
     until("the first part is finished by age", || parts(&s).len() == 1).await;
     assert_eq!(files(&s), ["2024-01-02.part-0001.parquet"]);
@@ -834,7 +841,8 @@ async fn parts_roll_by_age_and_rows_while_running_and_a_crash_loses_or_doubles_n
         w.write(&batch(start..start + 20)).await.unwrap();
     }
     // 120 rows in batches of 20: parts of 60 and 60 rows, finished as they filled.
-    assert_eq!(parts(&s).len(), 5, "{:?}", files(&s));
+    until("the full parts are finished", || parts(&s).len() == 5).await;
+    assert_eq!(files(&s).len(), 5, "nothing open: {:?}", files(&s));
     w.write(&batch(350..360)).await.unwrap();
     w.close().await.unwrap();
 
@@ -1074,4 +1082,57 @@ fn roll_options_are_a_row_count_and_a_duration_checked_before_start() {
         assert!(err.contains(want), "{options}: {err}");
         assert!(err.contains("line 8"), "{options}: {err}");
     }
+}
+
+/// A part that cannot be finished (here its name is taken by a directory) keeps its
+/// journal, the stream goes on in the next part, the resume point still sees its trades,
+/// and finishing it is tried again until it works: nothing is lost or doubled.
+#[tokio::test(start_paused = true)]
+async fn a_part_that_cannot_be_finished_keeps_its_journal_and_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stream_dir(dir.path());
+    let minute = Duration::from_secs(60);
+    let mut w = open_rolling(dir.path(), 1_000_000, minute);
+    w.write(&batch(0..10)).await.unwrap();
+    let blocker = s.join("2024-01-02.part-0001.parquet");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), b"").unwrap();
+
+    tokio::time::advance(minute).await;
+    let mut polls = 0;
+    while w.failing_parts().await.unwrap() == 0 {
+        polls += 1;
+        assert!(polls < 1000, "finishing part 1 never failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The next batch opens part 2 while part 1 stays a journal.
+    w.write(&batch(10..20)).await.unwrap();
+    assert_eq!(
+        files(&s),
+        [
+            "2024-01-02.part-0001.parquet",
+            "2024-01-02.part-0001.parquet.wal",
+            "2024-01-02.part-0002.parquet.wal"
+        ]
+    );
+    assert!(blocker.is_dir(), "not replaced");
+    assert_eq!(resume_id(&mut w).await.as_deref(), Some("19"));
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    tokio::time::advance(minute * 2).await;
+    until("both parts are finished", || {
+        files(&s)
+            == [
+                "2024-01-02.part-0001.parquet",
+                "2024-01-02.part-0002.parquet",
+            ]
+    })
+    .await;
+    assert_eq!(w.failing_parts().await.unwrap(), 0);
+    w.close().await.unwrap();
+    let mut all = Vec::new();
+    for name in files(&s) {
+        all.extend(ids(&read_parquet(&s.join(name)).unwrap()));
+    }
+    assert_eq!(all, (0..20).collect::<Vec<_>>());
 }

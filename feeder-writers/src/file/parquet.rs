@@ -754,10 +754,28 @@ pub(crate) fn convert_journal(
     fsync: bool,
 ) -> Result<usize, ParquetCodecError> {
     let tmp = target.with_extension("parquet.tmp");
+    let converted = write_part(journal, &tmp, target, kind, fsync);
+    if converted.is_err() {
+        // The next attempt writes it anew; a crash before then leaves it to be overwritten.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let count = converted?;
+    std::fs::remove_file(journal)?;
+    Ok(count)
+}
+
+/// Writes the events of `journal` to `tmp`, then renames it to `target`.
+fn write_part(
+    journal: &Path,
+    tmp: &Path,
+    target: &Path,
+    kind: Kind,
+    fsync: bool,
+) -> Result<usize, ParquetCodecError> {
     let mut lines = BufReader::new(File::open(journal)?);
     let mut count = 0usize;
     let mut line = Vec::new();
-    let out = File::create(&tmp)?;
+    let out = File::create(tmp)?;
     let out = write_parquet(out, kind, |chunk| {
         while chunk.len() < EVENTS_PER_CHUNK {
             line.clear();
@@ -789,13 +807,12 @@ pub(crate) fn convert_journal(
         out.sync_all()?;
     }
     drop(out);
-    std::fs::rename(&tmp, target)?;
+    std::fs::rename(tmp, target)?;
     if fsync {
         if let Some(dir) = target.parent() {
             File::open(dir).and_then(|d| d.sync_all())?;
         }
     }
-    std::fs::remove_file(journal)?;
     Ok(count)
 }
 
@@ -816,6 +833,41 @@ const MAX_ROLLED_PART: u32 = 9_900;
 
 /// Longest wait before finishing a part is tried again after it failed.
 const RETRY_FINISH: Duration = Duration::from_secs(60);
+
+/// A part that takes no more batches, whose journal waits to be converted: by the writer's
+/// task, outside the lock, so that a batch never waits for a conversion. Its journal is on
+/// disk, so a crash before the conversion loses nothing (the next start converts it).
+pub(super) struct Sealed {
+    journal_path: PathBuf,
+    target: PathBuf,
+    kind: Kind,
+    /// Set when converting it failed: no new attempt (but at close) before then.
+    retry_at: Option<Instant>,
+}
+
+impl Sealed {
+    /// Converts the journal into the part. Blocking.
+    pub(super) fn finish(&self, fsync: bool) -> io::Result<usize> {
+        finish(&self.journal_path, &self.target, self.kind, fsync)
+    }
+
+    /// Logs a failed conversion and sets when to try again.
+    pub(super) fn failed(&mut self, error: &io::Error, now: Instant, interval: Duration) {
+        let retry = interval.min(RETRY_FINISH);
+        tracing::error!(
+            part = %self.target.display(),
+            %error,
+            retry_in = ?retry,
+            "cannot finish a Parquet part; its journal keeps the events"
+        );
+        self.retry_at = Some(now + retry);
+    }
+
+    /// The part it becomes.
+    pub(super) fn target(&self) -> &Path {
+        &self.target
+    }
+}
 
 /// When parts are finished, besides at a new UTC day and at shutdown.
 #[derive(Clone, Copy, Debug)]
@@ -840,15 +892,12 @@ struct Part {
     kind: Kind,
     /// When it was opened; it is finished `Roll::interval` later.
     opened: Instant,
-    /// Set when finishing it failed: no new attempt (but at close) before then. The part
-    /// stays open meanwhile and goes on taking batches.
-    retry_at: Option<Instant>,
 }
 
 impl Part {
-    /// Whether it may be finished by size or age at `now`.
-    fn may_roll(&self, now: Instant) -> bool {
-        self.number < MAX_ROLLED_PART && self.retry_at.is_none_or(|at| now >= at)
+    /// Whether it may be finished by size or age.
+    fn may_roll(&self) -> bool {
+        self.number < MAX_ROLLED_PART
     }
 }
 
@@ -864,6 +913,8 @@ pub(super) struct ParquetFiles {
     /// first opened in this run, then counted up. Dropped for days older than the newest of
     /// their stream (a late event reads the directory again).
     next: HashMap<FileKey, u32>,
+    /// Parts that take no more batches, waiting for their conversion.
+    sealed: Vec<Sealed>,
 }
 
 impl ParquetFiles {
@@ -875,6 +926,7 @@ impl ParquetFiles {
             open: HashMap::new(),
             newest: HashMap::new(),
             next: HashMap::new(),
+            sealed: Vec::new(),
         }
     }
 
@@ -918,10 +970,8 @@ impl ParquetFiles {
 
     /// Appends every chunk (JSON lines) to its part's journal. On error, every journal the
     /// batch touched is cut back, so the batch is stored not at all and can be retried.
-    /// Once the whole batch is in the journals it is stored: parts it filled, and parts of
-    /// days older than its newest, are then finished, and a failure to finish one is logged
-    /// (the part stays open and is tried again), not returned, since returning an error
-    /// would have the batch written twice.
+    /// Once the whole batch is in the journals it is stored; then the parts it filled, and
+    /// parts of days older than its newest, are sealed for conversion.
     pub(super) fn write(&mut self, chunks: &[Chunk]) -> io::Result<()> {
         let mut touched: Vec<(&FileKey, u64, u64)> = Vec::with_capacity(chunks.len());
         for chunk in chunks {
@@ -933,9 +983,8 @@ impl ParquetFiles {
                 return Err(e);
             }
         }
-        let now = Instant::now();
-        self.rotate(chunks, now);
-        self.roll_full(chunks, now);
+        self.rotate(chunks);
+        self.roll_full(chunks);
         Ok(())
     }
 
@@ -986,8 +1035,8 @@ impl ParquetFiles {
         }
     }
 
-    /// Finishes the parts of days older than the newest day seen on their stream.
-    fn rotate(&mut self, chunks: &[Chunk], now: Instant) {
+    /// Seals the parts of days older than the newest day seen on their stream.
+    fn rotate(&mut self, chunks: &[Chunk]) {
         for chunk in chunks {
             let newest = self
                 .newest
@@ -998,82 +1047,96 @@ impl ParquetFiles {
         let newest = &self.newest;
         let old = |k: &FileKey| newest.get(&k.stream).is_some_and(|&d| k.day < d);
         self.next.retain(|k, _| !old(k));
-        let due: Vec<FileKey> = self
-            .open
-            .iter()
-            .filter(|(k, p)| old(k) && p.retry_at.is_none_or(|at| now >= at))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.finish_or_keep(&key, now, "its stream moved to a new UTC day");
+        let old: Vec<FileKey> = self.open.keys().filter(|k| old(k)).cloned().collect();
+        for key in old {
+            self.seal(&key, "its stream moved to a new UTC day");
         }
     }
 
-    /// Finishes the parts of the batch that hold `Roll::rows` rows or more.
-    fn roll_full(&mut self, chunks: &[Chunk], now: Instant) {
+    /// Seals the parts of the batch that hold `Roll::rows` rows or more.
+    fn roll_full(&mut self, chunks: &[Chunk]) {
         for chunk in chunks {
             let full = self
                 .open
                 .get(&chunk.key)
-                .is_some_and(|p| p.rows >= self.roll.rows && p.may_roll(now));
+                .is_some_and(|p| p.rows >= self.roll.rows && p.may_roll());
             if full {
-                self.finish_or_keep(&chunk.key, now, "it reached roll_rows");
+                self.seal(&chunk.key, "it reached roll_rows");
             }
         }
     }
 
-    /// Finishes the parts open for `Roll::interval` or longer at `now`. Returns how many
-    /// were finished.
-    pub(super) fn roll_due(&mut self, now: Instant) -> usize {
+    /// Seals the parts open for `Roll::interval` or longer at `now`.
+    pub(super) fn roll_due(&mut self, now: Instant) {
         let interval = self.roll.interval;
         let due: Vec<FileKey> = self
             .open
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.opened) >= interval && p.may_roll(now))
+            .filter(|(_, p)| now.saturating_duration_since(p.opened) >= interval && p.may_roll())
             .map(|(k, _)| k.clone())
             .collect();
-        due.iter()
-            .filter(|key| self.finish_or_keep(key, now, "it reached roll_interval"))
-            .count()
-    }
-
-    /// Finishes the open part of `key`; when that fails, logs why and keeps the part open
-    /// (its journal holds every acknowledged batch) to try again later. Returns whether it
-    /// was finished.
-    fn finish_or_keep(&mut self, key: &FileKey, now: Instant, why: &str) -> bool {
-        let Some(p) = self.open.get_mut(key) else {
-            return false;
-        };
-        match finish(&p.journal_path, &p.target, p.kind, self.fsync) {
-            Ok(rows) => {
-                tracing::debug!(part = %p.target.display(), rows, reason = why, "finished a Parquet part");
-                self.open.remove(key);
-                true
-            }
-            Err(e) => {
-                let retry = self.roll.interval.min(RETRY_FINISH);
-                tracing::error!(
-                    part = %p.target.display(),
-                    error = %e,
-                    retry_in = ?retry,
-                    "cannot finish a Parquet part; its journal keeps the events and the part \
-                     stays open"
-                );
-                p.retry_at = Some(now + retry);
-                false
-            }
+        for key in due {
+            self.seal(&key, "it reached roll_interval");
         }
     }
 
-    /// Finishes every open part. A part that cannot be finished keeps its journal, which
-    /// the next start finishes; the first such error is returned.
+    /// Takes the open part of `key` out of use: the next batch of its stream and day opens
+    /// the next part.
+    fn seal(&mut self, key: &FileKey, why: &str) {
+        if let Some(p) = self.open.remove(key) {
+            tracing::debug!(part = %p.target.display(), rows = p.rows, reason = why, "sealed a Parquet part");
+            self.sealed.push(Sealed {
+                journal_path: p.journal_path,
+                target: p.target,
+                kind: p.kind,
+                retry_at: None,
+            });
+        }
+    }
+
+    /// Whether sealed parts wait for their conversion.
+    pub(super) fn has_sealed(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// Sealed parts whose conversion failed and waits to be tried again.
+    pub(super) fn failing(&self) -> usize {
+        self.sealed.iter().filter(|s| s.retry_at.is_some()).count()
+    }
+
+    /// The sealed parts due for conversion at `now`, handed over to be converted outside
+    /// the lock; one that fails comes back through [`Self::put_back`].
+    pub(super) fn take_sealed(&mut self, now: Instant) -> Vec<Sealed> {
+        let (due, wait) = std::mem::take(&mut self.sealed)
+            .into_iter()
+            .partition(|s| s.retry_at.is_none_or(|at| now >= at));
+        self.sealed = wait;
+        due
+    }
+
+    /// Takes back a sealed part whose conversion failed, to try again later.
+    pub(super) fn put_back(&mut self, sealed: Sealed) {
+        self.sealed.push(sealed);
+    }
+
+    /// The options parts are rolled by, and whether conversions sync to disk.
+    pub(super) fn settings(&self) -> (Roll, bool) {
+        (self.roll, self.fsync)
+    }
+
+    /// Seals every open part and converts every sealed one. A part that cannot be
+    /// converted keeps its journal, which the next start converts; the first such error is
+    /// returned.
     pub(super) fn close_all(&mut self) -> io::Result<()> {
+        let keys: Vec<FileKey> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.seal(&key, "the writer closes");
+        }
         let mut result = Ok(());
-        for (_, p) in self.open.drain() {
-            drop(p.journal);
-            if let Err(e) = finish(&p.journal_path, &p.target, p.kind, self.fsync) {
+        for sealed in std::mem::take(&mut self.sealed) {
+            if let Err(e) = sealed.finish(self.fsync) {
                 tracing::error!(
-                    part = %p.target.display(),
+                    part = %sealed.target.display(),
                     error = %e,
                     "cannot finish a Parquet part at close; its journal is finished at the \
                      next start"
@@ -1124,7 +1187,6 @@ impl ParquetFiles {
                         rows: 0,
                         kind: key.stream.kind,
                         opened: Instant::now(),
-                        retry_at: None,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

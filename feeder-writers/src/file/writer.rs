@@ -20,7 +20,7 @@ use super::config::{FileFormat, FileOptions};
 use super::encode::{group, Chunk};
 use super::files::Files;
 #[cfg(feature = "parquet")]
-use super::parquet::{check_event, ParquetFiles, Roll};
+use super::parquet::{check_event, ParquetFiles, Roll, Sealed};
 
 /// How many spare encode buffers are kept between batches.
 const POOL_SIZE: usize = 8;
@@ -50,16 +50,30 @@ pub struct FileWriter {
     chunks: Vec<Chunk>,
     /// Spare buffers for chunks.
     pool: Vec<Vec<u8>>,
-    /// Parquet: the task that finishes parts open for `roll_interval`, so that they are
-    /// finished while their streams are quiet too. Started by the first write (parts are
-    /// opened only by writes), stopped at close and when the writer is dropped.
-    roller: Option<tokio::task::JoinHandle<()>>,
+    /// Parquet: the task that finishes parts. Started by the first write (parts are opened
+    /// only by writes); stopped at close, after the conversion it has under way, and
+    /// aborted when the writer is dropped.
+    #[cfg(feature = "parquet")]
+    roller: Option<Roller>,
 }
 
+/// The task that finishes Parquet parts: it seals those open for `roll_interval` (also
+/// while their streams are quiet), and converts sealed parts outside the lock, so that a
+/// batch never waits for a conversion.
+#[cfg(feature = "parquet")]
+struct Roller {
+    task: tokio::task::JoinHandle<()>,
+    /// Wakes it when a write sealed parts (full, or of a finished day).
+    wake: Arc<tokio::sync::Notify>,
+    /// Tells it to stop once its conversion under way is done.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+#[cfg(feature = "parquet")]
 impl Drop for FileWriter {
     fn drop(&mut self) {
         if let Some(roller) = self.roller.take() {
-            roller.abort();
+            roller.task.abort();
         }
     }
 }
@@ -121,6 +135,7 @@ impl FileWriter {
             options,
             chunks: Vec::new(),
             pool: Vec::new(),
+            #[cfg(feature = "parquet")]
             roller: None,
         })
     }
@@ -136,9 +151,16 @@ impl FileWriter {
         let tick = (self.options.roll_interval / 4)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
         let files = Arc::clone(&self.files);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         // What it logs belongs to this writer's span (its name) too.
-        let task = roll_parts(files, tick).instrument(tracing::Span::current());
-        self.roller = Some(tokio::spawn(task));
+        let task = roll_parts(files, tick, Arc::clone(&wake), stopped)
+            .instrument(tracing::Span::current());
+        self.roller = Some(Roller {
+            task: tokio::spawn(task),
+            wake,
+            stop,
+        });
     }
 
     /// The directory written under.
@@ -149,6 +171,17 @@ impl FileWriter {
     /// The file format.
     pub fn format(&self) -> FileFormat {
         self.options.format
+    }
+
+    /// Parquet: how many parts could not be finished and wait to be tried again (their
+    /// journals hold their events, and the log says why). Always 0 for other formats.
+    pub async fn failing_parts(&self) -> Result<usize, WriteError> {
+        self.with_files(|files| match files {
+            Backend::Lines(_) => 0,
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.failing(),
+        })
+        .await
     }
 
     /// Whether a batch is encoded and written on the calling task rather than on a blocking
@@ -214,13 +247,21 @@ impl FileWriter {
         // the tasks that read and parse the next one, rather than on their worker thread.
         let events = batch.to_vec();
         let mut pool = std::mem::take(&mut self.pool);
-        let (chunks, pool, result) = self
+        let (chunks, pool, result, sealed) = self
             .with_files(move |files| {
                 group(&events, format, &mut chunks, &mut pool);
                 let result = files.write(&chunks);
-                (chunks, pool, result)
+                (chunks, pool, result, files.has_sealed())
             })
             .await?;
+        #[cfg(feature = "parquet")]
+        if sealed {
+            if let Some(roller) = &self.roller {
+                roller.wake.notify_one();
+            }
+        }
+        #[cfg(not(feature = "parquet"))]
+        let _ = sealed;
         self.pool = pool;
         self.recycle(chunks);
         result.map_err(WriteError::Io)
@@ -264,9 +305,13 @@ impl Writer for FileWriter {
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
+        #[cfg(feature = "parquet")]
         if let Some(roller) = self.roller.take() {
-            // A finish it has under way holds the lock, so `close_all` waits for it.
-            roller.abort();
+            // It stops after the conversion it has under way; `close_all` converts the rest.
+            let _ = roller.stop.send(true);
+            if let Err(e) = roller.task.await {
+                tracing::error!(error = %e, "the task that finishes Parquet parts failed");
+            }
         }
         self.with_files(Backend::close_all)
             .await?
@@ -382,32 +427,75 @@ fn refuse_unfit(batch: &[Event]) -> Option<(Vec<Event>, Vec<Rejection>)> {
     Some((fit, rejected))
 }
 
-/// Finishes the Parquet parts that are due, every `tick`, until aborted.
+/// The loop of [`Roller`]: every `tick`, and when woken, seals the parts that are due and
+/// converts the sealed ones; returns when told to stop.
 #[cfg(feature = "parquet")]
-async fn roll_parts(files: Arc<Mutex<Backend>>, tick: Duration) {
+async fn roll_parts(
+    files: Arc<Mutex<Backend>>,
+    tick: Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            () = wake.notified() => {}
+            _ = ticks.tick() => {}
+        }
         let now = tokio::time::Instant::now();
         let files = Arc::clone(&files);
         let span = tracing::Span::current();
         let rolled = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
-            // Poisoned: see `FileWriter::lock_files`; the next write reports it.
-            files.lock().ok().map(|mut files| files.roll_due(now))
+            roll_and_convert(&files, now)
         })
         .await;
-        match rolled {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => {
-                tracing::error!(
-                    "Parquet parts are no longer finished by age: the writer's state is                      unusable after an internal failure"
-                );
-                return;
+        if !matches!(rolled, Ok(true)) {
+            tracing::error!(
+                "Parquet parts are no longer finished while the writer runs: its state is \
+                 unusable after an internal failure; they are finished at the next start"
+            );
+            return;
+        }
+    }
+}
+
+/// Seals the parts due at `now` and converts the sealed ones, holding the lock only to
+/// take them and to give back those that failed. Blocking. `false` when the lock is
+/// poisoned (see `FileWriter::lock_files`; the next write reports it).
+#[cfg(feature = "parquet")]
+fn roll_and_convert(files: &Mutex<Backend>, now: tokio::time::Instant) -> bool {
+    let (due, roll, fsync): (Vec<Sealed>, Roll, bool) = {
+        let Ok(mut backend) = files.lock() else {
+            return false;
+        };
+        let Backend::Parquet(parts) = &mut *backend else {
+            return true;
+        };
+        parts.roll_due(now);
+        let (roll, fsync) = parts.settings();
+        (parts.take_sealed(now), roll, fsync)
+    };
+    for mut sealed in due {
+        match sealed.finish(fsync) {
+            Ok(rows) => {
+                tracing::debug!(part = %sealed.target().display(), rows, "finished a Parquet part")
+            }
+            Err(e) => {
+                sealed.failed(&e, now, roll.interval);
+                let Ok(mut backend) = files.lock() else {
+                    return false;
+                };
+                if let Backend::Parquet(parts) = &mut *backend {
+                    parts.put_back(sealed);
+                }
             }
         }
     }
+    true
 }
 
 /// Where the bytes of a batch go: appended to line files, or to the journals of Parquet
@@ -427,12 +515,12 @@ impl Backend {
         }
     }
 
-    /// Finishes the Parquet parts open for their `roll_interval`.
-    #[cfg(feature = "parquet")]
-    fn roll_due(&mut self, now: tokio::time::Instant) -> usize {
+    /// Whether Parquet parts wait to be converted.
+    fn has_sealed(&self) -> bool {
         match self {
-            Backend::Lines(_) => 0,
-            Backend::Parquet(p) => p.roll_due(now),
+            Backend::Lines(_) => false,
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.has_sealed(),
         }
     }
 
