@@ -4,13 +4,14 @@
 //! A Parquet file is readable only once its footer is written, and cannot be appended to
 //! afterwards. So the writer does not stream batches into an open Parquet file: each batch
 //! is appended to a journal of JSON lines next to the part (`{date}.part-0001.parquet.wal`),
-//! which is as durable as a `jsonl` file, and when the part is finished the journal is
-//! converted into `{date}.part-0001.parquet` (written to a temporary name, then renamed)
-//! and removed. A part is finished once it holds `roll_rows` rows, once it has been open
-//! for `roll_interval` (checked by a task of the writer's, so also when its stream goes
-//! quiet), when its stream moves to a new UTC day, and at shutdown. A journal left by a
-//! crash is converted when the writer next opens the directory, so an acknowledged batch
-//! is always in a finished part or in a journal, and never lost.
+//! which is as durable as a `jsonl` file. A part is sealed (its stream's next batch opens
+//! the next part) once it holds `roll_rows` rows, once it has been open for
+//! `roll_interval` (checked by a task of the writer's, so also when its stream goes quiet),
+//! when its stream moves to a new UTC day, and at shutdown; then that task converts the
+//! journal into `{date}.part-0001.parquet` (written to a temporary name, then renamed) and
+//! removes it, outside the lock the writes take. A journal left by a crash is converted
+//! when the writer next opens the directory, so an acknowledged batch is always in a
+//! finished part or in a journal, and never lost.
 //!
 //! Part numbers only grow within a stream's day: a new part takes one more than the
 //! highest number on disk (finished or journal), so names sort in the order the parts were
