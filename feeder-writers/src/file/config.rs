@@ -1,8 +1,10 @@
 //! Options of the `file` writer.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use feeder_core::config::{ConfigError, WriterConfig};
+use feeder_core::model::serde_duration;
 use serde::{de, Deserialize, Deserializer};
 
 /// Options of the `file` writer, read from its entry in the config:
@@ -13,13 +15,15 @@ use serde::{de, Deserialize, Deserializer};
 ///     path: /var/lib/crypto-feeder   # required
 ///     format: jsonl                  # jsonl (default) | csv | parquet
 ///     fsync: false                   # true: survive power loss, at a cost per batch
+///     roll_rows: 1000000             # parquet: a part is finished at this many rows
+///     roll_interval: 5m              # parquet: ... and once it has been open this long
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FileOptions {
     /// The directory files are written under; created at start-up if missing. Files are laid
-    /// out as `{path}/{trades|candles}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`, or
+    /// out as `{path}/{trades|candles|gaps}/{exchange}/{symbol}/{YYYY-MM-DD}.{jsonl|csv}`, or
     /// `{YYYY-MM-DD}.part-NNNN.parquet` for Parquet.
     #[serde(deserialize_with = "path")]
     pub path: PathBuf,
@@ -32,6 +36,31 @@ pub struct FileOptions {
     /// per batch.
     #[serde(default, deserialize_with = "fsync")]
     pub fsync: bool,
+    /// Parquet only: a part is finished (and a new one started) once it holds at least this
+    /// many rows. A batch is never split across parts, so a part can exceed it by less than
+    /// one batch. Ignored by `jsonl` and `csv`, whose files are readable while written.
+    #[serde(default = "default_roll_rows", deserialize_with = "roll_rows")]
+    pub roll_rows: u64,
+    /// Parquet only: a part is finished once it has been open this long, even if small, so
+    /// that finished parts appear all day rather than at the end of a UTC day. Ignored by
+    /// `jsonl` and `csv`.
+    #[serde(default = "default_roll_interval", deserialize_with = "roll_interval")]
+    pub roll_interval: Duration,
+}
+
+/// Rows per Parquet part, by default: about 50 MB of journal, a few seconds to convert.
+pub const DEFAULT_ROLL_ROWS: u64 = 1_000_000;
+/// How long a Parquet part stays open, by default.
+pub const DEFAULT_ROLL_INTERVAL: Duration = Duration::from_secs(300);
+/// The shortest `roll_interval` accepted: parts are numbered up to 9999 per stream and day.
+const MIN_ROLL_INTERVAL: Duration = Duration::from_secs(1);
+
+fn default_roll_rows() -> u64 {
+    DEFAULT_ROLL_ROWS
+}
+
+fn default_roll_interval() -> Duration {
+    DEFAULT_ROLL_INTERVAL
 }
 
 // A bad value's message from the YAML parser does not say which key held it; these add the
@@ -48,6 +77,14 @@ fn fsync<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     keyed("fsync", d)
 }
 
+fn roll_rows<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    keyed("roll_rows", d)
+}
+
+fn roll_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    serde_duration::deserialize(d).map_err(|e| de::Error::custom(format!("roll_interval: {e}")))
+}
+
 impl FileOptions {
     /// Options for writing JSON lines under `path`, without fsync.
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -55,7 +92,17 @@ impl FileOptions {
             path: path.into(),
             format: FileFormat::default(),
             fsync: false,
+            roll_rows: DEFAULT_ROLL_ROWS,
+            roll_interval: DEFAULT_ROLL_INTERVAL,
         }
+    }
+
+    /// The same options with other bounds of a Parquet part: finished at `rows` rows, or
+    /// once open for `interval`.
+    pub fn with_roll(mut self, rows: u64, interval: Duration) -> Self {
+        self.roll_rows = rows;
+        self.roll_interval = interval;
+        self
     }
 
     /// The same options with another format.
@@ -83,6 +130,12 @@ impl FileOptions {
         if self.path.as_os_str().is_empty() {
             return Err(config.option_error("path", "must not be empty"));
         }
+        if self.roll_rows == 0 {
+            return Err(config.option_error("roll_rows", "must be more than 0"));
+        }
+        if self.roll_interval < MIN_ROLL_INTERVAL {
+            return Err(config.option_error("roll_interval", "must be at least 1s"));
+        }
         Ok(())
     }
 }
@@ -96,7 +149,8 @@ pub enum FileFormat {
     Jsonl,
     /// Comma-separated values with a header line; trades and candles have their own columns.
     Csv,
-    /// Apache Parquet, one part file per stream, day and run, finished at rotation and
+    /// Apache Parquet, part files per stream and UTC day, each finished after
+    /// [`FileOptions::roll_interval`] or [`FileOptions::roll_rows`], at a new day and at
     /// shutdown (see [`parquet`](super::parquet)).
     #[cfg(feature = "parquet")]
     Parquet,

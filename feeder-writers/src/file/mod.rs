@@ -14,7 +14,8 @@
 //! line break, and lines end with `\n`.
 //!
 //! Parquet (`format: parquet`, feature `parquet`) writes
-//! `{YYYY-MM-DD}.part-NNNN.parquet` files, finished at rotation and shutdown; see
+//! `{YYYY-MM-DD}.part-NNNN.parquet` files, each finished after `roll_interval` (default 5
+//! minutes) or `roll_rows` rows, at a new UTC day and at shutdown; see
 //! [`parquet`](mod@parquet) for how batches stay durable until then.
 
 mod config;
@@ -32,7 +33,7 @@ use feeder_core::feeder::WriterFactory;
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 
-pub use config::{FileFormat, FileOptions};
+pub use config::{FileFormat, FileOptions, DEFAULT_ROLL_INTERVAL, DEFAULT_ROLL_ROWS};
 pub use writer::FileWriter;
 
 /// Builds [`FileWriter`]s from config entries of type `file`.

@@ -4,34 +4,52 @@
 //! A Parquet file is readable only once its footer is written, and cannot be appended to
 //! afterwards. So the writer does not stream batches into an open Parquet file: each batch
 //! is appended to a journal of JSON lines next to the part (`{date}.part-0001.parquet.wal`),
-//! which is as durable as a `jsonl` file, and when the part is finished (a new UTC day on
-//! its stream, or shutdown) the journal is converted into `{date}.part-0001.parquet`
-//! (written to a temporary name, then renamed) and removed. A journal left by a crash is
-//! converted when the writer next opens the directory, so an acknowledged batch is never
-//! lost; every opening of a day's file after that starts a new part, never overwriting one.
-//! Where a stream left off is read back from the last row group of its newest part
-//! (its `trade_id` and `timestamp` columns only), or from the journal of the part still
-//! being written.
+//! which is as durable as a `jsonl` file. A part is sealed (its stream's next batch opens
+//! the next part) once it holds `roll_rows` rows, once it has been open for
+//! `roll_interval` (checked by a task of the writer's, so also when its stream goes quiet),
+//! when its stream moves to a new UTC day, and at shutdown; then that task converts the
+//! journal into `{date}.part-0001.parquet` (written to a temporary name, then renamed) and
+//! removes it, outside the lock the writes take. A journal left by a crash is converted
+//! when the writer next opens the directory, so an acknowledged batch is always in a
+//! finished part or in a journal, and never lost.
+//!
+//! Part numbers only grow within a stream's day: a new part takes one more than the
+//! highest number on disk (finished or journal), so names sort in the order the parts were
+//! written, across restarts too, and no part is ever overwritten. Where a stream left off
+//! is read back from the last row group of its newest part (its `trade_id` and
+//! `timestamp_ns` columns only), or from the journal of the part still being written.
 //!
 //! Columns: decimals are `Decimal128(38, 18)`, exact: a value with more than 18 fractional
 //! digits (after dropping trailing zeros) or more than 20 integer digits is refused rather
 //! than rounded. The writer checks each event when it is written, before it reaches the
 //! journal, and refuses those alone (`WriteError::Rejected`), so that the batch's other
-//! events are stored and the journal always converts. Times are `Timestamp(Nanosecond,
-//! "UTC")`.
+//! events are stored and the journal always converts.
+//!
+//! Times are `Timestamp(Microsecond, "UTC")`, the unit every common engine reads (Spark
+//! refuses nanosecond timestamps), rounded down to the microsecond. The exact nanoseconds
+//! of trade and gap times are kept beside them in `Int64` columns named after the time with
+//! `_ns` added (`timestamp_ns`, `received_at_ns`, `from_ns`, `to_ns`), and reading back uses
+//! those. Candle times are the bounds of their interval (whole seconds), exact in
+//! microseconds, so candles have no `_ns` columns; a candle whose times are not whole
+//! microseconds is refused like an unfit decimal. Files of the first layout, whose times
+//! were `Timestamp(Nanosecond, "UTC")` without `_ns` columns, are still read.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
-    UInt64Builder,
+    BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{
+    Decimal128Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt32Type, UInt64Type,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use feeder_core::exchange::Cursor;
@@ -44,6 +62,7 @@ use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use rust_decimal::Decimal;
+use tokio::time::Instant;
 
 use super::encode::{Chunk, FileKey, Kind, StreamKey};
 use super::files::{path_component, repair_tail};
@@ -75,6 +94,14 @@ pub enum ParquetCodecError {
     /// candles.
     #[error("a {0} has no Parquet layout; Parquet files hold trades and candles")]
     NoLayout(&'static str),
+    /// A candle time that is not a whole microsecond, which its column cannot hold.
+    #[error("{field} {nanos} ns since the epoch is not a whole microsecond")]
+    Time {
+        /// The column.
+        field: &'static str,
+        /// The time, in nanoseconds since the Unix epoch.
+        nanos: i64,
+    },
     /// Trades and candles were mixed in one file.
     #[error("a Parquet file holds trades or candles, not both")]
     MixedKinds,
@@ -93,7 +120,12 @@ pub enum ParquetCodecError {
 }
 
 fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The microsecond of a time, rounded down (towards the past, before 1970 too).
+fn micros(t: Timestamp) -> i64 {
+    t.unix_nanos().div_euclid(1_000)
 }
 
 fn dec_type() -> DataType {
@@ -111,6 +143,8 @@ pub fn trades_schema() -> SchemaRef {
         Field::new("side", DataType::Utf8, false),
         Field::new("timestamp", ts_type(), false),
         Field::new("received_at", ts_type(), false),
+        Field::new("timestamp_ns", DataType::Int64, false),
+        Field::new("received_at_ns", DataType::Int64, false),
     ]))
 }
 
@@ -143,6 +177,8 @@ pub fn gaps_schema() -> SchemaRef {
         Field::new("from", ts_type(), false),
         Field::new("to", ts_type(), true),
         Field::new("reason", DataType::Utf8, false),
+        Field::new("from_ns", DataType::Int64, false),
+        Field::new("to_ns", DataType::Int64, true),
     ]))
 }
 
@@ -199,6 +235,12 @@ pub(crate) fn check_event(event: &Event) -> Result<(), ParquetCodecError> {
             ] {
                 dec(f, v)?;
             }
+            for (field, t) in [("open_time", c.open_time), ("close_time", c.close_time)] {
+                let nanos = t.unix_nanos();
+                if nanos.rem_euclid(1_000) != 0 {
+                    return Err(ParquetCodecError::Time { field, nanos });
+                }
+            }
         }
         // Accepted into a journal, it would fail the whole part at its conversion.
         Event::Gap(_) => {}
@@ -210,8 +252,8 @@ fn decimal_builder(n: usize) -> Result<Decimal128Builder, ArrowError> {
     Decimal128Builder::with_capacity(n).with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
 }
 
-fn ts_builder(n: usize) -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC")
+fn ts_builder(n: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC")
 }
 
 fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
@@ -224,6 +266,10 @@ fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
     );
     let (mut price, mut amount) = (decimal_builder(n)?, decimal_builder(n)?);
     let (mut ts, mut rx) = (ts_builder(n), ts_builder(n));
+    let (mut ts_ns, mut rx_ns) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
     for t in trades {
         ex.append_value(&*t.exchange);
         sym.append_value(t.symbol.as_str());
@@ -231,8 +277,10 @@ fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
         price.append_value(dec("price", t.price)?);
         amount.append_value(dec("amount", t.amount)?);
         side.append_value(t.side.as_str());
-        ts.append_value(t.timestamp.unix_nanos());
-        rx.append_value(t.received_at.unix_nanos());
+        ts.append_value(micros(t.timestamp));
+        rx.append_value(micros(t.received_at));
+        ts_ns.append_value(t.timestamp.unix_nanos());
+        rx_ns.append_value(t.received_at.unix_nanos());
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(ex.finish()),
@@ -243,6 +291,8 @@ fn trades_batch(trades: &[&Trade]) -> Result<RecordBatch, ParquetCodecError> {
         Arc::new(side.finish()),
         Arc::new(ts.finish()),
         Arc::new(rx.finish()),
+        Arc::new(ts_ns.finish()),
+        Arc::new(rx_ns.finish()),
     ];
     Ok(RecordBatch::try_new(trades_schema(), columns)?)
 }
@@ -269,8 +319,9 @@ fn candles_batch(candles: &[&Candle]) -> Result<RecordBatch, ParquetCodecError> 
         ex.append_value(&*c.exchange);
         sym.append_value(c.symbol.as_str());
         iv.append_value(c.interval.to_string());
-        open_t.append_value(c.open_time.unix_nanos());
-        close_t.append_value(c.close_time.unix_nanos());
+        // Whole microseconds: `check_event` refuses other candles before they are stored.
+        open_t.append_value(micros(c.open_time));
+        close_t.append_value(micros(c.close_time));
         for (b, (f, v)) in prices.iter_mut().zip([
             ("open", c.open),
             ("high", c.high),
@@ -304,14 +355,20 @@ fn gaps_batch(gaps: &[&Gap]) -> Result<RecordBatch, ParquetCodecError> {
     let n = gaps.len();
     let mut text: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
     let (mut from, mut to) = (ts_builder(n), ts_builder(n));
+    let (mut from_ns, mut to_ns) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
     for g in gaps {
         let [ex, sym, after, before, reason] = &mut text;
         ex.append_value(&*g.exchange);
         sym.append_value(g.symbol.as_str());
         after.append_value(g.after_trade_id.as_str());
         before.append_option(g.before_trade_id.as_ref().map(|id| id.as_str()));
-        from.append_value(g.from.unix_nanos());
-        to.append_option(g.to.map(|t| t.unix_nanos()));
+        from.append_value(micros(g.from));
+        to.append_option(g.to.map(micros));
+        from_ns.append_value(g.from.unix_nanos());
+        to_ns.append_option(g.to.map(|t| t.unix_nanos()));
         reason.append_value(g.reason.as_str());
     }
     let [mut ex, mut sym, mut after, mut before, mut reason] = text;
@@ -323,6 +380,8 @@ fn gaps_batch(gaps: &[&Gap]) -> Result<RecordBatch, ParquetCodecError> {
         Arc::new(from.finish()),
         Arc::new(to.finish()),
         Arc::new(reason.finish()),
+        Arc::new(from_ns.finish()),
+        Arc::new(to_ns.finish()),
     ];
     Ok(RecordBatch::try_new(gaps_schema(), columns)?)
 }
@@ -467,19 +526,23 @@ pub(crate) fn stream_parquet(
 
 /// The trade id and trade time of every trade in the last row group of a trades part, in
 /// the order written: where the part left off. Only that row group's `trade_id` and
-/// `timestamp` columns are read (besides the footer), whatever the size of the part; a part
-/// without rows gives none.
+/// `timestamp_ns` columns are read (besides the footer; `timestamp` in a part of the first
+/// layout, which has no `timestamp_ns`), whatever the size of the part; a part without rows
+/// gives none.
 pub(crate) fn last_row_group_cursors(path: &Path) -> Result<Vec<Cursor>, ParquetCodecError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
-    for name in ["trade_id", "timestamp"] {
-        if builder.schema().column_with_name(name).is_none() {
-            return Err(layout(format!("no {name} column: not a trades part")));
-        }
+    let schema = builder.schema();
+    if schema.column_with_name("trade_id").is_none() {
+        return Err(layout("no trade_id column: not a trades part"));
     }
+    let time = ["timestamp_ns", "timestamp"]
+        .into_iter()
+        .find(|name| schema.column_with_name(name).is_some())
+        .ok_or_else(|| layout("no timestamp column: not a trades part"))?;
     let Some(last) = builder.metadata().num_row_groups().checked_sub(1) else {
         return Ok(Vec::new());
     };
-    let columns = ProjectionMask::columns(builder.parquet_schema(), ["trade_id", "timestamp"]);
+    let columns = ProjectionMask::columns(builder.parquet_schema(), ["trade_id", time]);
     let reader = builder
         .with_row_groups(vec![last])
         .with_projection(columns)
@@ -490,7 +553,7 @@ pub(crate) fn last_row_group_cursors(path: &Path) -> Result<Vec<Cursor>, Parquet
         let (ids, ts) = (strings(&batch, "trade_id")?, times(&batch, "timestamp")?);
         out.extend((0..batch.num_rows()).map(|i| Cursor {
             trade_id: TradeId::new(ids.value(i)),
-            timestamp: Timestamp::from_unix_nanos(ts.value(i), 9),
+            timestamp: ts.at(i),
         }));
     }
     Ok(out)
@@ -509,13 +572,57 @@ fn strings<'a>(
         .ok_or_else(|| layout(format!("{name} is not a string column")))
 }
 
-fn times<'a>(
-    b: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::PrimitiveArray<TimestampNanosecondType>, ParquetCodecError> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or_else(|| layout(format!("{name} is not a nanosecond timestamp column")))
+/// A time column as read back: the exact nanoseconds of `{name}_ns` where the file has
+/// that column, else the timestamp column `{name}` in the unit it was written in
+/// (nanoseconds in files of the first layout, microseconds for candle times).
+enum Times<'a> {
+    Nanos(&'a arrow_array::PrimitiveArray<Int64Type>),
+    Timestamp(&'a dyn Array, TimeUnit),
+}
+
+impl Times<'_> {
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            Times::Nanos(a) => a.is_null(i),
+            Times::Timestamp(a, _) => a.is_null(i),
+        }
+    }
+
+    /// The time of row `i` (of a row that is not null).
+    fn at(&self, i: usize) -> Timestamp {
+        let nanos = match *self {
+            Times::Nanos(a) => a.value(i),
+            Times::Timestamp(a, TimeUnit::Nanosecond) => {
+                a.as_primitive::<TimestampNanosecondType>().value(i)
+            }
+            Times::Timestamp(a, TimeUnit::Microsecond) => a
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(i)
+                .saturating_mul(1_000),
+            Times::Timestamp(a, TimeUnit::Millisecond) => a
+                .as_primitive::<TimestampMillisecondType>()
+                .value(i)
+                .saturating_mul(1_000_000),
+            Times::Timestamp(a, TimeUnit::Second) => a
+                .as_primitive::<TimestampSecondType>()
+                .value(i)
+                .saturating_mul(1_000_000_000),
+        };
+        Timestamp::from_unix_nanos(nanos, 9)
+    }
+}
+
+fn times<'a>(b: &'a RecordBatch, name: &str) -> Result<Times<'a>, ParquetCodecError> {
+    if let Some(c) = b.column_by_name(&format!("{name}_ns")) {
+        return c
+            .as_primitive_opt::<Int64Type>()
+            .map(Times::Nanos)
+            .ok_or_else(|| layout(format!("{name}_ns is not an Int64 column")));
+    }
+    match b.column_by_name(name).map(|c| (c, c.data_type())) {
+        Some((c, DataType::Timestamp(unit, _))) => Ok(Times::Timestamp(c.as_ref(), *unit)),
+        _ => Err(layout(format!("{name} is not a timestamp column"))),
+    }
 }
 
 fn decimals<'a>(
@@ -556,8 +663,8 @@ fn decode_trades(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCod
                 "sell" => Side::Sell,
                 _ => Side::Unknown,
             },
-            timestamp: Timestamp::from_unix_nanos(ts.value(i), 9),
-            received_at: Timestamp::from_unix_nanos(rx.value(i), 9),
+            timestamp: ts.at(i),
+            received_at: rx.at(i),
         }));
     }
     Ok(())
@@ -599,8 +706,8 @@ fn decode_candles(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCo
             exchange: Arc::from(ex.value(i)),
             symbol: Symbol::parse(sym.value(i)).map_err(|e| layout(e.to_string()))?,
             interval: Interval::parse(iv.value(i)).map_err(|e| layout(e.to_string()))?,
-            open_time: Timestamp::from_unix_nanos(open_t.value(i), 9),
-            close_time: Timestamp::from_unix_nanos(close_t.value(i), 9),
+            open_time: open_t.at(i),
+            close_time: close_t.at(i),
             open: decimal_at(open, i)?,
             high: decimal_at(high, i)?,
             low: decimal_at(low, i)?,
@@ -631,8 +738,8 @@ fn decode_gaps(b: &RecordBatch, out: &mut Vec<Event>) -> Result<(), ParquetCodec
             symbol: Symbol::parse(sym.value(i)).map_err(|e| layout(e.to_string()))?,
             after_trade_id: TradeId::new(after.value(i)),
             before_trade_id: (!before.is_null(i)).then(|| TradeId::new(before.value(i))),
-            from: Timestamp::from_unix_nanos(from.value(i), 9),
-            to: (!to.is_null(i)).then(|| Timestamp::from_unix_nanos(to.value(i), 9)),
+            from: from.at(i),
+            to: (!to.is_null(i)).then(|| to.at(i)),
             reason,
         }));
     }
@@ -648,10 +755,28 @@ pub(crate) fn convert_journal(
     fsync: bool,
 ) -> Result<usize, ParquetCodecError> {
     let tmp = target.with_extension("parquet.tmp");
+    let converted = write_part(journal, &tmp, target, kind, fsync);
+    if converted.is_err() {
+        // The next attempt writes it anew; a crash before then leaves it to be overwritten.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let count = converted?;
+    std::fs::remove_file(journal)?;
+    Ok(count)
+}
+
+/// Writes the events of `journal` to `tmp`, then renames it to `target`.
+fn write_part(
+    journal: &Path,
+    tmp: &Path,
+    target: &Path,
+    kind: Kind,
+    fsync: bool,
+) -> Result<usize, ParquetCodecError> {
     let mut lines = BufReader::new(File::open(journal)?);
     let mut count = 0usize;
     let mut line = Vec::new();
-    let out = File::create(&tmp)?;
+    let out = File::create(tmp)?;
     let out = write_parquet(out, kind, |chunk| {
         while chunk.len() < EVENTS_PER_CHUNK {
             line.clear();
@@ -683,13 +808,12 @@ pub(crate) fn convert_journal(
         out.sync_all()?;
     }
     drop(out);
-    std::fs::rename(&tmp, target)?;
+    std::fs::rename(tmp, target)?;
     if fsync {
         if let Some(dir) = target.parent() {
             File::open(dir).and_then(|d| d.sync_all())?;
         }
     }
-    std::fs::remove_file(journal)?;
     Ok(count)
 }
 
@@ -700,32 +824,110 @@ fn journal_of(part: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The highest part number: four digits, so that names sort in the order written.
+const MAX_PART: u32 = 9_999;
+
+/// Parts are finished by size or age only below this number; the numbers above it are kept
+/// for restarts and late events of the day, which must open a part of their own. A part
+/// that reaches it stays open until its day ends or the writer closes.
+const MAX_ROLLED_PART: u32 = 9_900;
+
+/// Longest wait before finishing a part is tried again after it failed.
+const RETRY_FINISH: Duration = Duration::from_secs(60);
+
+/// A part that takes no more batches, whose journal waits to be converted: by the writer's
+/// task, outside the lock, so that a batch never waits for a conversion. Its journal is on
+/// disk, so a crash before the conversion loses nothing (the next start converts it).
+pub(super) struct Sealed {
+    journal_path: PathBuf,
+    target: PathBuf,
+    kind: Kind,
+    /// Set when converting it failed: no new attempt (but at close) before then.
+    retry_at: Option<Instant>,
+}
+
+impl Sealed {
+    /// Converts the journal into the part. Blocking.
+    pub(super) fn finish(&self, fsync: bool) -> io::Result<usize> {
+        finish(&self.journal_path, &self.target, self.kind, fsync)
+    }
+
+    /// Logs a failed conversion and sets when to try again.
+    pub(super) fn failed(&mut self, error: &io::Error, now: Instant, interval: Duration) {
+        let retry = interval.min(RETRY_FINISH);
+        tracing::error!(
+            part = %self.target.display(),
+            %error,
+            retry_in = ?retry,
+            "cannot finish a Parquet part; its journal keeps the events"
+        );
+        self.retry_at = Some(now + retry);
+    }
+
+    /// The part it becomes.
+    pub(super) fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+/// When parts are finished, besides at a new UTC day and at shutdown.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Roll {
+    /// Rows at which a part is finished.
+    pub(super) rows: u64,
+    /// Age at which a part is finished.
+    pub(super) interval: Duration,
+}
+
 /// A part being written: its journal, open for appending.
 struct Part {
     journal: File,
     journal_path: PathBuf,
     target: PathBuf,
+    /// Its number within its stream's day.
+    number: u32,
     /// Length of the acknowledged journal: what a failed batch is cut back to.
     len: u64,
+    /// Events in the journal.
+    rows: u64,
     kind: Kind,
+    /// When it was opened; it is finished `Roll::interval` later.
+    opened: Instant,
+}
+
+impl Part {
+    /// Whether it may be finished by size or age.
+    fn may_roll(&self) -> bool {
+        self.number < MAX_ROLLED_PART
+    }
 }
 
 /// The open parts of a `file` writer in Parquet format.
 pub(super) struct ParquetFiles {
     root: PathBuf,
     fsync: bool,
+    roll: Roll,
     open: HashMap<FileKey, Part>,
     /// The newest day written per stream; parts of older days are finished (rotation).
     newest: HashMap<StreamKey, i64>,
+    /// The next part number of a stream's day: read from its directory when the day is
+    /// first opened in this run, then counted up. Dropped for days older than the newest of
+    /// their stream (a late event reads the directory again).
+    next: HashMap<FileKey, u32>,
+    /// Parts that take no more batches, waiting for their conversion.
+    sealed: Vec<Sealed>,
 }
 
 impl ParquetFiles {
-    pub(super) fn new(root: &Path, fsync: bool) -> Self {
+    pub(super) fn new(root: &Path, fsync: bool, roll: Roll) -> Self {
         Self {
             root: root.to_owned(),
             fsync,
+            roll,
             open: HashMap::new(),
             newest: HashMap::new(),
+            next: HashMap::new(),
+            sealed: Vec::new(),
         }
     }
 
@@ -769,8 +971,10 @@ impl ParquetFiles {
 
     /// Appends every chunk (JSON lines) to its part's journal. On error, every journal the
     /// batch touched is cut back, so the batch is stored not at all and can be retried.
+    /// Once the whole batch is in the journals it is stored; then the parts it filled, and
+    /// parts of days older than its newest, are sealed for conversion.
     pub(super) fn write(&mut self, chunks: &[Chunk]) -> io::Result<()> {
-        let mut touched: Vec<(&FileKey, u64)> = Vec::with_capacity(chunks.len());
+        let mut touched: Vec<(&FileKey, u64, u64)> = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             if chunk.bytes.is_empty() {
                 continue;
@@ -780,13 +984,15 @@ impl ParquetFiles {
                 return Err(e);
             }
         }
-        self.rotate(chunks)
+        self.rotate(chunks);
+        self.roll_full(chunks);
+        Ok(())
     }
 
     fn append<'a>(
         &mut self,
         chunk: &'a Chunk,
-        touched: &mut Vec<(&'a FileKey, u64)>,
+        touched: &mut Vec<(&'a FileKey, u64, u64)>,
     ) -> io::Result<()> {
         if !self.open.contains_key(&chunk.key) {
             let part = self.open_part(&chunk.key)?;
@@ -795,37 +1001,43 @@ impl ParquetFiles {
         let Some(p) = self.open.get_mut(&chunk.key) else {
             return Err(io::Error::other("part vanished"));
         };
-        touched.push((&chunk.key, p.len));
+        touched.push((&chunk.key, p.len, p.rows));
         p.journal.write_all(&chunk.bytes)?;
         p.journal.flush()?;
         if self.fsync {
             p.journal.sync_data()?;
         }
         p.len += chunk.bytes.len() as u64;
+        // One event per line; JSON strings escape their line breaks.
+        p.rows += chunk.bytes.iter().filter(|&&b| b == b'\n').count() as u64;
         Ok(())
     }
 
-    fn roll_back(&mut self, touched: &[(&FileKey, u64)]) {
-        for &(key, len) in touched {
+    fn roll_back(&mut self, touched: &[(&FileKey, u64, u64)]) {
+        for &(key, len, rows) in touched {
             let Some(p) = self.open.get_mut(key) else {
                 continue;
             };
             match p.journal.set_len(len) {
-                Ok(()) => p.len = len,
+                Ok(()) => {
+                    p.len = len;
+                    p.rows = rows;
+                }
                 Err(e) => {
                     tracing::error!(
                         journal = %p.journal_path.display(),
                         error = %e,
                         "cannot undo a failed batch; its events may be duplicated by the retry"
                     );
+                    // Its journal is finished at the next start.
                     self.open.remove(key);
                 }
             }
         }
     }
 
-    /// Finishes the parts of days older than the newest day seen on their stream.
-    fn rotate(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+    /// Seals the parts of days older than the newest day seen on their stream.
+    fn rotate(&mut self, chunks: &[Chunk]) {
         for chunk in chunks {
             let newest = self
                 .newest
@@ -834,50 +1046,127 @@ impl ParquetFiles {
             *newest = (*newest).max(chunk.key.day);
         }
         let newest = &self.newest;
-        let old: Vec<FileKey> = self
-            .open
-            .keys()
-            .filter(|k| newest.get(&k.stream).is_some_and(|&d| k.day < d))
-            .cloned()
-            .collect();
-        let mut result = Ok(());
+        let old = |k: &FileKey| newest.get(&k.stream).is_some_and(|&d| k.day < d);
+        self.next.retain(|k, _| !old(k));
+        let old: Vec<FileKey> = self.open.keys().filter(|k| old(k)).cloned().collect();
         for key in old {
-            if let Some(p) = self.open.remove(&key) {
-                if let Err(e) = self.finish_part(p) {
+            self.seal(&key, "its stream moved to a new UTC day");
+        }
+    }
+
+    /// Seals the parts of the batch that hold `Roll::rows` rows or more.
+    fn roll_full(&mut self, chunks: &[Chunk]) {
+        for chunk in chunks {
+            let full = self
+                .open
+                .get(&chunk.key)
+                .is_some_and(|p| p.rows >= self.roll.rows && p.may_roll());
+            if full {
+                self.seal(&chunk.key, "it reached roll_rows");
+            }
+        }
+    }
+
+    /// Seals the parts open for `Roll::interval` or longer at `now`.
+    pub(super) fn roll_due(&mut self, now: Instant) {
+        let interval = self.roll.interval;
+        let due: Vec<FileKey> = self
+            .open
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.opened) >= interval && p.may_roll())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.seal(&key, "it reached roll_interval");
+        }
+    }
+
+    /// Takes the open part of `key` out of use: the next batch of its stream and day opens
+    /// the next part.
+    fn seal(&mut self, key: &FileKey, why: &str) {
+        if let Some(p) = self.open.remove(key) {
+            tracing::debug!(part = %p.target.display(), rows = p.rows, reason = why, "sealed a Parquet part");
+            self.sealed.push(Sealed {
+                journal_path: p.journal_path,
+                target: p.target,
+                kind: p.kind,
+                retry_at: None,
+            });
+        }
+    }
+
+    /// Whether sealed parts wait for their conversion.
+    pub(super) fn has_sealed(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// Sealed parts whose conversion failed and waits to be tried again.
+    pub(super) fn failing(&self) -> usize {
+        self.sealed.iter().filter(|s| s.retry_at.is_some()).count()
+    }
+
+    /// The sealed parts due for conversion at `now`, handed over to be converted outside
+    /// the lock; one that fails comes back through [`Self::put_back`].
+    pub(super) fn take_sealed(&mut self, now: Instant) -> Vec<Sealed> {
+        let (due, wait) = std::mem::take(&mut self.sealed)
+            .into_iter()
+            .partition(|s| s.retry_at.is_none_or(|at| now >= at));
+        self.sealed = wait;
+        due
+    }
+
+    /// Takes back a sealed part whose conversion failed, to try again later.
+    pub(super) fn put_back(&mut self, sealed: Sealed) {
+        self.sealed.push(sealed);
+    }
+
+    /// The options parts are rolled by, and whether conversions sync to disk.
+    pub(super) fn settings(&self) -> (Roll, bool) {
+        (self.roll, self.fsync)
+    }
+
+    /// Seals every open part and converts every sealed one. A part that cannot be
+    /// converted keeps its journal, which the next start converts; the first such error is
+    /// returned.
+    pub(super) fn close_all(&mut self) -> io::Result<()> {
+        let keys: Vec<FileKey> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.seal(&key, "the writer closes");
+        }
+        let mut result = Ok(());
+        for sealed in std::mem::take(&mut self.sealed) {
+            if let Err(e) = sealed.finish(self.fsync) {
+                tracing::error!(
+                    part = %sealed.target.display(),
+                    error = %e,
+                    "cannot finish a Parquet part at close; its journal is finished at the \
+                     next start"
+                );
+                if result.is_ok() {
                     result = Err(e);
                 }
             }
         }
-        result
-    }
-
-    fn finish_part(&self, p: Part) -> io::Result<()> {
-        drop(p.journal);
-        finish(&p.journal_path, &p.target, p.kind, self.fsync).map(drop)
-    }
-
-    /// Finishes every open part.
-    pub(super) fn close_all(&mut self) -> io::Result<()> {
-        let mut result = Ok(());
-        let parts: Vec<Part> = self.open.drain().map(|(_, p)| p).collect();
-        for p in parts {
-            if let Err(e) = self.finish_part(p) {
-                result = Err(e);
-            }
-        }
         self.newest.clear();
+        self.next.clear();
         result
     }
 
-    /// Opens the journal of the first free part number of a day's file.
-    fn open_part(&self, key: &FileKey) -> io::Result<Part> {
+    /// Opens the journal of the next part of a stream's day: one past the highest number
+    /// on disk (or counted in this run), never reusing a number whose part or journal
+    /// exists.
+    fn open_part(&mut self, key: &FileKey) -> io::Result<Part> {
         let mut dir = self.root.join(key.stream.kind.dir());
         dir.push(&*path_component(&key.stream.exchange));
         dir.push(key.stream.symbol.as_str());
         std::fs::create_dir_all(&dir)?;
         let date = utc_date(Timestamp::from_unix_secs(key.day.saturating_mul(86_400)));
-        for n in 1..=9_999u32 {
-            let target = dir.join(format!("{date}.part-{n:04}.parquet"));
+        let first = match self.next.get(key) {
+            Some(&n) => n,
+            None => highest_part(&dir, &date)? + 1,
+        };
+        for number in first..=MAX_PART {
+            let target = dir.join(format!("{date}.part-{number:04}.parquet"));
             if target.exists() {
                 continue;
             }
@@ -889,23 +1178,51 @@ impl ParquetFiles {
                 .open(&journal_path)
             {
                 Ok(journal) => {
+                    self.next.insert(key.clone(), number + 1);
                     return Ok(Part {
                         journal,
                         journal_path,
                         target,
+                        number,
                         len: 0,
+                        rows: 0,
                         kind: key.stream.kind,
-                    })
+                        opened: Instant::now(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(io::Error::other(format!(
-            "no free part number for {date} under {}",
+            "no part number left for {date} under {} (the last is {MAX_PART}); move the \
+             day's parts away or merge them",
             dir.display()
         )))
     }
+}
+
+/// The highest part number of `date` in `dir`, finished or journal; 0 when there is none.
+fn highest_part(dir: &Path, date: &str) -> io::Result<u32> {
+    let prefix = format!("{date}.part-");
+    let mut highest = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((digits, ext)) = rest.split_at_checked(4) else {
+            continue;
+        };
+        if !matches!(ext, ".parquet" | ".parquet.wal") {
+            continue;
+        }
+        if let Ok(n) = digits.parse::<u32>() {
+            highest = highest.max(n);
+        }
+    }
+    Ok(highest)
 }
 
 /// Cuts a torn tail off a journal and converts it.

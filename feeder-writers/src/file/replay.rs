@@ -219,9 +219,16 @@ fn read_file(
 ) -> io::Result<bool> {
     match tail {
         Tail::Lines => read_lines(path, format, kind, each),
-        // Journals are JSON lines whatever the format of the part.
+        // Journals are JSON lines whatever the format of the part. One that the writer
+        // finished since the files were listed is gone, and its part holds its events (an
+        // open journal is read to its end even if removed meanwhile).
         #[cfg(feature = "parquet")]
-        Tail::Journal => read_lines(path, FileFormat::Jsonl, kind, each),
+        Tail::Journal => match read_lines(path, FileFormat::Jsonl, kind, each) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && path.with_extension("").exists() => {
+                read_part(&path.with_extension(""), kind, each)
+            }
+            read => read,
+        },
         #[cfg(feature = "parquet")]
         Tail::Part => read_part(path, kind, each),
     }
@@ -381,4 +388,56 @@ fn csv_gap(fields: &[String]) -> Result<Gap, Box<dyn std::error::Error + Send + 
         },
         reason: serde_json::from_value(serde_json::Value::String(reason.clone()))?,
     })
+}
+
+#[cfg(all(test, feature = "parquet"))]
+mod tests {
+    use super::*;
+
+    use feeder_core::model::Side;
+
+    #[test]
+    fn a_journal_finished_since_it_was_listed_is_read_from_its_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let trade = Event::Trade(Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::from_u64(7),
+            price: "1.5".parse().unwrap(),
+            amount: "2".parse().unwrap(),
+            side: Side::Sell,
+            timestamp: Timestamp::from_unix_nanos(1_704_153_600_123_456_789, 9),
+            received_at: Timestamp::from_unix_nanos(1_704_153_600_223_456_789, 9),
+        });
+        let part = dir.path().join("2024-01-02.part-0001.parquet");
+        let bytes = super::super::parquet::encode_parquet(std::slice::from_ref(&trade)).unwrap();
+        std::fs::write(&part, bytes).unwrap();
+        let journal = dir.path().join("2024-01-02.part-0001.parquet.wal");
+        let mut got = Vec::new();
+        let more = read_file(
+            &journal,
+            &Tail::Journal,
+            FileFormat::Parquet,
+            Kind::Trades,
+            &mut |e| {
+                got.push(e);
+                true
+            },
+        )
+        .unwrap();
+        assert!(more);
+        assert_eq!(got, [trade]);
+
+        // Neither journal nor part: the journal's own error.
+        std::fs::remove_file(&part).unwrap();
+        let err = read_file(
+            &journal,
+            &Tail::Journal,
+            FileFormat::Parquet,
+            Kind::Trades,
+            &mut |_| true,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 }

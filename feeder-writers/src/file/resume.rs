@@ -163,9 +163,17 @@ impl Tail {
     fn cursors(&self, path: &Path, format: FileFormat) -> io::Result<Vec<Cursor>> {
         match self {
             Tail::Lines => line_cursors(path, format),
-            // Journals are JSON lines whatever the format of the part.
+            // Journals are JSON lines whatever the format of the part. One that the writer
+            // finished since the files were listed is gone, and its part holds its trades.
             #[cfg(feature = "parquet")]
-            Tail::Journal => line_cursors(path, FileFormat::Jsonl),
+            Tail::Journal => match line_cursors(path, FileFormat::Jsonl) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound && path.with_extension("").exists() =>
+                {
+                    part_cursors(&path.with_extension(""))
+                }
+                cursors => cursors,
+            },
             #[cfg(feature = "parquet")]
             Tail::Part => part_cursors(path),
         }

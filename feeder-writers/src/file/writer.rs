@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+#[cfg(feature = "parquet")]
+use std::time::Duration;
 
 use async_trait::async_trait;
 use feeder_core::exchange::Cursor;
@@ -11,12 +13,14 @@ use feeder_core::writer::Writer;
 #[cfg(feature = "parquet")]
 use feeder_core::Rejection;
 use feeder_core::WriteError;
+#[cfg(feature = "parquet")]
+use tracing::Instrument;
 
 use super::config::{FileFormat, FileOptions};
 use super::encode::{group, Chunk};
 use super::files::Files;
 #[cfg(feature = "parquet")]
-use super::parquet::{check_event, ParquetFiles};
+use super::parquet::{check_event, ParquetFiles, Roll, Sealed};
 
 /// How many spare encode buffers are kept between batches.
 const POOL_SIZE: usize = 8;
@@ -46,6 +50,32 @@ pub struct FileWriter {
     chunks: Vec<Chunk>,
     /// Spare buffers for chunks.
     pool: Vec<Vec<u8>>,
+    /// Parquet: the task that finishes parts. Started by the first write (parts are opened
+    /// only by writes); stopped at close, after the conversion it has under way, and
+    /// aborted when the writer is dropped.
+    #[cfg(feature = "parquet")]
+    roller: Option<Roller>,
+}
+
+/// The task that finishes Parquet parts: it seals those open for `roll_interval` (also
+/// while their streams are quiet), and converts sealed parts outside the lock, so that a
+/// batch never waits for a conversion.
+#[cfg(feature = "parquet")]
+struct Roller {
+    task: tokio::task::JoinHandle<()>,
+    /// Wakes it when a write sealed parts (full, or of a finished day).
+    wake: Arc<tokio::sync::Notify>,
+    /// Tells it to stop once its conversion under way is done.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+#[cfg(feature = "parquet")]
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if let Some(roller) = self.roller.take() {
+            roller.task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for FileWriter {
@@ -81,7 +111,11 @@ impl FileWriter {
         let backend = match options.format {
             #[cfg(feature = "parquet")]
             FileFormat::Parquet => {
-                let mut parts = ParquetFiles::new(root, options.fsync);
+                let roll = Roll {
+                    rows: options.roll_rows.max(1),
+                    interval: options.roll_interval,
+                };
+                let mut parts = ParquetFiles::new(root, options.fsync, roll);
                 // Parts left open by a crash hold acknowledged batches: finish them first.
                 parts.recover().map_err(|e| {
                     WriteError::terminal(
@@ -101,7 +135,32 @@ impl FileWriter {
             options,
             chunks: Vec::new(),
             pool: Vec::new(),
+            #[cfg(feature = "parquet")]
+            roller: None,
         })
+    }
+
+    /// Starts the task that finishes Parquet parts by age, once.
+    #[cfg(feature = "parquet")]
+    fn start_roller(&mut self) {
+        if self.roller.is_some() || self.options.format != FileFormat::Parquet {
+            return;
+        }
+        // Checked a few times per interval: a part is finished at most a quarter of an
+        // interval (5 s at most) late.
+        let tick = (self.options.roll_interval / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let files = Arc::clone(&self.files);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // What it logs belongs to this writer's span (its name) too.
+        let task = roll_parts(files, tick, Arc::clone(&wake), stopped)
+            .instrument(tracing::Span::current());
+        self.roller = Some(Roller {
+            task: tokio::spawn(task),
+            wake,
+            stop,
+        });
     }
 
     /// The directory written under.
@@ -112,6 +171,17 @@ impl FileWriter {
     /// The file format.
     pub fn format(&self) -> FileFormat {
         self.options.format
+    }
+
+    /// Parquet: how many parts could not be finished and wait to be tried again (their
+    /// journals hold their events, and the log says why). Always 0 for other formats.
+    pub async fn failing_parts(&self) -> Result<usize, WriteError> {
+        self.with_files(|files| match files {
+            Backend::Lines(_) => 0,
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.failing(),
+        })
+        .await
     }
 
     /// Whether a batch is encoded and written on the calling task rather than on a blocking
@@ -177,13 +247,21 @@ impl FileWriter {
         // the tasks that read and parse the next one, rather than on their worker thread.
         let events = batch.to_vec();
         let mut pool = std::mem::take(&mut self.pool);
-        let (chunks, pool, result) = self
+        let (chunks, pool, result, sealed) = self
             .with_files(move |files| {
                 group(&events, format, &mut chunks, &mut pool);
                 let result = files.write(&chunks);
-                (chunks, pool, result)
+                (chunks, pool, result, files.has_sealed())
             })
             .await?;
+        #[cfg(feature = "parquet")]
+        if sealed {
+            if let Some(roller) = &self.roller {
+                roller.wake.notify_one();
+            }
+        }
+        #[cfg(not(feature = "parquet"))]
+        let _ = sealed;
         self.pool = pool;
         self.recycle(chunks);
         result.map_err(WriteError::Io)
@@ -215,6 +293,7 @@ impl Writer for FileWriter {
         }
         #[cfg(feature = "parquet")]
         if self.options.format == FileFormat::Parquet {
+            self.start_roller();
             // Checked now, while the event can still be refused alone, rather than when the
             // part is finished: by then the whole journal would fail to convert.
             if let Some((fit, rejected)) = refuse_unfit(batch) {
@@ -226,6 +305,14 @@ impl Writer for FileWriter {
     }
 
     async fn close(&mut self) -> Result<(), WriteError> {
+        #[cfg(feature = "parquet")]
+        if let Some(roller) = self.roller.take() {
+            // It stops after the conversion it has under way; `close_all` converts the rest.
+            let _ = roller.stop.send(true);
+            if let Err(e) = roller.task.await {
+                tracing::error!(error = %e, "the task that finishes Parquet parts failed");
+            }
+        }
         self.with_files(Backend::close_all)
             .await?
             .map_err(WriteError::Io)
@@ -340,6 +427,77 @@ fn refuse_unfit(batch: &[Event]) -> Option<(Vec<Event>, Vec<Rejection>)> {
     Some((fit, rejected))
 }
 
+/// The loop of [`Roller`]: every `tick`, and when woken, seals the parts that are due and
+/// converts the sealed ones; returns when told to stop.
+#[cfg(feature = "parquet")]
+async fn roll_parts(
+    files: Arc<Mutex<Backend>>,
+    tick: Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            () = wake.notified() => {}
+            _ = ticks.tick() => {}
+        }
+        let now = tokio::time::Instant::now();
+        let files = Arc::clone(&files);
+        let span = tracing::Span::current();
+        let rolled = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            roll_and_convert(&files, now)
+        })
+        .await;
+        if !matches!(rolled, Ok(true)) {
+            tracing::error!(
+                "Parquet parts are no longer finished while the writer runs: its state is \
+                 unusable after an internal failure; they are finished at the next start"
+            );
+            return;
+        }
+    }
+}
+
+/// Seals the parts due at `now` and converts the sealed ones, holding the lock only to
+/// take them and to give back those that failed. Blocking. `false` when the lock is
+/// poisoned (see `FileWriter::lock_files`; the next write reports it).
+#[cfg(feature = "parquet")]
+fn roll_and_convert(files: &Mutex<Backend>, now: tokio::time::Instant) -> bool {
+    let (due, roll, fsync): (Vec<Sealed>, Roll, bool) = {
+        let Ok(mut backend) = files.lock() else {
+            return false;
+        };
+        let Backend::Parquet(parts) = &mut *backend else {
+            return true;
+        };
+        parts.roll_due(now);
+        let (roll, fsync) = parts.settings();
+        (parts.take_sealed(now), roll, fsync)
+    };
+    for mut sealed in due {
+        match sealed.finish(fsync) {
+            Ok(rows) => {
+                tracing::debug!(part = %sealed.target().display(), rows, "finished a Parquet part")
+            }
+            Err(e) => {
+                sealed.failed(&e, now, roll.interval);
+                let Ok(mut backend) = files.lock() else {
+                    return false;
+                };
+                if let Backend::Parquet(parts) = &mut *backend {
+                    parts.put_back(sealed);
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Where the bytes of a batch go: appended to line files, or to the journals of Parquet
 /// parts.
 pub(super) enum Backend {
@@ -354,6 +512,15 @@ impl Backend {
             Backend::Lines(f) => f.write(chunks),
             #[cfg(feature = "parquet")]
             Backend::Parquet(p) => p.write(chunks),
+        }
+    }
+
+    /// Whether Parquet parts wait to be converted.
+    fn has_sealed(&self) -> bool {
+        match self {
+            Backend::Lines(_) => false,
+            #[cfg(feature = "parquet")]
+            Backend::Parquet(p) => p.has_sealed(),
         }
     }
 
