@@ -12,7 +12,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 
-use super::config::KafkaOptions;
+use super::client::{check_files, client_config, create, FeederContext};
+use super::config::{KafkaOptions, SaslMechanism, SecurityProtocol};
+use super::topics;
 
 /// How many times a full local queue is waited on before the batch fails.
 const QUEUE_FULL_WAITS: usize = 1_000;
@@ -27,10 +29,13 @@ const QUEUE_FULL_WAITS: usize = 1_000;
 /// should deduplicate on (exchange, symbol, trade_id).
 pub struct KafkaWriter {
     options: KafkaOptions,
+    /// The producer's settings, secrets included (never logged: `Debug` leaves it out).
     config: ClientConfig,
+    /// Shared by every producer of the writer.
+    context: FeederContext,
     /// Replaced after a fatal producer error or a fencing (the idempotent producer cannot
     /// go on).
-    producer: FutureProducer,
+    producer: FutureProducer<FeederContext>,
     /// Set when the producer must be replaced before the next batch.
     renew: bool,
     /// The encoded value of the current event; kept to reuse its capacity.
@@ -47,47 +52,39 @@ impl std::fmt::Debug for KafkaWriter {
 }
 
 impl KafkaWriter {
-    /// Creates the producer and checks that the brokers answer within `connect_timeout`;
-    /// bad options or silent brokers fail here with a terminal error.
+    /// Creates the producer, checks that the brokers answer and that the topics exist
+    /// (creating them with `create_topics`), each within `connect_timeout`. Bad options,
+    /// a missing secret, silent brokers, a refused TLS handshake or authentication, and a
+    /// missing topic fail here with a terminal error: the writer never starts and then
+    /// fails every batch.
     pub async fn connect(options: KafkaOptions) -> Result<Self, WriteError> {
         options
             .check()
             .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
-        let config = client_config(&options);
-        let producer = create(&config)?;
+        let config = client_config(&options, &|var| std::env::var(var).ok())
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
+        check_files(&options)?;
+        let context = FeederContext::default();
+        let producer: FutureProducer<FeederContext> = create(&config, &context)?;
+        topics::ensure(&producer, &context, &config, &options).await?;
         let brokers = options.brokers.join(",");
-        let probe = producer.clone();
-        let timeout = options.connect_timeout;
-        let topics = tokio::task::spawn_blocking(move || {
-            probe.client().fetch_metadata(None, timeout).map(|m| {
-                m.topics()
-                    .iter()
-                    .map(|t| t.name().to_string())
-                    .collect::<Vec<_>>()
-            })
-        })
-        .await
-        .map_err(|e| WriteError::terminal("the kafka start-up check failed", e))?
-        .map_err(|e| {
-            WriteError::terminal(
-                format!("no Kafka broker answered at {brokers} within {timeout:?}"),
-                e,
-            )
-        })?;
-        for topic in [&options.topic, &options.candles_topic] {
-            if !topics.iter().any(|t| t == topic) {
-                tracing::warn!(
-                    topic = %topic,
-                    brokers = %brokers,
-                    "kafka topic does not exist yet; the broker must create it on first use"
-                );
-            }
+        tracing::info!(
+            brokers = %brokers,
+            topic = %options.topic,
+            candles_topic = %options.candles_topic,
+            security_protocol = options.security_protocol.as_str(),
+            "kafka writer connected"
+        );
+        if options.security_protocol == SecurityProtocol::SaslPlaintext
+            && options.sasl.as_ref().map(|s| s.mechanism) == Some(SaslMechanism::Plain)
+        {
+            tracing::warn!(brokers = %brokers, "kafka SASL PLAIN without TLS sends the password unencrypted; use sasl_ssl or SCRAM");
         }
-        tracing::info!(brokers = %brokers, topic = %options.topic, candles_topic = %options.candles_topic, "kafka writer connected");
         tracing::warn!(topic = %options.topic, "the kafka writer does not report where it left off: after a restart it may receive again, and publish again, what it published just before (consumers dedup on exchange, symbol and trade_id)");
         Ok(Self {
             options,
             config,
+            context,
             producer,
             renew: false,
             buf: Vec::new(),
@@ -192,30 +189,6 @@ fn delivered<C>(
     }
 }
 
-fn client_config(o: &KafkaOptions) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", o.brokers.join(","))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", o.compression.as_str())
-        .set(
-            "message.timeout.ms",
-            o.delivery_timeout.as_millis().to_string(),
-        )
-        .set("linger.ms", "5")
-        .set("client.id", "crypto-feeder");
-    for (k, v) in &o.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-fn create(config: &ClientConfig) -> Result<FutureProducer, WriteError> {
-    config
-        .create()
-        .map_err(|e| WriteError::terminal("cannot create the kafka producer", e))
-}
-
 /// Message-level problems that a retry cannot fix; anything else (brokers down, timeouts,
 /// leader changes) is retried.
 fn classify(e: KafkaError, context: &str) -> WriteError {
@@ -256,7 +229,7 @@ impl Writer for KafkaWriter {
             // The idempotent producer is unusable (fatal error, or fenced after its
             // messages timed out): start a new one, with a new producer id.
             tracing::warn!("creating a new kafka producer");
-            let old = std::mem::replace(&mut self.producer, create(&self.config)?);
+            let old = std::mem::replace(&mut self.producer, create(&self.config, &self.context)?);
             self.renew = false;
             // Dropping a producer blocks briefly while it purges its queue.
             let _ = tokio::task::spawn_blocking(move || drop(old)).await;

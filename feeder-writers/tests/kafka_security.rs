@@ -1,0 +1,212 @@
+//! The `kafka` writer over TLS and with SASL, against tansu.
+//!
+//! TLS: `.ci/services.d/kafka-tls.sh` runs stunnel on 127.0.0.1:9094 with a certificate of a
+//! test CA, in front of a second tansu broker (127.0.0.1:9095) that advertises 127.0.0.1:9094,
+//! so that a client stays on TLS after it reads the brokers' addresses from the metadata.
+//! The CA is read from `FEEDER_TEST_KAFKA_TLS_DIR` (default
+//! `/tmp/crypto-feeder-services/kafka-tls`), the address from `FEEDER_TEST_KAFKA_TLS_BROKERS`
+//! (default `127.0.0.1:9094`).
+//!
+//! SASL: each test starts its own tansu broker with `--authentication`. tansu (0.6, in
+//! memory) checks that a PLAIN client authenticates but accepts any password, and keeps no
+//! SCRAM credentials in memory, so a SCRAM login is always refused there: the tests check
+//! what that broker can show (the PLAIN handshake, that an unauthenticated client is shut
+//! out, that SCRAM runs and a refused login stops the writer at start).
+//!
+//! Each test is skipped with a note when its broker is missing, unless `CI` is set.
+
+mod conformance_support;
+mod kafka_support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use conformance_support::{env_or, missing, unique};
+use feeder_core::model::Event;
+use feeder_core::writer::Writer;
+use feeder_writers::kafka::{SaslMechanism, SecurityProtocol, SslOptions};
+use feeder_writers::{KafkaOptions, KafkaWriter};
+use kafka_support::{chain, client, consume, shared_broker_up, Broker};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// The TLS broker's address and the directory of the test CA, or `None` (after the note)
+/// when they are not there.
+async fn tls_broker() -> Option<(String, PathBuf)> {
+    let dir = PathBuf::from(env_or(
+        "FEEDER_TEST_KAFKA_TLS_DIR",
+        "/tmp/crypto-feeder-services/kafka-tls",
+    ));
+    if !dir.join("ca.pem").is_file() || !dir.join("other-ca.pem").is_file() {
+        missing(
+            "Kafka over TLS",
+            &format!("there is no test CA in {}", dir.display()),
+        );
+        return None;
+    }
+    let brokers = env_or("FEEDER_TEST_KAFKA_TLS_BROKERS", "127.0.0.1:9094");
+    shared_broker_up("Kafka over TLS", &brokers)
+        .await
+        .then_some((brokers, dir))
+}
+
+fn tls_options(brokers: &str, ca_file: Option<PathBuf>) -> KafkaOptions {
+    KafkaOptions::new(brokers)
+        .with_security_protocol(SecurityProtocol::Ssl)
+        .with_ssl(SslOptions {
+            ca_file,
+            ..SslOptions::default()
+        })
+}
+
+#[tokio::test]
+async fn events_go_over_tls_and_come_back() {
+    let Some((brokers, dir)) = tls_broker().await else {
+        return;
+    };
+    let ca = dir.join("ca.pem");
+    let (trades, candles) = (unique("tls-trades"), unique("tls-candles"));
+    let options = tls_options(&brokers, Some(ca.clone()))
+        .with_topics(&trades, &candles)
+        .with_create_topics(2, 1);
+    let mut w = KafkaWriter::connect(options).await.unwrap();
+    let events = feeder_core::testing::sample_events("bitstamp", 30);
+    w.write(&events).await.unwrap();
+    w.close().await.unwrap();
+
+    let ca = ca.to_string_lossy().into_owned();
+    let tls = move |brokers: &str| {
+        client(
+            brokers,
+            &[("security.protocol", "ssl"), ("ssl.ca.location", &ca)],
+        )
+    };
+    let topics = vec![trades.clone(), candles];
+    let (b, reader) = (brokers.clone(), tls.clone());
+    let got = tokio::task::spawn_blocking(move || consume(reader(&b), &topics))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), events.len());
+    for (topic, _, event) in &got {
+        assert!(events.contains(event));
+        assert_eq!(topic == &trades, matches!(event, Event::Trade(_)));
+    }
+
+    // Every broker the metadata names is the TLS address: no connection of a client leaves
+    // TLS after bootstrapping.
+    let b = brokers.clone();
+    let advertised = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = tls(&b).create().unwrap();
+        let md = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        md.brokers()
+            .iter()
+            .map(|b| format!("{}:{}", b.host(), b.port()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(!advertised.is_empty());
+    assert!(advertised.iter().all(|a| *a == brokers), "{advertised:?}");
+
+    // And the TLS address does not speak plaintext Kafka.
+    let plain = KafkaOptions::new(&brokers)
+        .with_topics(&trades, &trades)
+        .with_connect_timeout(Duration::from_secs(3));
+    assert!(KafkaWriter::connect(plain).await.is_err());
+}
+
+#[tokio::test]
+async fn a_broker_certificate_of_an_untrusted_ca_is_refused() {
+    let Some((brokers, dir)) = tls_broker().await else {
+        return;
+    };
+    // An unrelated CA, and the system's CAs (which do not hold the test CA).
+    for ca_file in [Some(dir.join("other-ca.pem")), None] {
+        let options = tls_options(&brokers, ca_file.clone())
+            .with_create_topics(1, 1)
+            .with_connect_timeout(Duration::from_secs(5));
+        let e = KafkaWriter::connect(options)
+            .await
+            .expect_err("connected to a broker whose certificate it cannot verify");
+        assert!(!e.is_retriable(), "{e:?}");
+        let text = chain(&e);
+        assert!(text.contains(&brokers), "{ca_file:?}: {text}");
+        assert!(
+            text.to_lowercase().contains("certificate verify failed"),
+            "{ca_file:?}: {text}"
+        );
+    }
+}
+
+fn sasl_options(
+    broker: &Broker,
+    mechanism: SaslMechanism,
+    username: &str,
+    password_env: &str,
+) -> KafkaOptions {
+    KafkaOptions::new(&broker.brokers())
+        .with_security_protocol(SecurityProtocol::SaslPlaintext)
+        .with_sasl(mechanism, username, password_env)
+        .with_create_topics(1, 1)
+        .with_connect_timeout(Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn sasl_plain_logs_in_to_a_broker_that_requires_it() {
+    let Some(broker) = Broker::start(&["--authentication"]).await else {
+        return;
+    };
+    let password_env = "FEEDER_TEST_KAFKA_PLAIN_PASSWORD";
+    std::env::set_var(password_env, "plain-secret");
+    let (trades, candles) = (unique("sasl-trades"), unique("sasl-candles"));
+    let options = sasl_options(&broker, SaslMechanism::Plain, "feeder", password_env)
+        .with_topics(&trades, &candles);
+    let mut w = KafkaWriter::connect(options).await.unwrap();
+    let events = feeder_core::testing::sample_events("bitstamp", 10);
+    w.write(&events).await.unwrap();
+    w.close().await.unwrap();
+    let brokers = broker.brokers();
+    let topics = vec![trades.clone(), candles];
+    let got = tokio::task::spawn_blocking(move || {
+        let reader = client(
+            &brokers,
+            &[
+                ("security.protocol", "sasl_plaintext"),
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "reader"),
+                ("sasl.password", "reader-secret"),
+            ],
+        );
+        consume(reader, &topics)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), events.len());
+
+    // The broker does require the login: a writer that does not log in is shut out.
+    let anonymous = KafkaOptions::new(&broker.brokers())
+        .with_topics(&trades, &trades)
+        .with_connect_timeout(Duration::from_secs(3));
+    assert!(KafkaWriter::connect(anonymous).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refused_scram_login_stops_the_writer_at_start() {
+    let Some(broker) = Broker::start(&["--authentication"]).await else {
+        return;
+    };
+    let password_env = "FEEDER_TEST_KAFKA_SCRAM_PASSWORD";
+    std::env::set_var(password_env, "scram-secret");
+    for mechanism in [SaslMechanism::ScramSha256, SaslMechanism::ScramSha512] {
+        let options = sasl_options(&broker, mechanism, "nobody", password_env);
+        let e = tokio::time::timeout(Duration::from_secs(60), KafkaWriter::connect(options))
+            .await
+            .expect("neither started nor refused within 60s")
+            .expect_err("a login the broker does not know was accepted");
+        assert!(!e.is_retriable(), "{e:?}");
+        let text = chain(&e);
+        assert!(text.contains("uthenticat"), "{mechanism:?}: {text}");
+        assert!(!text.contains("scram-secret"), "{text}");
+    }
+}
