@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use feeder_core::config::ConfigError;
 use feeder_core::WriteError;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::config::{refused_setting, KafkaOptions};
@@ -47,6 +47,11 @@ impl ClientContext for FeederContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+        // "All brokers are down" follows the error that brought the last one down, and says
+        // less than it.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(reason.to_string());
         }

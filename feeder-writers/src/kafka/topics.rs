@@ -126,7 +126,7 @@ async fn describe(
             .map(|last| format!(" (last client error: {last})"))
             .unwrap_or_default();
         WriteError::terminal(
-            format!("no Kafka broker answered at {brokers} within {timeout:?}{why}"),
+            format!("the kafka brokers at {brokers} did not answer a metadata request within {timeout:?}{why}"),
             e,
         )
     })
