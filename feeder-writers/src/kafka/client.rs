@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use feeder_core::config::ConfigError;
 use feeder_core::WriteError;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -57,6 +58,9 @@ impl ClientContext for FeederContext {
         }
     }
 }
+
+/// The resume scan's consumer assigns its partitions itself: no rebalance to hear of.
+impl ConsumerContext for FeederContext {}
 
 /// The librdkafka settings of `o`, with the secrets read from the environment through `env`
 /// (a parameter so that tests need not touch the process environment). The error names the

@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer};
 ///     compression: lz4                        # none | gzip | snappy | lz4 (default)
 ///     delivery_timeout: 30s                   # message.timeout.ms
 ///     connect_timeout: 10s                    # start-up check of the brokers and topics
+///     resume_scan_records: 1000000            # newest records per partition searched at start
 ///     create_topics:                          # create missing topics (default: refuse to start)
 ///       partitions: 6
 ///       replication_factor: 3
@@ -57,9 +58,16 @@ pub struct KafkaOptions {
     #[serde(default = "default_delivery_timeout", with = "serde_duration")]
     pub delivery_timeout: Duration,
     /// How long each start-up step (the brokers' answer, the creation of missing topics)
-    /// may take.
+    /// may take; also the longest wait for each answer while the trades topic is read back
+    /// for resume points.
     #[serde(default = "default_connect_timeout", with = "serde_duration")]
     pub connect_timeout: Duration,
+    /// How many of the newest records of each partition of the trades topic are read, at
+    /// most, to find where a stream left off. A stream with no trade among them is taken
+    /// as new (with a warning) and starts from the live feed. Reading a million records
+    /// takes a few seconds.
+    #[serde(default = "default_resume_scan_records")]
+    pub resume_scan_records: u64,
     /// Creates the topics that do not exist at start-up. Without it a missing topic stops
     /// the writer from starting.
     #[serde(default)]
@@ -276,6 +284,9 @@ fn default_delivery_timeout() -> Duration {
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_resume_scan_records() -> u64 {
+    1_000_000
+}
 
 impl std::fmt::Debug for KafkaOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,6 +297,7 @@ impl std::fmt::Debug for KafkaOptions {
             .field("compression", &self.compression)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("resume_scan_records", &self.resume_scan_records)
             .field("create_topics", &self.create_topics)
             .field("security_protocol", &self.security_protocol)
             // Only the names of the variables that hold secrets are here.
@@ -363,6 +375,7 @@ impl KafkaOptions {
             compression: Compression::default(),
             delivery_timeout: default_delivery_timeout(),
             connect_timeout: default_connect_timeout(),
+            resume_scan_records: default_resume_scan_records(),
             create_topics: None,
             security_protocol: SecurityProtocol::default(),
             sasl: None,
@@ -387,6 +400,13 @@ impl KafkaOptions {
     /// The same options with another start-up timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The same options with another bound on the records read per partition to find
+    /// where a stream left off.
+    pub fn with_resume_scan_records(mut self, records: u64) -> Self {
+        self.resume_scan_records = records;
         self
     }
 
@@ -485,6 +505,9 @@ impl KafkaOptions {
         }
         if self.connect_timeout.is_zero() {
             return Err(("connect_timeout", "must be more than 0".into()));
+        }
+        if self.resume_scan_records == 0 {
+            return Err(("resume_scan_records", "must be more than 0".into()));
         }
         if let Some(c) = &self.create_topics {
             if c.partitions < 1 {
@@ -636,6 +659,10 @@ mod tests {
             (
                 KafkaOptions::new("h:1").with_delivery_timeout(Duration::ZERO),
                 "delivery_timeout",
+            ),
+            (
+                KafkaOptions::new("h:1").with_resume_scan_records(0),
+                "resume_scan_records",
             ),
             (
                 KafkaOptions::new("h:1").with_create_topics(0, 1),

@@ -5,10 +5,12 @@
 //! One message per event, keyed `exchange:symbol`, valued with the event's JSON line
 //! (without the newline). The producer is idempotent with `acks=all`, and a batch counts as
 //! written only when every message of it is acknowledged. At start-up the topics must exist,
-//! or be created with `create_topics`; otherwise the writer does not start.
+//! or be created with `create_topics`; otherwise the writer does not start. Where each stream
+//! left off is read back from the trades topic at start-up (see [`KafkaWriter`]).
 
 mod client;
 mod config;
+mod resume;
 mod topics;
 mod writer;
 
