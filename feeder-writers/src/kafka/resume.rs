@@ -275,6 +275,39 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Adds what the record at `offset`, keyed `key` and valued `payload`, says of its key to
+/// what a chunk holds: its newest trade, or the first record of it that is not an event.
+fn note(chunk: &mut HashMap<Vec<u8>, Seen>, key: &[u8], offset: i64, payload: &[u8]) {
+    let seen = match serde_json::from_slice::<Event>(payload) {
+        Ok(Event::Trade(t)) => Seen::Trade(Cursor {
+            trade_id: t.trade_id,
+            timestamp: t.timestamp,
+        }),
+        // Gaps share the topic; they say nothing of where the trades are.
+        Ok(Event::Gap(_) | Event::Candle(_)) => return,
+        Err(e) => Seen::Unreadable {
+            offset,
+            source: Arc::new(e),
+        },
+    };
+    match chunk.get_mut(key) {
+        None => {
+            chunk.insert(key.to_vec(), seen);
+        }
+        Some(current) => {
+            let replace = match (&*current, &seen) {
+                // One unreadable record of the key is enough to stop.
+                (Seen::Unreadable { .. }, _) => false,
+                (Seen::Trade(_), Seen::Unreadable { .. }) => true,
+                (Seen::Trade(old), Seen::Trade(new)) => newer(new, old),
+            };
+            if replace {
+                *current = seen;
+            }
+        }
+    }
+}
+
 /// One consumer reading one partition at a time.
 struct Reader<'a> {
     consumer: &'a BaseConsumer<FeederContext>,
@@ -318,35 +351,8 @@ impl Reader<'_> {
     ) -> Result<HashMap<Vec<u8>, Seen>, WriteError> {
         let mut out: HashMap<Vec<u8>, Seen> = HashMap::new();
         self.read(partition, start, end, end - start, |m| {
-            let Some(key) = m.key() else { return };
-            let parsed = serde_json::from_slice::<Event>(m.payload().unwrap_or_default());
-            let seen = match parsed {
-                Ok(Event::Trade(t)) => Seen::Trade(Cursor {
-                    trade_id: t.trade_id,
-                    timestamp: t.timestamp,
-                }),
-                // Gaps share the topic; they say nothing of where the trades are.
-                Ok(Event::Gap(_) | Event::Candle(_)) => return,
-                Err(e) => Seen::Unreadable {
-                    offset: m.offset(),
-                    source: Arc::new(e),
-                },
-            };
-            match out.get_mut(key) {
-                None => {
-                    out.insert(key.to_vec(), seen);
-                }
-                Some(current) => {
-                    let replace = match (&*current, &seen) {
-                        // One unreadable record of the key is enough to stop.
-                        (Seen::Unreadable { .. }, _) => false,
-                        (Seen::Trade(_), Seen::Unreadable { .. }) => true,
-                        (Seen::Trade(old), Seen::Trade(new)) => newer(new, old),
-                    };
-                    if replace {
-                        *current = seen;
-                    }
-                }
+            if let Some(key) = m.key() {
+                note(&mut out, key, m.offset(), m.payload().unwrap_or_default());
             }
         })?;
         Ok(out)
@@ -431,5 +437,67 @@ impl Reader<'_> {
             e,
             &format!("{what} kafka topic {}/{partition} back", self.topic),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use feeder_core::model::{Gap, GapReason, Side, Symbol, Timestamp, Trade, TradeId};
+
+    fn trade(id: &str, secs: i64) -> Vec<u8> {
+        let at = Timestamp::from_unix_secs(1_709_251_200 + secs);
+        serde_json::to_vec(&Event::Trade(Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::new(id),
+            price: "1".parse().unwrap(),
+            amount: "1".parse().unwrap(),
+            side: Side::Buy,
+            timestamp: at,
+            received_at: at,
+        }))
+        .unwrap()
+    }
+
+    fn newest(chunk: &HashMap<Vec<u8>, Seen>, key: &str) -> Option<String> {
+        match chunk.get(key.as_bytes())? {
+            Seen::Trade(c) => Some(c.trade_id.as_str().to_string()),
+            Seen::Unreadable { offset, .. } => Some(format!("unreadable@{offset}")),
+        }
+    }
+
+    #[test]
+    fn a_chunk_keeps_the_newest_trade_per_key_and_any_unreadable_record() {
+        let gap = serde_json::to_vec(&Event::Gap(Gap {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            after_trade_id: TradeId::new("99"),
+            before_trade_id: None,
+            from: Timestamp::from_unix_secs(1_709_251_200),
+            to: None,
+            reason: GapReason::NoBackfill,
+        }))
+        .unwrap();
+        let mut chunk = HashMap::new();
+        // Numeric ids: 10 is newest although 9 (a backfill) came after it.
+        note(&mut chunk, b"x:A", 0, &trade("8", 1));
+        note(&mut chunk, b"x:A", 1, &trade("10", 3));
+        note(&mut chunk, b"x:A", 2, &trade("9", 2));
+        note(&mut chunk, b"x:A", 3, &gap);
+        // Other ids: by time.
+        note(&mut chunk, b"x:B", 4, &trade("b", 5));
+        note(&mut chunk, b"x:B", 5, &trade("a", 4));
+        // A gap alone says nothing of the key.
+        note(&mut chunk, b"x:C", 6, &gap);
+        // An unreadable record stands, whatever follows it.
+        note(&mut chunk, b"x:D", 7, &trade("1", 1));
+        note(&mut chunk, b"x:D", 8, b"{\"type\":\"tra");
+        note(&mut chunk, b"x:D", 9, &trade("2", 2));
+        assert_eq!(newest(&chunk, "x:A").as_deref(), Some("10"));
+        assert_eq!(newest(&chunk, "x:B").as_deref(), Some("b"));
+        assert_eq!(newest(&chunk, "x:C"), None);
+        assert_eq!(newest(&chunk, "x:D").as_deref(), Some("unreadable@8"));
     }
 }
