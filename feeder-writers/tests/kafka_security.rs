@@ -109,6 +109,20 @@ async fn events_go_over_tls_and_come_back() {
     assert!(!advertised.is_empty());
     assert!(advertised.iter().all(|a| *a == brokers), "{advertised:?}");
 
+    // The resume point is read back over TLS too.
+    let mut again = KafkaWriter::connect(
+        tls_options(&brokers, Some(dir.join("ca.pem"))).with_topics(&trades, &trades),
+    )
+    .await
+    .unwrap();
+    let symbol = feeder_core::model::Symbol::parse("BTC-USD").unwrap();
+    assert!(again
+        .resume_point("bitstamp", &symbol)
+        .await
+        .unwrap()
+        .is_some());
+    again.close().await.unwrap();
+
     // And the TLS address does not speak plaintext Kafka.
     let plain = KafkaOptions::new(&brokers)
         .with_topics(&trades, &trades)

@@ -115,6 +115,10 @@ impl Scanner {
             c.remove(producer_only);
         }
         c.set("client.id", "crypto-feeder-resume")
+            // librdkafka refuses to assign partitions without a group ("Unknown group"). The
+            // partitions are assigned, never subscribed, so the group is never joined, and
+            // nothing is committed to it.
+            .set("group.id", "crypto-feeder-resume")
             .set("enable.partition.eof", "true")
             // The end of a partition is noticed sooner than with the default 500 ms.
             .set("fetch.wait.max.ms", "100")
