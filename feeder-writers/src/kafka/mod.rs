@@ -1,11 +1,17 @@
 //! The `kafka` writer: trades and candles as JSON messages on Kafka topics, through
-//! librdkafka (built from source with the `rdkafka` crate).
+//! librdkafka (built from source with the `rdkafka` crate, TLS and SCRAM through the
+//! system OpenSSL).
 //!
 //! One message per event, keyed `exchange:symbol`, valued with the event's JSON line
 //! (without the newline). The producer is idempotent with `acks=all`, and a batch counts as
-//! written only when every message of it is acknowledged.
+//! written only when every message of it is acknowledged. At start-up the topics must exist,
+//! or be created with `create_topics`; otherwise the writer does not start. Where each stream
+//! left off is read back from the trades topic at start-up (see [`KafkaWriter`]).
 
+mod client;
 mod config;
+mod resume;
+mod topics;
 mod writer;
 
 use async_trait::async_trait;
@@ -14,7 +20,11 @@ use feeder_core::feeder::WriterFactory;
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 
-pub use config::{Compression, KafkaOptions};
+pub use config::{
+    Compression, CreateTopics, KafkaOptions, SaslMechanism, SaslOptions, SecurityProtocol,
+    SslOptions,
+};
+pub use topics::MissingTopic;
 pub use writer::KafkaWriter;
 
 /// Builds [`KafkaWriter`]s from config entries of type `kafka`.

@@ -5,14 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use feeder_core::config::ConfigError;
-use feeder_core::model::{write_json_line, Event};
+use feeder_core::exchange::Cursor;
+use feeder_core::model::{write_json_line, Event, Symbol};
 use feeder_core::writer::Writer;
 use feeder_core::WriteError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 
-use super::config::KafkaOptions;
+use super::client::{check_files, client_config, create, FeederContext};
+use super::config::{KafkaOptions, SaslMechanism, SecurityProtocol};
+use super::resume::Scanner;
+use super::topics;
 
 /// How many times a full local queue is waited on before the batch fails.
 const QUEUE_FULL_WAITS: usize = 1_000;
@@ -25,17 +29,29 @@ const QUEUE_FULL_WAITS: usize = 1_000;
 /// acknowledged, and fails (retriably) if any is not within `delivery_timeout`. A retried
 /// batch may be stored again in part: Kafka topics are at-least-once here, so consumers
 /// should deduplicate on (exchange, symbol, trade_id).
+///
+/// Where a stream left off is read back from the trades topic: the newest trade keyed with
+/// the stream among the newest `resume_scan_records` records of each partition, found by
+/// reading back from the end in chunks (see [`resume_point`](Writer::resume_point)). So a
+/// restart publishes nothing again that the topic already holds; a stream whose last trade
+/// is further back than that is taken as new.
 pub struct KafkaWriter {
     options: KafkaOptions,
+    /// The producer's settings, secrets included (never logged: `Debug` leaves it out).
     config: ClientConfig,
+    /// Shared by every producer of the writer.
+    context: FeederContext,
     /// Replaced after a fatal producer error or a fencing (the idempotent producer cannot
     /// go on).
-    producer: FutureProducer,
+    producer: FutureProducer<FeederContext>,
     /// Set when the producer must be replaced before the next batch.
     renew: bool,
     /// The encoded value of the current event; kept to reuse its capacity.
     buf: Vec<u8>,
     key: String,
+    /// What reading back the trades topic learnt at start-up, kept across the resume
+    /// questions of one start; dropped at the first write, after which it is stale.
+    scanner: Option<Scanner>,
 }
 
 impl std::fmt::Debug for KafkaWriter {
@@ -47,57 +63,56 @@ impl std::fmt::Debug for KafkaWriter {
 }
 
 impl KafkaWriter {
-    /// Creates the producer and checks that the brokers answer within `connect_timeout`;
-    /// bad options or silent brokers fail here with a terminal error.
+    /// Creates the producer, checks that the brokers answer and that the topics exist
+    /// (creating them with `create_topics`), each within `connect_timeout`. Bad options,
+    /// a missing secret, silent brokers, a refused TLS handshake or authentication, and a
+    /// missing topic fail here with a terminal error: the writer never starts and then
+    /// fails every batch.
     pub async fn connect(options: KafkaOptions) -> Result<Self, WriteError> {
         options
             .check()
             .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
-        let config = client_config(&options);
-        let producer = create(&config)?;
+        let config = client_config(&options, &|var| std::env::var(var).ok())
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
+        check_files(&options)?;
+        let context = FeederContext::default();
+        let producer: FutureProducer<FeederContext> = create(&config, &context)?;
+        topics::ensure(&producer, &context, &config, &options).await?;
         let brokers = options.brokers.join(",");
-        let probe = producer.clone();
-        let timeout = options.connect_timeout;
-        let topics = tokio::task::spawn_blocking(move || {
-            probe.client().fetch_metadata(None, timeout).map(|m| {
-                m.topics()
-                    .iter()
-                    .map(|t| t.name().to_string())
-                    .collect::<Vec<_>>()
-            })
-        })
-        .await
-        .map_err(|e| WriteError::terminal("the kafka start-up check failed", e))?
-        .map_err(|e| {
-            WriteError::terminal(
-                format!("no Kafka broker answered at {brokers} within {timeout:?}"),
-                e,
-            )
-        })?;
-        for topic in [&options.topic, &options.candles_topic] {
-            if !topics.iter().any(|t| t == topic) {
-                tracing::warn!(
-                    topic = %topic,
-                    brokers = %brokers,
-                    "kafka topic does not exist yet; the broker must create it on first use"
-                );
-            }
+        tracing::info!(
+            brokers = %brokers,
+            topic = %options.topic,
+            candles_topic = %options.candles_topic,
+            security_protocol = options.security_protocol.as_str(),
+            "kafka writer connected"
+        );
+        if options.security_protocol == SecurityProtocol::SaslPlaintext
+            && options.sasl.as_ref().map(|s| s.mechanism) == Some(SaslMechanism::Plain)
+        {
+            tracing::warn!(brokers = %brokers, "kafka SASL PLAIN without TLS sends the password unencrypted; use sasl_ssl or SCRAM");
         }
-        tracing::info!(brokers = %brokers, topic = %options.topic, candles_topic = %options.candles_topic, "kafka writer connected");
-        tracing::warn!(topic = %options.topic, "the kafka writer does not report where it left off: after a restart it may receive again, and publish again, what it published just before (consumers dedup on exchange, symbol and trade_id)");
         Ok(Self {
             options,
             config,
+            context,
             producer,
             renew: false,
             buf: Vec::new(),
             key: String::new(),
+            scanner: None,
         })
     }
 
     /// The options the writer was built with.
     pub fn options(&self) -> &KafkaOptions {
         &self.options
+    }
+
+    /// Drops what the start-up read-back learnt: the consumer closes on a blocking thread.
+    async fn drop_scanner(&mut self) {
+        if let Some(scanner) = self.scanner.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(scanner)).await;
+        }
     }
 
     /// Queues one event; waits for earlier deliveries when the local queue is full.
@@ -192,33 +207,9 @@ fn delivered<C>(
     }
 }
 
-fn client_config(o: &KafkaOptions) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", o.brokers.join(","))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", o.compression.as_str())
-        .set(
-            "message.timeout.ms",
-            o.delivery_timeout.as_millis().to_string(),
-        )
-        .set("linger.ms", "5")
-        .set("client.id", "crypto-feeder");
-    for (k, v) in &o.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-fn create(config: &ClientConfig) -> Result<FutureProducer, WriteError> {
-    config
-        .create()
-        .map_err(|e| WriteError::terminal("cannot create the kafka producer", e))
-}
-
 /// Message-level problems that a retry cannot fix; anything else (brokers down, timeouts,
 /// leader changes) is retried.
-fn classify(e: KafkaError, context: &str) -> WriteError {
+pub(super) fn classify(e: KafkaError, context: &str) -> WriteError {
     let terminal = matches!(
         e.rdkafka_error_code(),
         Some(
@@ -248,6 +239,7 @@ impl Writer for KafkaWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        self.drop_scanner().await;
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::error!(?code, %reason, "kafka producer failed fatally");
             self.renew = true;
@@ -256,7 +248,7 @@ impl Writer for KafkaWriter {
             // The idempotent producer is unusable (fatal error, or fenced after its
             // messages timed out): start a new one, with a new producer id.
             tracing::warn!("creating a new kafka producer");
-            let old = std::mem::replace(&mut self.producer, create(&self.config)?);
+            let old = std::mem::replace(&mut self.producer, create(&self.config, &self.context)?);
             self.renew = false;
             // Dropping a producer blocks briefly while it purges its queue.
             let _ = tokio::task::spawn_blocking(move || drop(old)).await;
@@ -279,6 +271,52 @@ impl Writer for KafkaWriter {
             None => Ok(()),
             Some(e) => Err(e),
         }
+    }
+
+    async fn close(&mut self) -> Result<(), WriteError> {
+        self.drop_scanner().await;
+        self.flush().await
+    }
+
+    /// The newest trade keyed `exchange:symbol` on the trades topic: each partition is read
+    /// back from its end in chunks of 10 000 records, and the first chunk (going back) that
+    /// holds a trade of the stream gives its newest trade (by id when ids are numbers, else
+    /// by time); the newest across partitions wins. `None` when the topic is empty, or
+    /// holds no trade of the stream; also when none is among the newest
+    /// `resume_scan_records` records of any partition, with a warning (the stream is taken
+    /// as new). A record of the stream that is not an event is a terminal error naming its
+    /// partition and offset. Nothing is committed; what one question reads serves the next
+    /// ones until the first write.
+    async fn resume_point(
+        &mut self,
+        exchange: &str,
+        symbol: &Symbol,
+    ) -> Result<Option<Cursor>, WriteError> {
+        let key = format!("{exchange}:{}", symbol.as_str());
+        let scanner = self.scanner.take();
+        let (config, context) = (self.config.clone(), self.context.clone());
+        let (topic, timeout, bound) = (
+            self.options.topic.clone(),
+            self.options.connect_timeout,
+            self.options.resume_scan_records,
+        );
+        let span = tracing::Span::current();
+        let (scanner, result) = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            let mut scanner = match scanner {
+                Some(s) => s,
+                None => match Scanner::new(&config, &context, topic, timeout, bound) {
+                    Ok(s) => s,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let result = scanner.newest_trade(&key);
+            (Some(scanner), result)
+        })
+        .await
+        .map_err(|e| WriteError::terminal("reading back the kafka trades topic failed", e))?;
+        self.scanner = scanner;
+        result
     }
 
     async fn flush(&mut self) -> Result<(), WriteError> {
