@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use crate::budget::{batch_bytes, ByteBudget};
 use crate::config::PipelineConfig;
 use crate::exchange::{Completeness, Cursor, Input};
-use crate::model::{Candle, Event, Gap, Symbol, Timestamp, Trade};
+use crate::model::{Candle, Event, Gap, Interval, Symbol, Timestamp, Trade};
+use crate::observe::StreamStats;
 use crate::pipeline::{Aggregator, Valve, ValveCounts};
 use crate::writer::WriterHandle;
 
@@ -164,6 +165,25 @@ impl Stages {
         self.aggregator.as_ref().and_then(Aggregator::next_deadline)
     }
 
+    /// Publishes what only the pipeline knows of each watched stream: its duplicates and its
+    /// completeness watermark.
+    pub(crate) fn publish(&self, watch: &Watch, now: Timestamp) {
+        let dups = self.valve.as_ref().map(Valve::duplicates_by_stream);
+        for (ex, sym, stats) in &watch.streams {
+            if let Some(d) = dups
+                .as_ref()
+                .and_then(|d| d.get(&(ex.clone(), sym.clone())))
+            {
+                stats
+                    .duplicates
+                    .store(*d, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Some(a) = &self.aggregator {
+                stats.set_watermark(a.watermark(ex, sym, now));
+            }
+        }
+    }
+
     pub(crate) fn finish(&self, totals: &mut StageTotals) {
         if let Some(v) = &self.valve {
             totals.valve = v.counts();
@@ -204,6 +224,73 @@ impl Clock {
     }
 }
 
+/// How often the pipeline publishes the duplicates and watermarks of the watched streams.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The counters of the streams the pipeline passes trades of, found once per run of one
+/// stream's trades in a batch.
+pub(crate) struct Watch {
+    streams: Vec<(Arc<str>, Symbol, Arc<StreamStats>)>,
+    /// The interval whose candles the status page draws: the smallest built.
+    chart: Option<Interval>,
+}
+
+impl Watch {
+    pub(crate) fn new(
+        streams: impl IntoIterator<Item = (Arc<str>, Symbol, Arc<StreamStats>)>,
+        chart: Option<Interval>,
+    ) -> Self {
+        Self {
+            streams: streams.into_iter().collect(),
+            chart,
+        }
+    }
+
+    fn find(&self, exchange: &str, symbol: &Symbol) -> Option<&StreamStats> {
+        self.streams
+            .iter()
+            .find(|(e, s, _)| **e == *exchange && s == symbol)
+            .map(|(_, _, st)| &**st)
+    }
+
+    /// Counts the trades of `events` per stream and keeps their candles for the chart.
+    fn note(&self, events: &[Event]) {
+        // The current run of one stream's trades: its first trade, its length, its newest time.
+        let mut run: Option<(&Trade, u64, Timestamp)> = None;
+        let flush = |run: Option<(&Trade, u64, Timestamp)>| {
+            if let Some((first, n, newest)) = run {
+                if let Some(st) = self.find(&first.exchange, &first.symbol) {
+                    st.passed(n, newest);
+                }
+            }
+        };
+        for e in events {
+            match e {
+                Event::Trade(t) => match &mut run {
+                    Some((first, n, newest))
+                        if Arc::ptr_eq(&first.exchange, &t.exchange)
+                            && first.symbol == t.symbol =>
+                    {
+                        *n += 1;
+                        *newest = (*newest).max(t.timestamp);
+                    }
+                    _ => {
+                        flush(run.take());
+                        run = Some((t, 1, t.timestamp));
+                    }
+                },
+                Event::Candle(c) if Some(c.interval) == self.chart => {
+                    if let Some(st) = self.find(&c.exchange, &c.symbol) {
+                        st.push_candle(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        flush(run);
+    }
+}
+
 /// Runs until every exchange sender is gone, then drops the writer handles so the writers
 /// drain and close. Each batch of trades received gives its bytes back to `budget`, the
 /// bound of the channel in bytes its senders take from.
@@ -213,8 +300,11 @@ pub(crate) async fn run(
     mut stages: Stages,
     writers: Vec<WriterHandle>,
     clock: Clock,
+    watch: Watch,
 ) -> StageTotals {
     let mut totals = StageTotals::default();
+    let mut publish = tokio::time::interval(PUBLISH_EVERY);
+    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wake = stages.next_deadline().map(|d| clock.instant_of(d));
         let events = tokio::select! {
@@ -231,9 +321,15 @@ pub(crate) async fn run(
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),
+            _ = publish.tick() => {
+                stages.publish(&watch, clock.now());
+                continue;
+            }
         };
+        watch.note(&events);
         fan_out(&writers, events).await;
     }
+    stages.publish(&watch, clock.now());
     stages.finish(&mut totals);
     totals
 }
