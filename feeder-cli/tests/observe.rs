@@ -441,13 +441,34 @@ async fn the_live_view_shows_each_stream_and_writer_in_a_terminal() {
         socket: format!("crypto-feeder-test-{}", std::process::id()),
     };
     let cmd = format!("{BIN} run --config {}", path.display());
-    tmux.run(&["new-session", "-d", "-x", "160", "-y", "40", &cmd]);
-    mock.wait_subscriptions(2, WAIT).await.unwrap();
+    let started = Command::new("tmux")
+        .args([
+            "-L",
+            &tmux.socket,
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &cmd,
+        ])
+        .status()
+        .expect("run tmux");
+    assert!(started.success(), "tmux new-session: {started:?}");
+    if mock.wait_subscriptions(2, WAIT).await.is_err() {
+        panic!(
+            "no subscription; screen:\n{}",
+            tmux.run(&["capture-pane", "-p"])
+        );
+    }
     mock.publish(8);
     poll("the trades", || (trades_written(&out) == 8).then_some(()));
     let screen = poll("the live view", || {
         let screen = tmux.run(&["capture-pane", "-p"]);
-        (screen.contains("READY") && screen.contains("queue      0")).then_some(screen)
+        let ready = screen.contains("crypto-feeder running READY");
+        let live = screen.matches(" live ").count() == 2;
+        (ready && live && screen.contains("queue      0")).then_some(screen)
     });
     let line = |needle: &str| {
         screen
