@@ -38,6 +38,12 @@ fn missing(program: &str) -> bool {
     true
 }
 
+/// Prints what the test made for a person to look at (shown with `--nocapture`).
+#[allow(clippy::print_stdout)]
+fn say(line: &str) {
+    println!("{line}");
+}
+
 /// A child process killed when the test ends, however it ends.
 struct Proc(Child);
 
@@ -590,6 +596,6 @@ async fn headless_chromium_shows_every_stream_on_the_status_page() {
     ]);
     let png = std::fs::read(&shot).expect("the screenshot is written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    println!("status page screenshot: {}", shot.display());
+    say(&format!("status page screenshot: {}", shot.display()));
     feeder.stop();
 }

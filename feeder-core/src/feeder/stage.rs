@@ -303,9 +303,14 @@ pub(crate) async fn run(
     watch: Watch,
 ) -> StageTotals {
     let mut totals = StageTotals::default();
-    let mut publish = tokio::time::interval(PUBLISH_EVERY);
-    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Checked on every pass rather than only raced in the select: under a steady flow the
+    // biased select would always find a batch first.
+    let mut publish_at = Instant::now();
     loop {
+        if Instant::now() >= publish_at {
+            stages.publish(&watch, clock.now());
+            publish_at = Instant::now() + PUBLISH_EVERY;
+        }
         let wake = stages.next_deadline().map(|d| clock.instant_of(d));
         let events = tokio::select! {
             biased;
@@ -321,10 +326,7 @@ pub(crate) async fn run(
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),
-            _ = publish.tick() => {
-                stages.publish(&watch, clock.now());
-                continue;
-            }
+            () = tokio::time::sleep_until(publish_at) => continue,
         };
         watch.note(&events);
         fan_out(&writers, events).await;
@@ -353,5 +355,66 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{parse_decimal, Side, TradeId};
+    use std::sync::atomic::Ordering;
+
+    fn trade(ex: &Arc<str>, sym: &str, id: u64) -> Event {
+        Event::Trade(Trade {
+            exchange: ex.clone(),
+            symbol: Symbol::parse(sym).unwrap(),
+            trade_id: TradeId::from_u64(id),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(id as i64),
+            received_at: Timestamp::from_unix_secs(id as i64),
+        })
+    }
+
+    #[test]
+    fn trades_are_counted_per_stream_across_interleaved_runs() {
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let stats: Vec<Arc<StreamStats>> = (0..3).map(|_| Arc::default()).collect();
+        let watch = Watch::new(
+            [
+                (
+                    a.clone(),
+                    Symbol::parse("BTC-USD").unwrap(),
+                    stats[0].clone(),
+                ),
+                (
+                    a.clone(),
+                    Symbol::parse("ETH-USD").unwrap(),
+                    stats[1].clone(),
+                ),
+                (
+                    b.clone(),
+                    Symbol::parse("BTC-USD").unwrap(),
+                    stats[2].clone(),
+                ),
+            ],
+            None,
+        );
+        // A stream not watched (not configured) is passed over.
+        let other: Arc<str> = Arc::from("c");
+        watch.note(&[
+            trade(&a, "BTC-USD", 1),
+            trade(&a, "BTC-USD", 3),
+            trade(&a, "ETH-USD", 2),
+            trade(&b, "BTC-USD", 9),
+            trade(&other, "BTC-USD", 4),
+            trade(&a, "BTC-USD", 2),
+        ]);
+        let n = |i: usize| stats[i].trades.load(Ordering::Relaxed);
+        assert_eq!((n(0), n(1), n(2)), (3, 1, 1));
+        assert_eq!(stats[0].last_trade(), Some(Timestamp::from_unix_secs(3)));
+        assert_eq!(stats[2].last_trade(), Some(Timestamp::from_unix_secs(9)));
     }
 }

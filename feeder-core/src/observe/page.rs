@@ -26,7 +26,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
     let _ = write!(
         out,
         "<h1>crypto-feeder <span class=\"{cls}\">{ready}</span></h1>\
-         <p class=\"meta\">{phase} for {uptime}, {tps:.1} trades/s{mem}{cpu}, as of {time}</p>\n",
+         <p class=\"meta\">{phase} for {uptime}, {tps:.1} trades/s{mem}{cpu}, as of {time}</p>",
         cls = if status.ready { "ok" } else { "bad" },
         ready = if status.ready { "ready" } else { "not ready" },
         phase = status.phase,
@@ -44,6 +44,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
             .unwrap_or_default(),
         time = status.time,
     );
+    out.push('\n');
 
     out.push_str(
         "<h2>Streams</h2><table id=\"streams\"><thead><tr><th>exchange</th><th>symbol</th>\
@@ -56,7 +57,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
             out,
             "<tr class=\"stream\" data-exchange=\"{ex}\" data-symbol=\"{sym}\"><td>{ex}</td>\
              <td>{sym}</td><td class=\"{cls}\">{state}</td><td>{tps:.1}</td><td>{trades}</td>\
-             <td>{age}</td><td>{lag}</td><td>{gaps}</td><td>{backfilled}</td><td>{dups}</td></tr>\n",
+             <td>{age}</td><td>{lag}</td><td>{gaps}</td><td>{backfilled}</td><td>{dups}</td></tr>",
             ex = esc(&s.exchange),
             sym = esc(s.symbol.as_str()),
             cls = if s.ready { "ok" } else { "bad" },
@@ -75,6 +76,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
             backfilled = s.backfilled,
             dups = s.duplicates,
         );
+        out.push('\n');
     }
     out.push_str("</tbody></table>\n");
 
@@ -88,7 +90,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
             out,
             "<tr class=\"writer\"><td>{name}</td><td class=\"{cls}\">{state}</td>\
              <td>{eps:.1}</td><td>{events}</td><td>{queued} events, {qkib} KiB</td>\
-             <td>{spill} KiB</td><td>{errors}</td><td>{retries}</td><td>{dropped}</td></tr>\n",
+             <td>{spill} KiB</td><td>{errors}</td><td>{retries}</td><td>{dropped}</td></tr>",
             name = esc(&w.name),
             cls = if w.ready { "ok" } else { "bad" },
             state = w.state,
@@ -101,6 +103,7 @@ pub fn render_page(status: &Status, refresh_seconds: u32) -> String {
             retries = w.retries,
             dropped = w.dropped,
         );
+        out.push('\n');
     }
     out.push_str("</tbody></table>\n<h2>Recent candles</h2><div class=\"charts\">\n");
     for s in &status.streams {
