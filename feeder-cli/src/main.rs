@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! crypto-feeder run --config feeder.yaml      # until SIGINT/SIGTERM, then flush and exit 0
+//! crypto-feeder run --quiet --config f        # ... without the live view or status lines
 //! crypto-feeder validate --config feeder.yaml # check a config without connecting anywhere
 //! crypto-feeder validate --online --config f  # ... and that each venue lists its symbols
 //! crypto-feeder symbols kraken                # a venue's tradeable symbols, normalized
@@ -20,6 +21,9 @@ use feeder_core::exchange::fetch_instruments;
 use feeder_core::feeder::{Feeder, Registry, Summary};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+
+mod live;
+mod observe;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +49,9 @@ enum Command {
         /// The YAML config file.
         #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
         config: PathBuf,
+        /// No live view on a terminal, no periodic status line otherwise.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Checks a config file without connecting anywhere (with --online, also asks each
     /// exchange whether it lists the configured symbols).
@@ -86,7 +93,7 @@ fn init_logging(verbose: u8, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(live::MakeLogWriter);
     if json {
         builder.json().init();
     } else {
@@ -225,19 +232,22 @@ impl Signals {
     }
 }
 
-async fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run(config: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
     let signals = Signals::install()?;
     let registry = registry();
     let config = load(&config, &registry)?;
+    let show = observe::Settings::of(&config, quiet);
     let feeder = Feeder::from_config(config, &registry)
         .await
         .context("starting the feeder")?;
+    let watchers = show.start(feeder.monitor()).await?;
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(feeder.run(shutdown.clone()));
     tracing::info!("running; send SIGINT or SIGTERM to stop");
     signals.wait().await?;
     shutdown.cancel();
     let summary = run.await.context("the feeder task failed")?;
+    watchers.stop().await;
     for line in summary.to_string().lines() {
         tracing::info!("{line}");
     }
@@ -276,11 +286,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_json);
     let result = match cli.command {
-        Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
+        Command::Run { config, quiet } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the runtime")
-            .and_then(|rt| rt.block_on(run(config))),
+            .and_then(|rt| rt.block_on(run(config, quiet))),
         Command::Validate { config, online } => {
             let registry = registry();
             load(&config, &registry)

@@ -18,6 +18,9 @@
 //!   ([`SymbolTable`](venue::SymbolTable), [`read`](venue::read)).
 //! - [`prelude`]: what a venue or a writer in another crate needs, in one `use`.
 //! - [`budget`]: the bounds in bytes of the queues between the tasks.
+//! - [`observe`]: a [`Monitor`](observe::Monitor) of a running feeder (its streams'
+//!   and writers' state, rates and counters) and, with the `observe` feature, the HTTP
+//!   listener of Prometheus metrics, health checks and a status page.
 //! - [`feeder`]: the orchestrator that builds all of it from a [`config::Config`], supervises
 //!   it and shuts it down cleanly.
 //!
@@ -31,6 +34,7 @@ pub mod error;
 pub mod exchange;
 pub mod feeder;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod prelude;
 #[cfg(feature = "testing")]

@@ -130,10 +130,31 @@ pub struct Config {
     /// How long a graceful shutdown may take before stragglers are named and abandoned.
     #[serde(default = "default_shutdown_timeout", with = "serde_duration")]
     pub shutdown_timeout: Duration,
+    /// The HTTP listener of Prometheus metrics, health checks and the status page; none
+    /// unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// How often the command line logs a one-line status when its stderr is not a terminal
+    /// (default 1m).
+    #[serde(default = "default_status_interval", with = "serde_duration")]
+    pub status_interval: Duration,
 }
 
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_status_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Where metrics, health and the status page are served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The address to listen on, as `127.0.0.1:9898`. An address other than loopback makes
+    /// the page and the metrics reachable from other machines: there is no authentication.
+    pub listen: std::net::SocketAddr,
 }
 
 /// One venue and the symbols to collect from it.
@@ -769,6 +790,12 @@ impl Config {
                     format!("must be at least {MIN_QUEUE_BYTES}"),
                 ));
             }
+        }
+        if self.status_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "status_interval",
+                "must be at least 1s",
+            ));
         }
         let p = &self.pipeline;
         if p.channel_capacity == 0 {

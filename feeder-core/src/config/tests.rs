@@ -362,3 +362,38 @@ fn a_bad_value_names_its_key_and_its_line() {
         );
     }
 }
+
+#[test]
+fn metrics_listen_and_status_interval_are_read_and_checked() {
+    let c = Config::from_yaml_str_with_env(GOOD, &env).unwrap();
+    assert_eq!(c.metrics, None, "no listener unless asked for");
+    assert_eq!(c.status_interval, Duration::from_secs(60));
+    let text = format!("{GOOD}metrics:\n  listen: 127.0.0.1:9898\nstatus_interval: 5s\n");
+    let c = Config::from_yaml_str_with_env(&text, &env).unwrap();
+    assert_eq!(
+        c.metrics.unwrap().listen,
+        "127.0.0.1:9898".parse::<std::net::SocketAddr>().unwrap()
+    );
+    assert_eq!(c.status_interval, Duration::from_secs(5));
+    let bad = format!("{GOOD}metrics:\n  listen: localhost\n");
+    let err = Config::from_yaml_str_with_env(&bad, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("metrics.listen") || err.contains("line 14"),
+        "{err}"
+    );
+    let typo = format!("{GOOD}metrics:\n  listn: 127.0.0.1:1\n");
+    let err = Config::from_yaml_str_with_env(&typo, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `listn`"), "{err}");
+    let fast = format!("{GOOD}status_interval: 100ms\n");
+    let err = Config::from_yaml_str_with_env(&fast, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("status_interval: must be at least 1s"),
+        "{err}"
+    );
+}

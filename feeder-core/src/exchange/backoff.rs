@@ -44,6 +44,11 @@ impl Backoff {
         }
     }
 
+    /// The longest delay it waits.
+    pub fn max_delay(&self) -> Duration {
+        self.max
+    }
+
     /// Starts again from the initial delay.
     pub fn reset(&mut self) {
         self.current = self.initial;

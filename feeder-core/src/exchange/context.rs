@@ -13,6 +13,7 @@ use crate::error::{truncate_for_log, ExchangeError, ParseError};
 /// How long a batch may still take to enter the pipeline once shutdown began.
 const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::model::{Gap, Symbol, Timestamp, Trade, TradeId};
+use crate::observe::{LinkStats, StreamTable};
 use crate::pipeline::{Rejected, Screen, TradeRules};
 
 /// The newest trade seen for one symbol: where to resume and backfill from.
@@ -135,9 +136,22 @@ pub struct ExchangeStats {
     /// Rejected or quarantined trades whose copy could not be put on the dead-letter channel
     /// (full or closed). They are counted above all the same.
     pub dead_letters_dropped: AtomicU64,
+    /// Counters per configured symbol (empty unless made with
+    /// [`for_symbols`](Self::for_symbols)).
+    pub streams: StreamTable,
+    /// Whether the venue answers, written by the driver.
+    pub link: LinkStats,
 }
 
 impl ExchangeStats {
+    /// Counters with a [`StreamStats`](crate::observe::StreamStats) for each of `symbols`.
+    pub fn for_symbols(symbols: &[Symbol]) -> Self {
+        Self {
+            streams: StreamTable::new(symbols),
+            ..Self::default()
+        }
+    }
+
     /// Adds one to a counter.
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -317,6 +331,9 @@ impl TradeSink {
         symbol: &Symbol,
         completeness: Completeness,
     ) -> Result<(), ExchangeError> {
+        if let Some(stream) = self.stats.streams.get(symbol) {
+            stream.set_progress(completeness);
+        }
         self.tx
             .send(Input::Progress {
                 exchange: exchange.clone(),
@@ -330,6 +347,9 @@ impl TradeSink {
     /// Records a hole that could not be filled: counted, logged, and sent on to every writer.
     pub async fn send_gap(&self, gap: Gap) -> Result<(), ExchangeError> {
         ExchangeStats::incr(&self.stats.gaps);
+        if let Some(stream) = self.stats.streams.get(&gap.symbol) {
+            ExchangeStats::incr(&stream.gaps);
+        }
         tracing::warn!(
             exchange = %gap.exchange,
             symbol = %gap.symbol,
@@ -383,7 +403,7 @@ impl ExchangeContext {
     /// without the orchestrator.
     pub fn new(symbols: Vec<Symbol>, tx: mpsc::Sender<Input>, shutdown: CancellationToken) -> Self {
         let cursors = Cursors::default();
-        let stats = Arc::new(ExchangeStats::default());
+        let stats = Arc::new(ExchangeStats::for_symbols(&symbols));
         Self {
             symbols,
             sink: TradeSink::new(tx, cursors.clone(), stats.clone()),
@@ -413,6 +433,14 @@ impl ExchangeContext {
                     Ok(())
                 }
             },
+        }
+    }
+
+    /// Counts `n` trades of `symbol` recovered over REST.
+    pub fn backfilled(&self, symbol: &Symbol, n: u64) {
+        ExchangeStats::add(&self.stats.backfilled, n);
+        if let Some(stream) = self.stats.streams.get(symbol) {
+            ExchangeStats::add(&stream.backfilled, n);
         }
     }
 

@@ -10,6 +10,7 @@ use super::rest::{default_client, Fetcher, Filled};
 use super::{Backoff, Completeness, Exchange, ExchangeContext, PollVenue};
 use crate::error::ExchangeError;
 use crate::model::Timestamp;
+use crate::observe::Link;
 
 /// Tries per request by default (the first included) before a symbol is skipped for a tick.
 pub(crate) const DEFAULT_ATTEMPTS: usize = 5;
@@ -110,6 +111,11 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
         // After a slow poll, wait a whole interval again rather than firing a burst.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(exchange = name, interval = ?self.interval, symbols = ctx.symbols.len(), "polling");
+        // Fresh while polls are answered: a few intervals, plus the time one request may take.
+        ctx.stats
+            .link
+            .set_fresh_within(self.interval * 3 + self.timeout);
+        ctx.stats.link.set(Link::Connecting);
         // A polled stream is complete only up to its last answered poll.
         for symbol in &ctx.symbols {
             ctx.sink
@@ -133,6 +139,7 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
                     // was not delivered.
                     Filled::Stopped { .. } => {}
                     Filled::Done { delivered } => {
+                        ctx.stats.link.alive(Timestamp::now());
                         tracing::debug!(exchange = name, %symbol, n = delivered, "polled");
                         let upto = Completeness::UpTo(asked);
                         ctx.sink.progress(&self.name, symbol, upto).await?;

@@ -247,7 +247,7 @@ impl Fetcher {
                 timestamp: last.timestamp,
             };
             delivered += trades.len() as u64;
-            ExchangeStats::add(&ctx.stats.backfilled, trades.len() as u64);
+            ctx.backfilled(symbol, trades.len() as u64);
             ctx.deliver(&self.name, trades).await?;
             if reached || ctx.shutdown.is_cancelled() {
                 break;
@@ -320,7 +320,7 @@ impl Fetcher {
         }
         let delivered = trades.len() as u64;
         if from.is_some() {
-            ExchangeStats::add(&ctx.stats.backfilled, delivered);
+            ctx.backfilled(symbol, delivered);
         }
         ctx.deliver(name, trades).await?;
         Ok(Filled::Done { delivered })

@@ -21,6 +21,7 @@ use super::WsMessage;
 use super::{Backoff, Completeness, Cursor, ExchangeContext, ExchangeStats, Frame, PollVenue};
 use crate::error::{truncate_for_log, ExchangeError};
 use crate::model::{Gap, GapReason, Symbol, Timestamp, Trade, TradeId};
+use crate::observe::Link;
 use crate::pipeline::{IdJumpLimit, LogGate};
 
 /// The socket of one connection.
@@ -96,6 +97,9 @@ pub(crate) struct Session<'a, V> {
 impl<'a, V: StreamVenue> Session<'a, V> {
     /// A session over a freshly opened socket.
     pub(crate) fn new(setup: Setup<'a, V>, ws: Ws) -> Self {
+        // Connected, but up only once the venue's application speaks.
+        setup.ctx.stats.link.set(Link::Connecting);
+        setup.ctx.stats.link.set_fresh_within(setup.stale);
         let keepalive = KeepAlive::new(setup.venue.ping(), setup.stale);
         let liveness = Liveness::new(setup.stale, setup.venue.pong_is_proof_of_life());
         let last_seen = setup
@@ -212,7 +216,9 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             }
         }
         // Once per burst rather than per frame: resetting a timer is not free.
-        self.liveness.settle();
+        if self.liveness.settle() {
+            self.setup.ctx.stats.link.alive(Timestamp::now());
+        }
         self.flush_checking_ids().await
     }
 
@@ -563,11 +569,14 @@ impl Liveness {
         self.proven |= self.proves_life(msg);
     }
 
-    /// At the end of a burst: if it proved the feed alive, the stale timeout starts again.
-    fn settle(&mut self) {
-        if std::mem::take(&mut self.proven) {
+    /// At the end of a burst: if it proved the feed alive, the stale timeout starts again
+    /// and true is returned.
+    fn settle(&mut self) -> bool {
+        let proven = std::mem::take(&mut self.proven);
+        if proven {
             self.alive();
         }
+        proven
     }
 
     fn proves_life(&self, msg: &Message) -> bool {

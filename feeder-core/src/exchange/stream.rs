@@ -16,6 +16,7 @@ use super::StreamVenue;
 use super::{sleep_or_cancel, Backoff, Completeness, Exchange, ExchangeContext, ExchangeStats};
 use crate::error::{ErrorChain, ExchangeError};
 use crate::model::{Gap, GapReason};
+use crate::observe::Link;
 
 /// The largest message or frame accepted; venues' snapshots stay far below it, and a bound
 /// keeps a broken peer from exhausting memory.
@@ -185,6 +186,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                 gaps: &mut between.gaps,
             };
             let (end, delivered) = Session::new(setup, ws).run(between.backfill_due).await;
+            ctx.stats.link.set(Link::Down);
             let wait = match end {
                 End::Shutdown => return record_unfilled(&ctx, &self.name, between.gaps).await,
                 End::Fatal(e) => {
@@ -258,6 +260,7 @@ impl<V: StreamVenue> StreamExchange<V> {
     ) -> Option<Ws> {
         let name = &*self.name;
         loop {
+            ctx.stats.link.set(Link::Connecting);
             match self.connect(url, &ctx.shutdown).await {
                 Ok(Some(ws)) => {
                     tracing::info!(exchange = name, %url, "connected");
@@ -267,6 +270,7 @@ impl<V: StreamVenue> StreamExchange<V> {
                 Ok(None) => return None,
                 Err(e) => {
                     ExchangeStats::incr(&ctx.stats.errors);
+                    ctx.stats.link.set(Link::Down);
                     let wait = backoff.next_delay();
                     tracing::warn!(exchange = name, %url, error = %ErrorChain(&e), ?wait, "connect failed");
                     if !sleep_or_cancel(wait, &ctx.shutdown).await {

@@ -35,6 +35,7 @@ use crate::exchange::{
     Backoff, Cursor, Cursors, Exchange, ExchangeContext, ExchangeStats, TradeSink, Transport,
 };
 use crate::model::{Event, Symbol};
+use crate::observe::Monitor;
 use crate::pipeline::TradeRules;
 use crate::writer::{
     resume_points, ErrorChain, ResumeError, ResumePoints, RunnerSettings, Writer, WriterRunner,
@@ -136,6 +137,7 @@ pub struct Feeder {
     pipeline: PipelineConfig,
     shutdown_timeout: Duration,
     restart: Backoff,
+    monitor: Monitor,
 }
 
 impl std::fmt::Debug for Feeder {
@@ -171,6 +173,7 @@ impl Feeder {
                 pipeline: PipelineConfig::default(),
                 shutdown_timeout: Duration::from_secs(30),
                 restart: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+                monitor: Monitor::new(),
             },
         }
     }
@@ -252,6 +255,12 @@ impl Feeder {
         Ok(feeder)
     }
 
+    /// A [`Monitor`] of this feeder, to ask for its status while it runs (from another task,
+    /// an HTTP handler, a terminal view). Take it before [`run`](Self::run).
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
+    }
+
     /// Every stream: each exchange with each of its symbols.
     fn streams(&self) -> Vec<(Arc<str>, Symbol)> {
         self.exchanges
@@ -297,6 +306,7 @@ impl Feeder {
             pipeline,
             shutdown_timeout,
             restart,
+            monitor,
         } = self;
         let clock = stage::Clock::start();
         // Fired at the deadline: abandons retries and stragglers.
@@ -336,15 +346,34 @@ impl Feeder {
         let mut writer_tasks = Vec::new();
         let mut handles = Vec::new();
         for (slot, resume) in writers.into_iter().zip(resume_points) {
+            let retry_delay = slot.settings.retry.max_delay();
             let (handle, task) =
                 WriterRunner::spawn_resuming(slot.writer, slot.settings, abort.clone(), resume);
+            monitor.watch_writer(&handle, retry_delay);
             writer_tasks.push((handle.name().to_owned(), handle.stats().clone(), task));
             handles.push(handle);
         }
 
         let (tx, rx) = mpsc::channel(pipeline.channel_capacity.max(1));
         let budget = ByteBudget::new(pipeline.buffer.bytes());
-        let stage_task = tokio::spawn(stage::run(rx, budget.clone(), stages, handles, clock));
+        let watch = stage::Watch::new(
+            exchanges.iter().flat_map(|e| {
+                let name: Arc<str> = Arc::from(e.exchange.name());
+                e.stats
+                    .streams
+                    .iter()
+                    .map(move |(sym, st)| (name.clone(), sym.clone(), st.clone()))
+            }),
+            pipeline.candles.iter().min().copied(),
+        );
+        let stage_task = tokio::spawn(stage::run(
+            rx,
+            budget.clone(),
+            stages,
+            handles,
+            clock,
+            watch,
+        ));
 
         let rules = TradeRules::from_pipeline(&pipeline);
         let (dead_letters, dead_letter_task) = match pipeline.rejected.clone() {
@@ -372,8 +401,10 @@ impl Feeder {
         // Only the exchanges hold senders now: when they are all gone, the pipeline drains.
         drop(tx);
         drop(dead_letters);
+        monitor.running();
 
         shutdown.cancelled().await;
+        monitor.stopping();
         tracing::info!("shutting down: stopping exchanges, then draining writers");
         let deadline = Instant::now() + shutdown_timeout;
         let mut stage_task = stage_task;
@@ -656,11 +687,15 @@ impl std::fmt::Debug for FeederBuilder {
 impl FeederBuilder {
     /// Adds an exchange streaming `symbols`.
     pub fn exchange(mut self, exchange: Arc<dyn Exchange>, symbols: Vec<Symbol>) -> Self {
+        let stats = Arc::new(ExchangeStats::for_symbols(&symbols));
+        self.feeder
+            .monitor
+            .watch_exchange(exchange.name(), stats.clone());
         self.feeder.exchanges.push(ExchangeSlot {
             exchange,
             symbols,
             cursors: Cursors::default(),
-            stats: Arc::new(ExchangeStats::default()),
+            stats,
         });
         self
     }

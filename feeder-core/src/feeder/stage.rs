@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use crate::budget::{batch_bytes, ByteBudget};
 use crate::config::PipelineConfig;
 use crate::exchange::{Completeness, Cursor, Input};
-use crate::model::{Candle, Event, Gap, Symbol, Timestamp, Trade};
+use crate::model::{Candle, Event, Gap, Interval, Symbol, Timestamp, Trade};
+use crate::observe::StreamStats;
 use crate::pipeline::{Aggregator, Valve, ValveCounts};
 use crate::writer::WriterHandle;
 
@@ -164,6 +165,25 @@ impl Stages {
         self.aggregator.as_ref().and_then(Aggregator::next_deadline)
     }
 
+    /// Publishes what only the pipeline knows of each watched stream: its duplicates and its
+    /// completeness watermark.
+    pub(crate) fn publish(&self, watch: &Watch, now: Timestamp) {
+        let dups = self.valve.as_ref().map(Valve::duplicates_by_stream);
+        for (ex, sym, stats) in &watch.streams {
+            if let Some(d) = dups
+                .as_ref()
+                .and_then(|d| d.get(&(ex.clone(), sym.clone())))
+            {
+                stats
+                    .duplicates
+                    .store(*d, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Some(a) = &self.aggregator {
+                stats.set_watermark(a.watermark(ex, sym, now));
+            }
+        }
+    }
+
     pub(crate) fn finish(&self, totals: &mut StageTotals) {
         if let Some(v) = &self.valve {
             totals.valve = v.counts();
@@ -204,6 +224,73 @@ impl Clock {
     }
 }
 
+/// How often the pipeline publishes the duplicates and watermarks of the watched streams.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The counters of the streams the pipeline passes trades of, found once per run of one
+/// stream's trades in a batch.
+pub(crate) struct Watch {
+    streams: Vec<(Arc<str>, Symbol, Arc<StreamStats>)>,
+    /// The interval whose candles the status page draws: the smallest built.
+    chart: Option<Interval>,
+}
+
+impl Watch {
+    pub(crate) fn new(
+        streams: impl IntoIterator<Item = (Arc<str>, Symbol, Arc<StreamStats>)>,
+        chart: Option<Interval>,
+    ) -> Self {
+        Self {
+            streams: streams.into_iter().collect(),
+            chart,
+        }
+    }
+
+    fn find(&self, exchange: &str, symbol: &Symbol) -> Option<&StreamStats> {
+        self.streams
+            .iter()
+            .find(|(e, s, _)| **e == *exchange && s == symbol)
+            .map(|(_, _, st)| &**st)
+    }
+
+    /// Counts the trades of `events` per stream and keeps their candles for the chart.
+    fn note(&self, events: &[Event]) {
+        // The current run of one stream's trades: its first trade, its length, its newest time.
+        let mut run: Option<(&Trade, u64, Timestamp)> = None;
+        let flush = |run: Option<(&Trade, u64, Timestamp)>| {
+            if let Some((first, n, newest)) = run {
+                if let Some(st) = self.find(&first.exchange, &first.symbol) {
+                    st.passed(n, newest);
+                }
+            }
+        };
+        for e in events {
+            match e {
+                Event::Trade(t) => match &mut run {
+                    Some((first, n, newest))
+                        if Arc::ptr_eq(&first.exchange, &t.exchange)
+                            && first.symbol == t.symbol =>
+                    {
+                        *n += 1;
+                        *newest = (*newest).max(t.timestamp);
+                    }
+                    _ => {
+                        flush(run.take());
+                        run = Some((t, 1, t.timestamp));
+                    }
+                },
+                Event::Candle(c) if Some(c.interval) == self.chart => {
+                    if let Some(st) = self.find(&c.exchange, &c.symbol) {
+                        st.push_candle(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        flush(run);
+    }
+}
+
 /// Runs until every exchange sender is gone, then drops the writer handles so the writers
 /// drain and close. Each batch of trades received gives its bytes back to `budget`, the
 /// bound of the channel in bytes its senders take from.
@@ -213,9 +300,17 @@ pub(crate) async fn run(
     mut stages: Stages,
     writers: Vec<WriterHandle>,
     clock: Clock,
+    watch: Watch,
 ) -> StageTotals {
     let mut totals = StageTotals::default();
+    // Checked on every pass rather than only raced in the select: under a steady flow the
+    // biased select would always find a batch first.
+    let mut publish_at = Instant::now();
     loop {
+        if Instant::now() >= publish_at {
+            stages.publish(&watch, clock.now());
+            publish_at = Instant::now() + PUBLISH_EVERY;
+        }
         let wake = stages.next_deadline().map(|d| clock.instant_of(d));
         let events = tokio::select! {
             biased;
@@ -231,9 +326,12 @@ pub(crate) async fn run(
                 None => break,
             },
             () = sleep_until(wake), if wake.is_some() => stages.tick(clock.now(), &mut totals),
+            () = tokio::time::sleep_until(publish_at) => continue,
         };
+        watch.note(&events);
         fan_out(&writers, events).await;
     }
+    stages.publish(&watch, clock.now());
     stages.finish(&mut totals);
     totals
 }
@@ -257,5 +355,66 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{parse_decimal, Side, TradeId};
+    use std::sync::atomic::Ordering;
+
+    fn trade(ex: &Arc<str>, sym: &str, id: u64) -> Event {
+        Event::Trade(Trade {
+            exchange: ex.clone(),
+            symbol: Symbol::parse(sym).unwrap(),
+            trade_id: TradeId::from_u64(id),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(id as i64),
+            received_at: Timestamp::from_unix_secs(id as i64),
+        })
+    }
+
+    #[test]
+    fn trades_are_counted_per_stream_across_interleaved_runs() {
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let stats: Vec<Arc<StreamStats>> = (0..3).map(|_| Arc::default()).collect();
+        let watch = Watch::new(
+            [
+                (
+                    a.clone(),
+                    Symbol::parse("BTC-USD").unwrap(),
+                    stats[0].clone(),
+                ),
+                (
+                    a.clone(),
+                    Symbol::parse("ETH-USD").unwrap(),
+                    stats[1].clone(),
+                ),
+                (
+                    b.clone(),
+                    Symbol::parse("BTC-USD").unwrap(),
+                    stats[2].clone(),
+                ),
+            ],
+            None,
+        );
+        // A stream not watched (not configured) is passed over.
+        let other: Arc<str> = Arc::from("c");
+        watch.note(&[
+            trade(&a, "BTC-USD", 1),
+            trade(&a, "BTC-USD", 3),
+            trade(&a, "ETH-USD", 2),
+            trade(&b, "BTC-USD", 9),
+            trade(&other, "BTC-USD", 4),
+            trade(&a, "BTC-USD", 2),
+        ]);
+        let n = |i: usize| stats[i].trades.load(Ordering::Relaxed);
+        assert_eq!((n(0), n(1), n(2)), (3, 1, 1));
+        assert_eq!(stats[0].last_trade(), Some(Timestamp::from_unix_secs(3)));
+        assert_eq!(stats[2].last_trade(), Some(Timestamp::from_unix_secs(9)));
     }
 }

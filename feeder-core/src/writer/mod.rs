@@ -13,7 +13,7 @@ use crate::model::{Event, Symbol, Timestamp};
 pub use crate::error::ErrorChain;
 pub(crate) use resume::resume_points;
 pub use resume::{ResumeError, ResumePoints, RESUME_ATTEMPTS};
-pub use runner::{RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
+pub use runner::{QueueGauges, RunnerSettings, WhenFull, WriterHandle, WriterRunner, WriterStats};
 pub use spill::SpillSettings;
 
 /// A store of events.

@@ -1,7 +1,7 @@
 //! The runner around one writer: its own bounded queue, batching by count and by delay,
 //! retries with backoff, and a flush at shutdown.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use crate::budget::{batch_bytes, ByteBudget, Held};
 use crate::config::WriterConfig;
 use crate::error::{ErrorChain, Rejection, WriteError};
 use crate::exchange::{Backoff, Cursor};
-use crate::model::{Event, Symbol};
+use crate::model::{Event, Symbol, Timestamp};
+use crate::observe::LatencyHistogram;
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -76,7 +77,7 @@ impl From<&WriterConfig> for RunnerSettings {
 }
 
 /// Counters of one writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Events stored (acknowledged by `write`).
     pub events: AtomicU64,
@@ -97,11 +98,59 @@ pub struct WriterStats {
     pub already_stored: AtomicU64,
     /// Events that went through the spill file because the queue was full.
     pub spilled: AtomicU64,
+    /// Events in the queue now, waiting for the runner.
+    pub queued: AtomicU64,
+    /// How long each `write` that stored its batch took.
+    pub write_latency: LatencyHistogram,
+    /// Since when the store fails: the Unix nanoseconds of the first error after the last
+    /// stored batch, or `i64::MIN` while it does not.
+    failing_since: AtomicI64,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            events: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            already_stored: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            write_latency: LatencyHistogram::default(),
+            failing_since: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 impl WriterStats {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Since when the store has been failing (every `write`, `flush` or `close` since then
+    /// failed), or `None` while the last one succeeded.
+    pub fn failing_since(&self) -> Option<Timestamp> {
+        match self.failing_since.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            ns => Some(Timestamp::from_unix_nanos(ns, 9)),
+        }
+    }
+
+    fn failed(&self) {
+        let now = Timestamp::now().unix_nanos();
+        let _ = self.failing_since.compare_exchange(
+            i64::MIN,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn succeeded(&self) {
+        self.failing_since.store(i64::MIN, Ordering::Relaxed);
     }
 }
 
@@ -138,6 +187,15 @@ impl WriterHandle {
         &self.stats
     }
 
+    /// Gauges of the queue, to read without holding the queue open (a [`WriterHandle`]
+    /// kept elsewhere would keep the writer from ever seeing the end of its input).
+    pub fn gauges(&self) -> QueueGauges {
+        QueueGauges {
+            budget: self.budget.clone(),
+            spill: self.spill.clone(),
+        }
+    }
+
     /// Queues a batch, following the writer's full-policy. Returns false when the writer's
     /// task is gone (its events are counted as dropped).
     pub async fn send(&self, batch: Arc<Vec<Event>>) -> bool {
@@ -159,7 +217,10 @@ impl WriterHandle {
                         events: batch,
                         _held: held,
                     }) {
-                        Ok(()) => return true,
+                        Ok(()) => {
+                            WriterStats::add(&self.stats.queued, n);
+                            return true;
+                        }
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             WriterStats::add(&self.stats.dropped, n);
                             return false;
@@ -217,6 +278,7 @@ impl WriterHandle {
                     WriterStats::add(&self.stats.dropped, n);
                     return false;
                 }
+                WriterStats::add(&self.stats.queued, n);
                 true
             }
             WhenFull::Drop => match self.budget.try_acquire(bytes).map(|held| {
@@ -225,7 +287,10 @@ impl WriterHandle {
                     _held: held,
                 })
             }) {
-                Some(Ok(())) => true,
+                Some(Ok(())) => {
+                    WriterStats::add(&self.stats.queued, n);
+                    true
+                }
                 None | Some(Err(mpsc::error::TrySendError::Full(_))) => {
                     WriterStats::add(&self.stats.dropped, n);
                     tracing::error!(
@@ -241,6 +306,26 @@ impl WriterHandle {
                 }
             },
         }
+    }
+}
+
+/// What can be read of a writer's queue from outside: its size in bytes and its spill file.
+#[derive(Clone, Debug)]
+pub struct QueueGauges {
+    budget: ByteBudget,
+    spill: Option<Arc<Spill>>,
+}
+
+impl QueueGauges {
+    /// Bytes of events in the queue now (estimated, see [`batch_bytes`]; rounded up to whole
+    /// KiB per batch).
+    pub fn queued_bytes(&self) -> u64 {
+        self.budget.total().saturating_sub(self.budget.available())
+    }
+
+    /// Bytes in the spill file not yet replayed into the store (0 without a spill file).
+    pub fn spill_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.pending_bytes())
     }
 }
 
@@ -409,6 +494,9 @@ impl Task {
     /// written or copied into `pending` (which holds less than one `batch_size` beyond it).
     async fn take_queued(&mut self, queued: Queued, pending: &mut Vec<Event>) {
         let Queued { events, _held } = queued;
+        self.stats
+            .queued
+            .fetch_sub(events.len() as u64, Ordering::Relaxed);
         self.take(events, pending).await;
     }
 
@@ -537,6 +625,7 @@ impl Task {
                 return;
             }
             // The deadline also ends a write that never returns (a store that hangs).
+            let started = Instant::now();
             let result = tokio::select! {
                 biased;
                 r = self.writer.write(batch) => r,
@@ -547,17 +636,22 @@ impl Task {
             };
             match result {
                 Ok(()) => {
+                    self.stats.write_latency.record(started.elapsed());
+                    self.stats.succeeded();
                     WriterStats::add(&self.stats.events, n);
                     WriterStats::add(&self.stats.batches, 1);
                     self.retry.reset();
                     return;
                 }
                 Err(WriteError::Rejected(rejections)) => {
+                    self.stats.write_latency.record(started.elapsed());
+                    self.stats.succeeded();
                     self.count_rejected(batch, &rejections);
                     self.retry.reset();
                     return;
                 }
                 Err(e) if e.is_retriable() => {
+                    self.stats.failed();
                     WriterStats::add(&self.stats.errors, 1);
                     let delay = self.retry.next_delay();
                     tracing::warn!(
@@ -577,6 +671,7 @@ impl Task {
                     WriterStats::add(&self.stats.retries, 1);
                 }
                 Err(e) => {
+                    self.stats.failed();
                     WriterStats::add(&self.stats.errors, 1);
                     WriterStats::add(&self.stats.dropped, n);
                     tracing::error!(

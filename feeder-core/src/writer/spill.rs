@@ -104,6 +104,12 @@ impl Spill {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Bytes of the file not yet replayed.
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        let s = self.lock();
+        s.len - s.read_at
+    }
+
     /// True while the file holds batches not yet replayed: new batches must follow them.
     pub(crate) fn is_active(&self) -> bool {
         self.lock().active()
