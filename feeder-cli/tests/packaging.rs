@@ -810,3 +810,141 @@ fn each_cause_once_catches_a_repeated_cause() {
     });
     assert!(repeated.is_err());
 }
+
+// ---- docs -------------------------------------------------------------------------------
+
+/// Every key all writers take (read from the config type itself, so a new one is covered)
+/// is in the shared-keys tables of WRITERS.md and the README.
+#[test]
+fn every_shared_writer_key_is_documented() {
+    let mut w = feeder_core::config::WriterConfig::new("file");
+    w.spill = Some(feeder_core::config::SpillConfig {
+        path: "/spill".into(),
+        max_bytes: 1 << 30,
+    });
+    let value = serde_json::to_value(&w).unwrap();
+    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+    assert!(
+        keys.len() >= 9 && keys.iter().any(|k| *k == "spill"),
+        "{keys:?}"
+    );
+    let spill_keys: Vec<String> = value["spill"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for (doc, heading) in [
+        ("feeder-writers/WRITERS.md", "## Keys every writer takes"),
+        ("README.md", "### `writers[]`: keys every writer has"),
+    ] {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| l.trim() != heading)
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        for key in &keys {
+            let row = table
+                .iter()
+                .find(|l| l.starts_with(&format!("| `{key}` |")))
+                .unwrap_or_else(|| panic!("{doc}: no row for `{key}` under {heading:?}"));
+            if *key == "spill" {
+                for sub in &spill_keys {
+                    assert!(
+                        row.contains(&format!("`{sub}`")),
+                        "{doc}: spill.{sub}: {row}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The workspace's `rust-version` (what the README's Install section and the Docker build
+/// image promise) is at least that of every locked dependency of the binary: an older Rust
+/// would fail on one of them.
+#[test]
+fn declared_rust_version_covers_every_dependency_of_the_binary() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo metadata: {}", stderr(&out));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages: std::collections::HashMap<&str, &serde_json::Value> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p))
+        .collect();
+    let nodes: std::collections::HashMap<&str, &serde_json::Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let root = packages
+        .values()
+        .find(|p| p["name"] == "feeder-cli")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap();
+    // The binary's dependencies: normal and build edges, not dev ones.
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let used = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            if used {
+                stack.push(dep["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    let version = |v: &str| -> (u32, u32) {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    };
+    let declared = workspace_rust_version();
+    let mut newer = Vec::new();
+    for id in &seen {
+        let p = packages[id];
+        if let Some(v) = p["rust_version"].as_str() {
+            if version(v) > declared {
+                newer.push(format!("{} {} needs {v}", p["name"], p["version"]));
+            }
+        }
+    }
+    assert!(
+        seen.len() > 100 && newer.is_empty(),
+        "rust-version {declared:?} is below: {newer:?}"
+    );
+}
+
+/// The license files are the ones `license` in Cargo.toml names.
+#[test]
+fn license_files_match_the_manifest() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("license = \"MIT OR Apache-2.0\""),
+        "the license changed: update LICENSE-* and this test"
+    );
+    let mit = std::fs::read_to_string(repo().join("LICENSE-MIT")).unwrap();
+    assert!(mit.starts_with("Copyright (c) the crypto-feeder developers\n"));
+    assert!(mit.contains("Permission is hereby granted, free of charge"));
+    let apache = std::fs::read_to_string(repo().join("LICENSE-APACHE")).unwrap();
+    assert!(apache.trim_start().starts_with("Apache License"));
+    assert!(apache.contains("Version 2.0, January 2004"));
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+}
