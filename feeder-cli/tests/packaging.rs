@@ -598,8 +598,7 @@ fn validate_refuses_a_writer_directory_that_cannot_be_created_naming_key_and_lin
     );
     let (code, line) = validate(dir.path(), &text);
     assert_eq!(code, Some(1), "{line}");
-    let at = format!("writers[0] (file).path: ");
-    assert!(line.contains(&at), "{line}");
+    assert!(line.contains("writers[0] (file).path: "), "{line}");
     assert!(
         line.contains(&format!("at line {}", line_of(&text, "path: "))),
         "{line}"
