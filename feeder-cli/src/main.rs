@@ -7,6 +7,8 @@
 //! crypto-feeder validate --online --config f  # ... and that each venue lists its symbols
 //! crypto-feeder symbols kraken                # a venue's tradeable symbols, normalized
 //! crypto-feeder exchanges                     # venues and their transports
+//! crypto-feeder completions bash              # a shell completion script
+//! crypto-feeder man [--dir DIR]               # the manual page (roff)
 //! ```
 //! Logs go to stderr (`-v`, `-vv` or `RUST_LOG`), so the `stdout` writer can be piped.
 
@@ -15,8 +17,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use feeder_core::config::{Config, ExchangeConfig};
+use feeder_core::error::ErrorChain;
 use feeder_core::exchange::fetch_instruments;
 use feeder_core::feeder::{Feeder, Registry, Summary};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 mod live;
 mod observe;
+mod manual;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,8 +57,9 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Checks a config file without connecting anywhere (with --online, also asks each
-    /// exchange whether it lists the configured symbols).
+    /// Checks a config file without connecting anywhere: its keys and values, its URLs,
+    /// and that every directory the run would create can be created (with --online, also
+    /// asks each exchange whether it lists the configured symbols).
     Validate {
         /// The YAML config file.
         #[arg(short, long, env = "CRYPTO_FEEDER_CONFIG")]
@@ -74,6 +79,26 @@ enum Command {
     },
     /// Lists the bundled exchanges and their transports, and the writer types.
     Exchanges,
+    /// Prints a completion script for a shell to stdout.
+    ///
+    /// bash: `crypto-feeder completions bash > /etc/bash_completion.d/crypto-feeder`;
+    /// zsh: into a directory of `$fpath` as `_crypto-feeder`; fish: into
+    /// `~/.config/fish/completions/crypto-feeder.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff) to stdout, or writes one page per command into a
+    /// directory.
+    ///
+    /// `crypto-feeder man | man -l -` reads it; `crypto-feeder man --dir
+    /// /usr/local/share/man/man1` installs it.
+    Man {
+        /// Write `crypto-feeder.1` and a page per subcommand (`crypto-feeder-run.1`, ...)
+        /// into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn registry() -> Registry {
@@ -181,6 +206,40 @@ async fn check_online(config: &Config, registry: &Registry) -> anyhow::Result<()
     }
 }
 
+/// `crypto-feeder validate`: the config's keys and values, then what can be checked on this
+/// machine without connecting anywhere (the directories the run would create); with
+/// `online`, whether each venue lists the configured symbols.
+fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    let config = load(path, &registry)?;
+    Feeder::check_directories(&config, &registry)
+        .with_context(|| format!("checking {}", path.display()))?;
+    if online {
+        block_on(check_online(&config, &registry))?;
+    }
+    say(&format!(
+        "{}: ok ({} exchanges, {} writers{})",
+        path.display(),
+        config.exchanges.len(),
+        config.writers.len(),
+        if online { ", symbols listed" } else { "" }
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `crypto-feeder man`: the page on stdout, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    match dir {
+        None => manual::man_page(Cli::command(), &mut std::io::stdout().lock())?,
+        Some(dir) => {
+            for page in manual::man_pages_to(Cli::command(), dir)? {
+                say(&page.display().to_string());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// SIGINT and SIGTERM, listened to from the start so that a signal during start-up is not
 /// lost (nor kills the process without a flush).
 struct Signals {
@@ -266,11 +325,8 @@ fn exit_code(summary: &Summary) -> ExitCode {
             "the run lost data: some events were dropped or rejected, or tasks abandoned"
         );
         ExitCode::from(3)
-    } else if !never.is_empty() {
-        tracing::error!(
-            exchanges = %never.join(", "),
-            "these exchanges were never reached: no connection opened, no request answered"
-        );
+    } else if let Some(error) = summary.never_connected_error() {
+        tracing::error!(exchanges = %never.join(", "), "{error}");
         ExitCode::from(4)
     } else if !summary.warnings().is_empty() {
         for w in summary.warnings() {
@@ -291,26 +347,7 @@ fn main() -> ExitCode {
             .build()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(run(config, quiet))),
-        Command::Validate { config, online } => {
-            let registry = registry();
-            load(&config, &registry)
-                .and_then(|c| {
-                    if online {
-                        block_on(check_online(&c, &registry))?;
-                    }
-                    Ok(c)
-                })
-                .map(|c| {
-                    say(&format!(
-                        "{}: ok ({} exchanges, {} writers{})",
-                        config.display(),
-                        c.exchanges.len(),
-                        c.writers.len(),
-                        if online { ", symbols listed" } else { "" }
-                    ));
-                    ExitCode::SUCCESS
-                })
-        }
+        Command::Validate { config, online } => validate(&config, online),
         Command::Symbols { venue, rest_url } => block_on(symbols(&venue, rest_url.as_deref())),
         Command::Exchanges => {
             let registry = registry();
@@ -326,12 +363,18 @@ fn main() -> ExitCode {
             say(out.trim_end());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            manual::completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line.
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            // The whole cause chain on one line, each cause once.
+            let chain: &(dyn std::error::Error + 'static) = e.as_ref();
+            let _ = writeln!(std::io::stderr(), "error: {}", ErrorChain(chain));
             ExitCode::FAILURE
         }
     }

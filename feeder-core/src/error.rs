@@ -203,18 +203,85 @@ pub fn truncate_for_log(payload: &[u8], max: usize) -> String {
     format!("{}... ({} bytes)", &s[..end], payload.len())
 }
 
-/// Displays an error with its whole chain of causes: `outer: cause: root cause`.
+/// Displays an error with its whole chain of causes, each once: `outer: cause: root cause`.
+///
+/// Many errors already print their cause in their own message (`IO error: {0}` over an
+/// `io::Error` that is also their `source`), and a plain walk of the chain would then print
+/// that cause twice. A cause whose text is already on the line is left out; its own causes
+/// are still walked, so nothing the line lacks is lost.
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut line = self.0.to_string();
         let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
+        // Bounded, against a chain that loops back on itself.
+        for _ in 0..MAX_CHAIN {
+            let Some(s) = source else { break };
+            let text = s.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
             source = s.source();
         }
-        Ok(())
+        f.write_str(&line)
+    }
+}
+
+/// Most causes [`ErrorChain`] walks.
+const MAX_CHAIN: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message is given, with an optional cause.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn e(text: &'static str, cause: Option<E>) -> E {
+        E(text, cause.map(Box::new))
+    }
+
+    #[test]
+    fn chain_prints_every_cause_in_order() {
+        let err = e("outer", Some(e("middle", Some(e("root", None)))));
+        assert_eq!(ErrorChain(&err).to_string(), "outer: middle: root");
+    }
+
+    /// A cause already printed by the error that wraps it (as tungstenite's `IO error: {0}`
+    /// does with its `io::Error`) appears once, and the causes below it still appear.
+    #[test]
+    fn a_cause_its_wrapper_already_prints_appears_once() {
+        let dns = "failed to lookup address information: Name or service not known";
+        let io = std::io::Error::other(dns);
+        let ws = tokio_tungstenite::tungstenite::Error::Io(io);
+        let err = ExchangeError::from(ws);
+        let line = ErrorChain(&err).to_string();
+        assert_eq!(line.matches(dns).count(), 1, "{line}");
+        assert_eq!(
+            line,
+            format!("websocket connection failed: IO error: {dns}")
+        );
+
+        let err = e(
+            "reading: disk full",
+            Some(e("disk full", Some(e("ENOSPC", None)))),
+        );
+        assert_eq!(ErrorChain(&err).to_string(), "reading: disk full: ENOSPC");
     }
 }

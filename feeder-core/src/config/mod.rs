@@ -7,6 +7,7 @@
 
 mod env;
 mod locate;
+mod paths;
 mod size;
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +22,7 @@ use crate::exchange::Transport;
 use crate::model::{serde_duration, Interval, Symbol};
 
 pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
+pub use paths::check_directory;
 pub use size::ByteSize;
 
 /// Why a configuration cannot be used.
@@ -249,9 +251,10 @@ impl ExchangeConfig {
         format!("exchanges[{}] ({}).{key}", self.index, self.name)
     }
 
-    /// A [`ConfigError::Invalid`] about option `key` of this entry.
+    /// A [`ConfigError::Invalid`] about option `key` of this entry, with the key's line
+    /// when the entry was read from a file.
     pub fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::invalid(self.at(key), reason)
+        ConfigError::invalid(self.at(key), with_line(reason.into(), &self.key_lines, key))
     }
 
     /// Whether option `key` was given: written in the file, or (for entries built in code)
@@ -318,6 +321,16 @@ impl ExchangeConfig {
     pub(crate) fn numbered(mut self, index: usize) -> Self {
         self.index = index;
         self
+    }
+}
+
+/// `reason`, followed by ` at line N` when the line of `key` (or of its top key, for a
+/// nested `spill.path`) is known.
+fn with_line(reason: String, lines: &HashMap<String, usize>, key: &str) -> String {
+    let top = key.split('.').next().unwrap_or(key);
+    match lines.get(key).or_else(|| lines.get(top)) {
+        Some(line) => format!("{reason} at line {line}"),
+        None => reason,
     }
 }
 
@@ -561,14 +574,20 @@ impl WriterConfig {
         format!("writers[{}] ({}).{key}", self.index, self.display_name())
     }
 
-    /// A [`ConfigError::WriterOption`] for this writer about option `key`.
+    /// A [`ConfigError::WriterOption`] for this writer about option `key` (a nested one is
+    /// written `spill.path`, and placed on the line of its top key).
     pub fn option_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let top = key.split('.').next().unwrap_or(key);
         ConfigError::WriterOption {
             index: self.index,
             name: self.display_name().to_owned(),
             key: Some(key.to_owned()),
             message: message.into(),
-            line: self.key_lines.get(key).copied(),
+            line: self
+                .key_lines
+                .get(key)
+                .or_else(|| self.key_lines.get(top))
+                .copied(),
         }
     }
 }
@@ -706,41 +725,29 @@ impl Config {
         }
         for (i, ex) in self.exchanges.iter().enumerate() {
             let at = |field: &str| format!("exchanges[{i}] ({}).{field}", ex.name);
+            let invalid = |field: &str, reason: String| {
+                ConfigError::invalid(at(field), with_line(reason, &ex.key_lines, field))
+            };
             if ex.symbols.is_empty() {
-                return Err(ConfigError::invalid(
-                    at("symbols"),
-                    "at least one symbol is needed",
-                ));
+                return Err(invalid("symbols", "at least one symbol is needed".into()));
             }
             let mut seen = HashSet::new();
             for s in &ex.symbols {
                 if !seen.insert(s) {
-                    return Err(ConfigError::invalid(
-                        at("symbols"),
-                        format!("{s} is listed twice"),
-                    ));
+                    return Err(invalid("symbols", format!("{s} is listed twice")));
                 }
             }
             if ex.poll_interval < Duration::from_millis(100) {
-                return Err(ConfigError::invalid(
-                    at("poll_interval"),
-                    "must be at least 100ms",
-                ));
+                return Err(invalid("poll_interval", "must be at least 100ms".into()));
             }
             if ex
                 .stale_timeout
                 .is_some_and(|d| d < Duration::from_millis(100))
             {
-                return Err(ConfigError::invalid(
-                    at("stale_timeout"),
-                    "must be at least 100ms",
-                ));
+                return Err(invalid("stale_timeout", "must be at least 100ms".into()));
             }
             if ex.request_timeout.is_zero() {
-                return Err(ConfigError::invalid(
-                    at("request_timeout"),
-                    "must be positive",
-                ));
+                return Err(invalid("request_timeout", "must be positive".into()));
             }
             for (field, url) in [("rest_url", &ex.rest_url), ("ws_url", &ex.ws_url)] {
                 if let Some(url) = url {
@@ -749,8 +756,8 @@ impl Config {
                         _ => matches!(url.scheme(), "ws" | "wss"),
                     };
                     if !ok {
-                        return Err(ConfigError::invalid(
-                            at(field),
+                        return Err(invalid(
+                            field,
                             format!("unsupported scheme {:?}", url.scheme()),
                         ));
                     }
@@ -760,9 +767,12 @@ impl Config {
         let mut names = HashSet::new();
         for (i, w) in self.writers.iter().enumerate() {
             let at = |field: &str| format!("writers[{i}] ({}).{field}", w.kind);
+            let invalid = |field: &str, reason: String| {
+                ConfigError::invalid(at(field), with_line(reason, &w.key_lines, field))
+            };
             if !names.insert(w.display_name()) {
-                return Err(ConfigError::invalid(
-                    at("name"),
+                return Err(invalid(
+                    "name",
                     format!(
                         "two writers are named {:?}; give one a `name`",
                         w.display_name()
@@ -770,23 +780,20 @@ impl Config {
                 ));
             }
             if w.batch_size == 0 {
-                return Err(ConfigError::invalid(at("batch_size"), "must be at least 1"));
+                return Err(invalid("batch_size", "must be at least 1".into()));
             }
             if w.spill.as_ref().is_some_and(|s| s.max_bytes < 1 << 20) {
-                return Err(ConfigError::invalid(
-                    at("spill.max_bytes"),
-                    "must be at least 1048576",
+                return Err(invalid(
+                    "spill.max_bytes",
+                    "must be at least 1048576".into(),
                 ));
             }
             if w.queue_capacity == 0 {
-                return Err(ConfigError::invalid(
-                    at("queue_capacity"),
-                    "must be at least 1",
-                ));
+                return Err(invalid("queue_capacity", "must be at least 1".into()));
             }
             if w.queue_bytes < MIN_QUEUE_BYTES {
-                return Err(ConfigError::invalid(
-                    at("queue_bytes"),
+                return Err(invalid(
+                    "queue_bytes",
                     format!("must be at least {MIN_QUEUE_BYTES}"),
                 ));
             }

@@ -141,6 +141,9 @@ pub struct ExchangeStats {
     pub streams: StreamTable,
     /// Whether the venue answers, written by the driver.
     pub link: LinkStats,
+    /// The latest connection-level failure with its causes, for the summary of a run that
+    /// never reached the venue. Written by [`failed`](Self::failed).
+    pub last_error: Mutex<Option<String>>,
 }
 
 impl ExchangeStats {
@@ -165,6 +168,24 @@ impl ExchangeStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection-level failure in [`errors`](Self::errors) and keeps its text,
+    /// with every cause once, as the [`last_error`](Self::last_error).
+    pub fn failed(&self, error: &(dyn std::error::Error + 'static)) {
+        Self::incr(&self.errors);
+        let text = crate::error::ErrorChain(error).to_string();
+        // A poisoned lock only means another thread panicked while writing a string.
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some(text);
+    }
+
+    /// The latest failure [`failed`](Self::failed) recorded.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -149,12 +149,12 @@ impl Fetcher {
         let (status, headers, body) = match result {
             Ok(r) => r,
             Err(source) => {
-                ExchangeStats::incr(&ctx.stats.errors);
                 let wait = backoff.next_delay();
                 let err = ExchangeError::Http {
                     url: url.to_owned(),
                     source,
                 };
+                ctx.stats.failed(&err);
                 tracing::warn!(exchange = name, error = %ErrorChain(&err), attempt, ?wait, "request failed, will retry");
                 return Judged::Retry(wait);
             }
@@ -167,13 +167,13 @@ impl Fetcher {
                 body,
             }));
         }
-        ExchangeStats::incr(&ctx.stats.errors);
         let asked = retry_after(&headers);
         let err = ExchangeError::Status {
             status,
             url: url.to_owned(),
             retry_after: asked,
         };
+        ctx.stats.failed(&err);
         if status == 429 || status >= 500 {
             let wait = asked.unwrap_or_else(|| backoff.next_delay());
             tracing::warn!(exchange = name, error = %err, attempt, ?wait, "request failed, will retry");
@@ -339,8 +339,8 @@ impl Fetcher {
             Ok(r) => r,
             Err(e) if e.is_terminal() => return Err(e),
             Err(e) => {
-                ExchangeStats::incr(&ctx.stats.errors);
-                tracing::warn!(exchange = name, %symbol, error = %e, "could not build a request");
+                ctx.stats.failed(&e);
+                tracing::warn!(exchange = name, %symbol, error = %ErrorChain(&e), "could not build a request");
                 return Ok(Paged::Failed);
             }
         };

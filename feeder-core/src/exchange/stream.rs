@@ -241,7 +241,7 @@ impl Between {
 
     /// The wait before reconnecting after a failed connection.
     fn after_failure(&mut self, name: &str, ctx: &ExchangeContext, e: &ExchangeError) -> Duration {
-        ExchangeStats::incr(&ctx.stats.errors);
+        ctx.stats.failed(e);
         ExchangeStats::incr(&ctx.stats.reconnects);
         self.asked_without_data = false;
         let wait = self.backoff.next_delay();
@@ -269,7 +269,7 @@ impl<V: StreamVenue> StreamExchange<V> {
                 }
                 Ok(None) => return None,
                 Err(e) => {
-                    ExchangeStats::incr(&ctx.stats.errors);
+                    ctx.stats.failed(&e);
                     ctx.stats.link.set(Link::Down);
                     let wait = backoff.next_delay();
                     tracing::warn!(exchange = name, %url, error = %ErrorChain(&e), ?wait, "connect failed");

@@ -185,6 +185,31 @@ impl Feeder {
         Self::prepare(config, registry).map(drop)
     }
 
+    /// Checks on this machine, without connecting anywhere, what [`validate`](Self::validate)
+    /// cannot: that every directory the run would create exists or can be created: each
+    /// writer's own (the ones its factory names, such as the `file` writer's `path`), each
+    /// `spill.path`, and the directory of `pipeline.rejected`. Each is probed by creating and
+    /// removing an empty directory where its path stops existing (see
+    /// [`check_directory`](crate::config::check_directory)). Errors name the writer, the key
+    /// and its line.
+    pub fn check_directories(config: &Config, registry: &Registry) -> Result<(), ConfigError> {
+        use crate::config::check_directory;
+        let prepared = Self::prepare(config, registry)?;
+        for (writer, w) in &prepared.writers {
+            for (key, dir) in writer.directories() {
+                check_directory(dir).map_err(|why| w.option_error(key, why))?;
+            }
+            if let Some(spill) = &w.spill {
+                check_directory(&spill.path).map_err(|why| w.option_error("spill.path", why))?;
+            }
+        }
+        if let Some(file) = &config.pipeline.rejected {
+            let dir = file.parent().unwrap_or(std::path::Path::new("."));
+            check_directory(dir).map_err(|why| ConfigError::invalid("pipeline.rejected", why))?;
+        }
+        Ok(())
+    }
+
     /// Validates `config` and builds its exchanges, and reads and checks each writer's
     /// options (once), without any I/O.
     fn prepare<'a>(config: &'a Config, registry: &Registry) -> Result<Prepared<'a>, ConfigError> {
@@ -651,12 +676,12 @@ async fn supervise(
                 return;
             }
             Err(e) if e.is_terminal() => {
-                ExchangeStats::incr(&slot.stats.errors);
+                slot.stats.failed(&e);
                 tracing::error!(exchange = %name, error = %ErrorChain(&e), "exchange failed permanently; not restarting");
                 return;
             }
             Err(e) => {
-                ExchangeStats::incr(&slot.stats.errors);
+                slot.stats.failed(&e);
                 // A run that lasted a while was healthy: start the backoff again.
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff.reset();

@@ -1,6 +1,7 @@
 //! The registry of exchange and writer factories, keyed by the names used in the config.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,6 +54,14 @@ pub trait WriterFactory: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The directories [`open`](Self::open) creates, each with the option that names it
+    /// (`path`, `spool_dir`), so that `crypto-feeder validate` can check that each can be
+    /// created before anything runs. None by default.
+    fn directories(&self, options: &Self::Options) -> Vec<(&'static str, PathBuf)> {
+        let _ = options;
+        Vec::new()
+    }
+
     /// Opens the writer with its options (creates directories, connects, checks
     /// credentials). A bad URL or bad credentials fail here, at start-up, with a clear
     /// error. A [`ConfigError`] converts into a [`WriteError`] with `?`.
@@ -79,6 +88,8 @@ pub trait WriterFactory: Send + Sync + 'static {
 /// A writer whose options were read and checked, ready to be opened.
 pub struct PreparedWriter {
     open: futures::future::BoxFuture<'static, Result<Box<dyn Writer>, WriteError>>,
+    /// What [`WriterFactory::directories`] said.
+    directories: Vec<(&'static str, PathBuf)>,
 }
 
 impl std::fmt::Debug for PreparedWriter {
@@ -91,6 +102,12 @@ impl PreparedWriter {
     /// Opens the writer.
     pub async fn open(self) -> Result<Box<dyn Writer>, WriteError> {
         self.open.await
+    }
+
+    /// The directories opening it will create, with the option that names each (see
+    /// [`WriterFactory::directories`]).
+    pub fn directories(&self) -> &[(&'static str, PathBuf)] {
+        &self.directories
     }
 }
 
@@ -119,10 +136,12 @@ impl<F: WriterFactory> AnyWriterFactory for Shared<F> {
     fn prepare(&self, config: &WriterConfig) -> Result<PreparedWriter, ConfigError> {
         let options: F::Options = config.options()?;
         self.0.check(&options, config)?;
+        let directories = self.0.directories(&options);
         let factory = self.0.clone();
         let config = config.clone();
         Ok(PreparedWriter {
             open: Box::pin(async move { factory.open(options, &config).await }),
+            directories,
         })
     }
 }

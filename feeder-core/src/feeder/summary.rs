@@ -53,6 +53,9 @@ pub struct ExchangeSummary {
     /// Times a stream was found delivering nothing but trades already stored for over a
     /// minute (a venue that restarted its ids, or replays).
     pub repeat_only: u64,
+    /// The latest connection-level failure, with its causes: why an exchange that was never
+    /// reached was not.
+    pub last_error: Option<String>,
 }
 
 /// Counters of one writer over the run.
@@ -148,6 +151,7 @@ impl Summary {
                 dropped: get(&s.dropped),
                 contacts: get(&s.contacts),
                 repeat_only: counts.repeat_only,
+                last_error: s.last_error(),
             });
         }
         for (name, s) in writers {
@@ -183,6 +187,29 @@ impl Summary {
             .filter(|e| e.contacts == 0 && e.trades == 0)
             .map(|e| e.name.as_str())
             .collect()
+    }
+
+    /// The error that ends a run whose exchanges were never reached, naming each with its
+    /// latest failure (each cause once); `None` when every exchange was reached.
+    ///
+    /// `these exchanges were never reached (no connection opened, no request answered):
+    /// coinbase (websocket connection failed: IO error: ...)`
+    pub fn never_connected_error(&self) -> Option<String> {
+        let never: Vec<String> = self
+            .exchanges
+            .iter()
+            .filter(|e| e.contacts == 0 && e.trades == 0)
+            .map(|e| match &e.last_error {
+                Some(why) => format!("{} ({why})", e.name),
+                None => format!("{} (no error seen)", e.name),
+            })
+            .collect();
+        (!never.is_empty()).then(|| {
+            format!(
+                "these exchanges were never reached (no connection opened, no request answered): {}",
+                never.join("; ")
+            )
+        })
     }
 
     /// What the data itself records as not exact, one line each: holes (`gap` events),
@@ -274,6 +301,39 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn never_connected_error_names_each_exchange_with_its_last_error() {
+        let reached = ExchangeSummary {
+            name: "kraken".into(),
+            contacts: 3,
+            last_error: Some("connection stale".into()),
+            ..ExchangeSummary::default()
+        };
+        let mut s = Summary {
+            exchanges: vec![reached],
+            ..Summary::default()
+        };
+        assert_eq!(s.never_connected_error(), None);
+        s.exchanges.push(ExchangeSummary {
+            name: "coinbase".into(),
+            last_error: Some("websocket connection failed: IO error: refused".into()),
+            ..ExchangeSummary::default()
+        });
+        s.exchanges.push(ExchangeSummary {
+            name: "okx".into(),
+            ..ExchangeSummary::default()
+        });
+        let line = s.never_connected_error().unwrap();
+        assert!(
+            line.ends_with(
+                ": coinbase (websocket connection failed: IO error: refused); okx (no error seen)"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("kraken"), "{line}");
+        assert_eq!(s.never_connected(), ["coinbase", "okx"]);
+    }
 
     #[test]
     fn incomplete_candles_and_late_trades_are_warnings_not_failures() {

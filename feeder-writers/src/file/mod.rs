@@ -48,6 +48,10 @@ impl WriterFactory for FileWriterFactory {
         options.check(config)
     }
 
+    fn directories(&self, options: &FileOptions) -> Vec<(&'static str, std::path::PathBuf)> {
+        vec![("path", options.path.clone())]
+    }
+
     async fn open(
         &self,
         options: FileOptions,

@@ -37,6 +37,10 @@ impl WriterFactory for S3WriterFactory {
             .map_err(|(key, message)| config.option_error(key, message))
     }
 
+    fn directories(&self, options: &S3Options) -> Vec<(&'static str, std::path::PathBuf)> {
+        vec![("spool_dir", options.spool())]
+    }
+
     async fn open(
         &self,
         options: S3Options,
