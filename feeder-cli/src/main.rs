@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 mod live;
-mod observe;
 mod manual;
+mod observe;
 
 #[derive(Parser, Debug)]
 #[command(
