@@ -449,7 +449,10 @@ fn multiset(events: &[Event]) -> BTreeMap<String, usize> {
 fn check_same(name: &str, store: &[Event], files: &BTreeMap<String, usize>) {
     let got = multiset(store);
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "{name} holds events more than once: {twice:#?}");
+    assert!(
+        twice.is_empty(),
+        "{name} holds events more than once: {twice:#?}"
+    );
     let missing: Vec<_> = files.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !files.contains_key(*k)).collect();
     assert!(
@@ -538,7 +541,11 @@ async fn redis_events(url: &str, prefix: &str) -> Vec<Event> {
     let mut c = redis_connection(url).await;
     let mut out = Vec::new();
     for key in redis_keys(&mut c, prefix).await {
-        let t: String = redis::cmd("TYPE").arg(&key).query_async(&mut c).await.unwrap();
+        let t: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         if t != "stream" {
             continue;
         }
@@ -565,7 +572,11 @@ async fn redis_delete(url: &str, prefix: &str) {
     let mut c = redis_connection(url).await;
     let all = redis_keys(&mut c, prefix).await;
     if !all.is_empty() {
-        let _: u64 = redis::cmd("DEL").arg(&all).query_async(&mut c).await.unwrap();
+        let _: u64 = redis::cmd("DEL")
+            .arg(&all)
+            .query_async(&mut c)
+            .await
+            .unwrap();
     }
 }
 
@@ -609,7 +620,9 @@ fn check_files(published: &[MockTrade], events: &[Event]) {
                     .or_insert(0) += 1;
                 let p = published
                     .iter()
-                    .find(|p| p.symbol == t.symbol && p.trade_id.to_string() == t.trade_id.to_string())
+                    .find(|p| {
+                        p.symbol == t.symbol && p.trade_id.to_string() == t.trade_id.to_string()
+                    })
                     .unwrap_or_else(|| panic!("a trade never published: {t:?}"));
                 assert!(p.matches(t), "stored {t:?}\npublished {p:?}");
             }
@@ -623,9 +636,20 @@ fn check_files(published: &[MockTrade], events: &[Event]) {
             Event::Gap(g) => panic!("a gap in a run without faults: {g:?}"),
         }
     }
-    assert_eq!(trades.len(), published.len(), "every published trade in the files");
-    assert!(trades.values().all(|n| *n == 1), "a trade twice in the files");
-    assert_eq!(candles, expected_candles(published), "the candles in the files");
+    assert_eq!(
+        trades.len(),
+        published.len(),
+        "every published trade in the files"
+    );
+    assert!(
+        trades.values().all(|n| *n == 1),
+        "a trade twice in the files"
+    );
+    assert_eq!(
+        candles,
+        expected_candles(published),
+        "the candles in the files"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -685,6 +709,12 @@ async fn four_writers_of_one_run_hold_the_same_events_exactly_once() {
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+    assert!(
+        js.get_stream(&stream).await.is_err(),
+        "stream {stream} deleted"
+    );
+    let left = redis_keys(&mut redis_connection(&redis_url).await, &keys).await;
+    assert!(left.is_empty(), "keys left in Redis: {left:?}");
 }
 
 async fn run(bin: PathBuf, mut stores: Stores, js: jetstream::Context) {
@@ -719,8 +749,14 @@ async fn run(bin: PathBuf, mut stores: Stores, js: jetstream::Context) {
     let deadline = Instant::now() + WAIT;
     loop {
         let events = file_events(&out);
-        let trades = events.iter().filter(|e| matches!(e, Event::Trade(_))).count();
-        let candles = events.iter().filter(|e| matches!(e, Event::Candle(_))).count();
+        let trades = events
+            .iter()
+            .filter(|e| matches!(e, Event::Trade(_)))
+            .count();
+        let candles = events
+            .iter()
+            .filter(|e| matches!(e, Event::Candle(_)))
+            .count();
         if trades >= TRADES && candles >= want_candles {
             break;
         }
@@ -739,7 +775,10 @@ async fn run(bin: PathBuf, mut stores: Stores, js: jetstream::Context) {
     let files = file_events(&out);
     check_files(&published, &files);
     let want = multiset(&files);
-    assert!(want.values().all(|n| *n == 1), "an event twice in the files");
+    assert!(
+        want.values().all(|n| *n == 1),
+        "an event twice in the files"
+    );
     assert_eq!(want.len(), TRADES + want_candles);
 
     // Every batch the syslog writer counted as written was read by rsyslog; wait (bounded)
