@@ -36,7 +36,11 @@ const POLL_SLACK: u64 = 64;
 /// Reads the trades topic back. Lives from the first resume question until the writer
 /// first writes: after that the topic has moved on and what it learnt is stale.
 pub(super) struct Scanner {
+    /// For metadata and watermarks.
     consumer: BaseConsumer<FeederContext>,
+    /// The consumer's settings: each read of records gets a consumer of its own.
+    config: ClientConfig,
+    context: FeederContext,
     topic: String,
     /// Longest wait for any one answer of the brokers.
     timeout: Duration,
@@ -134,6 +138,8 @@ impl Scanner {
             })?;
         Ok(Self {
             consumer,
+            config: c,
+            context: context.clone(),
             topic,
             timeout,
             bound,
@@ -155,6 +161,8 @@ impl Scanner {
         for p in partitions.iter_mut() {
             let reader = Reader {
                 consumer: &self.consumer,
+                config: &self.config,
+                context: &self.context,
                 topic: &self.topic,
                 timeout: self.timeout,
             };
@@ -206,6 +214,8 @@ impl Scanner {
         }
         let reader = Reader {
             consumer: &self.consumer,
+            config: &self.config,
+            context: &self.context,
             topic: &self.topic,
             timeout: self.timeout,
         };
@@ -312,9 +322,12 @@ fn note(chunk: &mut HashMap<Vec<u8>, Seen>, key: &[u8], offset: i64, payload: &[
     }
 }
 
-/// One consumer reading one partition at a time.
+/// Reads one partition at a time, each read with a consumer of its own.
 struct Reader<'a> {
+    /// For watermarks.
     consumer: &'a BaseConsumer<FeederContext>,
+    config: &'a ClientConfig,
+    context: &'a FeederContext,
     topic: &'a str,
     timeout: Duration,
 }
@@ -373,10 +386,18 @@ impl Reader<'_> {
         records: i64,
         mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
     ) -> Result<(), WriteError> {
+        // A consumer of its own: one that read this partition before can still hand out
+        // records fetched for that earlier read after the new assignment, and a record of
+        // another range would end this one early (seen with a broker that reports a low
+        // high watermark, so the end was found by reading).
+        let consumer: BaseConsumer<FeederContext> = self
+            .config
+            .create_with_context(self.context.clone())
+            .map_err(|e| self.error("cannot create a consumer to read", partition, e))?;
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(self.topic, partition, Offset::Offset(start))
-            .and_then(|()| self.consumer.assign(&assignment))
+            .and_then(|()| consumer.assign(&assignment))
             .map_err(|e| self.error("cannot start reading", partition, e))?;
         let mut read = 0;
         let polls = u64::try_from(records)
@@ -384,7 +405,7 @@ impl Reader<'_> {
             .saturating_add(POLL_SLACK);
         let mut done = false;
         for _ in 0..polls {
-            match self.consumer.poll(self.timeout) {
+            match consumer.poll(self.timeout) {
                 None => {
                     return Err(WriteError::retriable(
                         format!(
@@ -419,9 +440,7 @@ impl Reader<'_> {
                 }
             }
         }
-        self.consumer
-            .unassign()
-            .map_err(|e| self.error("cannot stop reading", partition, e))?;
+        drop(consumer);
         if done {
             Ok(())
         } else {
