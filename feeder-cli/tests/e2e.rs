@@ -170,6 +170,13 @@ impl Feeder {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process is still running.
+    fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -2001,4 +2008,71 @@ shutdown_timeout: 20s
         published > stored + FLOOD_AHEAD / 2,
         "the store kept up, so this was no flood: {published} published, {stored} stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_parts_are_finished_while_the_feeder_runs() {
+    // With `roll_interval: 1s`, each round's trades must show up in finished `.parquet`
+    // parts (journals not counted) while the process is still running, not only at
+    // shutdown or at a new UTC day.
+    let mock = start_mock("coinbase", MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = config(&mock, "coinbase", Transport::Websocket, &out, "[30m]").replace(
+        "    format: jsonl\n",
+        "    format: parquet\n    roll_interval: 1s\n",
+    );
+    assert!(config.contains("roll_interval: 1s"), "{config}");
+    let mut feeder = Feeder::start(dir.path(), &config);
+    mock.wait_subscriptions(1, WAIT).await.unwrap();
+    let parts = |dir: &Path| {
+        files_under(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".parquet"))
+            .count()
+    };
+    let mut finished_before = 0;
+    for round in 1..=3 {
+        mock.publish(40);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let stored: std::collections::HashSet<(String, String)> = parquet_trades(&out, false)
+                .iter()
+                .map(|t| (t.symbol.to_string(), t.trade_id.to_string()))
+                .collect();
+            let missing = mock
+                .published()
+                .iter()
+                .filter(|p| !stored.contains(&(p.symbol.to_string(), p.trade_id.to_string())))
+                .count();
+            if missing == 0 {
+                break;
+            }
+            assert!(
+                feeder.running(),
+                "the feeder exited in round {round}:\n{}",
+                feeder.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {missing} trades not in a finished part while the feeder runs:\n{}",
+                feeder.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(feeder.running(), "{}", feeder.log());
+        // Each round's trades came in parts finished after the earlier rounds' parts.
+        let finished = parts(&out);
+        assert!(finished > finished_before, "round {round}: no new part");
+        finished_before = finished;
+    }
+    let status = feeder.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        feeder.log()
+    );
+    // Nothing doubled across parts, and nothing left in journals after shutdown.
+    check_exactly_once(&mock.published(), &parquet_trades(&out, false), true);
+    assert_eq!(parquet_trades(&out, true).len(), mock.published().len());
 }
