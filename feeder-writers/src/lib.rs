@@ -48,6 +48,8 @@ pub mod postgres;
 pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(feature = "http", feature = "nats", feature = "redis"))]
+mod secret;
 #[cfg(feature = "stdout")]
 pub mod stdout;
 #[cfg(feature = "syslog")]

@@ -371,17 +371,8 @@ impl HttpOptions {
         let Some(var) = &self.bearer_token_env else {
             return Ok(None);
         };
-        match std::env::var(var) {
-            Ok(token) if !token.trim().is_empty() => Ok(Some(Secret(token.trim().to_owned()))),
-            Ok(_) => Err(("bearer_token_env", format!("the variable {var} is empty"))),
-            Err(std::env::VarError::NotPresent) => {
-                Err(("bearer_token_env", format!("the variable {var} is not set")))
-            }
-            Err(std::env::VarError::NotUnicode(_)) => Err((
-                "bearer_token_env",
-                format!("the variable {var} is not valid UTF-8"),
-            )),
-        }
+        let token = crate::secret::from_env("bearer_token_env", var)?;
+        Ok(Some(Secret(token.trim().to_owned())))
     }
 
     /// The bearer token as a [`ConfigError`] when it cannot be read.

@@ -217,14 +217,9 @@ fn connect_options(o: &NatsOptions) -> Result<async_nats::ConnectOptions, WriteE
 }
 
 /// The value of the environment variable `var`, named by option `key`.
-fn secret(key: &str, var: &str) -> Result<String, WriteError> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(WriteError::Config(ConfigError::invalid(
-            key,
-            format!("the environment variable {var} is not set"),
-        ))),
-    }
+fn secret(key: &'static str, var: &str) -> Result<String, WriteError> {
+    crate::secret::from_env(key, var)
+        .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))
 }
 
 /// Checks that the stream exists and covers every subject the writer publishes to;

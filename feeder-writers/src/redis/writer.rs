@@ -246,15 +246,8 @@ fn client(o: &RedisOptions) -> Result<Client, WriteError> {
     };
     let mut info = o.url.as_str().into_connection_info().map_err(bad_url)?;
     if let Some(var) = &o.password_env {
-        let password = match std::env::var(var) {
-            Ok(v) if !v.is_empty() => v,
-            _ => {
-                return Err(WriteError::Config(ConfigError::invalid(
-                    "password_env",
-                    format!("the environment variable {var} is not set"),
-                )))
-            }
-        };
+        let password = crate::secret::from_env("password_env", var)
+            .map_err(|(key, message)| WriteError::Config(ConfigError::invalid(key, message)))?;
         let mut settings = info.redis_settings().clone().set_password(password);
         if let Some(user) = &o.username {
             settings = settings.set_username(user);
