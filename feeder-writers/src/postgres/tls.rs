@@ -108,11 +108,12 @@ impl MakeRustlsConnect {
             .with_safe_default_protocol_versions()
             .map_err(TlsSetupError::Rustls)?;
         let verifier: Arc<dyn ServerCertVerifier> = match settings.verify {
-            Verify::Nothing => Arc::new(AnyCertificate {
+            Verify::Nothing => Arc::new(WithoutName {
+                roots: None,
                 provider: Arc::clone(&provider),
             }),
-            Verify::Chain => Arc::new(ChainOnly {
-                roots: Arc::new(roots(&settings.roots)?),
+            Verify::Chain => Arc::new(WithoutName {
+                roots: Some(Arc::new(roots(&settings.roots)?)),
                 provider: Arc::clone(&provider),
             }),
             Verify::Full => WebPkiServerVerifier::builder_with_provider(
@@ -203,14 +204,17 @@ fn certificates(
     Ok(certs)
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name is not looked at.
+/// The modes that do not check the host name. With roots (`verify-ca`) the chain must lead
+/// to one of them; without (`require` and `prefer` with no root certificate, as the user
+/// asked) any certificate is taken. Either way the handshake must be signed by the
+/// certificate's key.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct WithoutName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -219,68 +223,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `require` and `prefer` without a root certificate, as the user asked: any certificate is
-/// taken, but the handshake must still be signed by its key.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
