@@ -1,5 +1,6 @@
-//! Secrets named in the config by an environment variable (`password_env`, `token_env`,
-//! `bearer_token_env`): the config holds the variable's name, never the value.
+//! Secrets: those named in the config by an environment variable (`password_env`,
+//! `token_env`, `bearer_token_env`), where the config holds the variable's name and never
+//! the value, and those a user may still write into a URL, hidden before it is shown.
 
 /// The value of the environment variable `var`, which option `key` names. A variable that
 /// is not set, is empty (or only blanks) or is not UTF-8 is an error naming the option and
@@ -18,6 +19,30 @@ pub(crate) fn from_env(key: &'static str, var: &str) -> Result<String, (&'static
     }
 }
 
+/// A server URL, or a comma-separated list of them, with the user information of each
+/// (`user:password@`) replaced by `***@`, for logs, errors and `Debug`. What follows the
+/// host (path, query) is kept.
+pub(crate) fn redact_userinfo(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let (scheme, rest) = match url.split_once("://") {
+                Some((scheme, rest)) => (Some(scheme), rest),
+                None => (None, url),
+            };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((_, host)) => match scheme {
+                    Some(scheme) => format!("{scheme}://***@{host}{tail}"),
+                    None => format!("***@{host}{tail}"),
+                },
+                None => url.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +58,27 @@ mod tests {
         );
         // PATH is set on every machine the tests run on, and is not blank.
         assert!(from_env("token_env", "PATH").is_ok());
+    }
+
+    #[test]
+    fn user_information_is_hidden_in_every_url_of_a_list() {
+        assert_eq!(
+            redact_userinfo("redis://u:p%40ss@db:6379/0?x=1"),
+            "redis://***@db:6379/0?x=1"
+        );
+        assert_eq!(
+            redact_userinfo("nats://a:b@n1:4222,tls://token@n2:4222"),
+            "nats://***@n1:4222,tls://***@n2:4222"
+        );
+        assert_eq!(redact_userinfo("user:pw@host:4222"), "***@host:4222");
+        // An `@` after the host is not user information.
+        assert_eq!(
+            redact_userinfo("redis://db:6379/0?tag=a@b"),
+            "redis://db:6379/0?tag=a@b"
+        );
+        assert_eq!(
+            redact_userinfo("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }

@@ -181,16 +181,7 @@ impl std::fmt::Debug for NatsOptions {
 
 /// The URL with any user information replaced, for logs and errors.
 pub(super) fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_string(),
-        },
-        None => match url.rsplit_once('@') {
-            Some((_, host)) => format!("***@{host}"),
-            None => url.to_string(),
-        },
-    }
+    crate::secret::redact_userinfo(url)
 }
 
 /// The three subject templates, parsed.

@@ -115,19 +115,7 @@ impl std::fmt::Debug for RedisOptions {
 
 /// The URL with any user information replaced, for logs and errors.
 pub(super) fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            match authority.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-                None => url.to_string(),
-            }
-        }
-        None => "(not a URL)".to_string(),
-    }
+    crate::secret::redact_userinfo(url)
 }
 
 /// The three key templates, parsed.
