@@ -17,7 +17,10 @@
 pub mod memory;
 pub mod probe;
 pub mod process;
+pub mod procfs;
+pub mod real_load;
 pub mod scenario;
 pub mod server;
+pub mod stores;
 pub mod suite;
 pub mod wire;

@@ -19,6 +19,11 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     suite: SuiteArgs,
+    /// Runs one further check instead of the suite, with its defaults (`real-load`,
+    /// `stores`); `--quick` and `--repeat` apply. Their own options: `real-load --help`,
+    /// `stores --help`.
+    #[arg(long, value_name = "NAME")]
+    scenario: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +36,13 @@ enum Command {
     Serve(ServeArgs),
     /// Many streams at a modest rate for a while, sampling resident memory.
     Memory(MemoryArgs),
+    /// Nine mock venues at a realistic rate into JSON lines and PostgreSQL: CPU and memory.
+    RealLoad(feeder_bench::real_load::RealLoadArgs),
+    /// The PostgreSQL, Kafka and S3 writers, each beside a bare client.
+    Stores(feeder_bench::stores::StoresArgs),
+    /// The feeder process of the real-load check (started by it).
+    #[command(hide = true)]
+    LoadFeeder(feeder_bench::real_load::LoadFeederArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -151,11 +163,19 @@ fn main() -> std::process::ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        None if cli.scenario.is_some() => feeder_bench::real_load::run_named(
+            cli.scenario.as_deref().unwrap_or_default(),
+            cli.suite.quick,
+            cli.suite.repeat,
+        ),
         None => run_suite(cli.suite),
         Some(Command::Run(args)) => run_suite(args),
         Some(Command::Scenario(args)) => run_scenario(args),
         Some(Command::Serve(args)) => run_server(args),
         Some(Command::Memory(args)) => run_memory(args),
+        Some(Command::RealLoad(args)) => feeder_bench::real_load::run(&args),
+        Some(Command::Stores(args)) => feeder_bench::stores::run(&args),
+        Some(Command::LoadFeeder(args)) => feeder_bench::real_load::run_feeder_child(&args),
     }
 }
 
