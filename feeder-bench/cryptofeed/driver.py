@@ -13,10 +13,17 @@ write them.
 Prints `STARTED` once the feeds are added, runs until stdin closes, then prints
 `RESULT <trades written>` and exits.
 
-cryptofeed's Coinbase feed speaks Coinbase's Advanced Trade protocol (the `market_trades`
-channel; products under `products` with `base_currency_id`), not the Exchange protocol
-(`match` messages, `GET /products` as a list) the mock speaks, so it cannot be pointed at
-the mock Coinbase; Bitstamp and Binance are used instead.
+Which of cryptofeed's feeds can read the mocks (cryptofeed 2.4.1):
+- bitstamp: yes (the same `bts:subscribe`, `live_trades_*` and trading-pairs list).
+- coinbase: no. cryptofeed speaks Coinbase's Advanced Trade protocol (`market_trades`
+  events; products under `products` with `base_currency_id`), the mock and crypto-feeder
+  the Exchange protocol (`match` messages; `GET /products` as a list).
+- binance: connects, reads nothing: cryptofeed subscribes to `@aggTrade`, the mock serves
+  `@trade`.
+- okx: its instrument list asks for `instType=SWAP` too, which the mock refuses.
+- bitfinex: its symbol list starts at `/v2/conf/pub:list:currency`, which the mock lacks.
+- huobi: connects; the mock answers its messages with `invalid json`.
+- kraken: cryptofeed speaks WebSocket v1, the mock v2.
 """
 
 import argparse

@@ -110,12 +110,10 @@ pub const VENUES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The venues whose mock cryptofeed's feeds (2.4) understand, their endpoints overridden by
-/// the driver. Left out: Coinbase (cryptofeed speaks the Advanced Trade protocol,
-/// `market_trades` events and products under `products`, not the Exchange protocol of
-/// `match` messages that the mock and this project speak), Binance (cryptofeed reads
-/// `@aggTrade`, the mock and this project `@trade`) and Kraken (cryptofeed speaks WebSocket
-/// v1, the mock v2).
+/// The venues whose mock cryptofeed's feeds (2.4.1) read, their endpoints overridden by the
+/// driver: Bitstamp. The others fail on a protocol difference, each listed in the driver's
+/// docs; Coinbase because cryptofeed speaks Coinbase's Advanced Trade protocol, the mock
+/// and this project the Exchange protocol.
 pub const CRYPTOFEED_VENUES: &str = "bitstamp";
 
 /// Settings of the real-load check.
