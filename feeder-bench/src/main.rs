@@ -31,6 +31,9 @@ enum Command {
     Serve(ServeArgs),
     /// Many streams at a modest rate for a while, sampling resident memory.
     Memory(MemoryArgs),
+    /// Capture overhead on the live path (throughput and CPU with and without), and replay
+    /// throughput.
+    Capture(feeder_bench::capture::CaptureArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,6 +159,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Scenario(args)) => run_scenario(args),
         Some(Command::Serve(args)) => run_server(args),
         Some(Command::Memory(args)) => run_memory(args),
+        Some(Command::Capture(args)) => feeder_bench::capture::main(args),
     }
 }
 
