@@ -388,3 +388,120 @@ async fn a_capture_out_of_room_stops_loudly_and_the_feed_goes_on() {
         assert!(Reader::open(f).unwrap().all(|r| r.is_ok()));
     }
 }
+
+/// The Python reader of the README's "Capture and replay" section.
+fn readme_reader() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = &readme[readme.find("## Capture and replay").expect("the section")..];
+    let start = section.find("```python\n").expect("a python block") + "```python\n".len();
+    let len = section[start..].find("```\n").expect("the block's end");
+    section[start..start + len].to_owned()
+}
+
+/// Whether python3 with `zstandard` is here; without it the test fails in CI and is skipped
+/// elsewhere (`.ci/services.d/zstandard.sh` installs it).
+fn python_with_zstandard() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import zstandard"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with zstandard is needed in CI (.ci/services.d/zstandard.sh)"
+        );
+        eprintln!("skipped: python3 with zstandard not found");
+    }
+    ok
+}
+
+/// What the README's reader prints for each record, as the Rust reader sees it.
+fn lines_of(records: &[feeder_core::exchange::capture::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r.kind as u8,
+                r.direction as u8,
+                r.conn,
+                r.time.unix_nanos(),
+                r.tag_str(),
+                r.payload.len()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_python_reader_of_the_readme_reads_what_the_feeder_writes_up_to_any_damage() {
+    use feeder_core::config::{CaptureCompression, CaptureConfig};
+    use feeder_core::exchange::capture::{Capture, Direction, Record};
+
+    if !python_with_zstandard() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("read_capture.py");
+    std::fs::write(&script, readme_reader()).unwrap();
+    for compression in [CaptureCompression::Zstd, CaptureCompression::None] {
+        let sub = dir.path().join(format!("{compression:?}"));
+        let mut cfg = CaptureConfig::new(&sub);
+        cfg.compression = compression;
+        let capture = Capture::new("acme", cfg);
+        let t0 = Timestamp::now().unix_nanos();
+        for i in 0..3_000u64 {
+            let kind = [Kind::WsText, Kind::HttpResponse, Kind::Progress][(i % 3) as usize];
+            capture.record(Record {
+                kind,
+                direction: if i % 3 == 2 {
+                    Direction::Local
+                } else {
+                    Direction::In
+                },
+                conn: i / 10,
+                time: Timestamp::from_unix_nanos(t0 + i as i64, 9),
+                tag: if i % 3 == 0 { "" } else { "BTC-USD" }.into(),
+                payload: format!(
+                    "{{\"i\":{i},\"x\":\"{}\"}}",
+                    "ab".repeat((i % 700) as usize)
+                )
+                .into(),
+            });
+        }
+        drop(capture);
+        let files = capture_files(&sub, "acme").unwrap();
+        assert_eq!(files.len(), 1);
+        let whole = std::fs::read(&files[0]).unwrap();
+        // The whole file, then the same cut short in its last quarter.
+        for len in [whole.len(), whole.len() * 3 / 4] {
+            let path = dir.path().join("cut.fcap");
+            std::fs::write(&path, &whole[..len]).unwrap();
+            let ours: Vec<_> = Reader::open(&path).unwrap().map_while(Result::ok).collect();
+            if len == whole.len() {
+                assert_eq!(ours.len(), 3_000);
+            } else {
+                assert!(ours.len() < 3_000 && ours.len() > 1_000, "{}", ours.len());
+            }
+            let out = Command::new("python3")
+                .arg(&script)
+                .arg(&path)
+                .output()
+                .expect("run python3");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let theirs: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(theirs, lines_of(&ours), "{compression:?}, {len} bytes");
+        }
+    }
+}
