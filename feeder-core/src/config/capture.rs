@@ -81,3 +81,53 @@ impl CaptureConfig {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ByteSize, CaptureCompression, Config};
+    use std::time::Duration;
+
+    fn config(capture: &str) -> String {
+        format!(
+            "exchanges:
+  - name: coinbase
+    symbols: [BTC-USD]
+    capture: {capture}
+writers:
+  - type: log
+"
+        )
+    }
+
+    #[test]
+    fn capture_reads_with_its_defaults() {
+        let c = Config::from_yaml_str(&config("{ path: /tmp/cap }")).unwrap();
+        let cap = c.exchanges[0].capture.clone().unwrap();
+        assert_eq!(cap.rotate, Duration::from_secs(3600));
+        assert_eq!(cap.compression, CaptureCompression::Zstd);
+        assert_eq!(cap.max_size, None);
+        let c = Config::from_yaml_str(&config(
+            "{ path: /tmp/cap, rotate: 10m, compression: none, max_size: 1GiB }",
+        ))
+        .unwrap();
+        let cap = c.exchanges[0].capture.clone().unwrap();
+        assert_eq!(cap.rotate, Duration::from_secs(600));
+        assert_eq!(cap.compression, CaptureCompression::None);
+        assert_eq!(cap.max_size, Some(ByteSize(1 << 30)));
+    }
+
+    #[test]
+    fn bad_capture_settings_name_their_key() {
+        for (capture, named) in [
+            ("{ path: /tmp/cap, rotat: 1h }", "rotat"),
+            ("{ path: /tmp/cap, compression: lz4 }", "lz4"),
+            ("{ path: /tmp/cap, rotate: 10ms }", "capture.rotate"),
+            ("{ path: /tmp/cap, queue: 0 }", "capture.queue"),
+        ] {
+            let err = Config::from_yaml_str(&config(capture))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named) && err.contains("line 4"), "{err}");
+        }
+    }
+}
