@@ -301,3 +301,78 @@ async fn a_missing_capture_is_a_terminal_error_that_names_the_directory() {
     // It counts as ended, so a program waiting for the replay does not hang.
     source.wait_finished(1).await;
 }
+
+/// The toy venue with consecutive ids, as Coinbase's are.
+struct Consecutive;
+
+impl StreamVenue for Consecutive {
+    fn url(&self, s: &[Symbol]) -> Result<url::Url, ExchangeError> {
+        Toy.url(s)
+    }
+    fn subscribe(&self, s: &[Symbol]) -> Vec<WsMessage> {
+        Toy.subscribe(s)
+    }
+    fn parse(&self, f: &[u8], at: Timestamp, out: &mut Vec<Trade>) -> Result<Frame, ParseError> {
+        StreamVenue::parse(&Toy, f, at, out)
+    }
+    fn ids_are_consecutive(&self) -> bool {
+        true
+    }
+}
+
+/// Live, the driver delivers the trades before a jump in consecutive ids, backfills the
+/// hole, then delivers the rest of the burst; a replay that delivered the burst whole would
+/// then drop the backfilled trades as older than the cursor.
+#[tokio::test]
+async fn a_jump_in_consecutive_ids_replays_in_the_order_the_driver_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::new("toy", CaptureConfig::new(dir.path()));
+    let mut answer = Vec::new();
+    answer.extend_from_slice(&200u16.to_le_bytes());
+    let h = b"x-page: 1\r\n";
+    answer.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    answer.extend_from_slice(h);
+    answer.extend_from_slice(b"4 103\n3 102\n2 101\n");
+    for r in [
+        progress(0.5, 0),
+        frame(1.0, "BTC-USD 1 100"),
+        frame(2.0, "BTC-USD 2 101"),
+        // One burst: 5 jumps over 3 and 4; 6 follows in the same burst.
+        frame(3.0, "BTC-USD 5 104"),
+        frame(3.0001, "BTC-USD 6 105"),
+        progress(3.0002, 1),
+        rec(
+            Kind::HttpRequest,
+            Direction::Out,
+            2,
+            3.1,
+            "BTC-USD",
+            b"http://x/".to_vec(),
+        ),
+        rec(Kind::HttpResponse, Direction::In, 2, 3.2, "BTC-USD", answer),
+        progress(3.3, 0),
+        frame(4.0, "BTC-USD 7 106"),
+    ] {
+        capture.record(r);
+    }
+    drop(capture);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let ctx = ExchangeContext::new(
+        vec![Symbol::parse("BTC-USD").unwrap()],
+        tx,
+        CancellationToken::new(),
+    );
+    let source = ReplaySource::new(dir.path());
+    ReplayExchange::new("toy", source)
+        .with_stream(Arc::new(Consecutive))
+        .with_poll(Arc::new(Toy))
+        .run(ctx)
+        .await
+        .unwrap();
+    let mut inputs = Vec::new();
+    while let Ok(i) = rx.try_recv() {
+        inputs.push(i);
+    }
+    let got: Vec<String> = ids(&inputs).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, ["1", "2", "3", "4", "5", "6", "7"]);
+}

@@ -7,7 +7,7 @@
 //! direction. A [`Capture`] hands each record to a writer thread through a bounded queue, so
 //! the feed never waits for the disk: when the queue is full, or the disk is (or the size
 //! limit is reached), records are dropped and counted, an error is logged and the feed goes
-//! on. The files rotate and are zstd-compressed in blocks; their layout is in [`format`].
+//! on. The files rotate and are zstd-compressed in blocks; their layout is in [`format`](mod@format).
 //!
 //! [`ReplayExchange`] plays a capture back through the venue's own parsers into any
 //! pipeline; `crypto-feeder replay` does that for a configuration.

@@ -15,7 +15,7 @@ use crate::exchange::{
     Completeness, Exchange, ExchangeContext, ExchangeStats, HttpResponse, PollVenue, StreamVenue,
 };
 use crate::model::{Gap, Symbol, Timestamp, Trade};
-use crate::pipeline::Watermark;
+use crate::pipeline::{IdJumpLimit, Watermark};
 
 /// How fast a capture is played back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,9 +299,26 @@ struct Play<'a> {
     start: Option<(tokio::time::Instant, i64)>,
     last_time: Option<i64>,
     out: Vec<Trade>,
+    /// For venues with consecutive ids: trades read after a jump in ids, held while the
+    /// driver backfilled the hole, as it held them.
+    held: Option<Held>,
     records: u64,
     trades: u64,
     damaged: u64,
+}
+
+/// Trades the driver held back after a jump in a stream's consecutive ids: it delivered the
+/// trades before the jump, backfilled each jumped stream over REST, then delivered these.
+struct Held {
+    trades: Vec<Trade>,
+    /// The newest id held per symbol, to find the jumps of frames read in the same burst.
+    newest: Vec<(Symbol, u128)>,
+    /// Jumped streams whose backfill has not reported live yet.
+    waiting: Vec<Symbol>,
+    /// Whether a REST answer came since: a frame after one is read after the backfill.
+    answered: bool,
+    /// The receive time of the last frame held.
+    time: i64,
 }
 
 impl<'a> Play<'a> {
@@ -316,6 +333,7 @@ impl<'a> Play<'a> {
             start: None,
             last_time: None,
             out: Vec::new(),
+            held: None,
             records: 0,
             trades: 0,
             damaged: 0,
@@ -351,10 +369,31 @@ impl<'a> Play<'a> {
         if !continues_walk {
             self.deliver_pages().await?;
         }
+        let frame = matches!(r.kind, Kind::WsText | Kind::WsBinary) && r.direction == Direction::In;
+        let backfilled = self.held.as_ref().is_some_and(|h| h.answered);
+        if (frame && backfilled) || matches!(r.kind, Kind::Connect | Kind::Disconnect) {
+            self.release().await?;
+        }
         match (r.kind, r.direction) {
             (Kind::WsText | Kind::WsBinary, Direction::In) => self.on_frame(&r).await?,
-            (Kind::HttpResponse, Direction::In) => self.on_page(r),
-            (Kind::Progress, _) => self.on_progress(&r, true).await?,
+            (Kind::HttpResponse, Direction::In) => {
+                if let Some(h) = &mut self.held {
+                    h.answered = true;
+                }
+                self.on_page(r)
+            }
+            (Kind::Progress, _) => {
+                self.on_progress(&r, true).await?;
+                let tag = r.tag_str();
+                if let Some(h) = &mut self.held {
+                    if r.payload.first() == Some(&0) {
+                        h.waiting.retain(|s| s.as_str() != tag);
+                    }
+                    if h.waiting.is_empty() {
+                        self.release().await?;
+                    }
+                }
+            }
             (Kind::Gap, _) => self.on_gap(&r).await?,
             _ => {}
         }
@@ -386,8 +425,82 @@ impl<'a> Play<'a> {
             self.ctx.parse_error(&self.ex.name, &e, &r.payload);
             self.out.clear();
         }
-        let trades = std::mem::take(&mut self.out);
-        self.deliver(trades, r.time.unix_nanos()).await
+        let mut trades = std::mem::take(&mut self.out);
+        let now = r.time.unix_nanos();
+        if let Some(h) = &mut self.held {
+            // Read in the same burst as the jump: held with it, their own jumps backfilled
+            // with it.
+            for t in &trades {
+                note_id(&mut h.newest, &mut h.waiting, t);
+            }
+            h.trades.append(&mut trades);
+            h.time = now;
+            return Ok(());
+        }
+        if let Some(at) = self.first_jump(&trades) {
+            let rest = trades.split_off(at);
+            self.deliver(trades, now).await?;
+            let mut held = Held {
+                trades: Vec::new(),
+                newest: Vec::new(),
+                waiting: Vec::new(),
+                answered: false,
+                time: now,
+            };
+            for t in &rest {
+                if let Some(c) = self.ctx.cursors.get(&t.symbol) {
+                    if let Some(id) = c.trade_id.as_number() {
+                        if !held.newest.iter().any(|(s, _)| *s == t.symbol) {
+                            held.newest.push((t.symbol.clone(), id));
+                        }
+                    }
+                }
+                note_id(&mut held.newest, &mut held.waiting, t);
+            }
+            held.trades = rest;
+            self.held = Some(held);
+            return Ok(());
+        }
+        self.deliver(trades, now).await
+    }
+
+    /// Where the first jump in consecutive ids is among `trades`, for a venue whose ids are
+    /// consecutive and whose stream was backfilled.
+    fn first_jump(&self, trades: &[Trade]) -> Option<usize> {
+        let venue = self.ex.stream.as_ref()?;
+        if !venue.ids_are_consecutive() || self.ex.poll.is_none() {
+            return None;
+        }
+        let mut newest: Vec<(Symbol, u128)> = Vec::new();
+        for (i, t) in trades.iter().enumerate() {
+            let id = t.trade_id.as_number()?;
+            let prev = match newest.iter_mut().find(|(s, _)| *s == t.symbol) {
+                Some((_, n)) => Some(n),
+                None => {
+                    let c = self
+                        .ctx
+                        .cursors
+                        .get(&t.symbol)
+                        .and_then(|c| c.trade_id.as_number());
+                    newest.push((t.symbol.clone(), c.unwrap_or(id)));
+                    newest.last_mut().map(|(_, n)| n)
+                }
+            };
+            let Some(prev) = prev else { continue };
+            if id > *prev + 1 && IdJumpLimit::DEFAULT.allows(*prev, id) {
+                return Some(i);
+            }
+            *prev = (*prev).max(id);
+        }
+        None
+    }
+
+    /// Delivers what was held after a jump.
+    async fn release(&mut self) -> Result<(), ExchangeError> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        self.deliver(held.trades, held.time).await
     }
 
     fn on_page(&mut self, r: Record) {
@@ -502,10 +615,30 @@ impl<'a> Play<'a> {
     /// At the end: the last walk's pages, and the completeness reached by the last record.
     async fn finish(&mut self) -> Result<(), ExchangeError> {
         self.deliver_pages().await?;
+        self.release().await?;
         if let Some(t) = self.last_time {
             self.advance(t).await?;
         }
         Ok(())
+    }
+}
+
+/// Notes a held trade's id; a jump makes its stream wait for a backfill.
+fn note_id(newest: &mut Vec<(Symbol, u128)>, waiting: &mut Vec<Symbol>, t: &Trade) {
+    let Some(id) = t.trade_id.as_number() else {
+        return;
+    };
+    match newest.iter_mut().find(|(s, _)| *s == t.symbol) {
+        Some((_, prev)) => {
+            if id > *prev + 1
+                && IdJumpLimit::DEFAULT.allows(*prev, id)
+                && !waiting.contains(&t.symbol)
+            {
+                waiting.push(t.symbol.clone());
+            }
+            *prev = (*prev).max(id);
+        }
+        None => newest.push((t.symbol.clone(), id)),
     }
 }
 
