@@ -505,3 +505,33 @@ fn the_python_reader_of_the_readme_reads_what_the_feeder_writes_up_to_any_damage
         }
     }
 }
+
+#[test]
+fn validate_refuses_a_capture_directory_that_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"").unwrap();
+    let cfg = dir.path().join("feeder.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "exchanges:
+  - name: coinbase
+    symbols: [BTC-USD]
+    capture: {{ path: {} }}
+writers:
+  - type: log
+",
+            blocker.join("capture").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("capture.path"), "{err}");
+}
