@@ -24,7 +24,7 @@ const BLOCK_BYTES: usize = 1 << 20;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// The zstd level: fast enough to keep up with a firehose on one core.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 /// Least time between two errors logged for a full queue.
 const FULL_LOG_EVERY_SECS: i64 = 10;
