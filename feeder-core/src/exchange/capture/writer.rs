@@ -680,6 +680,64 @@ mod tests {
         assert_eq!(read as u64, written);
     }
 
+    /// A tmpfs of 64 KiB, unmounted on drop; `None` where mounting is not allowed (not root,
+    /// or no such capability in a container).
+    struct SmallDisk(std::path::PathBuf);
+
+    impl SmallDisk {
+        fn mount(dir: &std::path::Path) -> Option<SmallDisk> {
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| SmallDisk(dir.to_path_buf()))
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_capture_and_what_was_written_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(_disk) = SmallDisk::mount(dir.path()) else {
+            eprintln!("skipped: cannot mount a tmpfs here (the size-limit test covers the stop)");
+            return;
+        };
+        let mut cfg = CaptureConfig::new(dir.path());
+        cfg.compression = CaptureCompression::None;
+        let capture = Capture::new("acme", cfg);
+        let stats = capture.stats();
+        let big = tungstenite::Message::text("x".repeat(2_000));
+        // Far more than 64 KiB: the disk fills, in blocks written every second or MiB.
+        for i in 0..400u64 {
+            capture.ws_in(1, &big, Timestamp::now());
+            if i == 199 {
+                wait_for("the disk to fill", || stats.stopped.load(Ordering::Relaxed));
+            }
+        }
+        drop(capture);
+        let written = stats.records.load(Ordering::Relaxed);
+        let dropped = stats.dropped.load(Ordering::Relaxed);
+        assert!(stats.stopped.load(Ordering::Relaxed));
+        assert_eq!(written + dropped, 400);
+        assert!(dropped >= 200, "{dropped}");
+        // The file holds what fitted (the records of the block the disk cut are counted as
+        // dropped, though some whole ones may be on disk); the cut record ends the reading.
+        let files = capture_files(dir.path(), "acme").unwrap();
+        let mut reader = Reader::open(&files[0]).unwrap();
+        let read = reader.by_ref().map_while(Result::ok).count() as u64;
+        assert!(
+            read >= written && read < 400,
+            "{read} read, {written} written"
+        );
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
         let dir = tempfile::tempdir().unwrap();
