@@ -43,6 +43,9 @@ enum Command {
     /// The feeder process of the real-load check (started by it).
     #[command(hide = true)]
     LoadFeeder(feeder_bench::real_load::LoadFeederArgs),
+    /// Capture overhead on the live path (throughput and CPU with and without), and replay
+    /// throughput.
+    Capture(feeder_bench::capture::CaptureArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -176,6 +179,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::RealLoad(args)) => feeder_bench::real_load::run(&args),
         Some(Command::Stores(args)) => feeder_bench::stores::run(&args),
         Some(Command::LoadFeeder(args)) => feeder_bench::real_load::run_feeder_child(&args),
+        Some(Command::Capture(args)) => feeder_bench::capture::main(args),
     }
 }
 

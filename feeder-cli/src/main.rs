@@ -7,6 +7,7 @@
 //! crypto-feeder validate --online --config f  # ... and that each venue lists its symbols
 //! crypto-feeder symbols kraken                # a venue's tradeable symbols, normalized
 //! crypto-feeder exchanges                     # venues and their transports
+//! crypto-feeder replay --capture DIR --config f  # play a raw capture through a config
 //! crypto-feeder completions bash              # a shell completion script
 //! crypto-feeder man [--dir DIR]               # the manual page (roff)
 //! ```
@@ -28,6 +29,7 @@ use tracing_subscriber::EnvFilter;
 mod live;
 mod manual;
 mod observe;
+mod replay;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,6 +81,8 @@ enum Command {
     },
     /// Lists the bundled exchanges and their transports, and the writer types.
     Exchanges,
+    /// Plays a raw capture back through a config's parsers, pipeline and writers.
+    Replay(replay::Args),
     /// Prints a completion script for a shell to stdout.
     ///
     /// bash: `crypto-feeder completions bash > /etc/bash_completion.d/crypto-feeder`;
@@ -368,6 +372,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Replay(args) => replay::main(args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 //! and validation. Checking exchange names and writer options against a
 //! [`Registry`](crate::feeder::Registry) is [`Feeder::validate`](crate::feeder::Feeder::validate).
 
+mod capture;
 mod env;
 mod locate;
 mod paths;
@@ -21,6 +22,7 @@ use url::Url;
 use crate::exchange::Transport;
 use crate::model::{serde_duration, Interval, Symbol};
 
+pub use capture::{CaptureCompression, CaptureConfig};
 pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
 pub use paths::check_directory;
 pub use size::ByteSize;
@@ -193,6 +195,9 @@ pub struct ExchangeConfig {
         with = "optional_duration"
     )]
     pub stale_timeout: Option<Duration>,
+    /// Record the venue's raw traffic into files, for replay (off when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureConfig>,
     /// Position in the `exchanges` list, for error messages.
     #[serde(skip)]
     index: usize,
@@ -241,6 +246,7 @@ impl ExchangeConfig {
             ws_url: None,
             backfill: true,
             stale_timeout: None,
+            capture: None,
             index: 0,
             key_lines: HashMap::new(),
         }
@@ -748,6 +754,12 @@ impl Config {
             }
             if ex.request_timeout.is_zero() {
                 return Err(invalid("request_timeout", "must be positive".into()));
+            }
+            if let Some((key, why)) = ex.capture.as_ref().and_then(|c| c.problem()) {
+                return Err(ConfigError::invalid(
+                    at(key),
+                    with_line(why, &ex.key_lines, "capture"),
+                ));
             }
             for (field, url) in [("rest_url", &ex.rest_url), ("ws_url", &ex.ws_url)] {
                 if let Some(url) = url {

@@ -267,6 +267,9 @@ pub struct TradeSink {
     /// The channel's bound in bytes, if any; the receiver releases what each batch of trades
     /// took ([`ByteBudget::release`] with [`batch_bytes`] of its length).
     budget: Option<ByteBudget>,
+    /// The exchange's raw capture, if any: what the driver reports of completeness and
+    /// holes is recorded with the traffic, for replay.
+    capture: Option<super::Capture>,
 }
 
 impl TradeSink {
@@ -281,7 +284,14 @@ impl TradeSink {
             screen: Arc::default(),
             rejected: None,
             budget: None,
+            capture: None,
         }
+    }
+
+    /// Records the completeness and the gaps sent through this sink into `capture` too.
+    pub fn with_capture(mut self, capture: super::Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 
     /// Bounds the channel in bytes too: a batch of trades waits for its size in `budget`
@@ -355,6 +365,9 @@ impl TradeSink {
         if let Some(stream) = self.stats.streams.get(symbol) {
             stream.set_progress(completeness);
         }
+        if let Some(c) = &self.capture {
+            c.progress(symbol, completeness);
+        }
         self.tx
             .send(Input::Progress {
                 exchange: exchange.clone(),
@@ -368,6 +381,9 @@ impl TradeSink {
     /// Records a hole that could not be filled: counted, logged, and sent on to every writer.
     pub async fn send_gap(&self, gap: Gap) -> Result<(), ExchangeError> {
         ExchangeStats::incr(&self.stats.gaps);
+        if let Some(c) = &self.capture {
+            c.gap(&gap);
+        }
         if let Some(stream) = self.stats.streams.get(&gap.symbol) {
             ExchangeStats::incr(&stream.gaps);
         }

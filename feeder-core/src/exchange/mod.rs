@@ -8,6 +8,7 @@
 //! gaps over REST and paginates. An exchange defined in another crate uses exactly this API.
 
 mod backoff;
+pub mod capture;
 mod context;
 mod instruments;
 mod poll;
@@ -24,6 +25,7 @@ use crate::error::{ExchangeError, ParseError};
 use crate::model::{Symbol, Timestamp, Trade};
 
 pub use backoff::Backoff;
+pub use capture::{Capture, ReplayExchange, ReplaySource, Speed};
 pub use context::{
     Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
 };

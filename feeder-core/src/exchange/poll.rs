@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::MissedTickBehavior;
 
+use super::capture::{self, Capture};
 use super::rest::{default_client, Fetcher, Filled};
 use super::{Backoff, Completeness, Exchange, ExchangeContext, PollVenue};
 use crate::error::ExchangeError;
@@ -35,6 +36,7 @@ pub struct PollExchange<V> {
     backoff: Backoff,
     attempts: usize,
     client: Option<reqwest::Client>,
+    capture: Option<Capture>,
 }
 
 impl<V: PollVenue> PollExchange<V> {
@@ -48,7 +50,14 @@ impl<V: PollVenue> PollExchange<V> {
             backoff: Backoff::default(),
             attempts: DEFAULT_ATTEMPTS,
             client: None,
+            capture: None,
         }
+    }
+
+    /// Records every request and answer into `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 
     /// The timeout of each HTTP request (10 s by default).
@@ -89,6 +98,7 @@ impl<V: PollVenue> PollExchange<V> {
             backoff: self.backoff.clone(),
             timeout: self.timeout,
             attempts: self.attempts,
+            capture: self.capture.clone(),
         })
     }
 }
@@ -100,6 +110,7 @@ impl<V: PollVenue> Exchange for PollExchange<V> {
     }
 
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let ctx = capture::attach(ctx, self.capture.as_ref());
         let name = &*self.name;
         if self.interval.is_zero() {
             return Err(ExchangeError::Config(format!(

@@ -62,6 +62,8 @@ pub(crate) struct Fetcher {
     pub(crate) timeout: Duration,
     /// Tries per request, the first included.
     pub(crate) attempts: usize,
+    /// Where requests and answers are recorded, if anywhere.
+    pub(crate) capture: Option<super::Capture>,
 }
 
 /// The client used when the caller gave none: rustls, certificates verified.
@@ -344,18 +346,30 @@ impl Fetcher {
                 return Ok(Paged::Failed);
             }
         };
+        let conn = self.capture.as_ref().map(|c| c.request(symbol, &req.url));
         let answer = match self.get(&req, ctx).await {
             Got::Answer(a) => a,
             Got::Cancelled => return Ok(Paged::Cancelled),
             Got::Skipped => return Ok(Paged::Failed),
         };
+        let now = Timestamp::now();
+        if let (Some(c), Some(conn)) = (&self.capture, conn) {
+            c.response(
+                conn,
+                symbol,
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                now,
+            );
+        }
         let resp = HttpResponse {
             status: answer.status,
             headers: &answer.headers,
             body: &answer.body,
         };
         let mut trades = Vec::new();
-        match venue.parse_trades(symbol, &resp, Timestamp::now(), &mut trades) {
+        match venue.parse_trades(symbol, &resp, now, &mut trades) {
             Ok(p) => Ok(Paged::Trades {
                 trades,
                 older: p.older,

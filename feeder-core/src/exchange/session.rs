@@ -15,6 +15,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::capture::Capture;
 use super::rest::{Fetcher, Filled};
 use super::StreamVenue;
 use super::WsMessage;
@@ -71,6 +72,8 @@ pub(crate) struct Setup<'a, V> {
     /// Reset once the connection delivers data.
     pub(crate) backoff: &'a mut Backoff,
     pub(crate) gaps: &'a mut Gaps,
+    /// The capture and this connection's number in it, when the traffic is recorded.
+    pub(crate) capture: Option<(&'a Capture, u64)>,
 }
 
 /// One connection: the socket, its keep-alive and liveness, and the trades read but not yet
@@ -224,10 +227,14 @@ impl<'a, V: StreamVenue> Session<'a, V> {
 
     /// Handles one message: its trades go into the batch, its control meaning is acted on.
     async fn on_message(&mut self, msg: Message) -> Result<(), End> {
+        let now = Timestamp::now();
+        if let Some((c, conn)) = self.setup.capture {
+            c.ws_in(conn, &msg, now);
+        }
         self.liveness.note(&msg);
         let frame = match &msg {
-            Message::Text(t) => self.parse(t.as_str().as_bytes()),
-            Message::Binary(b) => self.parse(b),
+            Message::Text(t) => self.parse(t.as_str().as_bytes(), now),
+            Message::Binary(b) => self.parse(b, now),
             Message::Ping(_) => {
                 // The library queued the pong; flush so it leaves now, not with the next
                 // write (which may be many seconds away).
@@ -469,18 +476,17 @@ impl<'a, V: StreamVenue> Session<'a, V> {
             WsMessage::Binary(b) => Message::binary(b),
             WsMessage::Ping(p) => Message::Ping(p.into()),
         };
+        if let Some((c, conn)) = self.setup.capture {
+            c.ws_out(conn, &msg);
+        }
         with_timeout(self.ws.send(msg), self.setup.ctx).await
     }
 
     /// Parses one payload into the batch; `None` when it could not be parsed (counted, logged,
     /// and whatever it appended removed).
-    fn parse(&mut self, payload: &[u8]) -> Option<Frame> {
+    fn parse(&mut self, payload: &[u8], now: Timestamp) -> Option<Frame> {
         let before = self.batch.len();
-        match self
-            .setup
-            .venue
-            .parse(payload, Timestamp::now(), &mut self.batch)
-        {
+        match self.setup.venue.parse(payload, now, &mut self.batch) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 self.setup.ctx.parse_error(self.setup.name, &e, payload);

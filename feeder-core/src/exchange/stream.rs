@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::capture::{self, Capture};
 use super::rest::{default_client, Fetcher};
 use super::session::{End, Gaps, Session, Setup, Ws};
 use super::PollVenue;
@@ -47,6 +48,7 @@ pub struct StreamExchange<V> {
     client: Option<reqwest::Client>,
     /// Overrides the venue's stale timeout when set (from the exchange's config).
     stale_timeout: Option<Duration>,
+    capture: Option<Capture>,
 }
 
 impl<V: StreamVenue> StreamExchange<V> {
@@ -61,7 +63,14 @@ impl<V: StreamVenue> StreamExchange<V> {
             request_timeout: Duration::from_secs(10),
             client: None,
             stale_timeout: None,
+            capture: None,
         }
+    }
+
+    /// Records the raw traffic (frames, backfill requests and answers) into `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 
     /// Overrides the venue's stale timeout: reconnect when nothing arrived for this long.
@@ -119,6 +128,7 @@ impl<V: StreamVenue> StreamExchange<V> {
             backoff: self.backoff.clone(),
             timeout: self.request_timeout,
             attempts: BACKFILL_ATTEMPTS,
+            capture: self.capture.clone(),
         })
     }
 
@@ -157,6 +167,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
     }
 
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        let ctx = capture::attach(ctx, self.capture.as_ref());
         let url = self.checked_url(&ctx)?;
         let fetcher = match self.backfill {
             Some(_) => Some(self.fetcher()?),
@@ -176,6 +187,7 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
             else {
                 return Ok(());
             };
+            let tap = self.capture.as_ref().map(|c| (c, c.connected(&url)));
             let setup = Setup {
                 name: &self.name,
                 venue: &*self.venue,
@@ -184,8 +196,12 @@ impl<V: StreamVenue> Exchange for StreamExchange<V> {
                 ctx: &ctx,
                 backoff: &mut between.backoff,
                 gaps: &mut between.gaps,
+                capture: tap,
             };
             let (end, delivered) = Session::new(setup, ws).run(between.backfill_due).await;
+            if let Some((c, conn)) = tap {
+                c.disconnected(conn, &capture::ending(&end));
+            }
             ctx.stats.link.set(Link::Down);
             let wait = match end {
                 End::Shutdown => return record_unfilled(&ctx, &self.name, between.gaps).await,

@@ -188,10 +188,10 @@ impl Feeder {
     /// Checks on this machine, without connecting anywhere, what [`validate`](Self::validate)
     /// cannot: that every directory the run would create exists or can be created: each
     /// writer's own (the ones its factory names, such as the `file` writer's `path`), each
-    /// `spill.path`, and the directory of `pipeline.rejected`. Each is probed by creating and
-    /// removing an empty directory where its path stops existing (see
-    /// [`check_directory`](crate::config::check_directory)). Errors name the writer, the key
-    /// and its line.
+    /// `spill.path`, the directory of `pipeline.rejected` and each exchange's `capture.path`.
+    /// Each is probed by creating and removing an empty directory where its path stops
+    /// existing (see [`check_directory`](crate::config::check_directory)). Errors name the
+    /// writer or exchange, the key and its line.
     pub fn check_directories(config: &Config, registry: &Registry) -> Result<(), ConfigError> {
         use crate::config::check_directory;
         let prepared = Self::prepare(config, registry)?;
@@ -206,6 +206,11 @@ impl Feeder {
         if let Some(file) = &config.pipeline.rejected {
             let dir = file.parent().unwrap_or(std::path::Path::new("."));
             check_directory(dir).map_err(|why| ConfigError::invalid("pipeline.rejected", why))?;
+        }
+        for ex in &config.exchanges {
+            if let Some(c) = &ex.capture {
+                check_directory(&c.path).map_err(|why| ex.invalid("capture.path", why))?;
+            }
         }
         Ok(())
     }

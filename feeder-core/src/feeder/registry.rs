@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, ExchangeConfig, WriterConfig};
 use crate::error::WriteError;
-use crate::exchange::{Exchange, InstrumentsVenue, Transport};
+use crate::exchange::{Exchange, InstrumentsVenue, ReplaySource, Transport};
 use crate::venue::{VenueFactory, VenueSpec};
 use crate::writer::Writer;
 
@@ -31,6 +31,36 @@ pub trait ExchangeFactory: Send + Sync + 'static {
     ) -> Option<Result<Box<dyn InstrumentsVenue>, ConfigError>> {
         let _ = config;
         None
+    }
+
+    /// An exchange that plays back the capture of `config`'s exchange from `source` through
+    /// the venue's parsers instead of connecting ([`ReplayExchange`](crate::exchange::ReplayExchange)).
+    /// `None` (the default) when the venue cannot be replayed.
+    fn replay(
+        &self,
+        config: &ExchangeConfig,
+        source: &ReplaySource,
+    ) -> Option<Result<Arc<dyn Exchange>, ConfigError>> {
+        let _ = (config, source);
+        None
+    }
+}
+
+/// An exchange factory whose exchanges replay a capture.
+struct Replaying {
+    inner: Arc<dyn ExchangeFactory>,
+    source: ReplaySource,
+}
+
+impl ExchangeFactory for Replaying {
+    fn transports(&self) -> Vec<Transport> {
+        self.inner.transports()
+    }
+
+    fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {
+        self.inner.replay(config, &self.source).unwrap_or_else(|| {
+            Err(config.invalid("name", format!("{} cannot be replayed", config.name)))
+        })
     }
 }
 
@@ -216,5 +246,24 @@ impl Registry {
     /// Registered writer types, by name.
     pub fn writer_kinds(&self) -> impl Iterator<Item = &str> {
         self.writers.keys().map(String::as_str)
+    }
+
+    /// The same writers, and exchanges that replay their capture from `source` (see
+    /// [`ExchangeFactory::replay`]) instead of connecting: a feeder built from a
+    /// configuration with this registry plays the capture through its pipeline and writers.
+    pub fn replaying(&self, source: &ReplaySource) -> Registry {
+        let exchanges = (self.exchanges.iter())
+            .map(|(name, f)| {
+                let replaying: Arc<dyn ExchangeFactory> = Arc::new(Replaying {
+                    inner: f.clone(),
+                    source: source.clone(),
+                });
+                (name.clone(), replaying)
+            })
+            .collect();
+        Registry {
+            exchanges,
+            writers: self.writers.clone(),
+        }
     }
 }

@@ -27,6 +27,7 @@ pub(crate) use validate::LogGate;
 pub(crate) use validate::Screen;
 pub use validate::{IdJumpLimit, RejectReason, Rejected, TradeRules, CONFIRMATIONS};
 pub use valve::{Valve, ValveCounts, Verdict};
+pub(crate) use watermark::Watermark;
 
 /// Per-stream state keyed by (exchange, symbol), looked up without building a key.
 ///

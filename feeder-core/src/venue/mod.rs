@@ -50,7 +50,8 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, ExchangeConfig};
 use crate::exchange::{
-    Exchange, InstrumentsVenue, PollExchange, PollVenue, StreamExchange, StreamVenue, Transport,
+    Capture, Exchange, InstrumentsVenue, PollExchange, PollVenue, ReplayExchange, ReplaySource,
+    StreamExchange, StreamVenue, Transport,
 };
 use crate::feeder::ExchangeFactory;
 
@@ -109,6 +110,9 @@ impl<V> std::fmt::Debug for VenueSpec<V> {
 /// Builds the driver of a built venue for its entry.
 type Drive<V> = fn(&ExchangeConfig, Arc<V>) -> Result<Arc<dyn Exchange>, ConfigError>;
 
+/// Builds the replay of a built venue's capture, through its parsers.
+type Replay<V> = fn(&ExchangeConfig, Arc<V>, &ReplaySource) -> Arc<dyn Exchange>;
+
 /// The transports a venue offers, with their default endpoints and the drivers that run
 /// them. Made by one of the constructors, which each require of the venue what its drivers
 /// need.
@@ -117,6 +121,8 @@ pub struct Transports<V> {
     rest_url: Option<&'static str>,
     offered: &'static [Transport],
     drive: Drive<V>,
+    /// `None` for a source that runs itself: it has no parsers to replay through.
+    replay: Option<Replay<V>>,
 }
 
 impl<V> Clone for Transports<V> {
@@ -146,6 +152,10 @@ impl<V: StreamVenue + PollVenue> Transports<V> {
             rest_url: Some(rest_url),
             offered: &[Transport::Websocket, Transport::Rest],
             drive: drive_both::<V>,
+            replay: Some(|cfg, v, src| {
+                let r = ReplayExchange::new(&cfg.name, src.clone());
+                Arc::new(r.with_stream(v.clone()).with_poll(v))
+            }),
         }
     }
 }
@@ -158,6 +168,9 @@ impl<V: StreamVenue> Transports<V> {
             rest_url: None,
             offered: &[Transport::Websocket],
             drive: drive_stream::<V>,
+            replay: Some(|cfg, v, src| {
+                Arc::new(ReplayExchange::new(&cfg.name, src.clone()).with_stream(v))
+            }),
         }
     }
 }
@@ -170,6 +183,9 @@ impl<V: PollVenue> Transports<V> {
             rest_url: Some(rest_url),
             offered: &[Transport::Rest],
             drive: drive_poll::<V>,
+            replay: Some(|cfg, v, src| {
+                Arc::new(ReplayExchange::new(&cfg.name, src.clone()).with_poll(v))
+            }),
         }
     }
 }
@@ -185,6 +201,7 @@ impl<V: Exchange> Transports<V> {
             rest_url: None,
             offered,
             drive: drive_itself::<V>,
+            replay: None,
         }
     }
 }
@@ -208,16 +225,23 @@ impl<V> Transports<V> {
 
 /// The stream driver with every option of the entry that concerns it.
 fn stream<V: StreamVenue>(cfg: &ExchangeConfig, venue: Arc<V>) -> StreamExchange<V> {
-    StreamExchange::new(&cfg.name, venue)
+    let s = StreamExchange::new(&cfg.name, venue)
         .with_request_timeout(cfg.request_timeout)
-        .with_stale_timeout(cfg.stale_timeout)
+        .with_stale_timeout(cfg.stale_timeout);
+    match &cfg.capture {
+        Some(c) => s.with_capture(Capture::new(&cfg.name, c.clone())),
+        None => s,
+    }
 }
 
 /// The poll driver with every option of the entry that concerns it.
 fn poll<V: PollVenue>(cfg: &ExchangeConfig, venue: Arc<V>) -> Arc<dyn Exchange> {
-    Arc::new(
-        PollExchange::new(&cfg.name, venue, cfg.poll_interval).with_timeout(cfg.request_timeout),
-    )
+    let p =
+        PollExchange::new(&cfg.name, venue, cfg.poll_interval).with_timeout(cfg.request_timeout);
+    match &cfg.capture {
+        Some(c) => Arc::new(p.with_capture(Capture::new(&cfg.name, c.clone()))),
+        None => Arc::new(p),
+    }
 }
 
 fn not_offered(cfg: &ExchangeConfig) -> ConfigError {
@@ -330,6 +354,19 @@ impl<V: Send + Sync + 'static> ExchangeFactory for VenueFactory<V> {
         let cfg = self.spec.resolve(config)?;
         let venue = Arc::new((self.spec.new)(&cfg)?);
         (self.spec.transports.drive)(&cfg, venue)
+    }
+
+    fn replay(
+        &self,
+        config: &ExchangeConfig,
+        source: &ReplaySource,
+    ) -> Option<Result<Arc<dyn Exchange>, ConfigError>> {
+        let replay = self.spec.transports.replay?;
+        let built = self.spec.resolve(config).and_then(|cfg| {
+            let venue = Arc::new((self.spec.new)(&cfg)?);
+            Ok(replay(&cfg, venue, source))
+        });
+        Some(built)
     }
 
     fn instruments(
