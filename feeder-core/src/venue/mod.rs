@@ -285,9 +285,20 @@ fn drive_poll<V: PollVenue>(
 }
 
 fn drive_itself<V: Exchange>(
-    _cfg: &ExchangeConfig,
+    cfg: &ExchangeConfig,
     venue: Arc<V>,
 ) -> Result<Arc<dyn Exchange>, ConfigError> {
+    // Its traffic never passes through a driver, so there is nothing to record: a `capture`
+    // set here would otherwise be believed in effect.
+    if cfg.capture.is_some() {
+        return Err(cfg.invalid(
+            "capture",
+            format!(
+                "{} runs itself, not through the drivers that record a capture",
+                cfg.name
+            ),
+        ));
+    }
     Ok(venue)
 }
 
@@ -450,9 +461,34 @@ mod tests {
         instruments: None,
     };
 
+    /// A source that runs itself.
+    struct Runs;
+
+    #[async_trait::async_trait]
+    impl Exchange for Runs {
+        fn name(&self) -> &str {
+            "runs"
+        }
+        async fn run(
+            &self,
+            _: crate::exchange::ExchangeContext,
+        ) -> Result<(), crate::ExchangeError> {
+            Ok(())
+        }
+    }
+
+    const RUNS: VenueSpec<Runs> = VenueSpec {
+        name: "runs",
+        transports: Transports::itself(&[Transport::Rest]),
+        new: |_| Ok(Runs),
+        instruments: None,
+    };
+
     fn registry() -> Registry {
         let mut r = Registry::new();
-        r.register_venue(STREAMS).register_venue(POLLS);
+        r.register_venue(STREAMS)
+            .register_venue(POLLS)
+            .register_venue(RUNS);
         r
     }
 
@@ -483,6 +519,17 @@ mod tests {
         }
         let e = refusal("  - name: polls\n    symbols: [BTC-USD]\n").expect("refused");
         assert!(e.starts_with("exchanges[0] (polls).transport: "), "{e}");
+    }
+
+    #[test]
+    fn a_capture_on_a_source_that_runs_itself_is_refused_not_ignored() {
+        let capture = "    capture: { path: /tmp/never-made }\n";
+        let plain = "  - name: runs\n    symbols: [BTC-USD]\n    transport: rest\n";
+        assert_eq!(refusal(plain), None);
+        let e = refusal(&format!("{plain}{capture}")).expect("refused");
+        assert!(e.starts_with("exchanges[0] (runs).capture: "), "{e}");
+        let driven = format!("  - name: streams\n    symbols: [BTC-USD]\n{capture}");
+        assert_eq!(refusal(&driven), None);
     }
 
     #[test]
