@@ -8,6 +8,7 @@
 //! gaps over REST and paginates. An exchange defined in another crate uses exactly this API.
 
 mod backoff;
+mod checkpoint;
 mod context;
 mod instruments;
 mod poll;
@@ -24,6 +25,7 @@ use crate::error::{ExchangeError, ParseError};
 use crate::model::{Symbol, Timestamp, Trade};
 
 pub use backoff::Backoff;
+pub use checkpoint::{Checkpoint, CheckpointWait, Resync};
 pub use context::{
     Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
 };
@@ -57,6 +59,15 @@ pub trait Exchange: Send + Sync + 'static {
 
     /// Streams trades until shutdown or failure.
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError>;
+
+    /// The streams whose trades this exchange sends for `symbols`, each as (exchange name in
+    /// its trades, symbol): where the stores are asked to resume from, and what the valve
+    /// and candles are seeded with. By default its own name with each symbol; a source that
+    /// relays the trades of other venues (the `kafka` source) names theirs.
+    fn streams(&self, symbols: &[Symbol]) -> Vec<(std::sync::Arc<str>, Symbol)> {
+        let name: std::sync::Arc<str> = std::sync::Arc::from(self.name());
+        symbols.iter().map(|s| (name.clone(), s.clone())).collect()
+    }
 }
 
 /// The transports a venue offers.
