@@ -115,10 +115,14 @@ mod tests {
             .iter()
             .map(|(e, s)| shard_of(e, s, 4))
             .collect();
-        let want: Vec<u32> = [b"bitstamp:BTC-USD" as &[u8], b"bitstamp:ETH-USD", b"coinbase:BTC-USD"]
-            .iter()
-            .map(|k| (fnv1a64(k) % 4) as u32)
-            .collect();
+        let want: Vec<u32> = [
+            b"bitstamp:BTC-USD" as &[u8],
+            b"bitstamp:ETH-USD",
+            b"coinbase:BTC-USD",
+        ]
+        .iter()
+        .map(|k| (fnv1a64(k) % 4) as u32)
+        .collect();
         assert_eq!(got, want);
     }
 
@@ -140,7 +144,10 @@ mod tests {
                     per_shard[owners[0] as usize] += 1;
                 }
             }
-            assert_eq!(per_shard.iter().sum::<usize>(), venues.len() * symbols.len());
+            assert_eq!(
+                per_shard.iter().sum::<usize>(),
+                venues.len() * symbols.len()
+            );
         }
     }
 
@@ -168,7 +175,10 @@ mod tests {
 
     #[test]
     fn a_shard_outside_its_count_is_refused() {
-        for (shard, key) in [("{ index: 2, count: 2 }", "shard.index"), ("{ index: 0, count: 0 }", "shard.count")] {
+        for (shard, key) in [
+            ("{ index: 2, count: 2 }", "shard.index"),
+            ("{ index: 0, count: 0 }", "shard.count"),
+        ] {
             let text = format!(
                 "exchanges:\n  - name: bitstamp\n    symbols: [BTC-USD]\nwriters:\n  - type: log\nshard: {shard}\n"
             );

@@ -40,11 +40,7 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let tx = self
-            .tx
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let tx = self.tx.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(tx) = tx {
             // The source may have stopped waiting: nothing to tell then.
             let _ = tx.send(!self.failed.load(Ordering::Acquire));

@@ -239,10 +239,7 @@ impl Input {
     pub fn trades(&self) -> &[Trade] {
         match self {
             Input::Trades(t) => t,
-            Input::Gap(_)
-            | Input::Progress { .. }
-            | Input::Checkpoint(_)
-            | Input::Resync(_) => &[],
+            Input::Gap(_) | Input::Progress { .. } | Input::Checkpoint(_) | Input::Resync(_) => &[],
         }
     }
 }

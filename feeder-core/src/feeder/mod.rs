@@ -243,7 +243,10 @@ impl Feeder {
             if ex.is_set("options") && !factory.takes_options() {
                 return Err(ex.invalid(
                     "options",
-                    format!("{} takes no options (only sources such as kafka do)", ex.name),
+                    format!(
+                        "{} takes no options (only sources such as kafka do)",
+                        ex.name
+                    ),
                 ));
             }
             // Every entry is checked, whichever shard owns its streams; only the owned ones

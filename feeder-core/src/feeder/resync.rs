@@ -71,10 +71,7 @@ pub(super) async fn resync(
         order.sort_by(|a, b| super::cursor_order(a.1, b.1));
         for (i, _) in order {
             let w = &writers[i];
-            match w
-                .replay(ex.clone(), sym.clone(), from, upto.clone())
-                .await
-            {
+            match w.replay(ex.clone(), sym.clone(), from, upto.clone()).await {
                 Some(Ok(Some(events))) => {
                     for e in &events {
                         stages.rebuild(ex, sym, e);

@@ -17,8 +17,8 @@ use crate::config::WriterConfig;
 use crate::error::{ErrorChain, Rejection, WriteError};
 use crate::exchange::{Backoff, Checkpoint, Cursor};
 use crate::model::{Event, Symbol, Timestamp};
-use crate::writer::resume::{resume_points, ResumeError, ResumePoints};
 use crate::observe::LatencyHistogram;
+use crate::writer::resume::{resume_points, ResumeError, ResumePoints};
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -917,11 +917,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::Checkpoint;
     use crate::model::{parse_decimal, Side, Timestamp, Trade, TradeId};
     use async_trait::async_trait;
     use futures::FutureExt;
     use tokio::sync::{Notify, Semaphore};
-    use crate::exchange::Checkpoint;
 
     /// Signals each write it starts and finishes one per permit it is given.
     struct Gated {

@@ -243,7 +243,9 @@ pub(super) fn brokers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 /// librdkafka takes every value as a string; YAML users write `linger.ms: 20` and
 /// `enable.gapless.guarantee: true`, so numbers and booleans are taken as their text.
-pub(super) fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn scalar_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scalar {

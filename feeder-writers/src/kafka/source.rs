@@ -46,9 +46,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::client::{client_config, FeederContext};
-use super::config::{
-    brokers, scalar_map, KafkaOptions, SaslOptions, SecurityProtocol, SslOptions,
-};
+use super::config::{brokers, scalar_map, KafkaOptions, SaslOptions, SecurityProtocol, SslOptions};
 
 /// Most trades sent into the pipeline in one batch.
 const BATCH: usize = 2_000;
@@ -430,7 +428,11 @@ impl KafkaSource {
     }
 
     /// Sends a checkpoint covering what was delivered, if anything moved.
-    async fn checkpoint(&self, ctx: &ExchangeContext, p: &mut Progress) -> Result<(), ExchangeError> {
+    async fn checkpoint(
+        &self,
+        ctx: &ExchangeContext,
+        p: &mut Progress,
+    ) -> Result<(), ExchangeError> {
         if !p.moved {
             return Ok(());
         }
