@@ -162,7 +162,8 @@ struct Queued {
     events: Arc<Vec<Event>>,
     _held: Held,
     /// Something to do once everything queued before is written; `None` for every batch.
-    control: Option<Control>,
+    /// Boxed, so that a batch in the queue stays two words and a pointer.
+    control: Option<Box<Control>>,
 }
 
 /// What the runner does, in order with the batches, once everything queued before it is
@@ -348,7 +349,7 @@ impl WriterHandle {
             .send(Queued {
                 events: Arc::new(Vec::new()),
                 _held: held,
-                control: Some(control),
+                control: Some(Box::new(control)),
             })
             .await;
     }
@@ -599,8 +600,8 @@ impl Task {
             _held,
             control,
         } = queued;
-        if control.is_some() {
-            return control;
+        if let Some(control) = control {
+            return Some(*control);
         }
         self.stats
             .queued
