@@ -356,9 +356,24 @@ impl WriterHandle {
 
     /// Queues `checkpoint` behind everything queued so far: the runner confirms it once all
     /// of that is durable in the store, if this writer never gave an event up; otherwise, or
-    /// if the runner is gone, it is dropped unconfirmed (see [`Checkpoint`]).
+    /// if the runner is gone, it is dropped unconfirmed (see [`Checkpoint`]). Under
+    /// `when_full: drop` a full queue fails it at once rather than hold up the pipeline (and
+    /// with it the other writers): such a queue drops events anyway.
     pub async fn checkpoint(&self, checkpoint: Checkpoint) {
-        self.send_control(Control::Checkpoint(checkpoint)).await;
+        let control = Control::Checkpoint(checkpoint);
+        if self.when_full == WhenFull::Block {
+            return self.send_control(control).await;
+        }
+        let Some(held) = self.budget.try_acquire(0) else {
+            tracing::warn!(writer = %self.name, "queue full under when_full: drop: checkpoint failed");
+            return;
+        };
+        // A full or closed queue drops the checkpoint with the item: it fails.
+        let _ = self.tx.try_send(Queued {
+            events: Arc::new(Vec::new()),
+            _held: held,
+            control: Some(Box::new(control)),
+        });
     }
 
     /// Once everything queued so far is written: where the store left off for each of
@@ -1082,13 +1097,13 @@ mod tests {
             assert!(handle.send(batch()).await);
         }
         assert!(handle.stats().dropped.load(Ordering::Relaxed) > 0);
+        // The store is stuck and the queue full: the checkpoint is queued or failed at once,
+        // without holding up the sender (the pipeline, and the other writers behind it).
         let (cp, wait) = Checkpoint::new();
-        let send = {
-            let handle = handle.clone();
-            tokio::spawn(async move { handle.checkpoint(cp).await })
-        };
+        tokio::time::timeout(Duration::from_secs(1), handle.checkpoint(cp))
+            .await
+            .expect("not held up by a full queue under drop");
         go.add_permits(100);
-        send.await.unwrap();
         let ok = tokio::time::timeout(Duration::from_secs(10), wait)
             .await
             .expect("the checkpoint resolves");
