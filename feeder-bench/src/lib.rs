@@ -19,5 +19,6 @@ pub mod probe;
 pub mod process;
 pub mod scenario;
 pub mod server;
+pub mod sink;
 pub mod suite;
 pub mod wire;

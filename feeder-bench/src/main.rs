@@ -31,6 +31,27 @@ enum Command {
     Serve(ServeArgs),
     /// Many streams at a modest rate for a while, sampling resident memory.
     Memory(MemoryArgs),
+    /// Sink workers: a Kafka topic read back into PostgreSQL and files, one worker and two.
+    Sink(SinkArgs),
+}
+
+#[derive(Debug, Args)]
+struct SinkArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    #[arg(long, default_value_t = 200_000)]
+    trades: u64,
+    #[arg(long, default_value_t = 24)]
+    streams: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// postgres, jsonl.
+    #[arg(long, value_delimiter = ',', default_value = "postgres,jsonl")]
+    stores: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,6 +177,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Scenario(args)) => run_scenario(args),
         Some(Command::Serve(args)) => run_server(args),
         Some(Command::Memory(args)) => run_memory(args),
+        Some(Command::Sink(a)) => {
+            let opts = feeder_bench::sink::SinkOptions {
+                brokers: a.brokers,
+                pg_url: a.pg_url,
+                trades: a.trades,
+                streams: a.streams.max(1),
+                partitions: a.partitions.max(1),
+                stores: a.stores,
+                workers: a.workers,
+                timeout: std::time::Duration::from_secs(600),
+            };
+            let results = runtime()?.block_on(feeder_bench::sink::run(&opts))?;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", feeder_bench::sink::table(&results))?;
+            Ok(())
+        }
     }
 }
 
