@@ -234,14 +234,21 @@ async fn one(
     let mut registry = Registry::new();
     feeder_writers::register(&mut registry);
     let shutdown = CancellationToken::new();
-    let mut runs = Vec::new();
+    // Every worker is ready before any joins the group, so that they join together and the
+    // group forms once.
+    let mut feeders = Vec::new();
     for _ in 0..workers {
         let config = worker_config(opts, topic, &group, store, &at)?;
-        let feeder = Feeder::from_config(config, &registry)
-            .await
-            .context("starting a worker")?;
-        runs.push(tokio::spawn(feeder.run(shutdown.clone())));
+        feeders.push(
+            Feeder::from_config(config, &registry)
+                .await
+                .context("starting a worker")?,
+        );
     }
+    let runs: Vec<_> = feeders
+        .into_iter()
+        .map(|f| tokio::spawn(f.run(shutdown.clone())))
+        .collect();
     let total: i64 = ends.iter().map(|(_, h)| h).sum();
     let watch: BaseConsumer = client(&opts.brokers).set("group.id", &group).create()?;
     let watch = Arc::new(watch);
