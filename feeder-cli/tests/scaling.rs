@@ -625,3 +625,24 @@ fn two_shards_printed_by_validate_cover_each_stream_exactly_once() {
     let zero = owners.values().filter(|s| s[0] == 0).count();
     assert!((1..12).contains(&zero), "{owners:?}");
 }
+
+#[test]
+fn a_venue_refuses_the_options_only_sources_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("venue.yaml");
+    std::fs::write(
+        &path,
+        "exchanges:\n  - name: coinbase\n    symbols: [BTC-USD]\n    options:\n      brokers: h:1\n\
+         writers:\n  - type: log\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-feeder"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run crypto-feeder validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("takes no options"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+}

@@ -678,3 +678,95 @@ impl Exchange for KafkaSource {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feeder_core::config::Config;
+    use feeder_core::feeder::Registry;
+
+    fn config(options: &str) -> Config {
+        Config::from_yaml_str(&format!(
+            "exchanges:\n  - name: kafka\n    symbols: [BTC-USD, ETH-USD]\n{options}writers:\n  - type: log\n"
+        ))
+        .unwrap()
+    }
+
+    fn build(options: &str) -> Result<Arc<dyn Exchange>, ConfigError> {
+        KafkaSourceFactory.build(&config(options).exchanges[0])
+    }
+
+    const GOOD: &str = "    options:\n      brokers: 127.0.0.1:9092\n      group_id: sink\n      venues: [coinbase, bitstamp]\n";
+
+    #[test]
+    fn the_streams_are_every_venue_with_every_symbol_under_their_own_names() {
+        let source = build(GOOD).unwrap();
+        let streams: Vec<String> = source
+            .streams(&[])
+            .iter()
+            .map(|(e, s)| format!("{e}:{s}"))
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                "coinbase:BTC-USD",
+                "coinbase:ETH-USD",
+                "bitstamp:BTC-USD",
+                "bitstamp:ETH-USD"
+            ]
+        );
+        assert_eq!(source.name(), "kafka");
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_key() {
+        for (options, key) in [
+            ("", "options"),
+            ("    options:\n      brokers: h:1\n      venues: [a]\n", "group_id"),
+            ("    options:\n      brokers: h:1\n      group_id: g\n      venues: []\n", "options.venues"),
+            ("    options:\n      brokers: nohost\n      group_id: g\n      venues: [a]\n", "options.brokers"),
+            (
+                "    options:\n      brokers: h:1\n      group_id: g\n      venues: [a]\n      librdkafka_options: { enable.auto.commit: true }\n",
+                "options.librdkafka_options",
+            ),
+            (
+                "    options:\n      brokers: h:1\n      group_id: g\n      venues: [a]\n      commit_every: 1s\n",
+                "options",
+            ),
+            (&format!("    ws_url: ws://127.0.0.1:1/\n{GOOD}"), "ws_url"),
+        ] {
+            let err = match build(options) {
+                Ok(_) => panic!("accepted {options:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_consumer_commits_by_hand_and_carries_no_producer_settings() {
+        let options = match build(GOOD) {
+            Ok(_) => config(GOOD).exchanges[0]
+                .read_options::<KafkaSourceOptions>()
+                .unwrap()
+                .unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        let c = options.client_config(&|_| None).unwrap();
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("sink"));
+        assert_eq!(c.get("acks"), None);
+        assert_eq!(c.get("enable.idempotence"), None);
+        c.create_native_config().unwrap();
+    }
+
+    #[test]
+    fn the_registry_has_the_kafka_source_which_takes_options() {
+        let mut registry = Registry::new();
+        crate::register(&mut registry);
+        assert!(registry
+            .exchange("kafka")
+            .is_some_and(|f| f.takes_options()));
+    }
+}
