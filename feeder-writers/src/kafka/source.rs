@@ -38,6 +38,7 @@ use feeder_core::exchange::{
 };
 use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::{serde_duration, Event, Symbol, Trade};
+use feeder_core::pipeline::TradeRules;
 use feeder_core::ExchangeError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -636,7 +637,14 @@ impl Exchange for KafkaSource {
         self.streams.clone()
     }
 
-    async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError> {
+    async fn run(&self, mut ctx: ExchangeContext) -> Result<(), ExchangeError> {
+        // The feeders checked every trade where it came in. The sink's own id check keys a
+        // stream by its symbol alone, which across the venues this source relays would hold
+        // one venue's ids against another's; the valve still checks ids per stream.
+        ctx.sink = ctx.sink.clone().with_rules(TradeRules {
+            max_clock_skew: None,
+            id_jump: None,
+        });
         let config = self
             .options
             .client_config(&|var| std::env::var(var).ok())
