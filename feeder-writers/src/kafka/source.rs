@@ -38,6 +38,7 @@ use feeder_core::exchange::{
 };
 use feeder_core::feeder::ExchangeFactory;
 use feeder_core::model::{serde_duration, Event, Symbol, Trade};
+use feeder_core::observe::Link;
 use feeder_core::pipeline::TradeRules;
 use feeder_core::ExchangeError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -530,6 +531,10 @@ impl KafkaSource {
                     continue;
                 }
                 () = tokio::time::sleep_until(next_checkpoint) => {
+                    if assigned {
+                        // The consumer answers: the status page and health count on it.
+                        ctx.stats.link.alive(feeder_core::model::Timestamp::now());
+                    }
                     self.flush(ctx, &mut batch, &mut p).await?;
                     if p.in_flight.len() < CHECKPOINTS_IN_FLIGHT {
                         self.checkpoint(ctx, &mut p).await?;
@@ -552,6 +557,7 @@ impl KafkaSource {
                     p.delivered.clear();
                     p.moved = false;
                     assigned = false;
+                    ctx.stats.link.set(Link::Connecting);
                 }
                 Some(Item::Assigned(partitions)) => {
                     assigned = true;
@@ -570,6 +576,13 @@ impl KafkaSource {
                         ctx.sink
                             .progress(exchange, symbol, Completeness::Behind)
                             .await?;
+                    }
+                    // For the status page and health: the worker consumes. (The pipeline
+                    // keeps the streams behind, for its candles.)
+                    ctx.stats.link.set(Link::Up);
+                    ctx.stats.link.alive(feeder_core::model::Timestamp::now());
+                    for (_, stats) in ctx.stats.streams.iter() {
+                        stats.set_progress(Completeness::Live);
                     }
                 }
                 Some(Item::Record {
@@ -671,12 +684,18 @@ impl Exchange for KafkaSource {
             "kafka source joining its group"
         );
         let consumer = Arc::new(consumer);
+        ctx.stats.link.set(Link::Connecting);
+        // Alive at every commit tick while partitions are assigned.
+        ctx.stats
+            .link
+            .set_fresh_within(self.options.commit_interval * 3 + Duration::from_secs(5));
         let stop = Arc::new(AtomicBool::new(false));
         let poller = {
             let (consumer, stop) = (consumer.clone(), stop.clone());
             tokio::task::spawn_blocking(move || poll_loop(consumer, tx, stop))
         };
         let result = self.consume(&ctx, &mut items, &consumer).await;
+        ctx.stats.link.set(Link::Down);
         stop.store(true, Ordering::Relaxed);
         // The poller may wait for room; closing the channel frees it.
         drop(items);
