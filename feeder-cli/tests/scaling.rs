@@ -236,6 +236,7 @@ writers:
     schema: {schema}
     batch_delay: 10ms
 shutdown_timeout: 20s
+status_interval: 1s
 ",
         symbols = symbols.join(", "),
         intervals = INTERVALS.join(", "),
@@ -503,6 +504,9 @@ async fn run(brokers: String, pg_url: String, schema: String) {
     // The second member makes the group hand out the partitions again: each has some.
     worker_2.wait_log(RESYNCED, 1).await;
     worker_1.wait_log(RESYNCED, 2).await;
+
+    // A worker with partitions counts as ready (health, status page).
+    worker_2.wait_log("status: running ready", 1).await;
 
     mock.publish(PHASE);
     let db = pg(&pg_url).await;
