@@ -23,5 +23,6 @@ pub mod real_load;
 pub mod scenario;
 pub mod server;
 pub mod stores;
+pub mod sink;
 pub mod suite;
 pub mod wire;

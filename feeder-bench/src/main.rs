@@ -46,6 +46,27 @@ enum Command {
     /// Capture overhead on the live path (throughput and CPU with and without), and replay
     /// throughput.
     Capture(feeder_bench::capture::CaptureArgs),
+    /// Sink workers: a Kafka topic read back into PostgreSQL and files, one worker and two.
+    Sink(SinkArgs),
+}
+
+#[derive(Debug, Args)]
+struct SinkArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    #[arg(long, default_value_t = 200_000)]
+    trades: u64,
+    #[arg(long, default_value_t = 24)]
+    streams: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// postgres, jsonl.
+    #[arg(long, value_delimiter = ',', default_value = "postgres,jsonl")]
+    stores: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +201,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Stores(args)) => feeder_bench::stores::run(&args),
         Some(Command::LoadFeeder(args)) => feeder_bench::real_load::run_feeder_child(&args),
         Some(Command::Capture(args)) => feeder_bench::capture::main(args),
+        Some(Command::Sink(a)) => {
+            let opts = feeder_bench::sink::SinkOptions {
+                brokers: a.brokers,
+                pg_url: a.pg_url,
+                trades: a.trades,
+                streams: a.streams.max(1),
+                partitions: a.partitions.max(1),
+                stores: a.stores,
+                workers: a.workers,
+                timeout: std::time::Duration::from_secs(600),
+            };
+            let results = runtime()?.block_on(feeder_bench::sink::run(&opts))?;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", feeder_bench::sink::table(&results))?;
+            Ok(())
+        }
     }
 }
 

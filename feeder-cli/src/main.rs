@@ -228,7 +228,27 @@ fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<ExitCode> {
         config.writers.len(),
         if online { ", symbols listed" } else { "" }
     ));
+    if let Some(shard) = config.shard {
+        say(&shard_streams(&config, shard));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The streams a sharded feeder follows, one `exchange:symbol` a line after a header.
+fn shard_streams(config: &Config, shard: feeder_core::config::ShardConfig) -> String {
+    let owned: Vec<String> = config
+        .owned_exchanges()
+        .iter()
+        .flat_map(|ex| ex.symbols.iter().map(move |s| format!("  {}:{s}", ex.name)))
+        .collect();
+    let all: usize = config.exchanges.iter().map(|e| e.symbols.len()).sum();
+    format!(
+        "shard {} of {} owns {} of {all} streams:\n{}",
+        shard.index,
+        shard.count,
+        owned.len(),
+        owned.join("\n")
+    )
 }
 
 /// `crypto-feeder man`: the page on stdout, or every page into `dir`.

@@ -362,7 +362,7 @@ impl Run {
                 self.gaps.push(g);
                 Vec::new()
             }
-            Input::Progress { .. } => Vec::new(),
+            Input::Progress { .. } | Input::Checkpoint(_) | Input::Resync(_) => Vec::new(),
         }
     }
 

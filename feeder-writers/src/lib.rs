@@ -89,6 +89,9 @@ pub fn register(registry: &mut Registry) {
     registry.register_writer("postgres", PostgresWriterFactory);
     #[cfg(feature = "kafka")]
     registry.register_writer("kafka", KafkaWriterFactory);
+    // The source that reads the feeders' trades topic back (sink workers).
+    #[cfg(feature = "kafka")]
+    registry.register_exchange("kafka", kafka::KafkaSourceFactory);
     #[cfg(feature = "s3")]
     registry.register_writer("s3", S3WriterFactory);
     #[cfg(feature = "http")]

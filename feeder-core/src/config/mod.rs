@@ -9,6 +9,7 @@ mod capture;
 mod env;
 mod locate;
 mod paths;
+mod shard;
 mod size;
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +26,7 @@ use crate::model::{serde_duration, Interval, Symbol};
 pub use capture::{CaptureCompression, CaptureConfig};
 pub use env::{interpolate, MAX_CONFIG_BYTES, MAX_VALUE_BYTES};
 pub use paths::check_directory;
+pub use shard::{fnv1a64, shard_of, ShardConfig};
 pub use size::ByteSize;
 
 /// Why a configuration cannot be used.
@@ -142,6 +144,10 @@ pub struct Config {
     /// (default 1m).
     #[serde(default = "default_status_interval", with = "serde_duration")]
     pub status_interval: Duration,
+    /// This feeder's share of the streams, when several feeders divide them; it follows only
+    /// those (see [`ShardConfig`] and [`Config::owned_exchanges`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardConfig>,
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -198,6 +204,11 @@ pub struct ExchangeConfig {
     /// Record the venue's raw traffic into files, for replay (off when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureConfig>,
+    /// The source's own settings, for a source that has some (the `kafka` source: its
+    /// brokers, topic, group, ...), read and checked by its factory. Venues take none: they
+    /// refuse the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_yaml_ng::Mapping>,
     /// Position in the `exchanges` list, for error messages.
     #[serde(skip)]
     index: usize,
@@ -247,6 +258,7 @@ impl ExchangeConfig {
             backfill: true,
             stale_timeout: None,
             capture: None,
+            options: None,
             index: 0,
             key_lines: HashMap::new(),
         }
@@ -275,6 +287,7 @@ impl ExchangeConfig {
                 "ws_url" => self.ws_url.is_some(),
                 "backfill" => !self.backfill,
                 "stale_timeout" => self.stale_timeout.is_some(),
+                "options" => self.options.is_some(),
                 _ => false,
             }
     }
@@ -324,6 +337,17 @@ impl ExchangeConfig {
     }
 
     /// This entry as the `index`th of its list (its position names it in errors).
+    /// Reads the entry's `options` map into `T` (declare it `#[serde(deny_unknown_fields)]`);
+    /// `None` when the entry has none. Errors name the entry and the `options` key's line.
+    pub fn read_options<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, ConfigError> {
+        let Some(map) = &self.options else {
+            return Ok(None);
+        };
+        serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(map.clone()))
+            .map(Some)
+            .map_err(|e| self.invalid("options", e.to_string()))
+    }
+
     pub(crate) fn numbered(mut self, index: usize) -> Self {
         self.index = index;
         self
@@ -717,6 +741,9 @@ impl Config {
     /// Checks what can be checked without a registry: non-empty lists, unique symbols and
     /// names, positive sizes and intervals.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(shard) = &self.shard {
+            shard.validate()?;
+        }
         if self.exchanges.is_empty() {
             return Err(ConfigError::invalid(
                 "exchanges",

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::{Checkpoint, CheckpointWait, Resync};
 use crate::budget::{batch_bytes, ByteBudget};
 use crate::error::{truncate_for_log, ExchangeError, ParseError};
 
@@ -206,6 +207,11 @@ pub enum Input {
         /// Where it stands.
         completeness: Completeness,
     },
+    /// A mark after the inputs before it: resolved once every writer stored them (see
+    /// [`Checkpoint`]). Sent by sources that must acknowledge what they read.
+    Checkpoint(Checkpoint),
+    /// Start the state of some streams again from the stores (see [`Resync`]).
+    Resync(Resync),
 }
 
 /// How far a stream is known complete: its completeness watermark.
@@ -233,7 +239,7 @@ impl Input {
     pub fn trades(&self) -> &[Trade] {
         match self {
             Input::Trades(t) => t,
-            Input::Gap(_) | Input::Progress { .. } => &[],
+            Input::Gap(_) | Input::Progress { .. } | Input::Checkpoint(_) | Input::Resync(_) => &[],
         }
     }
 }
@@ -400,6 +406,32 @@ impl TradeSink {
             .send(Input::Gap(gap))
             .await
             .map_err(|_| ExchangeError::PipelineClosed)
+    }
+
+    /// Sends a [`Checkpoint`] after everything sent so far; the wait resolves `true` once
+    /// every writer has stored all of it. Fails only when the pipeline is gone.
+    pub async fn checkpoint(&self) -> Result<CheckpointWait, ExchangeError> {
+        let (cp, wait) = Checkpoint::new();
+        self.tx
+            .send(Input::Checkpoint(cp))
+            .await
+            .map_err(|_| ExchangeError::PipelineClosed)?;
+        Ok(wait)
+    }
+
+    /// Asks the pipeline to start the state of `streams` again from the stores (see
+    /// [`Resync`]); the wait resolves `true` once it did, `false` if a store could not say
+    /// where it left off. Fails only when the pipeline is gone.
+    pub async fn resync(
+        &self,
+        streams: Vec<(Arc<str>, Symbol)>,
+    ) -> Result<CheckpointWait, ExchangeError> {
+        let (done, wait) = Checkpoint::new();
+        self.tx
+            .send(Input::Resync(Resync { streams, done }))
+            .await
+            .map_err(|_| ExchangeError::PipelineClosed)?;
+        Ok(wait)
     }
 
     /// Counts turned-away trades and hands them to the dead-letter channel.

@@ -9,6 +9,7 @@
 
 mod backoff;
 pub mod capture;
+mod checkpoint;
 mod context;
 mod instruments;
 mod poll;
@@ -26,6 +27,7 @@ use crate::model::{Symbol, Timestamp, Trade};
 
 pub use backoff::Backoff;
 pub use capture::{Capture, ReplayExchange, ReplaySource, Speed};
+pub use checkpoint::{Checkpoint, CheckpointWait, Resync};
 pub use context::{
     Completeness, Cursor, Cursors, ExchangeContext, ExchangeStats, Input, TradeSink,
 };
@@ -59,6 +61,15 @@ pub trait Exchange: Send + Sync + 'static {
 
     /// Streams trades until shutdown or failure.
     async fn run(&self, ctx: ExchangeContext) -> Result<(), ExchangeError>;
+
+    /// The streams whose trades this exchange sends for `symbols`, each as (exchange name in
+    /// its trades, symbol): where the stores are asked to resume from, and what the valve
+    /// and candles are seeded with. By default its own name with each symbol; a source that
+    /// relays the trades of other venues (the `kafka` source) names theirs.
+    fn streams(&self, symbols: &[Symbol]) -> Vec<(std::sync::Arc<str>, Symbol)> {
+        let name: std::sync::Arc<str> = std::sync::Arc::from(self.name());
+        symbols.iter().map(|s| (name.clone(), s.clone())).collect()
+    }
 }
 
 /// The transports a venue offers.

@@ -17,6 +17,7 @@
 
 mod dead_letter;
 mod registry;
+mod resync;
 mod stage;
 mod summary;
 
@@ -221,7 +222,7 @@ impl Feeder {
         config.validate()?;
         let mut exchanges = Vec::with_capacity(config.exchanges.len());
         for (i, ex) in config.exchanges.iter().enumerate() {
-            let ex = ex.clone().numbered(i);
+            let mut ex = ex.clone().numbered(i);
             let factory = registry.exchange(&ex.name).ok_or_else(|| {
                 ConfigError::invalid(
                     format!("exchanges[{i}].name"),
@@ -244,7 +245,35 @@ impl Feeder {
                 ));
             }
             refuse_unused_options(&ex, &offered)?;
+            if ex.is_set("options") && !factory.takes_options() {
+                return Err(ex.invalid(
+                    "options",
+                    format!(
+                        "{} takes no options (only sources such as kafka do)",
+                        ex.name
+                    ),
+                ));
+            }
+            // Every entry is checked, whichever shard owns its streams; only the owned ones
+            // are built.
+            if let Some(shard) = config.shard {
+                factory.build(&ex)?;
+                let name = ex.name.clone();
+                ex.symbols.retain(|s| shard.owns(&name, s));
+                if ex.symbols.is_empty() {
+                    continue;
+                }
+            }
             exchanges.push((factory.build(&ex)?, ex.symbols.clone()));
+        }
+        if let (true, Some(shard)) = (exchanges.is_empty(), config.shard) {
+            return Err(ConfigError::invalid(
+                "shard",
+                format!(
+                    "shard {} of {} owns none of the configured streams",
+                    shard.index, shard.count
+                ),
+            ));
         }
         let mut writers = Vec::with_capacity(config.writers.len());
         for (i, w) in config.writers.iter().enumerate() {
@@ -291,14 +320,11 @@ impl Feeder {
         self.monitor.clone()
     }
 
-    /// Every stream: each exchange with each of its symbols.
+    /// Every stream: each exchange's (see [`Exchange::streams`]).
     fn streams(&self) -> Vec<(Arc<str>, Symbol)> {
         self.exchanges
             .iter()
-            .flat_map(|e| {
-                let name: Arc<str> = Arc::from(e.exchange.name());
-                e.symbols.iter().map(move |s| (name.clone(), s.clone()))
-            })
+            .flat_map(|e| e.exchange.streams(&e.symbols))
             .collect()
     }
 

@@ -22,6 +22,13 @@ pub trait ExchangeFactory: Send + Sync + 'static {
     /// Builds the exchange, or says what is wrong with its config.
     fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError>;
 
+    /// Whether the entry's `options` map means something to this factory, which then reads
+    /// and checks it in [`build`](Self::build). Venues take none (the default), so that a
+    /// key there is an error rather than ignored.
+    fn takes_options(&self) -> bool {
+        false
+    }
+
     /// The venue's instrument list, at the endpoint `config` names (its `rest_url`, or the
     /// production one); `config.symbols` may be empty. `None` (the default) when the venue
     /// cannot list its instruments, and then nothing is checked online.

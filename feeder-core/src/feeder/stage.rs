@@ -18,6 +18,8 @@ pub(crate) struct Stages {
     valve: Option<Valve>,
     aggregator: Option<Aggregator>,
     candles: Vec<Candle>,
+    /// The settings, to start again on a [`Resync`](crate::exchange::Resync).
+    cfg: PipelineConfig,
 }
 
 /// What the pipeline task counted, for the summary.
@@ -51,7 +53,20 @@ impl Stages {
             valve,
             aggregator,
             candles: Vec::new(),
+            cfg: cfg.clone(),
         }
+    }
+
+    /// Starts again, as [`new`](Self::new) with the same settings and these `seeds`: every
+    /// stream's valve and candle state is dropped (open candles unsent).
+    pub(crate) fn restart(&mut self, seeds: &[(Arc<str>, Symbol, Cursor)]) {
+        *self = Self::new(&self.cfg.clone(), seeds);
+    }
+
+    /// The candles closed outside of [`process`](Self::process) (by a rebuild), to fan out.
+    pub(crate) fn take_candles(&mut self, totals: &mut StageTotals) -> Vec<Event> {
+        totals.candles += self.candles.len() as u64;
+        self.candles.drain(..).map(Event::Candle).collect()
     }
 
     /// Where a rebuild of the candles of a stream resumed after a trade at `after` starts;
@@ -322,6 +337,17 @@ pub(crate) async fn run(
                 Some(Input::Gap(gap)) => stages.gap(gap),
                 Some(Input::Progress { exchange, symbol, completeness }) => {
                     stages.progress(&exchange, &symbol, completeness, clock.now(), &mut totals)
+                }
+                Some(Input::Checkpoint(cp)) => {
+                    // Everything before it is in the writers' queues already.
+                    for w in &writers {
+                        w.checkpoint(cp.clone()).await;
+                    }
+                    cp.confirm();
+                    continue;
+                }
+                Some(Input::Resync(resync)) => {
+                    super::resync::resync(&mut stages, &writers, resync, &mut totals).await
                 }
                 None => break,
             },

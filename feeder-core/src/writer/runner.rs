@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -15,9 +15,10 @@ use super::Writer;
 use crate::budget::{batch_bytes, ByteBudget, Held};
 use crate::config::WriterConfig;
 use crate::error::{ErrorChain, Rejection, WriteError};
-use crate::exchange::{Backoff, Cursor};
+use crate::exchange::{Backoff, Checkpoint, Cursor};
 use crate::model::{Event, Symbol, Timestamp};
 use crate::observe::LatencyHistogram;
+use crate::writer::resume::{resume_points, ResumeError, ResumePoints};
 
 pub use crate::config::WhenFullPolicy as WhenFull;
 
@@ -155,11 +156,36 @@ impl WriterStats {
 }
 
 /// A batch in a writer's queue, with the bytes it holds of the queue's budget: they go back
-/// when the runner has taken the batch.
+/// when the runner has taken the batch. A control item has no events.
 #[derive(Debug)]
 struct Queued {
     events: Arc<Vec<Event>>,
     _held: Held,
+    /// Something to do once everything queued before is written; `None` for every batch.
+    /// Boxed, so that a batch in the queue stays two words and a pointer.
+    control: Option<Box<Control>>,
+}
+
+/// What the runner does, in order with the batches, once everything queued before it is
+/// written (its pending batch, and its spill file if one is in use).
+#[derive(Debug)]
+enum Control {
+    /// Confirms the checkpoint, unless this writer ever gave an event up.
+    Checkpoint(Checkpoint),
+    /// Asks the store where it left off for each stream, and skips from then on what it
+    /// holds, as at start-up.
+    Resume {
+        streams: Vec<(Arc<str>, Symbol)>,
+        reply: oneshot::Sender<Result<ResumePoints, ResumeError>>,
+    },
+    /// Reads back what the store holds of a stream ([`Writer::replay`]).
+    Replay {
+        exchange: Arc<str>,
+        symbol: Symbol,
+        from: Timestamp,
+        upto: Cursor,
+        reply: oneshot::Sender<Result<Option<Vec<Event>>, WriteError>>,
+    },
 }
 
 /// The sending side of a writer's queue, held by the fan-out.
@@ -216,6 +242,7 @@ impl WriterHandle {
                     match self.tx.try_send(Queued {
                         events: batch,
                         _held: held,
+                        control: None,
                     }) {
                         Ok(()) => {
                             WriterStats::add(&self.stats.queued, n);
@@ -273,6 +300,7 @@ impl WriterHandle {
                 let queued = Queued {
                     events: batch,
                     _held: held,
+                    control: None,
                 };
                 if self.tx.send(queued).await.is_err() {
                     WriterStats::add(&self.stats.dropped, n);
@@ -285,6 +313,7 @@ impl WriterHandle {
                 self.tx.try_send(Queued {
                     events: batch,
                     _held: held,
+                    control: None,
                 })
             }) {
                 Some(Ok(())) => {
@@ -306,6 +335,79 @@ impl WriterHandle {
                 }
             },
         }
+    }
+}
+
+impl WriterHandle {
+    /// Queues a control item behind everything queued so far. It always waits for room,
+    /// whatever the full-policy: it is small, and dropping it would fake or lose an answer.
+    /// A runner that is gone drops it (which fails a checkpoint, and closes a reply).
+    async fn send_control(&self, control: Control) {
+        let held = self.budget.acquire(0).await;
+        let _ = self
+            .tx
+            .send(Queued {
+                events: Arc::new(Vec::new()),
+                _held: held,
+                control: Some(Box::new(control)),
+            })
+            .await;
+    }
+
+    /// Queues `checkpoint` behind everything queued so far: the runner confirms it once all
+    /// of that is durable in the store, if this writer never gave an event up; otherwise, or
+    /// if the runner is gone, it is dropped unconfirmed (see [`Checkpoint`]). Under
+    /// `when_full: drop` a full queue fails it at once rather than hold up the pipeline (and
+    /// with it the other writers): such a queue drops events anyway.
+    pub async fn checkpoint(&self, checkpoint: Checkpoint) {
+        let control = Control::Checkpoint(checkpoint);
+        if self.when_full == WhenFull::Block {
+            return self.send_control(control).await;
+        }
+        let Some(held) = self.budget.try_acquire(0) else {
+            tracing::warn!(writer = %self.name, "queue full under when_full: drop: checkpoint failed");
+            return;
+        };
+        // A full or closed queue drops the checkpoint with the item: it fails.
+        let _ = self.tx.try_send(Queued {
+            events: Arc::new(Vec::new()),
+            _held: held,
+            control: Some(Box::new(control)),
+        });
+    }
+
+    /// Once everything queued so far is written: where the store left off for each of
+    /// `streams` (asked with retries, as at start-up), which this writer also skips from then
+    /// on. `None` when the runner is gone.
+    pub(crate) async fn resume(
+        &self,
+        streams: Vec<(Arc<str>, Symbol)>,
+    ) -> Option<Result<ResumePoints, ResumeError>> {
+        let (reply, rx) = oneshot::channel();
+        self.send_control(Control::Resume { streams, reply }).await;
+        rx.await.ok()
+    }
+
+    /// Once everything queued so far is written: the events the store holds of (`exchange`,
+    /// `symbol`) from `from` up to `upto` ([`Writer::replay`]); `Ok(None)` when it cannot
+    /// read back. `None` when the runner is gone.
+    pub(crate) async fn replay(
+        &self,
+        exchange: Arc<str>,
+        symbol: Symbol,
+        from: Timestamp,
+        upto: Cursor,
+    ) -> Option<Result<Option<Vec<Event>>, WriteError>> {
+        let (reply, rx) = oneshot::channel();
+        self.send_control(Control::Replay {
+            exchange,
+            symbol,
+            from,
+            upto,
+            reply,
+        })
+        .await;
+        rx.await.ok()
     }
 }
 
@@ -386,6 +488,7 @@ impl WriterRunner {
             settings,
             abort,
             abandoned: 0,
+            deferred: Vec::new(),
         };
         // Every line the writer logs from its task carries its name, not only the runner's.
         // At error level so that no log filter drops the name from the lines it keeps.
@@ -408,6 +511,8 @@ struct Task {
     abort: CancellationToken,
     /// Events given up on at the shutdown deadline, for one log line at the end.
     abandoned: u64,
+    /// Control items taken off the queue while the spill file was replayed: done once it is.
+    deferred: Vec<Control>,
 }
 
 impl Task {
@@ -440,12 +545,22 @@ impl Task {
                 }
             };
             let Some(batch) = next else { break };
-            self.take_queued(batch, &mut pending).await;
+            if let Some(control) = self.take_queued(batch, &mut pending).await {
+                self.settle(&mut rx, &mut pending).await;
+                self.control(control).await;
+                deadline = None;
+                continue;
+            }
             // Take whatever else is already queued: under load batches grow by themselves,
             // and an idle queue costs no waiting.
             while pending.len() < size {
                 match rx.try_recv() {
-                    Ok(batch) => self.take_queued(batch, &mut pending).await,
+                    Ok(batch) => {
+                        if let Some(control) = self.take_queued(batch, &mut pending).await {
+                            self.settle(&mut rx, &mut pending).await;
+                            self.control(control).await;
+                        }
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         open = false;
@@ -492,12 +607,82 @@ impl Task {
 
     /// Takes a batch off the queue; its bytes go back to the queue's budget once the batch is
     /// written or copied into `pending` (which holds less than one `batch_size` beyond it).
-    async fn take_queued(&mut self, queued: Queued, pending: &mut Vec<Event>) {
-        let Queued { events, _held } = queued;
+    /// A control item is handed back, for the caller to do once what is before it is
+    /// written.
+    async fn take_queued(&mut self, queued: Queued, pending: &mut Vec<Event>) -> Option<Control> {
+        let Queued {
+            events,
+            _held,
+            control,
+        } = queued;
+        if let Some(control) = control {
+            return Some(*control);
+        }
         self.stats
             .queued
             .fetch_sub(events.len() as u64, Ordering::Relaxed);
         self.take(events, pending).await;
+        None
+    }
+
+    /// Writes everything taken so far: the pending batch, then the spill file if it is in
+    /// use (which also takes what is queued behind it).
+    async fn settle(&mut self, rx: &mut mpsc::Receiver<Queued>, pending: &mut Vec<Event>) {
+        self.write_pending(pending).await;
+        if self.spill.as_ref().is_some_and(|s| s.is_active()) {
+            self.replay_spill(rx, pending).await;
+        }
+    }
+
+    /// Does a control item, everything queued before it being written.
+    async fn control(&mut self, control: Control) {
+        match control {
+            Control::Checkpoint(cp) => {
+                let spilled = self.spill.as_ref().is_some_and(|s| s.is_active());
+                let lost = self.stats.dropped.load(Ordering::Relaxed);
+                // A writer that ever gave an event up cannot vouch for any later position:
+                // the source would skip what was lost.
+                if lost == 0 && !spilled && !self.abort.is_cancelled() {
+                    cp.confirm();
+                } else {
+                    tracing::warn!(writer = %self.name, dropped = lost, spilled, "checkpoint not confirmed: this writer lost events or still holds some");
+                    cp.fail();
+                }
+            }
+            Control::Resume { streams, reply } => {
+                let retry = self.settings.retry.clone();
+                let points = resume_points(
+                    &self.name,
+                    self.writer.as_mut(),
+                    &streams,
+                    retry,
+                    &self.abort,
+                )
+                .await;
+                if let Ok(points) = &points {
+                    // Streams not asked about keep what they skip.
+                    self.resume
+                        .retain(|(e, s, _)| !streams.iter().any(|(e2, s2)| e == e2 && s == s2));
+                    self.resume.extend(points.iter().cloned());
+                }
+                let _ = reply.send(points);
+            }
+            Control::Replay {
+                exchange,
+                symbol,
+                from,
+                upto,
+                reply,
+            } => {
+                let mut events = Vec::new();
+                let mut out = |e: Event| events.push(e);
+                let r = self
+                    .writer
+                    .replay(&exchange, &symbol, from, &upto, &mut out)
+                    .await;
+                let _ = reply.send(r.map(|ok| ok.then_some(events)));
+            }
+        }
     }
 
     /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
@@ -545,7 +730,10 @@ impl Task {
             return;
         };
         while let Ok(batch) = rx.try_recv() {
-            self.take_queued(batch, pending).await;
+            if let Some(control) = self.take_queued(batch, pending).await {
+                // Newer than anything spilled before it: done once the spill is written.
+                self.deferred.push(control);
+            }
         }
         self.write_pending(pending).await;
         let mut replayed = 0usize;
@@ -578,6 +766,9 @@ impl Task {
         self.write_pending(pending).await;
         if replayed > 0 {
             tracing::info!(writer = %self.name, events = replayed, "replayed the spill file");
+        }
+        for control in std::mem::take(&mut self.deferred) {
+            self.control(control).await;
         }
     }
 
@@ -742,6 +933,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::Checkpoint;
     use crate::model::{parse_decimal, Side, Timestamp, Trade, TradeId};
     use async_trait::async_trait;
     use futures::FutureExt;
@@ -836,5 +1028,147 @@ mod tests {
         assert!(blocked.await);
         assert_eq!(handle.stats().dropped.load(Ordering::Relaxed), 0);
         go.add_permits(1 + fits);
+    }
+
+    /// Stores what it is given, after failing its first `fail` writes (retriably), and
+    /// waits for a permit before each write when gated.
+    struct Flaky {
+        fail: usize,
+        stored: Arc<AtomicU64>,
+        go: Option<Arc<Semaphore>>,
+    }
+
+    #[async_trait]
+    impl Writer for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+            if let Some(go) = &self.go {
+                go.acquire().await.expect("open").forget();
+            }
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(WriteError::retriable("store down", "refused"));
+            }
+            self.stored.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn quick_retry() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(5))
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_waits_for_a_failing_writer_to_recover_and_store_what_is_before_it() {
+        let stored = Arc::new(AtomicU64::new(0));
+        let writer = Flaky {
+            fail: 3,
+            stored: stored.clone(),
+            go: None,
+        };
+        let settings = RunnerSettings {
+            // A partial batch would wait an hour: the checkpoint must not.
+            batch_size: 1000,
+            batch_delay: Duration::from_secs(3600),
+            retry: quick_retry(),
+            ..RunnerSettings::default()
+        };
+        let (handle, task) =
+            WriterRunner::spawn(Box::new(writer), settings, CancellationToken::new());
+        assert!(handle.send(batch()).await);
+        let (cp, wait) = Checkpoint::new();
+        handle.checkpoint(cp).await;
+        let ok = tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("the checkpoint resolves");
+        assert!(ok, "confirmed once stored");
+        assert_eq!(stored.load(Ordering::SeqCst), EVENTS as u64);
+        assert!(handle.stats().retries.load(Ordering::Relaxed) >= 3);
+        drop(handle);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_fails_after_a_full_queue_dropped_events_under_drop() {
+        let (handle, go, fits) = stuck(WhenFull::Drop).await;
+        for _ in 0..=fits {
+            assert!(handle.send(batch()).await);
+        }
+        assert!(handle.stats().dropped.load(Ordering::Relaxed) > 0);
+        // The store is stuck and the queue full: the checkpoint is queued or failed at once,
+        // without holding up the sender (the pipeline, and the other writers behind it).
+        let (cp, wait) = Checkpoint::new();
+        tokio::time::timeout(Duration::from_secs(1), handle.checkpoint(cp))
+            .await
+            .expect("not held up by a full queue under drop");
+        go.add_permits(100);
+        let ok = tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("the checkpoint resolves");
+        assert!(!ok, "a writer that dropped events must not confirm");
+        // Later ones neither: they would skip what was dropped.
+        let (cp, wait) = Checkpoint::new();
+        handle.checkpoint(cp).await;
+        assert!(!wait.await);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_behind_spilled_events_waits_until_the_spill_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = Arc::new(AtomicU64::new(0));
+        let go = Arc::new(Semaphore::new(0));
+        let writer = Flaky {
+            fail: 0,
+            stored: stored.clone(),
+            go: Some(go.clone()),
+        };
+        let settings = RunnerSettings {
+            batch_size: EVENTS,
+            queue_capacity: 1,
+            queue_bytes: 1 << 30,
+            spill: Some(SpillSettings {
+                path: dir.path().join("w.spill"),
+                max_bytes: 64 << 20,
+            }),
+            ..RunnerSettings::default()
+        };
+        let (handle, task) =
+            WriterRunner::spawn(Box::new(writer), settings, CancellationToken::new());
+        let sent = 8;
+        for _ in 0..sent {
+            assert!(handle.send(batch()).await);
+        }
+        assert!(
+            handle.stats().spilled.load(Ordering::Relaxed) > 0,
+            "the queue of one overflowed into the spill file"
+        );
+        let (cp, mut wait) = Checkpoint::new();
+        let send = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.checkpoint(cp).await })
+        };
+        // One write at a time: the checkpoint stays open until the last spilled batch is in.
+        for _ in 0..sent {
+            assert_eq!(wait.try_outcome(), None, "resolved with events unwritten");
+            go.add_permits(1);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let before = stored.load(Ordering::SeqCst);
+            while stored.load(Ordering::SeqCst) == before {
+                assert!(Instant::now() < deadline, "a write did not happen");
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        send.await.unwrap();
+        let ok = tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("the checkpoint resolves");
+        assert!(ok);
+        assert_eq!(stored.load(Ordering::SeqCst), (sent * EVENTS) as u64);
+        go.add_permits(100);
+        drop(handle);
+        task.await.unwrap();
     }
 }

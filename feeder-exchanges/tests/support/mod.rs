@@ -116,6 +116,7 @@ impl Running {
                     }
                 }
                 Ok(Some(Input::Trades(batch))) => self.take(batch),
+                Ok(Some(Input::Checkpoint(_) | Input::Resync(_))) => {}
                 Ok(None) => panic!("the exchange stopped with {missing} of {what} missing"),
                 Err(_) => panic!("{missing} of {what} missing after {WAIT:?}"),
             }

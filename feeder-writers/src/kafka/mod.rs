@@ -7,10 +7,14 @@
 //! written only when every message of it is acknowledged. At start-up the topics must exist,
 //! or be created with `create_topics`; otherwise the writer does not start. Where each stream
 //! left off is read back from the trades topic at start-up (see [`KafkaWriter`]).
+//!
+//! The `kafka` source ([`KafkaSource`]) reads that trades topic back as a member of a
+//! consumer group: the input of the sink workers that store what several feeders publish.
 
 mod client;
 mod config;
 mod resume;
+mod source;
 mod topics;
 mod writer;
 
@@ -24,6 +28,7 @@ pub use config::{
     Compression, CreateTopics, KafkaOptions, SaslMechanism, SaslOptions, SecurityProtocol,
     SslOptions,
 };
+pub use source::{KafkaSource, KafkaSourceFactory, KafkaSourceOptions};
 pub use topics::MissingTopic;
 pub use writer::KafkaWriter;
 
