@@ -133,6 +133,41 @@ pub(crate) fn listed(base: &str, quote: &str) -> Option<feeder_core::Symbol> {
     feeder_core::Symbol::new(base, quote).ok()
 }
 
+/// Reads any JSON value as its raw text, for a field converted exactly later: a number's
+/// digits as written (never through `f64`), a string with its quotes.
+#[cfg(any(feature = "bitfinex", feature = "huobi", feature = "kraken"))]
+pub(crate) fn raw_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'de str, D::Error> {
+    <&'de serde_json::value::RawValue as serde::Deserialize>::deserialize(d)
+        .map(serde_json::value::RawValue::get)
+}
+
+/// [`raw_json`] for an optional field: `null` is `None`, as serde reads an absent value.
+#[cfg(feature = "huobi")]
+pub(crate) fn raw_json_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de str>, D::Error> {
+    <Option<&'de serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)
+        .map(|raw| raw.map(serde_json::value::RawValue::get))
+}
+
+/// Runs a venue's fast path (see [`crate::scan`]) on a frame: `fast` reads the frame's text
+/// and appends its trades to `out`, or returns `None` to leave the frame to serde, and then
+/// `out` is put back as it was. A frame that is not UTF-8 is left to serde, whose error says
+/// where.
+pub(crate) fn fast_path(
+    frame: &[u8],
+    out: &mut Vec<feeder_core::model::Trade>,
+    fast: impl FnOnce(&str, &mut Vec<feeder_core::model::Trade>) -> Option<()>,
+) -> Option<()> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let start = out.len();
+    let read = fast(text, out);
+    if read.is_none() {
+        out.truncate(start);
+    }
+    read
+}
+
 /// Rejects a config without symbols: the venue would connect and stream nothing.
 pub(crate) fn require_symbols(cfg: &ExchangeConfig) -> Result<(), ConfigError> {
     if cfg.symbols.is_empty() {

@@ -6,11 +6,31 @@
 //! the object once, hands each member to the caller as a key and a raw value, and checks the
 //! grammar of everything it passes over.
 //!
+//! Messages that nest (trades in an array inside an envelope, or a top-level array) are walked
+//! with [`document`] and the [`Scanner`]'s walking methods, still in one pass: the caller
+//! reads the members it knows where they are and skips the rest.
+//!
 //! It gives up (returns `None`) on anything outside the common case: escapes in strings,
 //! nesting deeper than [`MAX_DEPTH`], or any text that is not well-formed JSON. A parser that
 //! gets `None` reads the message with serde instead, which then decides, so the fast path
 //! changes no outcome: it accepts only what serde accepts the same way, and whatever is
 //! unusual, including every malformed message, gets serde's error message.
+
+// Each venue uses its part of the scanner; with venues compiled out, some of it goes unused.
+#![cfg_attr(
+    not(all(
+        feature = "binance",
+        feature = "bitfinex",
+        feature = "bitstamp",
+        feature = "bybit",
+        feature = "coinbase",
+        feature = "gemini",
+        feature = "huobi",
+        feature = "kraken",
+        feature = "okx",
+    )),
+    allow(dead_code)
+)]
 
 /// Objects and arrays nested deeper than this inside a member's value are left to serde.
 pub(crate) const MAX_DEPTH: usize = 8;
@@ -55,6 +75,25 @@ impl<'a> Raw<'a> {
         match self {
             Raw::Str(s) => digits_u64(s),
             Raw::Num(_) => self.u64(),
+            _ => None,
+        }
+    }
+
+    /// An id written as a string (kept as written) or as a whole number that fits a `u64`
+    /// (what [`TextId`](crate::common::TextId) reads).
+    #[cfg(any(feature = "bybit", feature = "okx"))]
+    pub(crate) fn text_id(self) -> Option<crate::common::TextId<'a>> {
+        match self {
+            Raw::Str(s) => Some(crate::common::TextId::Text(s)),
+            Raw::Num(n) => digits_u64(n).map(crate::common::TextId::Number),
+            _ => None,
+        }
+    }
+
+    /// The text of a number, as written (what a raw JSON value holds for a number).
+    pub(crate) fn num(self) -> Option<&'a str> {
+        match self {
+            Raw::Num(n) => Some(n),
             _ => None,
         }
     }
@@ -127,6 +166,7 @@ pub(crate) fn members_nested<'a>(
         text,
         bytes: text.as_bytes(),
         at: 0,
+        depth: 0,
     };
     s.ws();
     s.object(|s, key| {
@@ -146,13 +186,115 @@ pub(crate) fn members_nested<'a>(
     (s.at == s.bytes.len()).then_some(())
 }
 
-struct Scanner<'a> {
+/// Reads the JSON text `text` (surrounding whitespace allowed) with `read`, which walks its
+/// one value with the [`Scanner`]'s methods. Returns what `read` returns, or `None` when it
+/// gives up or text is left after the value.
+///
+/// This is the general form of [`members`], for messages that are not one flat object: an
+/// array of trades inside an envelope, or an array at the top level. `read` decides on each
+/// member as it passes, so a message is read in one pass however it nests.
+pub(crate) fn document<'a, T>(
+    text: &'a str,
+    read: impl FnOnce(&mut Scanner<'a>) -> Option<T>,
+) -> Option<T> {
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    s.ws();
+    let value = read(&mut s)?;
+    s.ws();
+    (s.at == s.bytes.len()).then_some(value)
+}
+
+/// A cursor over JSON text that checks the grammar of everything it passes over (see the
+/// module docs for what it leaves to serde).
+///
+/// The walking methods ([`Scanner::walk_object`], [`Scanner::walk_array`]) call back for
+/// each member or element with the cursor on its value; the callback reads that value, with
+/// [`Scanner::any`] or a nested walk, and returns `None` to give up. A callback that leaves
+/// the value unread makes the walk give up too, since the next byte is then not a separator.
+pub(crate) struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// How many objects and arrays the walking methods have open around the cursor.
+    depth: usize,
 }
 
 impl<'a> Scanner<'a> {
+    /// An object; `member` is called with each key, the cursor on its value.
+    pub(crate) fn walk_object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.enter()?;
+        self.object(|s, key| {
+            let at = s.at;
+            member(s, key)?;
+            // A value left unread is not skipped: the walk gives up.
+            (s.at > at).then_some(())
+        })?;
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// An array; `element` is called with the cursor on each element.
+    pub(crate) fn walk_array(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.enter()?;
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+        } else {
+            loop {
+                self.ws();
+                let at = self.at;
+                element(self)?;
+                if self.at == at {
+                    return None;
+                }
+                self.ws();
+                match self.next()? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Any value, read whole (an object or array is checked and returned as its text).
+    pub(crate) fn any(&mut self) -> Option<Raw<'a>> {
+        self.value(self.depth)
+    }
+
+    /// A number or a string, read whole, as the JSON text it is written as (a string with its
+    /// quotes): what a raw JSON value holds for it.
+    #[cfg(any(feature = "bitfinex", feature = "huobi"))]
+    pub(crate) fn number_or_string(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        match self.any()? {
+            Raw::Num(_) | Raw::Str(_) => self.text.get(start..self.at),
+            _ => None,
+        }
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        Some(())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -502,6 +644,115 @@ mod tests {
             _ => Some(()),
         });
         assert!(r.is_none());
+    }
+
+    /// Walks any value down to its leaves, as a venue's walk does, collecting the leaves.
+    fn walk_all<'a>(s: &mut Scanner<'a>, leaves: &mut Vec<Raw<'a>>) -> Option<()> {
+        match s.peek()? {
+            b'{' => s.walk_object(|s, _| walk_all(s, leaves)),
+            b'[' => s.walk_array(|s| walk_all(s, leaves)),
+            _ => {
+                leaves.push(s.any()?);
+                Some(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_is_walked_in_one_pass_to_any_depth_it_allows() {
+        let mut leaves = Vec::new();
+        let text = r#" [1,{"a":[true,null,"x"],"b":{}},[],-2.5e3] "#;
+        document(text, |s| walk_all(s, &mut leaves)).unwrap();
+        assert_eq!(
+            leaves,
+            vec![
+                Raw::Num("1"),
+                Raw::Bool(true),
+                Raw::Null,
+                Raw::Str("x"),
+                Raw::Num("-2.5e3")
+            ]
+        );
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(document(&nested(MAX_DEPTH), |s| walk_all(s, &mut Vec::new())).is_some());
+        assert!(document(&nested(MAX_DEPTH + 1), |s| walk_all(s, &mut Vec::new())).is_none());
+        for bad in [
+            "[1,]",
+            "[1 2]",
+            "{\"a\":1,}",
+            "[1]]",
+            "[1] x",
+            "",
+            "[",
+            "{\"a\"}",
+        ] {
+            assert!(
+                document(bad, |s| walk_all(s, &mut Vec::new())).is_none(),
+                "{bad}"
+            );
+        }
+        // A walk that leaves a value unread gives up, even where nothing follows.
+        for text in ["[1,2]", "[,]", "[,1]"] {
+            assert!(
+                document(text, |s| s.walk_array(|_| Some(()))).is_none(),
+                "{text}"
+            );
+        }
+        for text in [r#"{"a":1}"#, r#"{"a":}"#, r#"{"a":,"b":1}"#] {
+            assert!(
+                document(text, |s| s.walk_object(|_, _| Some(()))).is_none(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(any(feature = "bitfinex", feature = "huobi"))]
+    fn numbers_and_strings_are_kept_as_written() {
+        let mut got = Vec::new();
+        document(r#"[1.50,"2",-3e-8,null]"#, |s| {
+            s.walk_array(|s| {
+                got.push(s.number_or_string());
+                Some(())
+            })
+        })
+        .unwrap();
+        assert_eq!(got, vec![Some("1.50"), Some("\"2\""), Some("-3e-8"), None]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Whatever a walk to the leaves accepts, serde reads, with the same leaves.
+        #[test]
+        fn a_walk_accepts_only_what_serde_reads(text in r#"[\[{]([0-9.eE+\-]{1,4}|"[a-c\\]{0,3}"|"[ab]":|true|null|[,\[\]{} ]){0,12}[\]}]?"#) {
+            let mut leaves = Vec::new();
+            if document(&text, |s| walk_all(s, &mut leaves)).is_some() {
+                let parsed: serde_json::Value =
+                    serde_json::from_str(&text).expect("serde refused what the walk read");
+                fn serde_leaves(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+                    match v {
+                        serde_json::Value::Array(a) => a.iter().for_each(|v| serde_leaves(v, out)),
+                        serde_json::Value::Object(o) => o.values().for_each(|v| serde_leaves(v, out)),
+                        leaf => out.push(leaf.clone()),
+                    }
+                }
+                let mut want = Vec::new();
+                serde_leaves(&parsed, &mut want);
+                // serde keeps one of a key named twice; compare counts only then.
+                if !text.contains(':') {
+                    proptest::prop_assert_eq!(leaves.len(), want.len());
+                    for (got, want) in leaves.iter().zip(&want) {
+                        match got {
+                            Raw::Str(s) => proptest::prop_assert_eq!(want.as_str(), Some(*s)),
+                            Raw::Bool(b) => proptest::prop_assert_eq!(want.as_bool(), Some(*b)),
+                            Raw::Null => proptest::prop_assert!(want.is_null()),
+                            Raw::Num(_) => proptest::prop_assert!(want.is_number()),
+                            Raw::Object(_) | Raw::Array(_) => proptest::prop_assert!(false, "not a leaf"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest::proptest! {

@@ -208,8 +208,42 @@ impl StreamVenue for BinanceVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
+        self.read(frame, received_at, out, true)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        // Binance pings; the client only answers.
+        None
+    }
+
+    fn stale_timeout(&self) -> Duration {
+        STALE_TIMEOUT
+    }
+}
+
+impl BinanceVenue {
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        self.read(frame, received_at, out, false)
+    }
+
+    /// A frame, through the fast path first when `fast` (see [`crate::scan`]).
+    fn read(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+        fast: bool,
+    ) -> Result<Frame, ParseError> {
         if let Some(t) = std::str::from_utf8(frame)
             .ok()
+            .filter(|_| fast)
             .and_then(wire::WsTrade::scan)
         {
             return self.push_trade(&t, received_at, out);
@@ -237,17 +271,6 @@ impl StreamVenue for BinanceVenue {
         Ok(Frame::Unrecognized)
     }
 
-    fn ping(&self) -> Option<Ping> {
-        // Binance pings; the client only answers.
-        None
-    }
-
-    fn stale_timeout(&self) -> Duration {
-        STALE_TIMEOUT
-    }
-}
-
-impl BinanceVenue {
     fn trades_url(&self, endpoint: &str, symbol: &Symbol, from_id: Option<&str>) -> HttpRequest {
         let mut url = common::join_path(&self.rest_url, &["api", "v3", endpoint]);
         {

@@ -194,8 +194,7 @@ impl BitfinexVenue {
 
 /// The text of a JSON number token, or of a string (when Bitfinex is asked to send decimals
 /// as strings). Never through floating point.
-fn number_text<'a>(field: &'static str, raw: &'a RawValue) -> Result<&'a str, ParseError> {
-    let t = raw.get();
+fn number_text<'a>(field: &'static str, t: &'a str) -> Result<&'a str, ParseError> {
     match t.as_bytes().first() {
         Some(b'"') => serde_json::from_str::<&str>(t).map_err(|e| ParseError::field(field, e)),
         Some(b'-' | b'0'..=b'9') => Ok(t),
@@ -282,6 +281,41 @@ impl StreamVenue for BitfinexVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
+        if self.fast_te(frame, received_at, out).is_some() {
+            return Ok(Frame::Data);
+        }
+        self.parse_with_serde(frame, received_at, out)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(15),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl BitfinexVenue {
+    /// The fast path for `te` messages (see [`wire::scan_te`]): the trade appended to `out`;
+    /// `None`, with `out` as it was, leaves the frame to serde, which then decides (also on a
+    /// trade this would refuse: serde's path gives the error).
+    fn fast_te(&self, frame: &[u8], received_at: Timestamp, out: &mut Vec<Trade>) -> Option<()> {
+        common::fast_path(frame, out, |text, out| {
+            let (chan_id, row) = wire::scan_te(text)?;
+            let symbol = self.channel_symbol(chan_id).ok()?;
+            out.push(self.trade(&symbol, &row, received_at).ok()?);
+            Some(())
+        })
+    }
+
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
         if frame.trim_ascii_start().first() == Some(&b'{') {
             let e: wire::Event<'_> = common::from_json(frame)?;
             return self.event(&e);
@@ -313,15 +347,6 @@ impl StreamVenue for BitfinexVenue {
         Ok(Frame::Data)
     }
 
-    fn ping(&self) -> Option<Ping> {
-        Some(Ping {
-            every: Duration::from_secs(15),
-            message: WsMessage::Text(PING.to_owned()),
-        })
-    }
-}
-
-impl BitfinexVenue {
     fn channel_symbol(&self, chan_id: u64) -> Result<Symbol, ParseError> {
         self.channels().get(&chan_id).cloned().ok_or_else(|| {
             ParseError::Other(format!(

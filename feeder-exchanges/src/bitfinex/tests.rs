@@ -568,3 +568,22 @@ fn forward_pages_start_at_the_millisecond_of_the_last_trade_seen() {
     assert_eq!(v.request_spacing(), REQUEST_SPACING);
     assert!(REQUEST_SPACING >= std::time::Duration::from_secs(4));
 }
+
+#[test]
+fn fast_path_reads_te_as_serde_does() {
+    let v = subscribed();
+    fast_path_agrees_on_trades(
+        "bitfinex",
+        |frame, out| v.fast_te(frame, RECEIVED, out),
+        |frame, out| v.parse_with_serde(frame, RECEIVED, out),
+        &[
+            "ws_te.json",
+            "ws_te_appended_fields.json",
+            "ws_te_colon.json",
+            "ws_te_exponent.json",
+            "ws_te_string_id.json",
+            "ws_te_strings.json",
+            "ws_te_tiny.json",
+        ],
+    );
+}

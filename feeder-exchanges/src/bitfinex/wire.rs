@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::common::Uint;
+use crate::scan::{self, Scanner};
 
 /// An event object: the connection's `info`, the `subscribed` acknowledgement, `pong`,
 /// `error`, ...
@@ -117,10 +118,10 @@ pub(crate) struct TradeRow<'a> {
     pub id: Uint,
     /// Trade time, milliseconds since the epoch, a number (or a string of digits).
     pub mts: Uint,
-    /// Signed amount, raw JSON (a number, or a string when decimals-as-strings is on).
-    pub amount: &'a RawValue,
-    /// Price, raw JSON.
-    pub price: &'a RawValue,
+    /// Signed amount, raw JSON text (a number, or a string when decimals-as-strings is on).
+    pub amount: &'a str,
+    /// Price, raw JSON text.
+    pub price: &'a str,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for TradeRow<'a> {
@@ -139,11 +140,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for TradeRow<'a> {
                     .next_element()?
                     .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 let amount = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                    .next_element::<&RawValue>()?
+                    .ok_or_else(|| de::Error::invalid_length(2, &self))?
+                    .get();
                 let price = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(3, &self))?;
+                    .next_element::<&RawValue>()?
+                    .ok_or_else(|| de::Error::invalid_length(3, &self))?
+                    .get();
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(TradeRow {
                     id,
@@ -174,4 +177,51 @@ pub(crate) struct RestErrorObject<'a> {
     /// What went wrong, on some gateways.
     #[serde(borrow, default)]
     pub message: Option<Cow<'a, str>>,
+}
+
+/// The fast path for `te` messages, `[CHANNEL_ID,"te",[ID,MTS,AMOUNT,PRICE,...],...]` (see
+/// [`crate::scan`]): the channel id and the trade, in the one pass that checks the whole
+/// message. `None` leaves the message to serde: any other message, an element of an unexpected
+/// JSON type, an escape.
+pub(crate) fn scan_te(text: &str) -> Option<(u64, TradeRow<'_>)> {
+    let (mut chan_id, mut row) = (None, None);
+    let mut at = 0;
+    scan::document(text, |s| {
+        s.walk_array(|s| {
+            let read = match at {
+                0 => scan::once(&mut chan_id, s.any()?.u64()),
+                1 => (s.any()?.str()? == "te").then_some(()),
+                2 => scan::once(&mut row, scan_row(s)),
+                // Elements Bitfinex may append later.
+                _ => s.any().map(drop),
+            };
+            at += 1;
+            read
+        })
+    })?;
+    Some((chan_id?, row?))
+}
+
+/// A trade row, the cursor on its array.
+fn scan_row<'a>(s: &mut Scanner<'a>) -> Option<TradeRow<'a>> {
+    let (mut id, mut mts, mut amount, mut price) = (None, None, None, None);
+    let mut at = 0;
+    s.walk_array(|s| {
+        let read = match at {
+            0 => scan::once(&mut id, s.any()?.uint().map(Uint)),
+            1 => scan::once(&mut mts, s.any()?.uint().map(Uint)),
+            2 => scan::once(&mut amount, s.number_or_string()),
+            3 => scan::once(&mut price, s.number_or_string()),
+            // Fields Bitfinex may append later.
+            _ => s.any().map(drop),
+        };
+        at += 1;
+        read
+    })?;
+    Some(TradeRow {
+        id: id?,
+        mts: mts?,
+        amount: amount?,
+        price: price?,
+    })
 }

@@ -226,8 +226,42 @@ impl StreamVenue for BitstampVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let fast = std::str::from_utf8(frame).ok().and_then(wire::scan_trade);
-        let env = match fast {
+        self.read(frame, received_at, out, true)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(15),
+            message: WsMessage::Text(HEARTBEAT.to_owned()),
+        })
+    }
+}
+
+impl BitstampVenue {
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        self.read(frame, received_at, out, false)
+    }
+
+    /// A frame, through the fast path first when `fast` (see [`crate::scan`]).
+    fn read(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+        fast: bool,
+    ) -> Result<Frame, ParseError> {
+        let scanned = std::str::from_utf8(frame)
+            .ok()
+            .filter(|_| fast)
+            .and_then(wire::scan_trade);
+        let env = match scanned {
             Some((channel, trade)) => wire::Envelope {
                 event: "trade",
                 channel,
@@ -270,13 +304,6 @@ impl StreamVenue for BitstampVenue {
             }
             _ => Ok(Frame::Unrecognized),
         }
-    }
-
-    fn ping(&self) -> Option<Ping> {
-        Some(Ping {
-            every: Duration::from_secs(15),
-            message: WsMessage::Text(HEARTBEAT.to_owned()),
-        })
     }
 }
 

@@ -129,18 +129,73 @@ impl BybitVenue {
         let trades: Vec<wire::WsTrade<'_>> = serde_json::from_str(data.get())?;
         out.reserve(trades.len());
         for t in &trades {
-            out.push(Trade {
-                exchange: self.name.clone(),
-                symbol: self.symbols.resolve(t.symbol)?,
-                trade_id: t.id.trade_id("i")?,
-                price: decimal("p", t.price)?,
-                amount: decimal("v", t.size)?,
-                side: taker_side("S", t.side)?,
-                timestamp: common::unix_millis("T", t.time.0)?,
-                received_at,
-            });
+            out.push(self.ws_trade(t, received_at)?);
         }
         Ok(())
+    }
+
+    fn ws_trade(&self, t: &wire::WsTrade<'_>, received_at: Timestamp) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: self.symbols.resolve(t.symbol)?,
+            trade_id: t.id.trade_id("i")?,
+            price: decimal("p", t.price)?,
+            amount: decimal("v", t.size)?,
+            side: taker_side("S", t.side)?,
+            timestamp: common::unix_millis("T", t.time.0)?,
+            received_at,
+        })
+    }
+
+    /// The fast path for `publicTrade` pushes (see [`wire::scan_push`]): their trades
+    /// appended to `out`; `None`, with `out` as it was, leaves the frame to serde, which then
+    /// decides (also on a trade this would refuse: serde's path gives the error).
+    fn fast_push(&self, frame: &[u8], received_at: Timestamp, out: &mut Vec<Trade>) -> Option<()> {
+        common::fast_path(frame, out, |text, out| {
+            wire::scan_push(text, TOPIC_PREFIX, |t| {
+                out.push(self.ws_trade(&t, received_at).ok()?);
+                Some(())
+            })
+        })
+    }
+
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        let m: wire::WsMessage<'_> = common::from_json(frame)?;
+        if let Some(topic) = m.topic {
+            if !topic.starts_with(TOPIC_PREFIX) {
+                return Ok(Frame::Ignored);
+            }
+            // All or nothing: a push is either understood or reported, never half-appended.
+            let start = out.len();
+            return match self.push(m.data, received_at, out) {
+                Ok(()) => Ok(Frame::Data),
+                Err(e) => {
+                    out.truncate(start);
+                    Err(e)
+                }
+            };
+        }
+        let Some(op) = m.op else {
+            return Ok(Frame::Unrecognized);
+        };
+        if m.success == Some(false) {
+            let msg = m.ret_msg.as_deref().map(truncate).unwrap_or("no message");
+            return Err(ParseError::Venue(format!("{} failed: {msg}", truncate(op))));
+        }
+        match op {
+            "subscribe" | "unsubscribe" => Ok(Frame::Ack),
+            // Spot answers a ping with `op: ping, ret_msg: pong`; other streams with
+            // `op: pong`.
+            "ping" | "pong" => Ok(Frame::Heartbeat),
+            _ => Ok(Frame::Unrecognized),
+        }
     }
 }
 
@@ -176,35 +231,10 @@ impl StreamVenue for BybitVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m: wire::WsMessage<'_> = common::from_json(frame)?;
-        if let Some(topic) = m.topic {
-            if !topic.starts_with(TOPIC_PREFIX) {
-                return Ok(Frame::Ignored);
-            }
-            // All or nothing: a push is either understood or reported, never half-appended.
-            let start = out.len();
-            return match self.push(m.data, received_at, out) {
-                Ok(()) => Ok(Frame::Data),
-                Err(e) => {
-                    out.truncate(start);
-                    Err(e)
-                }
-            };
+        if self.fast_push(frame, received_at, out).is_some() {
+            return Ok(Frame::Data);
         }
-        let Some(op) = m.op else {
-            return Ok(Frame::Unrecognized);
-        };
-        if m.success == Some(false) {
-            let msg = m.ret_msg.as_deref().map(truncate).unwrap_or("no message");
-            return Err(ParseError::Venue(format!("{} failed: {msg}", truncate(op))));
-        }
-        match op {
-            "subscribe" | "unsubscribe" => Ok(Frame::Ack),
-            // Spot answers a ping with `op: ping, ret_msg: pong`; other streams with
-            // `op: pong`.
-            "ping" | "pong" => Ok(Frame::Heartbeat),
-            _ => Ok(Frame::Unrecognized),
-        }
+        self.parse_with_serde(frame, received_at, out)
     }
 
     fn ping(&self) -> Option<Ping> {

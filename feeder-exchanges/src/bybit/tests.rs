@@ -314,3 +314,20 @@ fn factory_offers_both_transports() {
         .build(&config("bybit", &["BTC-USDT", "BTCU-SDT"], None, None))
         .is_err());
 }
+
+#[test]
+fn fast_path_reads_trade_pushes_as_serde_does() {
+    let v = venue();
+    fast_path_agrees_on_trades(
+        "bybit",
+        |frame, out| v.fast_push(frame, RECEIVED, out),
+        |frame, out| v.parse_with_serde(frame, RECEIVED, out),
+        &[
+            "ws_trade.json",
+            "ws_trade_batch.json",
+            "ws_trade_numeric_id.json",
+            "ws_trade_string_time.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}

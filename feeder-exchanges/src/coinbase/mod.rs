@@ -163,10 +163,35 @@ impl StreamVenue for CoinbaseVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
-        let m = match std::str::from_utf8(frame)
+        self.read(frame, received_at, out, true)
+    }
+}
+
+impl CoinbaseVenue {
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        self.read(frame, received_at, out, false)
+    }
+
+    /// A frame, through the fast path first when `fast` (see [`crate::scan`]).
+    fn read(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+        fast: bool,
+    ) -> Result<Frame, ParseError> {
+        let scanned = std::str::from_utf8(frame)
             .ok()
-            .and_then(wire::WsMessage::scan)
-        {
+            .filter(|_| fast)
+            .and_then(wire::WsMessage::scan);
+        let m = match scanned {
             Some(m) => m,
             None => common::from_json(frame)?,
         };

@@ -492,3 +492,22 @@ fn forward_pages_are_the_trades_since_the_last_tid_seen() {
     assert_eq!(v.request_spacing(), REQUEST_SPACING);
     assert!(REQUEST_SPACING >= std::time::Duration::from_secs(1));
 }
+
+#[test]
+fn fast_path_reads_trades_as_serde_does() {
+    let v = venue();
+    fast_path_agrees_on_trades(
+        "gemini",
+        |frame, out| v.fast_push(frame, RECEIVED, out),
+        |frame, out| v.parse_with_serde(frame, RECEIVED, out),
+        &[
+            "ws_trade.json",
+            "ws_trade_auction.json",
+            "ws_trade_event_id_only.json",
+            "ws_trade_event_id_string.json",
+            "ws_trade_string_tid.json",
+            "ws_trade_string_timestamp.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}

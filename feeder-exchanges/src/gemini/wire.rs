@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::common::Uint;
+use crate::scan;
 
 /// Any market data v2 message.
 ///
@@ -138,4 +139,40 @@ pub(crate) struct RestError<'a> {
     /// The detailed message.
     #[serde(borrow, default)]
     pub message: Option<Cow<'a, str>>,
+}
+
+impl<'a> WsMessage<'a> {
+    /// The fast path for `trade` messages (see [`crate::scan`]); `None` leaves the message to
+    /// serde: any other type, a field of an unexpected JSON type or named twice, an escape.
+    pub(crate) fn scan(text: &'a str) -> Option<Self> {
+        let mut m = WsMessage {
+            kind: "",
+            symbol: None,
+            tid: None,
+            event_id: None,
+            timestamp: None,
+            price: None,
+            quantity: None,
+            side: None,
+            trades: None,
+            reason: None,
+            message: None,
+        };
+        let mut kind = None;
+        scan::members(text, |key, value| match key {
+            "type" => scan::once(&mut kind, value.str()),
+            "symbol" => scan::once(&mut m.symbol, value.str()),
+            "tid" => scan::once(&mut m.tid, value.uint().map(Uint)),
+            "event_id" => scan::once(&mut m.event_id, value.uint().map(Uint)),
+            "timestamp" => scan::once(&mut m.timestamp, value.uint().map(Uint)),
+            "price" => scan::once(&mut m.price, value.str()),
+            "quantity" => scan::once(&mut m.quantity, value.str()),
+            "side" => scan::once(&mut m.side, value.str()),
+            // Fields only other types have: not the fast path's business.
+            "trades" | "reason" | "message" => None,
+            _ => Some(()),
+        })?;
+        m.kind = kind.filter(|k| *k == "trade")?;
+        Some(m)
+    }
 }

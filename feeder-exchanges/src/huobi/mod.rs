@@ -37,7 +37,6 @@ use feeder_core::exchange::{
 use feeder_core::venue::{Transports, VenueFactory, VenueSpec};
 use feeder_core::model::{Symbol, Timestamp, Trade, TradeId};
 use feeder_core::{ExchangeError, ParseError};
-use serde_json::value::RawValue;
 use url::Url;
 
 use crate::common::{self, decimal, truncate};
@@ -164,7 +163,50 @@ impl HuobiVenue {
         Ok(())
     }
 
+    /// The symbol of a trade detail channel, `market.btcusdt.trade.detail`; `Ok(None)` for
+    /// another channel.
+    fn channel_symbol(&self, ch: &str) -> Result<Option<&Symbol>, ParseError> {
+        let Some(name) = ch
+            .strip_prefix(TOPIC_PREFIX)
+            .and_then(|r| r.strip_suffix(TOPIC_SUFFIX))
+        else {
+            return Ok(None);
+        };
+        self.symbols
+            .get(name)
+            .map(Some)
+            .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))
+    }
+
+    /// The fast path for trade detail pushes (see [`wire::scan_push`]): their trades
+    /// appended to `out`; `None`, with `out` as it was, leaves the inflated frame to serde,
+    /// which then decides (also on a trade this would refuse: serde's path gives the error).
+    fn fast_push(&self, json: &[u8], received_at: Timestamp, out: &mut Vec<Trade>) -> Option<()> {
+        common::fast_path(json, out, |text, out| {
+            wire::scan_push(
+                text,
+                |ch| self.channel_symbol(ch).ok().flatten(),
+                |symbol, t| {
+                    out.push(self.trade(symbol, &t, received_at).ok()?);
+                    Some(())
+                },
+            )
+        })
+    }
+
     fn parse_json(
+        &self,
+        json: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        if self.fast_push(json, received_at, out).is_some() {
+            return Ok(Frame::Data);
+        }
+        self.parse_json_with_serde(json, received_at, out)
+    }
+
+    fn parse_json_with_serde(
         &self,
         json: &[u8],
         received_at: Timestamp,
@@ -185,17 +227,10 @@ impl HuobiVenue {
             let Some(tick) = m.tick else {
                 return Ok(Frame::Ignored);
             };
-            let Some(name) = ch
-                .strip_prefix(TOPIC_PREFIX)
-                .and_then(|r| r.strip_suffix(TOPIC_SUFFIX))
-            else {
+            let Some(symbol) = self.channel_symbol(ch)? else {
                 // Another channel: not ours.
                 return Ok(Frame::Ignored);
             };
-            let symbol = self
-                .symbols
-                .get(name)
-                .ok_or_else(|| ParseError::UnknownSymbol(truncate(name).to_owned()))?;
             let tick: wire::Tick<'_> = serde_json::from_str(tick.get())?;
             self.push_all(symbol, [&tick], received_at, out)?;
             return Ok(Frame::Data);
@@ -209,8 +244,7 @@ impl HuobiVenue {
 }
 
 /// A legacy trade id: its exact digits, never through a float.
-fn legacy_id(raw: &RawValue) -> Result<TradeId, ParseError> {
-    let t = raw.get();
+fn legacy_id(t: &str) -> Result<TradeId, ParseError> {
     let t = t
         .strip_prefix('"')
         .and_then(|r| r.strip_suffix('"'))
@@ -225,8 +259,7 @@ fn legacy_id(raw: &RawValue) -> Result<TradeId, ParseError> {
 }
 
 /// The text of a JSON number token (or of a string holding one).
-fn number_text<'a>(field: &'static str, raw: &'a RawValue) -> Result<&'a str, ParseError> {
-    let t = raw.get();
+fn number_text<'a>(field: &'static str, t: &'a str) -> Result<&'a str, ParseError> {
     match t.as_bytes().first() {
         Some(b'"') => serde_json::from_str::<&str>(t).map_err(|e| ParseError::field(field, e)),
         Some(b'0'..=b'9') => Ok(t),
@@ -296,13 +329,38 @@ impl StreamVenue for HuobiVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
+        self.inflated(frame, |json| self.parse_json(json, received_at, out))
+    }
+}
+
+impl HuobiVenue {
+    /// [`StreamVenue::parse`] without its fast path: every frame inflated and read with
+    /// serde. The reference the fast path is checked against, and the baseline of the parser
+    /// benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
+        self.inflated(frame, |json| {
+            self.parse_json_with_serde(json, received_at, out)
+        })
+    }
+
+    /// Calls `read` with the JSON of `frame`: inflated, or as it is when it is already JSON.
+    fn inflated(
+        &self,
+        frame: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<Frame, ParseError>,
+    ) -> Result<Frame, ParseError> {
         if frame.first() == Some(&b'{') {
-            return self.parse_json(frame, received_at, out);
+            return read(frame);
         }
         // A poisoned buffer is still a buffer: it is cleared before use.
         let mut buf = self.inflated.lock().unwrap_or_else(|p| p.into_inner());
         gunzip_into(frame, MAX_INFLATED, &mut buf)?;
-        let r = self.parse_json(&buf, received_at, out);
+        let r = read(&buf);
         // Keep a buffer for the next frame, but not a huge one.
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new();

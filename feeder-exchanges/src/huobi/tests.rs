@@ -404,3 +404,35 @@ fn factory_offers_both_transports() {
         .build(&config("huobi", &["BTC-USDT"], None, Some("http://h/")))
         .is_err());
 }
+
+/// On the inflated JSON, as the fast path reads it after gzip.
+#[test]
+fn fast_path_reads_trade_details_as_serde_does() {
+    let v = venue();
+    fast_path_agrees_on_trades(
+        "huobi",
+        |json, out| v.fast_push(json, RECEIVED, out),
+        |json, out| v.parse_json_with_serde(json, RECEIVED, out),
+        &[
+            "ws_trade.json",
+            "ws_trade_batch.json",
+            "ws_trade_legacy_id_only.json",
+            "ws_trade_legacy_id_string.json",
+            "ws_trade_string_ids.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}
+
+/// The whole parser, gzip included, reads a trade frame as its serde path does.
+#[test]
+fn compressed_trade_frames_read_the_same_either_way() {
+    let v = venue();
+    for file in ["ws_trade.json", "ws_trade_batch.json", "ws_trade_unknown_symbol.json"] {
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        let got = v.parse(&frame(file), RECEIVED, &mut fast);
+        let want = v.parse_with_serde(&frame(file), RECEIVED, &mut slow);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{file}");
+        assert_eq!(fast, slow, "{file}");
+    }
+}

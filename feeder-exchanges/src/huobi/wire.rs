@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::Uint;
+use crate::common::{raw_json, raw_json_opt, Uint};
+use crate::scan::{self, Scanner};
 
 /// Any message of the market WebSocket: a server `ping`, a subscription answer, an error, or
 /// channel data.
@@ -72,20 +73,20 @@ pub(crate) struct Tick<'a> {
 /// <https://huobiapi.github.io/docs/spot/v1/en/#get-the-most-recent-trades>.
 #[derive(Debug, Deserialize)]
 pub(crate) struct TradeItem<'a> {
-    /// The legacy id: over 64 bits, raw text.
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
+    /// The legacy id: over 64 bits, raw JSON text.
+    #[serde(borrow, default, deserialize_with = "raw_json_opt")]
+    pub id: Option<&'a str>,
     /// The unique trade id, a number (or a string of digits).
     #[serde(rename = "tradeId", alias = "trade-id", default)]
     pub trade_id: Option<Uint>,
     /// Trade time in milliseconds, a number (or a string of digits).
     pub ts: Uint,
     /// Amount of the base asset, raw JSON number.
-    #[serde(borrow)]
-    pub amount: &'a RawValue,
+    #[serde(borrow, deserialize_with = "raw_json")]
+    pub amount: &'a str,
     /// Price, raw JSON number.
-    #[serde(borrow)]
-    pub price: &'a RawValue,
+    #[serde(borrow, deserialize_with = "raw_json")]
+    pub price: &'a str,
     /// The taker's side: `buy` or `sell`.
     #[serde(borrow)]
     pub direction: &'a str,
@@ -113,4 +114,67 @@ pub(crate) struct RestAnswer<'a> {
     /// The error message.
     #[serde(rename = "err-msg", borrow, default)]
     pub err_msg: Option<Cow<'a, str>>,
+}
+
+/// The fast path for trade detail pushes (see [`crate::scan`]): `channel` resolves the
+/// push's `ch` (`None` leaves the message to serde), then `each` is called with every trade
+/// of its tick, in order, in the one pass that checks the whole message. `None` leaves the
+/// message to serde: a ping or an answer, `tick` before `ch` (Huobi sends `ch` first), a
+/// trade `id` of `null`, a field of an unexpected JSON
+/// type or named twice, an escape; and whatever `channel` or `each` refuses.
+pub(crate) fn scan_push<'a, C>(
+    text: &'a str,
+    channel: impl FnOnce(&'a str) -> Option<C>,
+    mut each: impl FnMut(&C, TradeItem<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut ch = None;
+    let mut channel = Some(channel);
+    let mut tick = false;
+    scan::document(text, |s| {
+        s.walk_object(|s, key| match key {
+            "ch" => scan::once(&mut ch, s.any()?.str()),
+            "tick" if !tick => {
+                tick = true;
+                let c = channel.take()?(ch?)?;
+                let mut data = false;
+                s.walk_object(|s, key| match key {
+                    "data" if !data => {
+                        data = true;
+                        s.walk_array(|s| each(&c, scan_trade(s)?))
+                    }
+                    "data" => None,
+                    _ => s.any().map(drop),
+                })?;
+                data.then_some(())
+            }
+            // `tick` twice; pings and answers.
+            "tick" | "ping" | "status" | "subbed" | "unsubbed" | "err-code" | "err-msg" => None,
+            _ => s.any().map(drop),
+        })
+    })?;
+    tick.then_some(())
+}
+
+/// One trade of a tick, the cursor on its object.
+fn scan_trade<'a>(s: &mut Scanner<'a>) -> Option<TradeItem<'a>> {
+    let (mut id, mut trade_id, mut ts, mut amount, mut price, mut direction) =
+        (None, None, None, None, None, None);
+    s.walk_object(|s, key| match key {
+        "id" => scan::once(&mut id, s.number_or_string()),
+        // One field under two names: serde refuses both at once.
+        "tradeId" | "trade-id" => scan::once(&mut trade_id, s.any()?.uint().map(Uint)),
+        "ts" => scan::once(&mut ts, s.any()?.uint().map(Uint)),
+        "amount" => scan::once(&mut amount, s.number_or_string()),
+        "price" => scan::once(&mut price, s.number_or_string()),
+        "direction" => scan::once(&mut direction, s.any()?.str()),
+        _ => s.any().map(drop),
+    })?;
+    Some(TradeItem {
+        id,
+        trade_id,
+        ts: ts?,
+        amount: amount?,
+        price: price?,
+        direction: direction?,
+    })
 }

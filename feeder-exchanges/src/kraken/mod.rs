@@ -138,18 +138,34 @@ impl KrakenVenue {
         let trades: Vec<wire::WsTrade<'_>> = serde_json::from_str(data.get())?;
         out.reserve(trades.len());
         for t in &trades {
-            out.push(Trade {
-                exchange: self.name.clone(),
-                symbol: self.ws_symbols.resolve(t.symbol)?,
-                trade_id: TradeId::from_u64(t.trade_id.0),
-                price: decimal("price", t.price.get())?,
-                amount: decimal("qty", t.qty.get())?,
-                side: common::side_word("side", t.side)?,
-                timestamp: common::rfc3339("timestamp", t.timestamp)?,
-                received_at,
-            });
+            out.push(self.ws_trade(t, received_at)?);
         }
         Ok(())
+    }
+
+    fn ws_trade(&self, t: &wire::WsTrade<'_>, received_at: Timestamp) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.name.clone(),
+            symbol: self.ws_symbols.resolve(t.symbol)?,
+            trade_id: TradeId::from_u64(t.trade_id.0),
+            price: decimal("price", t.price)?,
+            amount: decimal("qty", t.qty)?,
+            side: common::side_word("side", t.side)?,
+            timestamp: common::rfc3339("timestamp", t.timestamp)?,
+            received_at,
+        })
+    }
+
+    /// The fast path for `trade` pushes (see [`wire::scan_push`]): their trades appended to
+    /// `out`; `None`, with `out` as it was, leaves the frame to serde, which then decides
+    /// (also on a trade this would refuse: serde's path gives the error).
+    fn fast_push(&self, frame: &[u8], received_at: Timestamp, out: &mut Vec<Trade>) -> Option<()> {
+        common::fast_path(frame, out, |text, out| {
+            wire::scan_push(text, |t| {
+                out.push(self.ws_trade(&t, received_at).ok()?);
+                Some(())
+            })
+        })
     }
 
     fn rest_trade(
@@ -224,6 +240,29 @@ impl StreamVenue for KrakenVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
+        if self.fast_push(frame, received_at, out).is_some() {
+            return Ok(Frame::Data);
+        }
+        self.parse_with_serde(frame, received_at, out)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(20),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl KrakenVenue {
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
         let m: wire::WsMessage<'_> = common::from_json(frame)?;
         if let Some(method) = m.method {
             if m.success == Some(false) || m.error.is_some() {
@@ -257,13 +296,6 @@ impl StreamVenue for KrakenVenue {
             Some("status") => Ok(Frame::Ignored),
             _ => Ok(Frame::Unrecognized),
         }
-    }
-
-    fn ping(&self) -> Option<Ping> {
-        Some(Ping {
-            every: Duration::from_secs(20),
-            message: WsMessage::Text(PING.to_owned()),
-        })
     }
 }
 

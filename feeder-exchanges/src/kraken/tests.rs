@@ -425,3 +425,19 @@ fn forward_pages_start_a_microsecond_before_the_last_trade_seen() {
     assert_eq!(v.request_spacing(), REQUEST_SPACING);
     assert!(REQUEST_SPACING >= std::time::Duration::from_secs(1));
 }
+
+#[test]
+fn fast_path_reads_trade_pushes_as_serde_does() {
+    let v = venue();
+    fast_path_agrees_on_trades(
+        "kraken",
+        |frame, out| v.fast_push(frame, RECEIVED, out),
+        |frame, out| v.parse_with_serde(frame, RECEIVED, out),
+        &[
+            "ws_trade.json",
+            "ws_trade_snapshot.json",
+            "ws_trade_string_id.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}

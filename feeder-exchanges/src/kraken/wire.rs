@@ -11,7 +11,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::Uint;
+use crate::common::{raw_json, Uint};
+use crate::scan::{self, Scanner};
 
 /// Every WebSocket v2 message: a channel push (`trade`, `heartbeat`, `status`) or the answer
 /// to a method (`subscribe`, `pong`).
@@ -62,11 +63,11 @@ pub(crate) struct WsTrade<'a> {
     #[serde(borrow)]
     pub side: &'a str,
     /// Price: a JSON number, kept as its text.
-    #[serde(borrow)]
-    pub price: &'a RawValue,
+    #[serde(borrow, deserialize_with = "raw_json")]
+    pub price: &'a str,
     /// Quantity of the base asset: a JSON number, kept as its text.
-    #[serde(borrow)]
-    pub qty: &'a RawValue,
+    #[serde(borrow, deserialize_with = "raw_json")]
+    pub qty: &'a str,
     /// Trade id, increasing per pair: a number (or a string of digits).
     pub trade_id: Uint,
     /// RFC 3339 with microseconds.
@@ -201,4 +202,53 @@ impl<'de: 'a, 'a> Visitor<'de> for TradeVisitor<'a> {
             trade_id,
         })
     }
+}
+
+/// The fast path for `trade` pushes (see [`crate::scan`]): calls `each` with every trade of
+/// the push, in order, in the one pass that checks the whole message. `None` leaves the
+/// message to serde: an answer to a method, another channel, `data` before `channel` (Kraken
+/// sends `channel` first), a price or quantity that is not a number, a field of an
+/// unexpected JSON type or named twice, an escape; and whatever `each` refuses.
+pub(crate) fn scan_push<'a>(
+    text: &'a str,
+    mut each: impl FnMut(WsTrade<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut channel = None;
+    let mut data = false;
+    scan::document(text, |s| {
+        s.walk_object(|s, key| match key {
+            "channel" => scan::once(&mut channel, s.any()?.str()),
+            "data" if !data && channel == Some("trade") => {
+                data = true;
+                s.walk_array(|s| each(scan_trade(s)?))
+            }
+            // `data` twice or too early; the fields of answers.
+            "data" | "method" | "success" | "error" => None,
+            _ => s.any().map(drop),
+        })
+    })?;
+    data.then_some(())
+}
+
+/// One trade of a push, the cursor on its object.
+fn scan_trade<'a>(s: &mut Scanner<'a>) -> Option<WsTrade<'a>> {
+    let (mut symbol, mut side, mut price, mut qty, mut trade_id, mut timestamp) =
+        (None, None, None, None, None, None);
+    s.walk_object(|s, key| match key {
+        "symbol" => scan::once(&mut symbol, s.any()?.str()),
+        "side" => scan::once(&mut side, s.any()?.str()),
+        "price" => scan::once(&mut price, s.any()?.num()),
+        "qty" => scan::once(&mut qty, s.any()?.num()),
+        "trade_id" => scan::once(&mut trade_id, s.any()?.uint().map(Uint)),
+        "timestamp" => scan::once(&mut timestamp, s.any()?.str()),
+        _ => s.any().map(drop),
+    })?;
+    Some(WsTrade {
+        symbol: symbol?,
+        side: side?,
+        price: price?,
+        qty: qty?,
+        trade_id: trade_id?,
+        timestamp: timestamp?,
+    })
 }

@@ -165,6 +165,42 @@ impl StreamVenue for OkxVenue {
         received_at: Timestamp,
         out: &mut Vec<Trade>,
     ) -> Result<Frame, ParseError> {
+        if self.fast_push(frame, received_at, out).is_some() {
+            return Ok(Frame::Data);
+        }
+        self.parse_with_serde(frame, received_at, out)
+    }
+
+    fn ping(&self) -> Option<Ping> {
+        Some(Ping {
+            every: Duration::from_secs(20),
+            message: WsMessage::Text(PING.to_owned()),
+        })
+    }
+}
+
+impl OkxVenue {
+    /// The fast path for `trades` pushes (see [`wire::scan_push`]): their trades appended to
+    /// `out`; `None`, with `out` as it was, leaves the frame to serde, which then decides
+    /// (also on a trade this would refuse: serde's path gives the error).
+    fn fast_push(&self, frame: &[u8], received_at: Timestamp, out: &mut Vec<Trade>) -> Option<()> {
+        common::fast_path(frame, out, |text, out| {
+            wire::scan_push(text, |t| {
+                let symbol = self.symbols.resolve(t.inst_id).ok()?;
+                out.push(self.trade(symbol, &t, received_at).ok()?);
+                Some(())
+            })
+        })
+    }
+
+    /// [`StreamVenue::parse`] without its fast path: every frame read with serde. The
+    /// reference the fast path is checked against, and the baseline of the parser benchmarks.
+    pub fn parse_with_serde(
+        &self,
+        frame: &[u8],
+        received_at: Timestamp,
+        out: &mut Vec<Trade>,
+    ) -> Result<Frame, ParseError> {
         if frame.trim_ascii() == PONG.as_bytes() {
             return Ok(Frame::Heartbeat);
         }
@@ -195,13 +231,6 @@ impl StreamVenue for OkxVenue {
             }
             _ => Ok(Frame::Unrecognized),
         }
-    }
-
-    fn ping(&self) -> Option<Ping> {
-        Some(Ping {
-            every: Duration::from_secs(20),
-            message: WsMessage::Text(PING.to_owned()),
-        })
     }
 }
 

@@ -292,3 +292,19 @@ fn forward_pages_are_the_window_of_ids_after_the_last_trade_seen() {
     assert_eq!(v.request_spacing(), REQUEST_SPACING);
     assert!(REQUEST_SPACING >= std::time::Duration::from_millis(100));
 }
+
+#[test]
+fn fast_path_reads_trade_pushes_as_serde_does() {
+    let v = venue();
+    fast_path_agrees_on_trades(
+        "okx",
+        |frame, out| v.fast_push(frame, RECEIVED, out),
+        |frame, out| v.parse_with_serde(frame, RECEIVED, out),
+        &[
+            "ws_trade.json",
+            "ws_trade_batch.json",
+            "ws_trade_numbers.json",
+            "ws_trade_unknown_fields.json",
+        ],
+    );
+}
