@@ -22,7 +22,7 @@ pub mod procfs;
 pub mod real_load;
 pub mod scenario;
 pub mod server;
-pub mod stores;
 pub mod sink;
+pub mod stores;
 pub mod suite;
 pub mod wire;

@@ -245,6 +245,15 @@ impl Feeder {
                 ));
             }
             refuse_unused_options(&ex, &offered)?;
+            if ex.capture.is_some() && !factory.records_capture() {
+                return Err(ex.invalid(
+                    "capture",
+                    format!(
+                        "{} does not pass its traffic through the drivers that record a capture",
+                        ex.name
+                    ),
+                ));
+            }
             if ex.is_set("options") && !factory.takes_options() {
                 return Err(ex.invalid(
                     "options",

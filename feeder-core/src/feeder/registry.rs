@@ -29,6 +29,13 @@ pub trait ExchangeFactory: Send + Sync + 'static {
         false
     }
 
+    /// Whether the exchanges it builds record the entry's `capture` (their traffic passes
+    /// through the drivers that record it). False by default, so that a `capture` set on a
+    /// source that would not record it is refused rather than believed in effect.
+    fn records_capture(&self) -> bool {
+        false
+    }
+
     /// The venue's instrument list, at the endpoint `config` names (its `rest_url`, or the
     /// production one); `config.symbols` may be empty. `None` (the default) when the venue
     /// cannot list its instruments, and then nothing is checked online.
@@ -62,6 +69,11 @@ struct Replaying {
 impl ExchangeFactory for Replaying {
     fn transports(&self) -> Vec<Transport> {
         self.inner.transports()
+    }
+
+    fn records_capture(&self) -> bool {
+        // A replay reads the capture rather than records it; the key stays as it was live.
+        self.inner.records_capture()
     }
 
     fn build(&self, config: &ExchangeConfig) -> Result<Arc<dyn Exchange>, ConfigError> {

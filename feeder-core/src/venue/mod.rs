@@ -285,20 +285,9 @@ fn drive_poll<V: PollVenue>(
 }
 
 fn drive_itself<V: Exchange>(
-    cfg: &ExchangeConfig,
+    _cfg: &ExchangeConfig,
     venue: Arc<V>,
 ) -> Result<Arc<dyn Exchange>, ConfigError> {
-    // Its traffic never passes through a driver, so there is nothing to record: a `capture`
-    // set here would otherwise be believed in effect.
-    if cfg.capture.is_some() {
-        return Err(cfg.invalid(
-            "capture",
-            format!(
-                "{} runs itself, not through the drivers that record a capture",
-                cfg.name
-            ),
-        ));
-    }
     Ok(venue)
 }
 
@@ -365,6 +354,11 @@ impl<V: Send + Sync + 'static> ExchangeFactory for VenueFactory<V> {
         let cfg = self.spec.resolve(config)?;
         let venue = Arc::new((self.spec.new)(&cfg)?);
         (self.spec.transports.drive)(&cfg, venue)
+    }
+
+    fn records_capture(&self) -> bool {
+        // The drivers record; a source that runs itself has nothing to replay through either.
+        self.spec.transports.replay.is_some()
     }
 
     fn replay(
