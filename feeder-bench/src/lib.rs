@@ -14,6 +14,7 @@
 //! users run.
 #![deny(missing_docs)]
 
+pub mod bare;
 pub mod memory;
 pub mod probe;
 pub mod process;
