@@ -500,8 +500,11 @@ impl Task {
         self.take(events, pending).await;
     }
 
-    /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
-    /// arriving when nothing is pending is written straight from the shared allocation.
+    /// Adds a queued batch to `pending`, writing full batches as they form: what is pending is
+    /// topped up from the head of the batch and written, then the rest of the batch is written
+    /// a full batch at a time straight from its allocation, and only its tail waits in
+    /// `pending`. The events of a batch this writer alone holds are moved, not cloned, and
+    /// none is copied more than once.
     async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
         let size = self.settings.batch_size;
         let batch = if self.resume.is_empty() {
@@ -511,31 +514,24 @@ impl Task {
             self.skip_stored(&mut events);
             Arc::new(events)
         };
-        if pending.is_empty() && batch.len() >= size {
-            let mut chunks = batch.chunks(size);
-            let last = chunks.next_back();
-            for chunk in chunks {
-                self.write_with_retry(chunk).await;
+        let mut batch = Taking::new(batch);
+        if !pending.is_empty() {
+            batch.move_to(size.saturating_sub(pending.len()), pending);
+            if pending.len() < size {
+                return;
             }
-            // The tail may still grow with what is queued behind it.
-            if let Some(last) = last {
-                if last.len() == size {
-                    self.write_with_retry(last).await;
-                } else {
-                    pending.extend_from_slice(last);
-                }
-            }
-            return;
-        }
-        match Arc::try_unwrap(batch) {
-            Ok(mut v) => pending.append(&mut v),
-            Err(shared) => pending.extend(shared.iter().cloned()),
-        }
-        while pending.len() >= size {
-            let rest = pending.split_off(size);
             self.write_pending(pending).await;
-            *pending = rest;
         }
+        loop {
+            let rest = batch.rest();
+            if rest.len() < size {
+                break;
+            }
+            self.write_with_retry(&rest[..size]).await;
+            batch.skip(size);
+        }
+        // The tail may still grow with what is queued behind it.
+        batch.move_to(usize::MAX, pending);
     }
 
     /// Writes, in order, what is queued (older than anything spilled: nothing is queued while
@@ -721,6 +717,55 @@ impl Task {
             reason = %ErrorChain(&*first.reason),
             "the store refused events of a batch it stored otherwise: REJECTED (first shown)"
         );
+    }
+}
+
+/// A queued batch being taken apart by [`Task::take`]: events are moved out of a batch the
+/// runner alone holds (a lone writer's), and cloned out of one shared with other writers.
+enum Taking {
+    Owned(std::vec::IntoIter<Event>),
+    /// The batch and the position of its first event not yet taken.
+    Shared(Arc<Vec<Event>>, usize),
+}
+
+impl Taking {
+    fn new(batch: Arc<Vec<Event>>) -> Self {
+        match Arc::try_unwrap(batch) {
+            Ok(events) => Taking::Owned(events.into_iter()),
+            Err(shared) => Taking::Shared(shared, 0),
+        }
+    }
+
+    /// The events not yet taken.
+    fn rest(&self) -> &[Event] {
+        match self {
+            Taking::Owned(events) => events.as_slice(),
+            Taking::Shared(events, at) => events.get(*at..).unwrap_or_default(),
+        }
+    }
+
+    /// Moves (or clones) the next `n` events, or as many as are left, to the end of `out`.
+    fn move_to(&mut self, n: usize, out: &mut Vec<Event>) {
+        match self {
+            Taking::Owned(events) => out.extend(events.by_ref().take(n)),
+            Taking::Shared(events, at) => {
+                let end = at.saturating_add(n).min(events.len());
+                out.extend_from_slice(events.get(*at..end).unwrap_or_default());
+                *at = end;
+            }
+        }
+    }
+
+    /// Passes over the next `n` events (already written from [`rest`](Self::rest)).
+    fn skip(&mut self, n: usize) {
+        match self {
+            Taking::Owned(events) => {
+                if let Some(last) = n.checked_sub(1) {
+                    events.nth(last);
+                }
+            }
+            Taking::Shared(events, at) => *at = at.saturating_add(n).min(events.len()),
+        }
     }
 }
 
