@@ -151,7 +151,11 @@ mod tests {
             let chunk = Chunk::new(venue, &symbols, CHUNK_FRAMES.min(64), clock).unwrap();
             for i in 0..chunk.frames() {
                 let p = chunk.payload(i).unwrap();
-                assert!(parse_trade(venue, p), "{venue}: {}", String::from_utf8_lossy(p));
+                assert!(
+                    parse_trade(venue, p),
+                    "{venue}: {}",
+                    String::from_utf8_lossy(p)
+                );
             }
             assert!(!parse_trade(venue, br#"{"type":"subscriptions"}"#));
         }

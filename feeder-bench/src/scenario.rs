@@ -71,7 +71,9 @@ impl Sink {
         ]
         .into_iter()
         .find(|s| s.name() == name)
-        .ok_or_else(|| anyhow!("unknown writer {name:?} (known: bare, bare-serde, null, jsonl, csv, parquet)"))
+        .ok_or_else(|| {
+            anyhow!("unknown writer {name:?} (known: bare, bare-serde, null, jsonl, csv, parquet)")
+        })
     }
 
     /// Whether this is a bare client rather than the pipeline.
