@@ -852,6 +852,96 @@ mod tests {
         Arc::new((0..EVENTS as u64).map(|i| Event::Trade(trade(i))).collect())
     }
 
+    /// Records the ids of each batch it writes; each write waits for a permit.
+    struct Recording {
+        writes: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+        started: Arc<Notify>,
+        go: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl Writer for Recording {
+        fn name(&self) -> &str {
+            "recording"
+        }
+        async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+            self.started.notify_one();
+            self.go.acquire().await.expect("open").forget();
+            let ids = batch
+                .iter()
+                .map(|e| match e {
+                    Event::Trade(t) => t.trade_id.as_number().expect("numeric id") as u64,
+                    _ => u64::MAX,
+                })
+                .collect();
+            self.writes.lock().unwrap().push(ids);
+            Ok(())
+        }
+    }
+
+    fn trades(ids: std::ops::Range<u64>) -> Arc<Vec<Event>> {
+        let trade = |i: u64| Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::from_u64(i),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(i as i64),
+            received_at: Timestamp::from_unix_secs(i as i64),
+        };
+        Arc::new(ids.map(|i| Event::Trade(trade(i))).collect())
+    }
+
+    /// Batches that do not line up with the batch size (as an exchange's bursts never do) are
+    /// cut into full batches in order, none lost or repeated, whether the runner alone holds
+    /// them (moved) or shares them with another writer (cloned).
+    #[tokio::test]
+    async fn queued_batches_that_do_not_line_up_are_written_in_full_batches_in_order() {
+        for shared in [false, true] {
+            let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let started = Arc::new(Notify::new());
+            let go = Arc::new(Semaphore::new(0));
+            let writer = Recording {
+                writes: writes.clone(),
+                started: started.clone(),
+                go: go.clone(),
+            };
+            let settings = RunnerSettings {
+                batch_size: 10,
+                queue_capacity: 100,
+                queue_bytes: 64 << 20,
+                ..RunnerSettings::default()
+            };
+            let (handle, task) =
+                WriterRunner::spawn(Box::new(writer), settings, CancellationToken::new());
+            // The first batch is taken alone and its write held, so the others queue.
+            let in_write = started.notified();
+            assert!(handle.send(trades(0..7)).await);
+            in_write.await;
+            let mut kept = Vec::new();
+            for ids in [7..20, 20..45, 45..49] {
+                let batch = trades(ids);
+                if shared {
+                    kept.push(batch.clone());
+                }
+                assert!(handle.send(batch).await);
+            }
+            go.add_permits(100);
+            drop(handle);
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the runner ends once its queue closes")
+                .unwrap();
+            let writes = writes.lock().unwrap();
+            let lens: Vec<usize> = writes.iter().map(Vec::len).collect();
+            assert_eq!(lens, [7, 10, 10, 10, 10, 2], "shared: {shared}");
+            let ids: Vec<u64> = writes.iter().flatten().copied().collect();
+            assert_eq!(ids, (0..49).collect::<Vec<u64>>(), "shared: {shared}");
+            drop(kept);
+        }
+    }
+
     #[tokio::test]
     async fn a_queue_full_in_bytes_drops_and_counts_under_drop() {
         let (handle, go, fits) = stuck(WhenFull::Drop).await;
