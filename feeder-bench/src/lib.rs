@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod bare;
 pub mod memory;
 pub mod probe;
 pub mod process;

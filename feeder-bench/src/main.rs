@@ -110,7 +110,8 @@ struct SuiteArgs {
 struct ScenarioArgs {
     #[arg(long)]
     venue: String,
-    /// bare, null, jsonl, csv or parquet.
+    /// bare (read and count), bare-serde (read and parse with serde), null, jsonl, csv or
+    /// parquet.
     #[arg(long)]
     writer: String,
     #[arg(long)]

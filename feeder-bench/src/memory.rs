@@ -41,7 +41,7 @@ struct Sample {
 
 /// Runs the check and prints the samples and a summary to stdout.
 pub async fn run(opts: &MemoryOptions) -> anyhow::Result<()> {
-    if opts.sink == Sink::Bare {
+    if opts.sink.is_bare() {
         bail!("the memory check runs the pipeline: pick a writer (null, jsonl, ...)");
     }
     let registry = scenario::registry();

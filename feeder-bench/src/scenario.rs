@@ -31,6 +31,11 @@ const SHUTDOWN: Duration = Duration::from_secs(30);
 pub enum Sink {
     /// No pipeline: a WebSocket client that reads and counts frames (the I/O limit).
     Bare,
+    /// No pipeline: a WebSocket client that reads the frames and parses each with serde into
+    /// a plain struct of the venue's fields (see [`crate::bare`]): what the pipeline's
+    /// throughput is compared with.
+    #[serde(rename = "bare-serde")]
+    BareSerde,
     /// The pipeline into a writer that keeps nothing.
     Null,
     /// The pipeline into the `file` writer, JSON lines.
@@ -46,6 +51,7 @@ impl Sink {
     pub const fn name(self) -> &'static str {
         match self {
             Sink::Bare => "bare",
+            Sink::BareSerde => "bare-serde",
             Sink::Null => "null",
             Sink::Jsonl => "jsonl",
             Sink::Csv => "csv",
@@ -57,6 +63,7 @@ impl Sink {
     pub fn parse(name: &str) -> anyhow::Result<Sink> {
         [
             Sink::Bare,
+            Sink::BareSerde,
             Sink::Null,
             Sink::Jsonl,
             Sink::Csv,
@@ -64,7 +71,14 @@ impl Sink {
         ]
         .into_iter()
         .find(|s| s.name() == name)
-        .ok_or_else(|| anyhow!("unknown writer {name:?} (known: null, jsonl, csv, parquet)"))
+        .ok_or_else(|| {
+            anyhow!("unknown writer {name:?} (known: bare, bare-serde, null, jsonl, csv, parquet)")
+        })
+    }
+
+    /// Whether this is a bare client rather than the pipeline.
+    pub const fn is_bare(self) -> bool {
+        matches!(self, Sink::Bare | Sink::BareSerde)
     }
 
     /// The `file` writer format, for the sinks that are one.
@@ -73,7 +87,7 @@ impl Sink {
             Sink::Jsonl => Some("jsonl"),
             Sink::Csv => Some("csv"),
             Sink::Parquet => Some("parquet"),
-            Sink::Bare | Sink::Null => None,
+            Sink::Bare | Sink::BareSerde | Sink::Null => None,
         }
     }
 }
@@ -234,7 +248,7 @@ pub async fn run(opts: &ScenarioOptions) -> anyhow::Result<ScenarioResult> {
     let (server, url) = start_server(opts.venue, opts.trades, opts.rate, opts.symbols)?;
     let deadline = overall_deadline(opts);
     let result = match opts.sink {
-        Sink::Bare => bare(opts, &url, deadline).await,
+        Sink::Bare | Sink::BareSerde => bare(opts, &url, deadline).await,
         _ => pipeline(opts, &url, deadline).await,
     };
     drop(server);
@@ -377,7 +391,8 @@ fn seconds_between(a: Timestamp, b: Timestamp) -> f64 {
     (b.unix_nanos() - a.unix_nanos()) as f64 / 1e9
 }
 
-/// The I/O limit: the same server and frames, read by a plain client that only counts them.
+/// The same server and frames read by a plain client: one that only counts them (the I/O
+/// limit), or one that parses each with serde ([`Sink::BareSerde`]).
 async fn bare(
     opts: &ScenarioOptions,
     url: &Url,
@@ -397,6 +412,8 @@ async fn bare(
     let started = Instant::now();
     let mut first: Option<Instant> = None;
     let mut frames = 0u64;
+    let mut unparsed = 0u64;
+    let parse = opts.sink == Sink::BareSerde;
     while frames < opts.trades {
         if started.elapsed() > deadline {
             bail!("took over {deadline:?}: {frames} of {} frames", opts.trades);
@@ -406,9 +423,15 @@ async fn bare(
             Ok(None) => bail!("the server closed after {frames} frames"),
             Ok(Some(m)) => m?,
         };
-        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
-            first.get_or_insert_with(Instant::now);
-            frames += 1;
+        let payload: &[u8] = match &msg {
+            Message::Text(t) => t.as_str().as_bytes(),
+            Message::Binary(b) => b,
+            _ => continue,
+        };
+        first.get_or_insert_with(Instant::now);
+        frames += 1;
+        if parse && !crate::bare::parse_trade(opts.venue, payload) {
+            unparsed += 1;
         }
     }
     let end = Instant::now();
@@ -421,6 +444,10 @@ async fn bare(
         peak_rss_kib: process::peak_rss_kib()?,
         latency_us: None,
         candles: 0,
-        notes: Vec::new(),
+        notes: if unparsed > 0 {
+            vec![format!("{unparsed} frames were not trades to serde")]
+        } else {
+            Vec::new()
+        },
     })
 }

@@ -21,7 +21,7 @@ pub struct SuiteOptions {
     pub latency_seconds: f64,
     /// Venues, in table order.
     pub venues: Vec<Venue>,
-    /// Writers, in table order (the bare client is always run first for each venue).
+    /// Writers, in table order (the two bare clients are always run first for each venue).
     pub sinks: Vec<Sink>,
     /// Symbols per venue.
     pub symbols: usize,
@@ -52,15 +52,17 @@ pub fn run(opts: &SuiteOptions) -> anyhow::Result<()> {
             skipped.push(format!("{venue}: {why}"));
             continue;
         }
-        rows.push(Row {
-            venue,
-            sink: Sink::Bare,
-            throughput: median(opts.repeat, by_rate, || {
-                child(opts, venue, Sink::Bare, opts.trades, 0)
-            }),
-            latency: None,
-        });
-        for &sink in opts.sinks.iter().filter(|s| **s != Sink::Bare) {
+        for bare in [Sink::Bare, Sink::BareSerde] {
+            rows.push(Row {
+                venue,
+                sink: bare,
+                throughput: median(opts.repeat, by_rate, || {
+                    child(opts, venue, bare, opts.trades, 0)
+                }),
+                latency: None,
+            });
+        }
+        for &sink in opts.sinks.iter().filter(|s| !s.is_bare()) {
             if let Some(why) = scenario::unavailable(&registry, venue, sink) {
                 skipped.push(format!("{venue} / {}: {why}", sink.name()));
                 continue;
@@ -196,11 +198,12 @@ fn print_table(
         opts.repeat
     )?;
     let header = format!(
-        "{:<9} {:<8} {:>11} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9}",
+        "{:<9} {:<10} {:>11} {:>8} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9}",
         "venue",
         "writer",
         "trades/s",
         "% bare",
+        "x serde",
         "CPU s/1M",
         "p50 µs",
         "p99 µs",
@@ -212,22 +215,25 @@ fn print_table(
     let mut failures = Vec::new();
     let mut notes = Vec::new();
     for r in rows {
-        let bare = rows
-            .iter()
-            .find(|b| b.venue == r.venue && b.sink == Sink::Bare)
-            .and_then(|b| b.throughput.as_ref().ok())
-            .map(ScenarioResult::rate);
-        let writer = if r.sink == Sink::Bare {
-            "bare I/O".to_owned()
-        } else {
-            r.sink.name().to_owned()
+        let rate_of = |sink: Sink| {
+            rows.iter()
+                .find(|b| b.venue == r.venue && b.sink == sink)
+                .and_then(|b| b.throughput.as_ref().ok())
+                .map(ScenarioResult::rate)
+        };
+        let bare = rate_of(Sink::Bare);
+        let serde = rate_of(Sink::BareSerde);
+        let writer = match r.sink {
+            Sink::Bare => "bare I/O".to_owned(),
+            Sink::BareSerde => "bare serde".to_owned(),
+            other => other.name().to_owned(),
         };
         let t = match &r.throughput {
             Ok(t) => t,
             Err(e) => {
                 writeln!(
                     out,
-                    "{:<9} {:<8} FAILED (see below)",
+                    "{:<9} {:<10} FAILED (see below)",
                     r.venue.name(),
                     writer
                 )?;
@@ -237,6 +243,10 @@ fn print_table(
         };
         let pct = match bare {
             Some(b) if b > 0.0 => format!("{:.0}%", 100.0 * t.rate() / b),
+            _ => "-".to_owned(),
+        };
+        let ratio = match serde {
+            Some(b) if b > 0.0 => format!("{:.2}", t.rate() / b),
             _ => "-".to_owned(),
         };
         let cpu = if t.trades > 0 {
@@ -281,11 +291,12 @@ fn print_table(
         }
         writeln!(
             out,
-            "{:<9} {:<8} {:>11.0} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9.1}",
+            "{:<9} {:<10} {:>11.0} {:>8} {:>8} {:>11} {:>9} {:>9} {:>10} {:>9.1}",
             r.venue.name(),
             writer,
             t.rate(),
             pct,
+            ratio,
             cpu,
             lat[0],
             lat[1],

@@ -559,7 +559,7 @@ async fn the_resume_point_is_the_newest_trade_of_the_last_row_group_of_the_newes
             .unwrap(),
     )
     .num_row_groups();
-    assert_eq!(groups, 2);
+    assert!(groups >= 2, "{groups} row groups");
     let mut w = open(dir.path());
     let at = w.resume_point("kraken", &btc()).await.unwrap().unwrap();
     assert_eq!(at.trade_id.as_str(), "70099");

@@ -197,18 +197,22 @@ impl<'a, V: StreamVenue> Session<'a, V> {
 
     /// Handles `first` and every message already waiting behind it, then sends their trades
     /// on as one batch.
+    ///
+    /// The clock is read once per burst: the messages behind the first were already read off
+    /// the socket when it woke this task, so they share its receive time.
     async fn on_burst(
         &mut self,
         first: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<(), End> {
         let mut next = first;
+        let received_at = Timestamp::now();
         for read in 1.. {
             let msg = match next {
                 None => return Err(End::Failed(ExchangeError::Closed(None))),
                 Some(Err(e)) => return Err(End::Failed(e.into())),
                 Some(Ok(m)) => m,
             };
-            self.on_message(msg).await?;
+            self.on_message(msg, received_at).await?;
             if read >= MAX_FRAMES_PER_BATCH || self.batch.len() >= MAX_BATCH {
                 break;
             }
@@ -220,21 +224,20 @@ impl<'a, V: StreamVenue> Session<'a, V> {
         }
         // Once per burst rather than per frame: resetting a timer is not free.
         if self.liveness.settle() {
-            self.setup.ctx.stats.link.alive(Timestamp::now());
+            self.setup.ctx.stats.link.alive(received_at);
         }
         self.flush_checking_ids().await
     }
 
     /// Handles one message: its trades go into the batch, its control meaning is acted on.
-    async fn on_message(&mut self, msg: Message) -> Result<(), End> {
-        let now = Timestamp::now();
+    async fn on_message(&mut self, msg: Message, received_at: Timestamp) -> Result<(), End> {
         if let Some((c, conn)) = self.setup.capture {
-            c.ws_in(conn, &msg, now);
+            c.ws_in(conn, &msg, received_at);
         }
         self.liveness.note(&msg);
         let frame = match &msg {
-            Message::Text(t) => self.parse(t.as_str().as_bytes(), now),
-            Message::Binary(b) => self.parse(b, now),
+            Message::Text(t) => self.parse(t.as_str().as_bytes(), received_at),
+            Message::Binary(b) => self.parse(b, received_at),
             Message::Ping(_) => {
                 // The library queued the pong; flush so it leaves now, not with the next
                 // write (which may be many seconds away).
@@ -332,7 +335,10 @@ impl<'a, V: StreamVenue> Session<'a, V> {
         if !self.unfilled.is_empty() {
             self.record_unfilled().await?;
         }
-        let trades = std::mem::take(&mut self.batch);
+        // The next batch starts with room for as many trades as this one: a burst is
+        // usually like the one before, and growing a vector of trades copies them.
+        let room = self.batch.len();
+        let trades = std::mem::replace(&mut self.batch, Vec::with_capacity(room));
         self.setup
             .ctx
             .deliver(self.setup.name, trades)
@@ -484,9 +490,13 @@ impl<'a, V: StreamVenue> Session<'a, V> {
 
     /// Parses one payload into the batch; `None` when it could not be parsed (counted, logged,
     /// and whatever it appended removed).
-    fn parse(&mut self, payload: &[u8], now: Timestamp) -> Option<Frame> {
+    fn parse(&mut self, payload: &[u8], received_at: Timestamp) -> Option<Frame> {
         let before = self.batch.len();
-        match self.setup.venue.parse(payload, now, &mut self.batch) {
+        match self
+            .setup
+            .venue
+            .parse(payload, received_at, &mut self.batch)
+        {
             Ok(frame) => Some(frame),
             Err(e) => {
                 self.setup.ctx.parse_error(self.setup.name, &e, payload);

@@ -685,8 +685,11 @@ impl Task {
         }
     }
 
-    /// Adds a queued batch to `pending`, writing full batches as they form. A large batch
-    /// arriving when nothing is pending is written straight from the shared allocation.
+    /// Adds a queued batch to `pending`, writing full batches as they form: what is pending is
+    /// topped up from the head of the batch and written, then the rest of the batch is written
+    /// a full batch at a time straight from its allocation, and only its tail waits in
+    /// `pending`. The events of a batch this writer alone holds are moved, not cloned, and
+    /// none is copied more than once.
     async fn take(&mut self, batch: Arc<Vec<Event>>, pending: &mut Vec<Event>) {
         let size = self.settings.batch_size;
         let batch = if self.resume.is_empty() {
@@ -696,31 +699,24 @@ impl Task {
             self.skip_stored(&mut events);
             Arc::new(events)
         };
-        if pending.is_empty() && batch.len() >= size {
-            let mut chunks = batch.chunks(size);
-            let last = chunks.next_back();
-            for chunk in chunks {
-                self.write_with_retry(chunk).await;
+        let mut batch = Taking::new(batch);
+        if !pending.is_empty() {
+            batch.move_to(size.saturating_sub(pending.len()), pending);
+            if pending.len() < size {
+                return;
             }
-            // The tail may still grow with what is queued behind it.
-            if let Some(last) = last {
-                if last.len() == size {
-                    self.write_with_retry(last).await;
-                } else {
-                    pending.extend_from_slice(last);
-                }
-            }
-            return;
-        }
-        match Arc::try_unwrap(batch) {
-            Ok(mut v) => pending.append(&mut v),
-            Err(shared) => pending.extend(shared.iter().cloned()),
-        }
-        while pending.len() >= size {
-            let rest = pending.split_off(size);
             self.write_pending(pending).await;
-            *pending = rest;
         }
+        loop {
+            let rest = batch.rest();
+            if rest.len() < size {
+                break;
+            }
+            self.write_with_retry(&rest[..size]).await;
+            batch.skip(size);
+        }
+        // The tail may still grow with what is queued behind it.
+        batch.move_to(usize::MAX, pending);
     }
 
     /// Writes, in order, what is queued (older than anything spilled: nothing is queued while
@@ -915,6 +911,55 @@ impl Task {
     }
 }
 
+/// A queued batch being taken apart by [`Task::take`]: events are moved out of a batch the
+/// runner alone holds (a lone writer's), and cloned out of one shared with other writers.
+enum Taking {
+    Owned(std::vec::IntoIter<Event>),
+    /// The batch and the position of its first event not yet taken.
+    Shared(Arc<Vec<Event>>, usize),
+}
+
+impl Taking {
+    fn new(batch: Arc<Vec<Event>>) -> Self {
+        match Arc::try_unwrap(batch) {
+            Ok(events) => Taking::Owned(events.into_iter()),
+            Err(shared) => Taking::Shared(shared, 0),
+        }
+    }
+
+    /// The events not yet taken.
+    fn rest(&self) -> &[Event] {
+        match self {
+            Taking::Owned(events) => events.as_slice(),
+            Taking::Shared(events, at) => events.get(*at..).unwrap_or_default(),
+        }
+    }
+
+    /// Moves (or clones) the next `n` events, or as many as are left, to the end of `out`.
+    fn move_to(&mut self, n: usize, out: &mut Vec<Event>) {
+        match self {
+            Taking::Owned(events) => out.extend(events.by_ref().take(n)),
+            Taking::Shared(events, at) => {
+                let end = at.saturating_add(n).min(events.len());
+                out.extend_from_slice(events.get(*at..end).unwrap_or_default());
+                *at = end;
+            }
+        }
+    }
+
+    /// Passes over the next `n` events (already written from [`rest`](Self::rest)).
+    fn skip(&mut self, n: usize) {
+        match self {
+            Taking::Owned(events) => {
+                if let Some(last) = n.checked_sub(1) {
+                    events.nth(last);
+                }
+            }
+            Taking::Shared(events, at) => *at = at.saturating_add(n).min(events.len()),
+        }
+    }
+}
+
 /// Resolves when something was spilled; never without a spill file.
 async fn spilled(spill: Option<&Spill>) {
     match spill {
@@ -997,6 +1042,96 @@ mod tests {
             received_at: Timestamp::from_unix_secs(i as i64),
         };
         Arc::new((0..EVENTS as u64).map(|i| Event::Trade(trade(i))).collect())
+    }
+
+    /// Records the ids of each batch it writes; each write waits for a permit.
+    struct Recording {
+        writes: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+        started: Arc<Notify>,
+        go: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl Writer for Recording {
+        fn name(&self) -> &str {
+            "recording"
+        }
+        async fn write(&mut self, batch: &[Event]) -> Result<(), WriteError> {
+            self.started.notify_one();
+            self.go.acquire().await.expect("open").forget();
+            let ids = batch
+                .iter()
+                .map(|e| match e {
+                    Event::Trade(t) => t.trade_id.as_number().expect("numeric id") as u64,
+                    _ => u64::MAX,
+                })
+                .collect();
+            self.writes.lock().unwrap().push(ids);
+            Ok(())
+        }
+    }
+
+    fn trades(ids: std::ops::Range<u64>) -> Arc<Vec<Event>> {
+        let trade = |i: u64| Trade {
+            exchange: Arc::from("x"),
+            symbol: Symbol::parse("BTC-USD").unwrap(),
+            trade_id: TradeId::from_u64(i),
+            price: parse_decimal("1").unwrap(),
+            amount: parse_decimal("1").unwrap(),
+            side: Side::Buy,
+            timestamp: Timestamp::from_unix_secs(i as i64),
+            received_at: Timestamp::from_unix_secs(i as i64),
+        };
+        Arc::new(ids.map(|i| Event::Trade(trade(i))).collect())
+    }
+
+    /// Batches that do not line up with the batch size (as an exchange's bursts never do) are
+    /// cut into full batches in order, none lost or repeated, whether the runner alone holds
+    /// them (moved) or shares them with another writer (cloned).
+    #[tokio::test]
+    async fn queued_batches_that_do_not_line_up_are_written_in_full_batches_in_order() {
+        for shared in [false, true] {
+            let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let started = Arc::new(Notify::new());
+            let go = Arc::new(Semaphore::new(0));
+            let writer = Recording {
+                writes: writes.clone(),
+                started: started.clone(),
+                go: go.clone(),
+            };
+            let settings = RunnerSettings {
+                batch_size: 10,
+                queue_capacity: 100,
+                queue_bytes: 64 << 20,
+                ..RunnerSettings::default()
+            };
+            let (handle, task) =
+                WriterRunner::spawn(Box::new(writer), settings, CancellationToken::new());
+            // The first batch is taken alone and its write held, so the others queue.
+            let in_write = started.notified();
+            assert!(handle.send(trades(0..7)).await);
+            in_write.await;
+            let mut kept = Vec::new();
+            for ids in [7..20, 20..45, 45..49] {
+                let batch = trades(ids);
+                if shared {
+                    kept.push(batch.clone());
+                }
+                assert!(handle.send(batch).await);
+            }
+            go.add_permits(100);
+            drop(handle);
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the runner ends once its queue closes")
+                .unwrap();
+            let writes = writes.lock().unwrap();
+            let lens: Vec<usize> = writes.iter().map(Vec::len).collect();
+            assert_eq!(lens, [7, 10, 10, 10, 10, 2], "shared: {shared}");
+            let ids: Vec<u64> = writes.iter().flatten().copied().collect();
+            assert_eq!(ids, (0..49).collect::<Vec<u64>>(), "shared: {shared}");
+            drop(kept);
+        }
     }
 
     #[tokio::test]

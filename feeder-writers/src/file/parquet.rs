@@ -71,8 +71,10 @@ use super::files::{path_component, repair_tail};
 pub const DECIMAL_SCALE: i8 = 18;
 /// Total digits of every decimal column.
 pub const DECIMAL_PRECISION: u8 = 38;
-/// Rows per row group.
-const ROWS_PER_GROUP: usize = 64 * 1024;
+/// Rows per row group. The Parquet writer holds a whole row group, encoded, until it is
+/// full, so this bounds the memory of converting a part: with 64 Ki rows the peak resident
+/// memory of one stream into Parquet was about 7 MiB higher than with 16 Ki.
+const ROWS_PER_GROUP: usize = 16 * 1024;
 
 /// Events decoded from a journal and handed to the Parquet writer at a time. The writer keeps
 /// the row group's columns encoded until the group is full, so decoded events need only be
