@@ -1032,9 +1032,12 @@ async fn chaos_no_trade_lost_or_duplicated() {
     };
     let pg = chaos_postgres().await;
     let table = format!("chaos_trades_{}_{}", std::process::id(), seed);
+    // The start-up bound covers the tables' set-up too, which can wait for the locks a
+    // feeder killed a moment ago still holds until its server process notices; a cut store
+    // refuses at once, so a longer bound does not slow the outages.
     let pg_writer = match &pg {
         Some((url, _)) => format!(
-            "  - type: postgres\n    url: {url}\n    table: {table}\n    candles_table: {table}_candles\n    gaps_table: {table}_gaps\n    retry_max_delay: 500ms\n    connect_timeout: 2s\n    write_timeout: 3s\n"
+            "  - type: postgres\n    url: {url}\n    table: {table}\n    candles_table: {table}_candles\n    gaps_table: {table}_gaps\n    retry_max_delay: 500ms\n    connect_timeout: 15s\n    write_timeout: 3s\n"
         ),
         None => String::new(),
     };
