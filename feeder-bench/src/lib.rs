@@ -14,8 +14,8 @@
 //! users run.
 #![deny(missing_docs)]
 
-pub mod capture;
 pub mod bare;
+pub mod capture;
 pub mod memory;
 pub mod probe;
 pub mod process;
