@@ -17,6 +17,9 @@ use feeder_testkit::venues::{MockCoinbase, MockConfig, MockTrade, MockVenue};
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 
+mod support;
+use support::{answers, env_or, missing};
+
 /// Longest wait for any one thing: a start, a store catching up, an exit.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -29,37 +32,6 @@ const INTERVALS: &[&str] = &["5m", "30m", "1h"];
 
 // ---------------------------------------------------------------------------------------
 // Skipping
-
-/// Called when a service is missing: fails loudly under CI, otherwise prints a note and
-/// tells the test to skip.
-fn missing(service: &str, detail: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("{service} is required under CI but {detail} (run .ci/services)");
-    }
-    eprintln!("SKIPPED: {service} not available ({detail}); set it up with .ci/services");
-    true
-}
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
-/// Whether something accepts a TCP connection at `host:port` within two seconds.
-async fn answers(host_port: &str) -> bool {
-    let Ok(Some(addr)) = tokio::net::lookup_host(host_port)
-        .await
-        .map(|mut a| a.next())
-    else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
-}
 
 /// `host:port` of a URL like `scheme://user:pass@host:port/db`.
 fn host_port(url: &str, default_port: u16) -> String {

@@ -21,6 +21,9 @@ use feeder_core::model::{Interval, Timestamp};
 use feeder_testkit::venues::{MockCoinbase, MockConfig, MockTrade, MockVenue};
 use rust_decimal::Decimal;
 
+mod support;
+use support::{answers, env_or, missing};
+
 /// Longest wait for any one thing: a start, a store catching up, a takeover, an exit.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -30,34 +33,6 @@ const PHASE: usize = 240;
 
 /// The candle intervals of the sink workers.
 const INTERVALS: &[&str] = &["5m", "30m"];
-
-fn missing(service: &str, detail: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("{service} is required under CI but {detail} (run .ci/services)");
-    }
-    eprintln!("SKIPPED: {service} not available ({detail}); set it up with .ci/services");
-    true
-}
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
-async fn answers(host_port: &str) -> bool {
-    let Ok(Some(addr)) = tokio::net::lookup_host(host_port)
-        .await
-        .map(|mut a| a.next())
-    else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
-}
 
 /// A name unique to this run, fit for a topic, a group and a schema.
 fn unique(prefix: &str) -> String {
