@@ -198,7 +198,10 @@ async fn pipe(
 }
 
 /// Copies one direction, chunk by chunk, each held for the proxy's latency; shuts the
-/// writing side down when the reading side ends, as a half-close passes through.
+/// writing side down when the reading side ends, as a half-close passes through. A reading
+/// side that fails (a peer killed with unread data answers with a reset) ends the writing
+/// side too: the other peer must learn that its peer is gone, as it would without the
+/// proxy, or a server keeps the dead client's session (and its locks) open.
 async fn relay(
     mut from: tokio::net::tcp::ReadHalf<'_>,
     mut to: tokio::net::tcp::WriteHalf<'_>,
@@ -206,7 +209,13 @@ async fn relay(
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = to.shutdown().await;
+                return Err(e);
+            }
+        };
         if n == 0 {
             return to.shutdown().await;
         }
@@ -246,6 +255,38 @@ mod tests {
         let mut buf = vec![0u8; msg.len()];
         s.read_exact(&mut buf).await?;
         Ok(buf)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_resets_closes_its_server_connection_too() {
+        // A server that reads nothing and waits to see its client go.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let proxy = TcpProxy::start(upstream).await.unwrap();
+        let client = TcpStream::connect(proxy.addr()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        // Killed with unread data on its side: its host answers with a reset.
+        server.write_all(b"unread").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while proxy.connections() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        // The bytes are at the client, unread, before it dies: nothing is in flight.
+        tokio::time::timeout(Duration::from_secs(5), client.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        client.set_zero_linger().unwrap();
+        drop(client);
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), server.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the server still holds the dead client's connection: {read:?}"
+        );
     }
 
     #[tokio::test]
