@@ -101,9 +101,15 @@ impl ChildProc {
     /// stderr shared with this process.
     pub fn spawn(what: &str, args: &[String]) -> anyhow::Result<ChildProc> {
         let exe = std::env::current_exe().context("locating the benchmark binary")?;
-        let mut child = Command::new(exe)
-            .args(args)
-            .arg("--watch-parent")
+        let mut cmd = Command::new(exe);
+        cmd.args(args).arg("--watch-parent");
+        ChildProc::from_command(what, cmd)
+    }
+
+    /// Starts `cmd` (any program), with stdin piped, stdout captured line by line and
+    /// stderr shared with this process.
+    pub fn from_command(what: &str, mut cmd: Command) -> anyhow::Result<ChildProc> {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -117,6 +123,16 @@ impl ChildProc {
             what: what.to_owned(),
             lines,
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the child's stdin: its signal to shut down gracefully.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     /// The next stdout line that starts with `prefix` (the prefix removed), waiting at most

@@ -12,12 +12,12 @@
 //! same run.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -31,6 +31,7 @@ use feeder_testkit::venues::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::process::ChildProc;
 use crate::procfs::{self, ProcSample};
 use crate::scenario;
 
@@ -337,96 +338,13 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// A child process measured from outside; killed (and reaped) when dropped.
-struct Proc {
-    what: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(what: &str, mut cmd: Command) -> anyhow::Result<Proc> {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {what}"))?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("child-stdout".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            })
-            .context("starting a reader thread")?;
-        Ok(Proc {
-            what: what.to_owned(),
-            child,
-            lines,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next stdout line starting with `prefix`, without it.
-    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return Ok(rest.trim().to_owned());
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!(
-                        "{} printed no {prefix:?} line within {timeout:?}",
-                        self.what
-                    )
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().ok();
-                    bail!(
-                        "{} ended ({}) without a {prefix:?} line",
-                        self.what,
-                        status.map_or("unknown status".to_owned(), |s| s.to_string())
-                    )
-                }
-            }
-        }
-    }
-
-    /// Closes the child's stdin: its signal to shut down gracefully.
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
 /// A measured process of a run.
 struct Measured {
     /// What the row is called.
     label: String,
     /// The venues it reads.
     venues: Vec<&'static str>,
-    proc: Proc,
+    proc: ChildProc,
     /// Whether it is the Python driver (which reports a line count rather than a summary).
     python: bool,
     samples: Vec<ProcSample>,
@@ -653,7 +571,7 @@ fn one_run(
     measured.push(Measured {
         label: format!("crypto-feeder, {} venues, {writers}", all.len()),
         venues: all,
-        proc: Proc::spawn("the feeder", cmd)?,
+        proc: ChildProc::from_command("feeder", cmd)?,
         python: false,
         samples: Vec::new(),
     });
@@ -680,7 +598,7 @@ fn one_run(
         measured.push(Measured {
             label: format!("crypto-feeder, {}, JSON lines", share.join(" + ")),
             venues: share.clone(),
-            proc: Proc::spawn("the feeder (cryptofeed's venues)", cmd)?,
+            proc: ChildProc::from_command("feeder (cryptofeed's venues)", cmd)?,
             python: false,
             samples: Vec::new(),
         });
@@ -705,7 +623,7 @@ fn one_run(
                 share.join(" + ")
             ),
             venues: share.clone(),
-            proc: Proc::spawn("the cryptofeed driver", cmd)?,
+            proc: ChildProc::from_command("cryptofeed driver", cmd)?,
             python: true,
             samples: Vec::new(),
         });
